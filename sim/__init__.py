@@ -1,0 +1,2 @@
+"""Simulation: cocotb testbenches, their drivers, simulator runners and the
+``python -m sim`` command line."""

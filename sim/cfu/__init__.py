@@ -1,0 +1,1 @@
+"""cocotb testbench of the CFU: bus driver/monitor, scoreboard, stimulus, workloads."""

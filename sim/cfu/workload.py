@@ -1,0 +1,47 @@
+"""A TFLM int8 fully-connected layer as a stream of CFU commands.
+
+Per layer: SET the six output-stage registers, then per (sample, output):
+MAC4 with funct7=1 on the first four inputs, MAC4 on each further four, and
+POST with the bias, whose response is the int8 output.
+"""
+import numpy as np
+
+from hdl.cfu.isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+
+__all__ = ["pack_lanes", "fc_commands"]
+
+
+def pack_lanes(v):
+    """Pack int8 values (last axis a multiple of 4) into 32-bit words, lane i = bits [8i+7:8i]."""
+    v = np.asarray(v, dtype=np.int64) & 0xFF
+    v = v.reshape(*v.shape[:-1], -1, 4)
+    return (v[..., 0] | (v[..., 1] << 8) | (v[..., 2] << 16) | (v[..., 3] << 24)).astype(np.int64)
+
+
+def fc_commands(x, p):
+    """Commands computing TFLM's FC ``p`` (a :class:`reference.tflm.FcParams`) on int8 ``x`` (B, in).
+
+    Returns ``(commands, post_indices)``: the response to ``commands[post_indices[b, o]]``
+    is output ``[b, o]``. Inputs are zero-padded to a multiple of 4 lanes (a
+    zero filter lane adds nothing).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    n_in = x.shape[1]
+    pad = (-n_in) % 4
+    x_words = pack_lanes(np.pad(x, ((0, 0), (0, pad))))
+    w_words = pack_lanes(np.pad(p.filter, ((0, 0), (0, pad))))
+    u32 = lambda v: int(v) & 0xFFFFFFFF
+    cmds = [(function_id(Funct3.SET, reg), u32(value), 0) for reg, value in [
+        (Reg.INPUT_OFFSET, p.input_offset), (Reg.OUTPUT_MULTIPLIER, p.output_multiplier),
+        (Reg.OUTPUT_SHIFT, p.output_shift), (Reg.OUTPUT_OFFSET, p.output_offset),
+        (Reg.ACT_MIN, p.act_min), (Reg.ACT_MAX, p.act_max)]]
+    mac_first, mac = function_id(Funct3.MAC4, MAC4_FIRST), function_id(Funct3.MAC4, MAC4_ACCUMULATE)
+    post = function_id(Funct3.POST)
+    post_indices = np.zeros((len(x), p.filter.shape[0]), dtype=np.int64)
+    for b in range(len(x)):
+        for o in range(p.filter.shape[0]):
+            for k in range(x_words.shape[1]):
+                cmds.append((mac_first if k == 0 else mac, u32(x_words[b, k]), u32(w_words[o, k])))
+            post_indices[b, o] = len(cmds)
+            cmds.append((post, u32(p.bias[o]), 0))
+    return cmds, post_indices

