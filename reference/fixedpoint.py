@@ -19,7 +19,7 @@ INT32_MAX = (1 << 31) - 1
 
 
 def _is_scalar(x):
-    return np.ndim(x) == 0 and not isinstance(x, np.ndarray)
+    return isinstance(x, (int, np.integer))
 
 
 def _i64(x):

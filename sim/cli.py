@@ -108,7 +108,7 @@ def _parser():
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))
-    b.add_argument("--ops", type=_positive_int, default=20000, help="commands per measurement")
+    b.add_argument("--ops", type=_positive_int, default=20000, help="commands in the random stream")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -79,7 +79,8 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
     ensure_simulator(simulator)
     params = dict(params or {})
     tag = "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())])
-    build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / simulator)
+    # A waves build compiles extra dump code: keep it apart from the plain one.
+    build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)
     toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
 

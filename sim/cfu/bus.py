@@ -73,8 +73,9 @@ class CfuScoreboard:
 class CfuBus:
     """Cycle-level driver and monitor of a ``Cfu`` (CFU Playground ports)."""
 
-    #: Cycles with an op outstanding, rsp_ready high and no response before
-    #: the unit counts as hung.
+    #: Cycles with an op outstanding, rsp_ready high and no response (or a
+    #: command presented, nothing waiting and cmd_ready low) before the unit
+    #: counts as hung.
     HANG_LIMIT = 64
 
     def __init__(self, dut, rng=None):
@@ -120,18 +121,21 @@ class CfuBus:
         resets = {c for c in reset_cycles}
         current = None
         shown = None                 # command whose payload is on the bus
+        ready_shown = None           # rsp_ready as last written
         waiting = None               # payload of a response not taken last cycle
-        idle = 0
+        idle = refused = 0
         start_cycle, start_time = self.cycle, time.perf_counter()
         first_accept = last_accept = last_response = None
         local = 0
 
-        while pending or current is not None or (drain and sb.outstanding):
+        last_reset = max(resets, default=0)
+        while pending or current is not None or (drain and sb.outstanding) or local < last_reset:
             await RisingEdge(clk)
             local += 1
             self.cycle += 1
             in_reset = local in resets
-            reset.value = int(in_reset)
+            if in_reset or (local - 1) in resets:
+                reset.value = int(in_reset)
             if current is None and pending and (gap == 0.0 or rng.random() >= gap):
                 current = pending.popleft()
             if current is not shown:
@@ -140,7 +144,9 @@ class CfuBus:
                 cmd_valid.value = int(current is not None)
                 shown = current
             ready = backpressure == 0.0 or rng.random() >= backpressure
-            rsp_ready.value = int(ready)
+            if ready != ready_shown:
+                rsp_ready.value = int(ready)
+                ready_shown = ready
 
             await ReadOnly()
             c_ready, r_valid = int(cmd_ready.value), int(rsp_valid.value)
@@ -156,6 +162,12 @@ class CfuBus:
                     f"cycle {self.cycle}: a waiting response changed (0x{waiting:08x} -> {r_data}) or was withdrawn"
             if r_valid and not ready:
                 assert not c_ready, f"cycle {self.cycle}: cmd_ready high while a response waits"
+            if current is not None and not c_ready and not (r_valid and not ready):
+                refused += 1
+                assert refused < self.HANG_LIMIT, \
+                    f"cycle {self.cycle}: cmd_ready low for {refused} cycles with no response waiting"
+            else:
+                refused = 0
             if current is not None and c_ready:
                 sb.accept(current, self.cycle)
                 first_accept = first_accept or self.cycle
@@ -174,6 +186,7 @@ class CfuBus:
         await RisingEdge(clk)
         cmd_valid.value = 0
         rsp_ready.value = 0
+        reset.value = 0
         wall = time.perf_counter() - start_time
         cycles = self.cycle - start_cycle
         busy = (last_response - first_accept + 1) if first_accept and last_response else 0

@@ -31,7 +31,7 @@ async def _bus(dut, seed):
     return bus
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=50, timeout_unit="ms")
 async def random_stream(dut):
     """Constrained-random ops with gaps, back-pressure and a reset mid-stream."""
     seed = _seed()
@@ -52,7 +52,7 @@ async def random_stream(dut):
                           "seed": seed, "cycles": stats_a["cycles"] + stats_b["cycles"]})
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=50, timeout_unit="ms")
 async def reset_mid_flight(dut):
     """A reset while responses wait discards them, restores the registers, and the unit goes on."""
     bus = await _bus(dut, 0)
@@ -70,7 +70,7 @@ async def reset_mid_flight(dut):
     assert len(bus.scoreboard.responses) == len(setup) + len(after)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=50, timeout_unit="ms")
 async def reset_state(dut):
     """After reset every register reads its reset value; undefined registers read 0."""
     bus = await _bus(dut, 0)
@@ -80,7 +80,7 @@ async def reset_state(dut):
     assert len(bus.scoreboard.responses) == len(commands)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=50, timeout_unit="ms")
 async def throughput_and_latency(dut):
     """With rsp_ready high: one command a cycle, and the documented latencies."""
     seed = _seed()
@@ -109,7 +109,7 @@ async def throughput_and_latency(dut):
     record(throughput=results)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=50, timeout_unit="ms")
 async def mlp_workload(dut):
     """The int8 digits MLP, layer by layer, as CFU op streams; outputs equal TFLM's."""
     samples = env_int("WORKLOAD_SAMPLES", 16)
