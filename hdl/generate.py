@@ -12,9 +12,15 @@ def _cfu(**params):
     return Cfu(**params)
 
 
+def _gemm(**params):
+    from .systolic import GemmEngine
+    return GemmEngine(**params)
+
+
 #: name -> (factory, Verilog module name)
 DESIGNS = {
     "cfu": (_cfu, "Cfu"),
+    "gemm": (_gemm, "GemmEngine"),
 }
 
 

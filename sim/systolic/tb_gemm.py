@@ -1,0 +1,144 @@
+"""cocotb tests of ``GemmEngine`` against NumPy and the cycle model.
+
+Environment (set by :func:`sim.runner.run_cocotb`): ``DESIGN_PARAMS`` (the
+engine's parameters), ``GEMM_JOBS`` (JSON list of [M, K, N, mode, kind]
+with kind ``random`` or ``extreme``), ``STIMULUS_SEED``.
+"""
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.triggers import Event, RisingEdge
+
+from hdl.systolic import GemmEngine
+from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle
+from sim.results import record, errors_recorded, design_params, env_int
+from sim.systolic.driver import GemmDriver, GemmJob
+
+
+def _operands(rng, M, K, N, mode, kind):
+    a_shape = (K, M) if mode == "tn" else (M, K)
+    b_shape = (N, K) if mode == "nt" else (K, N)
+    if kind == "extreme":   # -128 * -128 summed over the whole of K
+        return np.full(a_shape, -128), np.full(b_shape, -128)
+    return rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
+
+
+def check_job(engine, job, got, counters, started_at):
+    R, C = engine.rows, engine.cols
+    expected = gemm(job.a, job.b, job.mode)
+    assert np.all(np.abs(expected) < 1 << 31), "the reference overflows int32: shape too large"
+    bad = np.argwhere(got != expected)
+    if len(bad):
+        m, n = (int(v) for v in bad[0])
+        cycle = row_exit_cycle(R, C, job.M, job.K, job.N, m, n)
+        raise AssertionError(
+            f"{job.M}x{job.K}x{job.N} {job.mode} on {R}x{C}: C[{m}, {n}] expected {expected[m, n]}, "
+            f"got {got[m, n]}; it left the array in cycle {cycle} after start "
+            f"(cycle {started_at + cycle} of the run); {len(bad)} elements differ")
+    model = gemm_cycles(R, C, job.M, job.K, job.N, job.mode)
+    assert counters["cycles"] == model, \
+        f"{job.M}x{job.K}x{job.N} {job.mode}: RTL {counters['cycles']} cycles, model {model}"
+    tiles = -(-job.K // R) * -(-job.N // C)
+    assert counters["active_cycles"] == job.M * tiles
+    assert counters["weight_stall_cycles"] == weight_stall_cycles(R, C, job.M, job.K, job.N)
+
+
+async def run_jobs(drv, engine, jobs, *, reset_between=False):
+    """Run jobs as a host would, three coroutines at once: a feeder loads job
+    i+1 into the free halves and presents its start while job i computes (so
+    GEMMs run back to back), a monitor records each GEMM's counters as it
+    ends, and a reader reads job i's results while i+1 computes. A job's
+    halves are reused only once the job two before it has been read.
+    With ``reset_between``, jobs run one at a time with a reset between."""
+    if reset_between:
+        results = []
+        for i, job in enumerate(jobs):
+            if i:
+                await drv.reset()
+            await drv.load(job)
+            taken = await drv.issue(job)
+            counters = await drv.wait_done()
+            check_job(engine, job, await drv.read_results(job), counters, taken)
+            results.append({"shape": [job.M, job.K, job.N], "mode": job.mode, "started_at": taken,
+                            "ended_at": taken + counters["cycles"], **counters})
+        return results, 0.0
+
+    taken = [None] * len(jobs)
+    ended = [Event() for _ in jobs]
+    counters = [None] * len(jobs)
+    read = [Event() for _ in jobs]
+
+    async def feeder():
+        for i, job in enumerate(jobs):
+            await drv.load(job)
+            if i >= 2:
+                await read[i - 2].wait()
+            taken[i] = await drv.issue(job)
+
+    async def monitor():
+        for i in range(len(jobs)):
+            counters[i] = await drv.wait_done()
+            ended[i].set()
+
+    feed = cocotb.start_soon(feeder())
+    t0 = time.perf_counter()
+    watch = cocotb.start_soon(monitor())
+    results = []
+    for i, job in enumerate(jobs):
+        await ended[i].wait()
+        got = await drv.read_results(job)
+        read[i].set()
+        check_job(engine, job, got, counters[i], taken[i])
+        results.append({"shape": [job.M, job.K, job.N], "mode": job.mode, "started_at": taken[i],
+                        "ended_at": taken[i] + counters[i]["cycles"], **counters[i]})
+    await feed
+    await watch
+    return results, time.perf_counter() - t0
+
+
+def _jobs_from_env(rng):
+    spec = json.loads(os.environ.get("GEMM_JOBS", "[[5, 11, 7, \"nn\", \"random\"]]"))
+    return [GemmJob(*_operands(rng, M, K, N, mode, kind), mode, i % 2)
+            for i, (M, K, N, mode, kind) in enumerate(spec)]
+
+
+@cocotb.test(timeout_time=500, timeout_unit="ms")
+async def gemm_jobs(dut):
+    """Every job's C equals NumPy bit for bit; its counters equal the cycle model."""
+    rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED))
+    jobs = _jobs_from_env(rng)
+    engine = GemmEngine(**design_params())
+    with errors_recorded():
+        drv = GemmDriver(dut, engine)
+        await drv.start()
+        await drv.poison(rng)
+        results, wall = await run_jobs(drv, engine, jobs)
+    record(gemm_jobs=results, compute_wall_seconds=wall,
+           # Idle cycles between one GEMM's last write and the next one's start.
+           idle_between=[b["started_at"] - a["ended_at"] - 1 for a, b in zip(results, results[1:])])
+
+
+@cocotb.test(timeout_time=500, timeout_unit="ms")
+async def reset_between_gemms(dut):
+    """A reset between GEMMs (and one in the middle of a GEMM) leaves the next one exact."""
+    rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED) + 1)
+    engine = GemmEngine(**design_params())
+    R, C = engine.rows, engine.cols
+    jobs = [GemmJob(*_operands(rng, M, K, N, mode, "random"), mode, 0)
+            for M, K, N, mode in [(R + 1, 2 * R + 1, C + 2, "nn"), (3, R, 2 * C, "tn")]]
+    with errors_recorded():
+        # Interrupt a GEMM halfway with a reset, then run two clean ones with a reset between.
+        drv = GemmDriver(dut, engine)
+        await drv.start()
+        await drv.poison(rng)
+        await drv.load(jobs[0])
+        await drv.issue(jobs[0])
+        for _ in range(gemm_cycles(R, C, jobs[0].M, jobs[0].K, jobs[0].N) // 2):
+            await RisingEdge(dut.clk)
+        await drv.reset()
+        assert int(dut.busy.value) == 0, "busy after reset"
+        results, _ = await run_jobs(drv, engine, jobs, reset_between=True)
+    record(reset_between_gemms=results)
