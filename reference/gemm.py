@@ -45,8 +45,8 @@ def tile_launches(R, C, M, K, N):
     column j of its weight bank only in or after the cycle in which tile T-2,
     which used the same bank, makes its last use of it: its last row reaches
     the bottom PE of column j ``M - 1 + R - 1 + j`` cycles after its first
-    row entered, and tile T writes column j ``j - 1`` cycles before its own
-    first row enters.
+    row entered, and tile T writes column j one cycle before its own first
+    row reaches column j (``j - 1`` cycles after that row enters).
     """
     _check(R, C, M, K, N)
     tiles = ceil(K / R) * ceil(N / C)

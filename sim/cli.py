@@ -75,6 +75,101 @@ def _cmd_cfu(args):
         print(f"  waves: {results['waves']}")
 
 
+def _pow2_at_least(n, floor):
+    p = floor
+    while p < n:
+        p *= 2
+    return p
+
+
+def _cmd_gemm(args):
+    """One random int8 GEMM through the systolic array, checked against NumPy."""
+    from .runner import run_cocotb
+    from reference.gemm import gemm_cycles, scalesim_cycles, ideal_cycles
+    from hdl.systolic import GemmEngine
+
+    R, C, M, K, N = args.rows, args.cols, args.m, args.k, args.n
+    if R & (R - 1):
+        raise _UsageError(f"--rows must be a power of two (the operand buffers bank by rows), not {R}")
+    if max(M, K, N) >= 1 << 16:
+        raise _UsageError("M, K and N must be below 65536 (16-bit configuration registers)")
+    a_rows, a_cols = (K, M) if args.mode == "tn" else (M, K)
+    b_rows, b_cols = (N, K) if args.mode == "nt" else (K, N)
+    defaults = GemmEngine.geometry(R, C)
+    params = {"rows": R, "cols": C,
+              "operand_depth": _pow2_at_least(max(a_rows * -(-a_cols // R), b_rows * -(-b_cols // R)),
+                                              defaults.operand_depth),
+              "result_depth": _pow2_at_least(M * -(-N // C), defaults.result_depth)}
+    if params["operand_depth"] > 1 << 16 or params["result_depth"] > 1 << 16:
+        raise _UsageError(f"{M}x{K}x{N} needs buffers of {params['operand_depth']} operand and "
+                          f"{params['result_depth']} result words; the largest is 65536")
+    jobs = [[M, K, N, args.mode, "random"]]
+    results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=args.simulator, params=params,
+                         testcase="gemm_cli", env={"GEMM_JOBS": json.dumps(jobs)}, seed=args.seed,
+                         waves=args.waves, quiet=True)
+    r = results["gemm_cli"]
+    macs = M * K * N
+    out = {
+        "cycles": r["cycles"],
+        "transfer_cycles": r["transfer_cycles"],
+        "macs": macs,
+        "ideal_cycles": ideal_cycles(R, C, M, K, N),
+        "utilization": macs / (R * C * r["cycles"]),
+        "model_cycles": gemm_cycles(R, C, M, K, N, args.mode),
+        "scalesim_cycles": scalesim_cycles(R, C, M, K, N),
+        "bit_exact": r["bit_exact"],
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"GEMM {M}x{K}x{N} ({args.mode}) on a {R}x{C} array, {args.simulator}")
+        for key, value in out.items():
+            print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key:16s} {value}")
+        print(f"  {'weight_stall':16s} {r['weight_stall_cycles']}")
+        print(f"  {'sim speed':16s} {r['cycles'] / r['compute_wall_seconds']:,.0f} cycles/s (compute phase)")
+        if results.get("waves"):
+            print(f"  {'waves':16s} {results['waves']}")
+    if not r["bit_exact"]:
+        raise SimulationError(r["error"])
+    if out["cycles"] != out["model_cycles"]:
+        raise SimulationError(f"the cycle model ({out['model_cycles']}) disagrees with the RTL ({out['cycles']})")
+
+
+def _cmd_synth(args):
+    """FPGA resources (yosys synth_xilinx -family xc7) of the CFU and of GEMM engines."""
+    from .synth import synthesize, XC7A100T
+
+    targets = [("cfu", {})] if "cfu" in args.designs else []
+    if "gemm" in args.designs:
+        for size in args.arrays:
+            rows, _, cols = size.partition("x")
+            if not (rows.isdigit() and cols.isdigit()):
+                raise _UsageError(f"--arrays: {size!r} is not RxC, for example 8x8")
+            targets.append(("gemm", {"rows": int(rows), "cols": int(cols)}))
+    rows = []
+    for design, params in targets:
+        try:
+            rows.append(synthesize(design, **params))
+        except ValueError as e:
+            raise _UsageError(str(e)) from None
+        if not args.json:
+            r = rows[-1]
+            print(f"{r['design']}: {r['lut']} LUT, {r['ff']} FF, {r['dsp48e1']} DSP48E1, "
+                  f"{r['bram36']:g} RAMB36 ({r['yosys_seconds']} s)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"| design | LUT | FF | DSP48E1 | BRAM (RAMB36) | fits xc7a100t |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        share = r["share_of_xc7a100t"]
+        print(f"| {r['design']} | {r['lut']:,} ({share['lut']:.1%}) | {r['ff']:,} ({share['ff']:.1%}) | "
+              f"{r['dsp48e1']} ({share['dsp48e1']:.1%}) | {r['bram36']:g} ({share['bram36']:.1%}) | "
+              f"{'yes' if r['fits_xc7a100t'] else 'no'} |")
+    print(f"| xc7a100t | {XC7A100T['lut']:,} | {XC7A100T['ff']:,} | {XC7A100T['dsp48e1']} | "
+          f"{XC7A100T['bram36']} | |")
+
+
 def _cmd_verilog(args):
     """Verilog and C header for CFU Playground."""
     from hdl.cfu.kit import write_cfu_kit
@@ -84,10 +179,15 @@ def _cmd_verilog(args):
 
 
 def _cmd_bench(args):
-    """Measure ops/cycle and simulated cycles/s of the CFU on each simulator."""
-    from .bench import bench_cfu
+    """Measure the figures of docs/performance.md: CFU ops/cycle, GEMM cycles, simulation speed."""
+    from .bench import bench_cfu, bench_gemm
 
-    print(json.dumps(bench_cfu(args.simulators, ops=args.ops), indent=1))
+    out = {}
+    if "cfu" in args.designs:
+        out["cfu"] = bench_cfu(args.simulators, ops=args.ops)
+    if "gemm" in args.designs:
+        out["gemm"] = bench_gemm(args.simulators)
+    print(json.dumps(out, indent=1))
 
 
 def _parser():
@@ -102,13 +202,34 @@ def _parser():
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_cmd_cfu)
 
+    g = sub.add_parser("gemm", help=_cmd_gemm.__doc__)
+    g.add_argument("--rows", type=_positive_int, default=8, help="array rows R (default 8)")
+    g.add_argument("--cols", type=_positive_int, default=8, help="array columns C (default 8)")
+    g.add_argument("--m", type=_positive_int, required=True)
+    g.add_argument("--k", type=_positive_int, required=True)
+    g.add_argument("--n", type=_positive_int, required=True)
+    g.add_argument("--mode", choices=["nn", "nt", "tn"], default="nn",
+                   help="nn: A·B; nt: A·Bᵀ (B stored N×K); tn: Aᵀ·B (A stored K×M)")
+    g.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    g.add_argument("--waves", action="store_true", help="write a waveform")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=_cmd_gemm)
+
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument("--out", default="build", help="output folder (default: build)")
     v.set_defaults(func=_cmd_verilog)
 
+    y = sub.add_parser("synth", help=_cmd_synth.__doc__)
+    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm"], default=["cfu", "gemm"])
+    y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
+    y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    y.set_defaults(func=_cmd_synth)
+
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))
-    b.add_argument("--ops", type=_positive_int, default=20000, help="commands in the random stream")
+    b.add_argument("--ops", type=_positive_int, default=20000, help="commands in the CFU's random stream")
+    b.add_argument("--designs", nargs="+", choices=["cfu", "gemm"], default=["cfu", "gemm"])
     b.set_defaults(func=_cmd_bench)
     return p
 

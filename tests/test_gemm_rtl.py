@@ -29,7 +29,8 @@ def _params(rows, cols):
 def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     jobs = job_list(rows, cols, n_random, seed=rows * 100 + cols)
     results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=simulator, waves=waves,
-                         params=_params(rows, cols), env={"GEMM_JOBS": json.dumps(jobs)})
+                         params=_params(rows, cols), env={"GEMM_JOBS": json.dumps(jobs)},
+                         testcase=["gemm_jobs", "reset_between_gemms"])
     done = results["gemm_jobs"]
     assert [j["shape"] + [j["mode"]] for j in done] == [j[:4] for j in jobs]
     for job in done:
@@ -40,3 +41,18 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     assert len(results["reset_between_gemms"]) == 2
     report(f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
            f"back-to-back idle cycles {results['idle_between'][-1]}")
+
+
+REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("rows,cols", REGRESS_ARRAYS, ids=[f"{r}x{c}" for r, c in REGRESS_ARRAYS])
+def test_gemm_sweep(simulator, rows, cols, report):
+    """A longer sweep: 30 random shapes per array, every mode, sizes up to 5 tiles a side."""
+    jobs = job_list(rows, cols, 30, seed=7 + rows * 100 + cols, max_dim=5 * max(rows, cols))
+    results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=simulator,
+                         params={"rows": rows, "cols": cols}, env={"GEMM_JOBS": json.dumps(jobs)},
+                         testcase=["gemm_jobs"])
+    assert len(results["gemm_jobs"]) == len(jobs)
+    report(f"gemm sweep {rows}x{cols} on {simulator}: {len(jobs)} GEMMs bit-exact, cycles = model")

@@ -19,16 +19,20 @@ columns lives in lane ``(r + c) mod R`` at word ``r·W + c div R``, with
 in the natural layout. See ``docs/systolic.md`` for the host interface and
 timing.
 
-Schedule: tiles ``(n_t, k_t)`` run n-major, k-minor. Tile T is *launched* in
-cycle ``P_T``: its C weight columns are read in cycles ``P_T .. P_T + C - 1``
-and written into bank ``T mod 2`` one cycle later, and its M activation rows
-are read in cycles ``P_T + 1 .. P_T + M`` and enter the array one cycle later.
+Schedule (cycles counted from the one in which ``start`` is taken): tiles
+``(n_t, k_t)`` run n-major, k-minor. Tile T is *launched* in cycle ``P_T``:
+its weight column j is read in cycle ``P_T + 1 + j`` and written into bank
+``T mod 2`` in ``P_T + 2 + j``; its activation row m is read in
+``P_T + 2 + m`` and enters the array in ``S_T + m``, ``S_T = P_T + 3``, so
+column j's weights land one cycle before the tile's first row reaches it.
 ``P_0 = 1`` (the cycle after ``start``) and
 ``P_T = max(P_{T-1} + max(M, C), P_{T-2} + M + R - 1)``: one weight port (C
 cycles a tile) and the bank that tile T-2 used must have drained. Row m of a
 tile leaves the array ``R + C - 1`` cycles after it entered and is added into
 (or, for k_t = 0, written to) the result buffer one cycle later.
 """
+from types import SimpleNamespace
+
 from amaranth.hdl import Signal, Module, Mux, Cat, Array, Const, signed, unsigned
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
@@ -42,6 +46,8 @@ MODES = {"nn": 0, "nt": 1, "tn": 2}
 
 DIM_BITS = 16
 COUNTER_BITS = 32
+DEFAULT_OPERAND_DEPTH = 1024
+DEFAULT_RESULT_DEPTH = 512
 
 
 class GemmEngine(wiring.Component):
@@ -73,7 +79,7 @@ class GemmEngine(wiring.Component):
         (reads and writes) since reset or ``cnt_clear``.
     """
 
-    def __init__(self, rows=8, cols=8, operand_depth=1024, result_depth=512):
+    def __init__(self, rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -112,6 +118,12 @@ class GemmEngine(wiring.Component):
             "cnt_weight_stall": Out(COUNTER_BITS),
             "cnt_transfer": Out(COUNTER_BITS),
         })
+
+    @staticmethod
+    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH):
+        """The sizes an engine built with these parameters has, without building one."""
+        return SimpleNamespace(rows=rows, cols=cols, operand_depth=operand_depth, result_depth=result_depth,
+                               array_latency=rows + cols - 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -232,6 +244,14 @@ class GemmEngine(wiring.Component):
             m.d.comb += rot.eq(Mux(col_dir, c, r)[:lg] if lg else 0)
             base = Signal(2 * DIM_BITS, name=f"{name}_base")
             m.d.comb += base.eq(r * stride + (c >> lg))
+            # x * stride for x < R, by shifts and adds (no multiplier): lane b of
+            # a column read is row r + ((b - c) mod R).
+            multiples = []
+            for x in range(R):
+                v = Signal(2 * DIM_BITS, name=f"{name}_stride_x{x}")
+                m.d.comb += v.eq(sum((stride << i for i in range(x.bit_length()) if x >> i & 1), Const(0)))
+                multiples.append(v)
+            multiples = Array(multiples)
             for b in range(R):
                 mem = memory.Memory(shape=signed(8), depth=2 * self.operand_depth, init=[])
                 m.submodules[f"{name}_lane{b}"] = mem
@@ -244,7 +264,7 @@ class GemmEngine(wiring.Component):
                 ]
                 offset = Signal(2 * DIM_BITS, name=f"{name}_off{b}")
                 # Column vector: lane b holds element t = (b - c) mod R, row r + t.
-                m.d.comb += offset.eq(Mux(col_dir, ((b - rot)[:lg] if lg else 0) * stride, 0))
+                m.d.comb += offset.eq(Mux(col_dir, multiples[(b - rot)[:lg] if lg else 0], 0))
                 m.d.comb += [rp.en.eq(read_en),
                              rp.addr.eq(Cat((base + offset)[:op_abits], cfg["operand_half"]))]
                 lanes.append(rp.data)

@@ -66,7 +66,8 @@ class GemmJob:
 
 
 class GemmDriver:
-    def __init__(self, dut, engine: GemmEngine):
+    def __init__(self, dut, engine):
+        """``engine``: :meth:`GemmEngine.geometry` of the design under test."""
         self.dut = dut
         self.R, self.C = engine.rows, engine.cols
         self.operand_depth, self.result_depth = engine.operand_depth, engine.result_depth

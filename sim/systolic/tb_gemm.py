@@ -10,7 +10,7 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Event, RisingEdge
+from cocotb.triggers import Event, ReadOnly, RisingEdge
 
 from hdl.systolic import GemmEngine
 from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle
@@ -26,18 +26,25 @@ def _operands(rng, M, K, N, mode, kind):
     return rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
 
 
-def check_job(engine, job, got, counters, started_at):
+def first_mismatch(engine, job, got, started_at):
+    """None if ``got`` equals NumPy's product everywhere, else a report of the first difference."""
     R, C = engine.rows, engine.cols
     expected = gemm(job.a, job.b, job.mode)
     assert np.all(np.abs(expected) < 1 << 31), "the reference overflows int32: shape too large"
     bad = np.argwhere(got != expected)
-    if len(bad):
-        m, n = (int(v) for v in bad[0])
-        cycle = row_exit_cycle(R, C, job.M, job.K, job.N, m, n)
-        raise AssertionError(
-            f"{job.M}x{job.K}x{job.N} {job.mode} on {R}x{C}: C[{m}, {n}] expected {expected[m, n]}, "
+    if not len(bad):
+        return None
+    m, n = (int(v) for v in bad[0])
+    cycle = row_exit_cycle(R, C, job.M, job.K, job.N, m, n)
+    return (f"{job.M}x{job.K}x{job.N} {job.mode} on {R}x{C}: C[{m}, {n}] expected {expected[m, n]}, "
             f"got {got[m, n]}; it left the array in cycle {cycle} after start "
             f"(cycle {started_at + cycle} of the run); {len(bad)} elements differ")
+
+
+def check_job(engine, job, got, counters, started_at):
+    R, C = engine.rows, engine.cols
+    mismatch = first_mismatch(engine, job, got, started_at)
+    assert mismatch is None, mismatch
     model = gemm_cycles(R, C, job.M, job.K, job.N, job.mode)
     assert counters["cycles"] == model, \
         f"{job.M}x{job.K}x{job.N} {job.mode}: RTL {counters['cycles']} cycles, model {model}"
@@ -110,7 +117,7 @@ async def gemm_jobs(dut):
     """Every job's C equals NumPy bit for bit; its counters equal the cycle model."""
     rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED))
     jobs = _jobs_from_env(rng)
-    engine = GemmEngine(**design_params())
+    engine = GemmEngine.geometry(**design_params())
     with errors_recorded():
         drv = GemmDriver(dut, engine)
         await drv.start()
@@ -125,7 +132,7 @@ async def gemm_jobs(dut):
 async def reset_between_gemms(dut):
     """A reset between GEMMs (and one in the middle of a GEMM) leaves the next one exact."""
     rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED) + 1)
-    engine = GemmEngine(**design_params())
+    engine = GemmEngine.geometry(**design_params())
     R, C = engine.rows, engine.cols
     jobs = [GemmJob(*_operands(rng, M, K, N, mode, "random"), mode, 0)
             for M, K, N, mode in [(R + 1, 2 * R + 1, C + 2, "nn"), (3, R, 2 * C, "tn")]]
@@ -142,3 +149,25 @@ async def reset_between_gemms(dut):
         assert int(dut.busy.value) == 0, "busy after reset"
         results, _ = await run_jobs(drv, engine, jobs, reset_between=True)
     record(reset_between_gemms=results)
+
+
+@cocotb.test(timeout_time=5000, timeout_unit="ms")
+async def gemm_cli(dut):
+    """One GEMM for ``python -m sim gemm``: load, compute, read; report, don't assert."""
+    rng = np.random.default_rng(env_int("STIMULUS_SEED", 0))
+    (job,) = _jobs_from_env(rng)
+    engine = GemmEngine.geometry(**design_params())
+    drv = GemmDriver(dut, engine)
+    await drv.start()
+    await drv.load(job)
+    taken = await drv.issue(job)
+    t0 = time.perf_counter()
+    counters = await drv.wait_done()
+    wall = time.perf_counter() - t0
+    got = await drv.read_results(job)
+    await RisingEdge(dut.clk)
+    await ReadOnly()
+    transfer = int(dut.cnt_transfer.value)
+    mismatch = first_mismatch(engine, job, got, taken)
+    record(gemm_cli={**counters, "transfer_cycles": transfer, "bit_exact": mismatch is None,
+                     "error": mismatch, "compute_wall_seconds": wall})
