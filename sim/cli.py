@@ -136,10 +136,12 @@ def _cmd_gemm(args):
 
 
 def _cmd_synth(args):
-    """FPGA resources (yosys synth_xilinx -family xc7) of the CFU and of GEMM engines."""
+    """FPGA resources (yosys synth_xilinx -family xc7): the CFU, GEMM engines, the 8x8 self-test."""
     from .synth import synthesize, XC7A100T
 
     targets = [("cfu", {})] if "cfu" in args.designs else []
+    if "selftest" in args.designs:
+        targets.append(("selftest", {"rows": 8, "cols": 8}))
     if "gemm" in args.designs:
         for size in args.arrays:
             rows, _, cols = size.partition("x")
@@ -171,10 +173,13 @@ def _cmd_synth(args):
 
 
 def _cmd_verilog(args):
-    """Verilog and C header for CFU Playground."""
+    """The CFU Playground kit and the Nexys A7 self-test build plan."""
     from hdl.cfu.kit import write_cfu_kit
+    from hdl.boards.nexys_a7 import write_build_plan
 
     for path in write_cfu_kit(Path(args.out) / "cfu_playground"):
+        print(path)
+    for path in write_build_plan(Path(args.out) / "nexys_a7"):
         print(path)
 
 
@@ -217,11 +222,13 @@ def _parser():
     g.set_defaults(func=_cmd_gemm)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
-    v.add_argument("--out", default="build", help="output folder (default: build)")
+    v.add_argument("--out", default="build",
+                   help="output folder (default: build): writes cfu_playground/ and nexys_a7/ in it")
     v.set_defaults(func=_cmd_verilog)
 
     y = sub.add_parser("synth", help=_cmd_synth.__doc__)
-    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm"], default=["cfu", "gemm"])
+    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm", "selftest"],
+                   default=["cfu", "gemm", "selftest"])
     y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
     y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     y.set_defaults(func=_cmd_synth)

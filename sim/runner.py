@@ -8,6 +8,7 @@ testbench writes what it measured as JSON to ``$SIM_RESULTS``.
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,13 @@ __all__ = ["SIMULATORS", "SimulationError", "ToolMissing", "repo_root", "run_coc
 SIMULATORS = ("icarus", "verilator")
 
 # Amaranth's Verilog compares and assigns expressions of differing widths on
-# purpose (its semantics widen); Verilator's WIDTH lint flags each one. This
-# is the only warning waived.
+# purpose (its semantics widen); Verilator's WIDTH lint flags each one.
 VERILATOR_WAIVERS = ["-Wno-WIDTH"]
+# Amaranth writes each m.Switch/m.FSM as a case statement per signal, listing
+# only the cases that assign it, after assigning its default: an incomplete
+# case that cannot latch. Waived by name for the designs whose Verilog has
+# them (the CFU needs only the WIDTH waiver; tests/test_verilog.py checks it).
+CASE_WAIVER = "-Wno-CASEINCOMPLETE"
 
 
 class SimulationError(RuntimeError):
@@ -84,20 +89,20 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
 
     ensure_simulator(simulator)
     params = dict(params or {})
-    tag = "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())])
+    tag = re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())]))
     # A waves build compiles extra dump code: keep it apart from the plain one.
     build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)
     toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
 
     runner = get_runner(simulator)
-    build_args = VERILATOR_WAIVERS if simulator == "verilator" else []
+    build_args = VERILATOR_WAIVERS + ([CASE_WAIVER] if design != "cfu" else []) if simulator == "verilator" else []
     try:
         runner.build(sources=[build_dir / f"{design}.v"], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=waves,
                      timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
-    except subprocess.CalledProcessError as e:
-        raise SimulationError(f"{simulator} could not build {design} (exit {e.returncode}); "
+    except (subprocess.CalledProcessError, RuntimeError) as e:
+        raise SimulationError(f"{simulator} could not build {design} ({e}); "
                               f"log: {build_dir / 'build.log'}") from None
 
     results_json = build_dir / "results.json"

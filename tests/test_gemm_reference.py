@@ -6,7 +6,7 @@ from hdl.generate import to_verilog
 from hdl.systolic import GemmEngine
 from reference.gemm import (gemm, gemm_cycles, ideal_cycles, scalesim_cycles, tile_launches,
                             weight_stall_cycles)
-from sim.systolic.driver import pack_operand
+from hdl.systolic.layout import pack_operand, pack_results, unpack_results
 
 
 def test_modes_are_the_transposes():
@@ -71,3 +71,11 @@ def test_elaborates(rows, cols):
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GemmEngine(**kwargs)
+
+
+def test_result_layout_round_trip():
+    c = np.arange(5 * 7).reshape(5, 7)
+    words = pack_results(c, 3)
+    assert words.shape == (3 * 5, 3)
+    assert words[2 * 5 + 4][0] == c[4, 6]          # C[m, n] = lane n mod C of word (n div C)·M + m
+    np.testing.assert_array_equal(unpack_results(words, 5, 7, 3), c)

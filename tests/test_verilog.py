@@ -26,7 +26,8 @@ def _ports(verilog, module):
 
 def test_kit_files_and_ports(tmp_path):
     paths = write_cfu_kit(tmp_path)
-    assert sorted(p.name for p in paths) == ["cfu.v", "cfu_emu.c", "cfu_ops.h"]
+    assert sorted(p.name for p in paths) == ["README.md", "cfu.v", "cfu_emu.c", "cfu_ops.h",
+                                             "fc_kernel.c", "fc_kernel.h"]
     verilog = (tmp_path / "cfu.v").read_text()
     assert _ports(verilog, "Cfu") == CFU_PLAYGROUND_PORTS
     assert "/work" not in verilog and "src =" not in verilog   # no checkout paths in the text

@@ -1,5 +1,6 @@
-"""The CFU Playground kit: ``cfu.v``, the generated C header of CFU ops and the
-C software emulation, written by ``make verilog``."""
+"""The CFU Playground kit written by ``make verilog``: ``cfu.v``, the generated
+C header of CFU ops, their C software emulation, an int8 fully-connected
+kernel in plain C and with CFU ops, and a short guide."""
 import shutil
 from pathlib import Path
 
@@ -86,11 +87,17 @@ void cfu_emu_reset(void);
 """
 
 
+#: Hand-written kit files, copied as they are.
+KIT_SOURCES = {"cfu_emu.c": "cfu_emu.c", "fc_kernel.c": "fc_kernel.c", "fc_kernel.h": "fc_kernel.h",
+               "KIT_README.md": "README.md"}
+
+
 def write_cfu_kit(out_dir):
-    """Write ``cfu.v``, ``cfu_ops.h`` and ``cfu_emu.c`` into ``out_dir``; return their paths."""
+    """Write the kit (``cfu.v``, ``cfu_ops.h``, the C sources, the guide) into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_verilog("cfu", out_dir / "cfu.v")
     (out_dir / "cfu_ops.h").write_text(c_header())
-    shutil.copy(C_DIR / "cfu_emu.c", out_dir / "cfu_emu.c")
-    return [out_dir / "cfu.v", out_dir / "cfu_ops.h", out_dir / "cfu_emu.c"]
+    for src, dst in KIT_SOURCES.items():
+        shutil.copy(C_DIR / src, out_dir / dst)
+    return [out_dir / "cfu.v", out_dir / "cfu_ops.h"] + [out_dir / dst for dst in KIT_SOURCES.values()]

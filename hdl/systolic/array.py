@@ -29,6 +29,8 @@ class SystolicArray(wiring.Component):
     ----------
     rows, cols : int
         R (the reduction, K, dimension of a weight tile) and C (the N dimension).
+    stuck_pe : (int, int) or None
+        Fault injection, for testing self-tests: that PE's weights are stuck at 0.
 
     Attributes
     ----------
@@ -41,10 +43,13 @@ class SystolicArray(wiring.Component):
         C int32 column sums, ``latency`` cycles after the vector entered.
     """
 
-    def __init__(self, rows, cols):
+    def __init__(self, rows, cols, stuck_pe=None):
         if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 1):
             raise ValueError(f"rows and cols must be positive integers, not {rows!r} x {cols!r}")
+        if stuck_pe is not None and not (0 <= stuck_pe[0] < rows and 0 <= stuck_pe[1] < cols):
+            raise ValueError(f"stuck_pe {stuck_pe!r} is outside the {rows}x{cols} array")
         self.rows, self.cols = rows, cols
+        self.stuck_pe = tuple(stuck_pe) if stuck_pe is not None else None
         super().__init__({
             "a_valid": In(1),
             "a_bank": In(1),
@@ -86,7 +91,7 @@ class SystolicArray(wiring.Component):
                 w = [Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)]
                 for b in (0, 1):
                     with m.If(self.w_en & (self.w_col == j) & (self.w_bank == b)):
-                        m.d.sync += w[b].eq(self.w_data[i])
+                        m.d.sync += w[b].eq(0 if self.stuck_pe == (i, j) else self.w_data[i])
                 above = psum[i - 1][j] if i else 0
                 m.d.sync += psum[i][j].eq(above + a_in * Mux(bank_in, w[1], w[0]))
                 if j < C - 1:

@@ -60,6 +60,8 @@ class GemmEngine(wiring.Component):
         Words (of R int8) in each half of each operand buffer.
     result_depth : int
         Words (of C int32) in each half of the result buffer.
+    stuck_pe : (int, int) or None
+        Fault injection (see :class:`SystolicArray`); None in real designs.
 
     Attributes
     ----------
@@ -79,7 +81,8 @@ class GemmEngine(wiring.Component):
         (reads and writes) since reset or ``cnt_clear``.
     """
 
-    def __init__(self, rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH):
+    def __init__(self, rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH,
+                 stuck_pe=None):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -88,6 +91,7 @@ class GemmEngine(wiring.Component):
             if not (isinstance(depth, int) and depth >= 2 and depth & (depth - 1) == 0):
                 raise ValueError(f"{name} must be a power of two, not {depth!r}")
         self.rows, self.cols = rows, cols
+        self.stuck_pe = stuck_pe
         self.operand_depth, self.result_depth = operand_depth, result_depth
         self.array_latency = rows + cols - 1
         super().__init__({
@@ -120,7 +124,8 @@ class GemmEngine(wiring.Component):
         })
 
     @staticmethod
-    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH):
+    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH,
+                 stuck_pe=None):
         """The sizes an engine built with these parameters has, without building one."""
         return SimpleNamespace(rows=rows, cols=cols, operand_depth=operand_depth, result_depth=result_depth,
                                array_latency=rows + cols - 1)
@@ -132,7 +137,7 @@ class GemmEngine(wiring.Component):
         D = self.array_latency
         op_abits = (self.operand_depth - 1).bit_length()
 
-        m.submodules.array = array = SystolicArray(R, C)
+        m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe)
 
         # -- configuration, latched at start --------------------------------
         cfg = {name: Signal(getattr(self, f"cfg_{name}").shape(), name=f"r_{name}")

@@ -4,52 +4,18 @@ Python acts only while data moves: it writes operand words and reads result
 words one per cycle, and otherwise waits for ``busy`` to fall, so the
 simulator runs the compute phase at its own speed.
 
-Operand layout (see ``docs/systolic.md``): element (r, c) of a stored matrix
-with ``cols`` columns is in lane ``(r + c) mod R`` of word ``r·W + c div R``,
-``W = ceil(cols / R)``. Results: ``C[m, n]`` is lane ``n mod C`` of word
-``(n div C)·M + m``.
+The buffer layouts are :mod:`hdl.systolic.layout`'s (``docs/systolic.md``).
 """
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.systolic import GemmEngine, MODES
+from hdl.systolic import MODES
+from hdl.systolic.layout import (pack_operand, operand_words, result_words, unpack_results,
+                                 lanes_to_int as _lanes_to_int, int_to_lanes as _int_to_lanes)
 
-__all__ = ["GemmDriver", "pack_operand", "operand_words", "GemmJob"]
-
-
-def operand_words(rows, cols, R):
-    return rows * -(-cols // R)
-
-
-def pack_operand(mat, R):
-    """Words (lane values in bank order, lane b = element (r, q·R + (b - r) mod R))."""
-    mat = np.asarray(mat, dtype=np.int64)
-    rows, cols = mat.shape
-    W = -(-cols // R)
-    padded = np.zeros((rows, W * R), dtype=np.int64)
-    padded[:, :cols] = mat
-    r = np.arange(rows)[:, None, None]
-    q = np.arange(W)[None, :, None]
-    b = np.arange(R)[None, None, :]
-    words = padded[r, q * R + (b - r) % R]        # (rows, W, R)
-    return words.reshape(rows * W, R), W
-
-
-def _lanes_to_int(lanes, bits):
-    v = 0
-    for i, x in enumerate(lanes):
-        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
-    return v
-
-
-def _int_to_lanes(v, n, bits):
-    out = []
-    for i in range(n):
-        x = (v >> (bits * i)) & ((1 << bits) - 1)
-        out.append(x - (1 << bits) if x >> (bits - 1) else x)
-    return out
+__all__ = ["GemmDriver", "GemmJob"]
 
 
 class GemmJob:
@@ -113,7 +79,7 @@ class GemmDriver:
     def check_fits(self, job):
         a_words = operand_words(*job.a.shape, self.R)
         b_words = operand_words(*job.b.shape, self.R)
-        c_words = -(-job.N // self.C) * job.M
+        c_words = result_words(job.M, job.N, self.C)
         for what, words, depth in (("A", a_words, self.operand_depth), ("B", b_words, self.operand_depth),
                                    ("C", c_words, self.result_depth)):
             if words > depth:
@@ -142,24 +108,20 @@ class GemmDriver:
     async def read_results(self, job):
         """Read C (M×N) from the job's result half (one word a cycle)."""
         dut = self.dut
-        nt = -(-job.N // self.C)
-        out = np.zeros((job.M, nt * self.C), dtype=np.int64)
-        pending = None
-        for addr in range(nt * job.M + 1):
+        n_words = result_words(job.M, job.N, self.C)
+        words = []
+        for addr in range(n_words + 1):
             await RisingEdge(dut.clk)
-            if addr < nt * job.M:
+            if addr < n_words:
                 dut.rd_en.value = 1
                 dut.rd_half.value = job.half
                 dut.rd_addr.value = addr
             else:
                 dut.rd_en.value = 0
             await ReadOnly()
-            if pending is not None:
-                word = _int_to_lanes(int(dut.rd_data.value), self.C, 32)
-                n_t, m = divmod(pending, job.M)
-                out[m, n_t * self.C:(n_t + 1) * self.C] = word
-            pending = addr
-        return out[:, :job.N]
+            if addr:
+                words.append(_int_to_lanes(int(dut.rd_data.value), self.C, 32))
+        return unpack_results(words, job.M, job.N, self.C)
 
     async def issue(self, job):
         """Present ``start`` with the job's configuration until the engine takes it.

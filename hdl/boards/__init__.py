@@ -1,0 +1,1 @@
+"""Board tops: the designs with a board's I/O around them."""

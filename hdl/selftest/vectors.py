@@ -1,0 +1,53 @@
+"""Self-test vectors: GEMMs whose operands and expected results the golden
+model (:func:`reference.gemm.gemm`) puts into the self-test's ROMs."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference.gemm import gemm, gemm_cycles
+from ..systolic.engine import MODES
+from ..systolic.layout import pack_operand, pack_results
+
+__all__ = ["Vector", "default_vectors"]
+
+
+@dataclass
+class Vector:
+    M: int
+    K: int
+    N: int
+    mode: str
+    a_words: np.ndarray      # (words, R) in the engine's operand layout
+    a_stride: int
+    b_words: np.ndarray
+    b_stride: int
+    c_words: np.ndarray      # (words, C): the golden result in the result layout
+
+    @property
+    def mode_code(self):
+        return MODES[self.mode]
+
+    def cycles(self, R, C):
+        return gemm_cycles(R, C, self.M, self.K, self.N, self.mode)
+
+
+def make_vector(a, b, mode, R, C):
+    c = gemm(a, b, mode)
+    M, N = c.shape
+    K = a.shape[0] if mode == "tn" else a.shape[1]
+    a_words, a_stride = pack_operand(a, R)
+    b_words, b_stride = pack_operand(b, R)
+    return Vector(M, K, N, mode, a_words, a_stride, b_words, b_stride, pack_results(c, C))
+
+
+def default_vectors(R, C, seed=1):
+    """Four GEMMs: every mode, sizes off the tile grid, and -128·-128 over K."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for M, K, N, mode in [(2 * R + 1, 2 * R, 2 * C, "nn"), (R + 3, 3 * R + 1, C + 1, "nt"),
+                          (5, 2 * R + 2, 2 * C + 3, "tn")]:
+        a = rng.integers(-128, 128, (K, M) if mode == "tn" else (M, K))
+        b = rng.integers(-128, 128, (N, K) if mode == "nt" else (K, N))
+        out.append(make_vector(a, b, mode, R, C))
+    out.append(make_vector(np.full((R, 4 * R), -128), np.full((4 * R, C), -128), "nn", R, C))
+    return out

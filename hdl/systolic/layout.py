@@ -1,0 +1,65 @@
+"""The engine's buffer layouts, as the host (or a ROM) must fill and read them.
+
+Operands: element (r, c) of a stored matrix with ``cols`` columns is in lane
+``(r + c) mod R`` of word ``r·W + c div R``, ``W = ceil(cols / R)``.
+Results: ``C[m, n]`` is lane ``n mod C`` of word ``(n div C)·M + m``.
+"""
+import numpy as np
+
+__all__ = ["pack_operand", "operand_words", "pack_results", "unpack_results", "result_words", "lanes_to_int",
+           "int_to_lanes"]
+
+
+def operand_words(rows, cols, R):
+    return rows * -(-cols // R)
+
+
+def result_words(M, N, C):
+    return -(-N // C) * M
+
+
+def pack_operand(mat, R):
+    """``(words, W)``: the words (R lane values each, in lane order) and the row stride."""
+    mat = np.asarray(mat, dtype=np.int64)
+    rows, cols = mat.shape
+    W = -(-cols // R)
+    padded = np.zeros((rows, W * R), dtype=np.int64)
+    padded[:, :cols] = mat
+    r = np.arange(rows)[:, None, None]
+    q = np.arange(W)[None, :, None]
+    b = np.arange(R)[None, None, :]
+    words = padded[r, q * R + (b - r) % R]        # (rows, W, R)
+    return words.reshape(rows * W, R), W
+
+
+def pack_results(c, C):
+    """The result words (C lane values each) holding the M×N matrix ``c``."""
+    c = np.asarray(c, dtype=np.int64)
+    M, N = c.shape
+    nt = -(-N // C)
+    padded = np.zeros((M, nt * C), dtype=np.int64)
+    padded[:, :N] = c
+    return padded.reshape(M, nt, C).transpose(1, 0, 2).reshape(nt * M, C)
+
+
+def unpack_results(words, M, N, C):
+    """The M×N matrix from its result words."""
+    words = np.asarray(words, dtype=np.int64)
+    nt = -(-N // C)
+    return words.reshape(nt, M, C).transpose(1, 0, 2).reshape(M, nt * C)[:, :N]
+
+
+def lanes_to_int(lanes, bits):
+    """Pack lane values (two's complement, ``bits`` each) into one integer, lane 0 lowest."""
+    v = 0
+    for i, x in enumerate(lanes):
+        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
+    return v
+
+
+def int_to_lanes(v, n, bits):
+    out = []
+    for i in range(n):
+        x = (v >> (bits * i)) & ((1 << bits) - 1)
+        out.append(x - (1 << bits) if x >> (bits - 1) else x)
+    return out

@@ -1,0 +1,1 @@
+"""cocotb test of the GEMM self-test."""
