@@ -18,13 +18,16 @@ def result_words(M, N, C):
     return -(-N // C) * M
 
 
+def _pad_columns(mat, multiple):
+    """``mat`` (as int64) with zero columns added up to a multiple of ``multiple``."""
+    mat = np.asarray(mat, dtype=np.int64)
+    return np.pad(mat, ((0, 0), (0, (-mat.shape[1]) % multiple)))
+
+
 def pack_operand(mat, R):
     """``(words, W)``: the words (R lane values each, in lane order) and the row stride."""
-    mat = np.asarray(mat, dtype=np.int64)
-    rows, cols = mat.shape
-    W = -(-cols // R)
-    padded = np.zeros((rows, W * R), dtype=np.int64)
-    padded[:, :cols] = mat
+    padded = _pad_columns(mat, R)
+    rows, W = padded.shape[0], padded.shape[1] // R
     r = np.arange(rows)[:, None, None]
     q = np.arange(W)[None, :, None]
     b = np.arange(R)[None, None, :]
@@ -34,11 +37,8 @@ def pack_operand(mat, R):
 
 def pack_results(c, C):
     """The result words (C lane values each) holding the M×N matrix ``c``."""
-    c = np.asarray(c, dtype=np.int64)
-    M, N = c.shape
-    nt = -(-N // C)
-    padded = np.zeros((M, nt * C), dtype=np.int64)
-    padded[:, :N] = c
+    padded = _pad_columns(c, C)
+    M, nt = padded.shape[0], padded.shape[1] // C
     return padded.reshape(M, nt, C).transpose(1, 0, 2).reshape(nt * M, C)
 
 
