@@ -51,8 +51,9 @@ REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]
 def test_gemm_sweep(simulator, rows, cols, report):
     """A longer sweep: 30 random shapes per array, every mode, sizes up to 5 tiles a side."""
     jobs = job_list(rows, cols, 30, seed=7 + rows * 100 + cols, max_dim=5 * max(rows, cols))
+    # Buffers for shapes up to 5 tiles a side (80x80 results on 16x4 are 1,600 words).
     results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=simulator,
-                         params={"rows": rows, "cols": cols}, env={"GEMM_JOBS": json.dumps(jobs)},
-                         testcase=["gemm_jobs"])
+                         params={"rows": rows, "cols": cols, "operand_depth": 2048, "result_depth": 2048},
+                         env={"GEMM_JOBS": json.dumps(jobs)}, testcase=["gemm_jobs"])
     assert len(results["gemm_jobs"]) == len(jobs)
     report(f"gemm sweep {rows}x{cols} on {simulator}: {len(jobs)} GEMMs bit-exact, cycles = model")
