@@ -4,7 +4,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["DESIGNS", "to_verilog", "write_verilog"]
+__all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources"]
 
 
 def _cfu(**params):
@@ -22,12 +22,26 @@ def _selftest(**params):
     return GemmSelfTest(**params)
 
 
+def _soc(**params):
+    from .soc import CfuSoc
+    return CfuSoc(**params)
+
+
 #: name -> (factory, Verilog module name)
 DESIGNS = {
     "cfu": (_cfu, "Cfu"),
     "gemm": (_gemm, "GemmEngine"),
     "selftest": (_selftest, "GemmSelfTest"),
+    "soc": (_soc, "CfuSoc"),
 }
+
+
+def extra_sources(design):
+    """Verilog files a design instantiates but does not generate."""
+    if design == "soc":
+        from .soc import vexriscv_verilog
+        return [vexriscv_verilog()]
+    return []
 
 
 def to_verilog(design, **params):

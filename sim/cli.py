@@ -172,6 +172,37 @@ def _cmd_synth(args):
           f"{XC7A100T['bram36']} | |")
 
 
+def _cmd_soc(args):
+    """FC-layer firmware on VexRiscv, in software and with the CFU: cycles and speedup."""
+    from .soc.run import run_soc
+    from .soc.firmware import FirmwareError
+
+    try:
+        r = run_soc(args.simulator, samples=args.samples, waves=args.waves)
+    except FirmwareError as e:
+        raise SimulationError(str(e)) from None
+    out = {"software_cycles": r["software_cycles"], "cfu_cycles": r["cfu_cycles"], "speedup": r["speedup"],
+           "bit_exact": r["bit_exact"], "instructions_retired": {"software": r["software_instructions"],
+                                                                 "cfu": r["cfu_instructions"]}}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"digits MLP layer 0 (64->32) on {r['samples']} images, VexRiscv_FullCfu + Cfu, {args.simulator}")
+        print(f"  software: {r['software_cycles']:,} cycles, {r['software_instructions']:,} instructions "
+              f"({r['software_cycles'] / r['macs']:.2f} cycles/MAC)")
+        print(f"  CFU:      {r['cfu_cycles']:,} cycles, {r['cfu_instructions']:,} instructions "
+              f"({r['cfu_cycles'] / r['macs']:.2f} cycles/MAC)")
+        print(f"  speedup:  {r['speedup']:.2f}x")
+        print(f"  checked:  both versions' int8 outputs equal the golden model's: "
+              f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}")
+        print(f"  simulation speed: {r['sim_cycles_per_second']:,.0f} cycles/s")
+        if r.get("waves"):
+            print(f"  waves: {r['waves']}")
+    if not r["bit_exact"]:
+        detail = "; ".join(r["mismatches"]) or f"the firmware exited with 0x{r['exit_code']:08x}"
+        raise SimulationError(detail)
+
+
 def _cmd_verilog(args):
     """The CFU Playground kit and the Nexys A7 self-test build plan."""
     from hdl.cfu.kit import write_cfu_kit
@@ -220,6 +251,13 @@ def _parser():
     g.add_argument("--waves", action="store_true", help="write a waveform")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cmd_gemm)
+
+    o = sub.add_parser("soc", help=_cmd_soc.__doc__)
+    o.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    o.add_argument("--samples", type=_positive_int, default=2, help="digits test images (default 2)")
+    o.add_argument("--waves", action="store_true", help="write a waveform")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.set_defaults(func=_cmd_soc)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument("--out", default="build",

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hdl.generate import write_verilog
+from hdl.generate import write_verilog, extra_sources
 
 __all__ = ["SIMULATORS", "SimulationError", "ToolMissing", "repo_root", "run_cocotb",
            "verilator_bin_dir", "ensure_simulator"]
@@ -76,7 +76,7 @@ def ensure_simulator(simulator):
 
 
 def run_cocotb(design, test_module, *, simulator="verilator", params=None, testcase=None,
-               env=None, waves=False, seed=None, build_dir=None, quiet=False):
+               env=None, waves=False, seed=None, build_dir=None, quiet=False, tag=None):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
 
     The Verilog and the build live in ``build/sim/<design>-<params>/<simulator>``.
@@ -89,7 +89,7 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
 
     ensure_simulator(simulator)
     params = dict(params or {})
-    tag = re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())]))
+    tag = tag or re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())]))
     # A waves build compiles extra dump code: keep it apart from the plain one.
     build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
     runner = get_runner(simulator)
     build_args = VERILATOR_WAIVERS + ([CASE_WAIVER] if design != "cfu" else []) if simulator == "verilator" else []
     try:
-        runner.build(sources=[build_dir / f"{design}.v"], hdl_toplevel=toplevel,
+        runner.build(sources=[build_dir / f"{design}.v", *extra_sources(design)], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=waves,
                      timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     except (subprocess.CalledProcessError, RuntimeError) as e:

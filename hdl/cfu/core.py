@@ -23,7 +23,7 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
 * During reset ``cmd_ready`` and ``rsp_valid`` are low; reset discards every
   op in flight (its response is never given) and restores the registers.
 """
-from amaranth.hdl import (Signal, Module, Mux, Cat, Const, ClockDomain, ClockSignal, ResetSignal,
+from amaranth.hdl import (Signal, Module, Mux, Cat, Const, ClockDomain, ClockSignal, ResetSignal, DomainRenamer,
                           signed, unsigned)
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
@@ -263,9 +263,11 @@ class Cfu(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += [ClockSignal("sync").eq(self.clk), ResetSignal("sync").eq(self.reset)]
-        m.submodules.core = core = CfuCore()
+        # A domain of its own, local, so that a design instantiating Cfu
+        # (the SoC) keeps its own sync domain.
+        m.domains.cfu = ClockDomain("cfu", local=True)
+        m.d.comb += [ClockSignal("cfu").eq(self.clk), ResetSignal("cfu").eq(self.reset)]
+        m.submodules.core = core = DomainRenamer("cfu")(CfuCore())
         for name, member in CFU_PORTS.items():
             port, inner = getattr(self, name), getattr(core, name)
             if member.flow == wiring.In:

@@ -1,0 +1,1 @@
+"""VexRiscv co-simulation: firmware build and the cocotb test."""
