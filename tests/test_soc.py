@@ -9,12 +9,12 @@ import sys
 from sim.soc.run import run_soc
 
 
-def test_firmware_on_vexriscv(report):
-    r = run_soc("verilator", samples=1)
+def test_firmware_on_vexriscv(simulator, report):
+    r = run_soc(simulator, samples=1)
     assert r["exit_code"] == 0, f"the firmware exited with 0x{r['exit_code']:08x}"
     assert r["bit_exact"], r["mismatches"]
     assert r["speedup"] >= 3.0, f"speedup {r['speedup']:.2f}"
-    report(f"soc on verilator: 1 image, software {r['software_cycles']} cycles, CFU {r['cfu_cycles']} "
+    report(f"soc on {simulator}: 1 image, software {r['software_cycles']} cycles, CFU {r['cfu_cycles']} "
            f"cycles, speedup {r['speedup']:.2f}x, bit-exact")
 
 
