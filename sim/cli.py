@@ -203,6 +203,44 @@ def _cmd_soc(args):
         raise SimulationError(detail)
 
 
+def _layers(text):
+    try:
+        layers = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of widths") from None
+    return layers
+
+
+def _cmd_train(args):
+    """Train the digits MLP in fixed point beside its float twin (backend: reference)."""
+    from .train import train, TrainError
+
+    if args.backend != "reference":
+        raise SimulationError(f"--backend {args.backend}: the training datapath RTL is not built yet; "
+                              f"use --backend reference (the bit-exact golden model)")
+    if args.check != "weights" or args.waves:
+        raise _UsageError("--check and --waves apply to the RTL backends, which are not built yet")
+    try:
+        r = train(layers=args.layers, epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
+                  loss=args.loss, seed=args.seed, dump=args.dump, plot=args.plot, progress=not args.json)
+    except TrainError as e:
+        raise _UsageError(str(e)) from None
+    keys = ["bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles", "cycles_by_phase",
+            "utilization", "sim_cycles_per_second"]
+    if args.json:
+        print(json.dumps({k: r[k] for k in keys}))
+        return
+    print(f"MLP {'-'.join(map(str, args.layers))} on digits, backend reference (bit-exact golden model), "
+          f"{args.epochs} epochs, batch {args.batch}, lr {r['lr_applied']:.6g} as applied, loss {args.loss}")
+    print(f"  steps:          {r['steps']}")
+    print(f"  test accuracy:  fixed point {100 * r['test_accuracy']:.1f}%, float {100 * r['float_test_accuracy']:.1f}%")
+    print(f"  wall time:      {r['wall_seconds']:.1f} s")
+    if args.plot:
+        print(f"  curves:         {args.plot}")
+    if args.dump:
+        print(f"  first step:     {Path(args.dump) / 'step0.npz'}")
+
+
 def _cmd_verilog(args):
     """The CFU Playground kit and the Nexys A7 self-test build plan."""
     from hdl.cfu.kit import write_cfu_kit
@@ -258,6 +296,23 @@ def _parser():
     o.add_argument("--waves", action="store_true", help="write a waveform")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(func=_cmd_soc)
+
+    t = sub.add_parser("train", help=_cmd_train.__doc__)
+    t.add_argument("--backend", choices=["reference", "icarus", "verilator"], default="reference")
+    t.add_argument("--layers", type=_layers, default=(64, 32, 10), help="widths, default 64,32,10")
+    t.add_argument("--epochs", type=_positive_int, default=20)
+    t.add_argument("--batch", type=_positive_int, default=32)
+    t.add_argument("--lr", type=float, default=0.2)
+    t.add_argument("--momentum", type=float, default=0.0, help="0, or 0.875 (s = 1 - 2^-3)")
+    t.add_argument("--loss", choices=["ce", "mse"], default="ce")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--check", choices=["weights", "full"], default="weights")
+    t.add_argument("--waves", action="store_true")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--dump", metavar="DIR", help="write DIR/step0.npz: the first step's tensors")
+    t.add_argument("--plot", metavar="PNG", default="build/train_curves.png",
+                   help="loss and accuracy curves (default build/train_curves.png)")
+    t.set_defaults(func=_cmd_train)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument("--out", default="build",
