@@ -155,9 +155,9 @@ def _plot(curves, path):
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind, style in (("fixed", "-"), ("float", "--")):
-        ax_loss.plot(curves["epoch"], curves[f"{kind}_loss"], style, label=f"{kind} point")
-        ax_acc.plot(curves["epoch"], [100 * a for a in curves[f"{kind}_accuracy"]], style, label=f"{kind} point")
+    for kind, style, label in (("fixed", "-", "fixed point"), ("float", "--", "float")):
+        ax_loss.plot(curves["epoch"], curves[f"{kind}_loss"], style, label=label)
+        ax_acc.plot(curves["epoch"], [100 * a for a in curves[f"{kind}_accuracy"]], style, label=label)
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="digits test split")
     for ax in (ax_loss, ax_acc):
