@@ -264,16 +264,22 @@ def _cmd_bench(args):
     print(json.dumps(out, indent=1))
 
 
+def _rtl_options(parser, simulator_default="verilator"):
+    """The options every RTL-running command shares."""
+    parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
+    parser.add_argument("--waves", action="store_true",
+                        help="write a waveform (FST on Icarus, VCD on Verilator)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def _parser():
     p = _Parser(prog="python -m sim", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     c = sub.add_parser("cfu", help=_cmd_cfu.__doc__)
-    c.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     c.add_argument("--samples", type=_positive_int, default=None,
                    help="digits test images to classify (default: the whole 360-image test split)")
-    c.add_argument("--waves", action="store_true", help="write a waveform (FST on Icarus, VCD on Verilator)")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
+    _rtl_options(c)
     c.set_defaults(func=_cmd_cfu)
 
     g = sub.add_parser("gemm", help=_cmd_gemm.__doc__)
@@ -284,17 +290,13 @@ def _parser():
     g.add_argument("--n", type=_positive_int, required=True)
     g.add_argument("--mode", choices=["nn", "nt", "tn"], default="nn",
                    help="nn: A·B; nt: A·Bᵀ (B stored N×K); tn: Aᵀ·B (A stored K×M)")
-    g.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     g.add_argument("--seed", type=int, default=0, help="seed of the random operands")
-    g.add_argument("--waves", action="store_true", help="write a waveform")
-    g.add_argument("--json", action="store_true", help="print one JSON object")
+    _rtl_options(g)
     g.set_defaults(func=_cmd_gemm)
 
     o = sub.add_parser("soc", help=_cmd_soc.__doc__)
-    o.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     o.add_argument("--samples", type=_positive_int, default=2, help="digits test images (default 2)")
-    o.add_argument("--waves", action="store_true", help="write a waveform")
-    o.add_argument("--json", action="store_true", help="print one JSON object")
+    _rtl_options(o)
     o.set_defaults(func=_cmd_soc)
 
     t = sub.add_parser("train", help=_cmd_train.__doc__)
