@@ -27,8 +27,14 @@ def _soc(**params):
     return CfuSoc(**params)
 
 
+def _loss_unit(**params):
+    from .training.loss_unit import LossUnit
+    return LossUnit(**params)
+
+
 #: name -> (factory, Verilog module name)
 DESIGNS = {
+    "loss_unit": (_loss_unit, "LossUnit"),
     "cfu": (_cfu, "Cfu"),
     "gemm": (_gemm, "GemmEngine"),
     "selftest": (_selftest, "GemmSelfTest"),

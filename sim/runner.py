@@ -75,6 +75,23 @@ def ensure_simulator(simulator):
         raise ToolMissing("iverilog is not installed: run `make install` (apt-get install -y iverilog)")
 
 
+def _kick_time_zero(path):
+    """Make yosys's time-0 trigger fire on Icarus.
+
+    yosys writes each combinational process as ``always @*`` that also reads
+    a register declared ``= 0``, so that the process runs once at time 0.
+    Icarus 11 applies declaration initializers before any process waits, so
+    no event happens: a combinational output whose inputs keep their initial
+    values (a state machine's outputs before it first moves) stays X. An
+    ``initial #0`` assignment gives every such process its event at time 0.
+    """
+    text = path.read_text()
+    patched = re.sub(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+                     r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;", text, flags=re.M)
+    if patched != text:
+        path.write_text(patched)
+
+
 def run_cocotb(design, test_module, *, simulator="verilator", params=None, testcase=None,
                env=None, waves=False, seed=None, build_dir=None, quiet=False, tag=None):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
@@ -94,6 +111,8 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
     build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)
     toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
+    if simulator == "icarus":
+        _kick_time_zero(build_dir / f"{design}.v")
 
     runner = get_runner(simulator)
     build_args = VERILATOR_WAIVERS + ([CASE_WAIVER] if design != "cfu" else []) if simulator == "verilator" else []
