@@ -9,6 +9,8 @@ from math import ceil
 
 import numpy as np
 
+from hdl.systolic.engine import GemmEngine
+
 __all__ = ["MODES", "logical_operands", "gemm", "tile_launches", "gemm_cycles", "weight_stall_cycles",
            "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
 
@@ -59,22 +61,26 @@ def tile_launches(R, C, M, K, N):
     return launches
 
 
-def _array_latency(R, C):
-    return R + C - 1
+#: From a tile's launch to its first row entering the array: the weight
+#: column 0 is read (P+1) and written (P+2), the row is read (P+2) and enters (P+3).
+ROW_ENTRY = 3
+
+
+def _row_exit(R, C, launch, m):
+    """Cycle in which row m of the tile launched in ``launch`` leaves the
+    array (deskewed) and is written to the result buffer."""
+    return launch + ROW_ENTRY + m + GemmEngine.geometry(R, C).array_latency
 
 
 def gemm_cycles(R, C, M, K, N, mode="nn"):
-    """Cycles from ``start`` to the last result written (the ``cnt_total`` counter).
-
-    Tile T's rows are read in cycles ``P_T + 2 .. P_T + M + 1``, enter the
-    array a cycle later, leave it ``R + C - 1`` cycles after that, and are
-    written the cycle after. The mode does not change the timing: transposed
-    operands are read from the same diagonally banked buffers at one vector a
-    cycle.
+    """Cycles from ``start`` to the last result written (the ``cnt_total`` counter):
+    the exit of the last tile's last row. The mode does not change the
+    timing: transposed operands are read from the same diagonally banked
+    buffers at one vector a cycle.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return tile_launches(R, C, M, K, N)[-1] + M + _array_latency(R, C) + 2
+    return _row_exit(R, C, tile_launches(R, C, M, K, N)[-1], M - 1)
 
 
 def weight_stall_cycles(R, C, M, K, N):
@@ -85,10 +91,8 @@ def weight_stall_cycles(R, C, M, K, N):
 
 def row_exit_cycle(R, C, M, K, N, m, n):
     """Cycle in which C[m, n]'s final sum leaves the array (and is written)."""
-    p = tile_launches(R, C, M, K, N)
     kt = ceil(K / R)
-    last_tile = (n // C) * kt + kt - 1
-    return p[last_tile] + m + 2 + 1 + _array_latency(R, C)
+    return _row_exit(R, C, tile_launches(R, C, M, K, N)[(n // C) * kt + kt - 1], m)
 
 
 def scalesim_cycles(R, C, M, K, N):

@@ -161,7 +161,7 @@ def _cmd_synth(args):
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"| design | LUT | FF | DSP48E1 | BRAM (RAMB36) | fits xc7a100t |")
+    print("| design | LUT | FF | DSP48E1 | BRAM (RAMB36) | fits xc7a100t |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         share = r["share_of_xc7a100t"]

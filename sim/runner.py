@@ -14,21 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hdl.generate import write_verilog, extra_sources
+from hdl.generate import write_verilog, extra_sources, lint_waivers
 
 __all__ = ["SIMULATORS", "SimulationError", "ToolMissing", "repo_root", "run_cocotb",
            "verilator_bin_dir", "ensure_simulator"]
 
 SIMULATORS = ("icarus", "verilator")
 
-# Amaranth's Verilog compares and assigns expressions of differing widths on
-# purpose (its semantics widen); Verilator's WIDTH lint flags each one.
-VERILATOR_WAIVERS = ["-Wno-WIDTH"]
-# Amaranth writes each m.Switch/m.FSM as a case statement per signal, listing
-# only the cases that assign it, after assigning its default: an incomplete
-# case that cannot latch. Waived by name for the designs whose Verilog has
-# them (the CFU needs only the WIDTH waiver; tests/test_verilog.py checks it).
-CASE_WAIVER = "-Wno-CASEINCOMPLETE"
+# The Verilator warnings each design may trip are declared with the design
+# (hdl/generate.py:lint_waivers) and waived by name, never all at once.
 
 
 class SimulationError(RuntimeError):
@@ -115,7 +109,7 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
         _kick_time_zero(build_dir / f"{design}.v")
 
     runner = get_runner(simulator)
-    build_args = VERILATOR_WAIVERS + ([CASE_WAIVER] if design != "cfu" else []) if simulator == "verilator" else []
+    build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
     try:
         runner.build(sources=[build_dir / f"{design}.v", *extra_sources(design)], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=waves,

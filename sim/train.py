@@ -11,10 +11,9 @@ import numpy as np
 
 from reference.digits import load_split
 from reference.float_training import FloatMlp
-from reference.training import (Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed,
-                                forward, loss_error)
+from reference.training import Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed
 
-__all__ = ["TrainConfig", "train", "dump_step"]
+__all__ = ["TrainError", "train", "dump_step"]
 
 
 class TrainError(ValueError):
@@ -50,16 +49,9 @@ def dump_step(path, step, state, loss, lr_applied):
     """``step0.npz``: a step's tensors as integers, each with ``KEY_scale`` (real = int · scale)."""
     arrays = {}
     for key, scale in _scales(state, loss).items():
-        name, _, suffix = key.partition("_")
-        l = int("".join(c for c in name if c.isdigit()))
-        base = name.rstrip("0123456789")
-        src = {"x": "x", "w": "w", "b": "b", "y": "y", "dy": "dy", "dx": "dx", "dw": "dw", "db": "db"}[base]
-        if suffix == "master":
-            value = step[f"{src}_master"][l]
-        elif suffix == "new":
-            value = step[f"{src}_new"][l]
-        else:
-            value = step[src][l]
+        name, _, suffix = key.partition("_")          # "w0_master" -> "w0", "master"
+        tensor, l = name.rstrip("0123456789"), int(name.lstrip("abcdefghijklmnopqrstuvwxyz"))
+        value = step[f"{tensor}_{suffix}" if suffix else tensor][l]
         arrays[key] = np.asarray(value, dtype=np.int64)
         arrays[f"{key}_scale"] = np.float64(scale)
     arrays["labels"] = step["labels"]

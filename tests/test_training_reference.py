@@ -11,7 +11,7 @@ import torch
 
 from reference.digits import load_split
 from reference.float_training import FloatMlp
-from reference.training import (Numerics, Lfsr16, exp_table, init_state, loss_error, lr_to_fixed, predict,
+from reference.training import (Numerics, Lfsr16, exp_table, init_state, loss_error, lr_to_fixed,
                                 quantize_input, round_half_up_shift, stochastic_round_shift, train_step)
 
 N = Numerics()

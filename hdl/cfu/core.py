@@ -23,8 +23,8 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
 * During reset ``cmd_ready`` and ``rsp_valid`` are low; reset discards every
   op in flight (its response is never given) and restores the registers.
 """
-from amaranth.hdl import (Signal, Module, Mux, Cat, Const, ClockDomain, ClockSignal, ResetSignal, DomainRenamer,
-                          signed, unsigned)
+from amaranth.hdl import (Signal, Module, Mux, Const, ClockDomain, ClockSignal, ResetSignal, DomainRenamer,
+                          signed)
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 

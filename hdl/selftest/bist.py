@@ -13,7 +13,7 @@ from amaranth.lib.wiring import Out
 
 from ..systolic import GemmEngine
 from ..systolic.layout import lanes_to_int
-from .vectors import default_vectors
+from .vectors import default_vectors, VECTOR_SEED
 
 __all__ = ["GemmSelfTest"]
 
@@ -41,7 +41,7 @@ class GemmSelfTest(wiring.Component):
         The vector running now.
     """
 
-    def __init__(self, rows=8, cols=8, vectors=None, stuck_pe=None, seed=1):
+    def __init__(self, rows=8, cols=8, vectors=None, stuck_pe=None, seed=VECTOR_SEED):
         self.rows, self.cols = rows, cols
         self.vectors = vectors if vectors is not None else default_vectors(rows, cols, seed)
         if not self.vectors:

@@ -8,7 +8,10 @@ from reference.gemm import gemm, gemm_cycles
 from ..systolic.engine import MODES
 from ..systolic.layout import pack_operand, pack_results
 
-__all__ = ["Vector", "default_vectors"]
+__all__ = ["Vector", "default_vectors", "expected_cycles", "VECTOR_SEED"]
+
+#: Seed of the self-test's random operands (the ROM contents).
+VECTOR_SEED = 1
 
 
 @dataclass
@@ -40,7 +43,7 @@ def make_vector(a, b, mode, R, C):
     return Vector(M, K, N, mode, a_words, a_stride, b_words, b_stride, pack_results(c, C))
 
 
-def default_vectors(R, C, seed=1):
+def default_vectors(R, C, seed=VECTOR_SEED):
     """Four GEMMs: every mode, sizes off the tile grid, and -128·-128 over K."""
     rng = np.random.default_rng(seed)
     out = []
@@ -51,3 +54,8 @@ def default_vectors(R, C, seed=1):
         out.append(make_vector(a, b, mode, R, C))
     out.append(make_vector(np.full((R, 4 * R), -128), np.full((4 * R, C), -128), "nn", R, C))
     return out
+
+
+def expected_cycles(R, C, seed=VECTOR_SEED):
+    """The GEMM cycles the self-test sums and shows: the cycle model's."""
+    return sum(v.cycles(R, C) for v in default_vectors(R, C, seed))

@@ -33,7 +33,7 @@ tile leaves the array ``R + C - 1`` cycles after it entered and is added into
 """
 from types import SimpleNamespace
 
-from amaranth.hdl import Signal, Module, Mux, Cat, Array, Const, signed, unsigned
+from amaranth.hdl import Signal, Module, Mux, Cat, Array, Const, signed
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
@@ -322,7 +322,6 @@ class GemmEngine(wiring.Component):
         acc_read, acc_write = pipe[D], pipe[D + 1]     # rows leave the array in cycle 1 + D after issue
 
         res_abits = (self.result_depth - 1).bit_length()
-        host_words = []
         for j in range(C):
             mem = memory.Memory(shape=signed(32), depth=2 * self.result_depth, init=[])
             m.submodules[f"result_lane{j}"] = mem

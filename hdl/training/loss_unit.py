@@ -14,7 +14,7 @@ MSE: ``dY_i = sat8(y_i - 2^a_frac · [i == label])``, straight from the buffer.
 ``in_ready`` is high only while loading; the next sample loads once the
 last error has been taken.
 """
-from amaranth.hdl import Signal, Module, Mux, Const, Cat, signed, unsigned
+from amaranth.hdl import Signal, Module, Mux, Const, signed, unsigned
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 

@@ -6,7 +6,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hdl.selftest import default_vectors
+from hdl.selftest import expected_cycles, VECTOR_SEED
 from sim.results import record, design_params
 
 
@@ -22,9 +22,8 @@ async def _run_to_done(dut, limit):
 
 @cocotb.test(timeout_time=200, timeout_unit="ms")
 async def selftest(dut):
-    p = design_params()
-    R, C = p.get("rows", 8), p.get("cols", 8)
-    expected_cycles = sum(v.cycles(R, C) for v in default_vectors(R, C, p.get("seed", 1)))
+    p = design_params()        # the runner passes rows and cols (and seed, if not the default)
+    cycles_model = expected_cycles(p["rows"], p["cols"], p.get("seed", VECTOR_SEED))
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
@@ -43,4 +42,4 @@ async def selftest(dut):
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     again = await _run_to_done(dut, 100_000)
-    record(selftest={"first": first, "after_reset": again, "expected_cycles": expected_cycles})
+    record(selftest={"first": first, "after_reset": again, "expected_cycles": cycles_model})
