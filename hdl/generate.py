@@ -32,8 +32,14 @@ def _loss_unit(**params):
     return LossUnit(**params)
 
 
+def _train(**params):
+    from .training.core import TrainCore
+    return TrainCore(**params)
+
+
 #: name -> (factory, Verilog module name)
 DESIGNS = {
+    "train": (_train, "TrainCore"),
     "loss_unit": (_loss_unit, "LossUnit"),
     "cfu": (_cfu, "Cfu"),
     "gemm": (_gemm, "GemmEngine"),

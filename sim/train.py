@@ -1,9 +1,12 @@
 """``python -m sim train``: train the digits MLP in fixed point, beside its float twin.
 
 Backend ``reference`` runs the bit-exact golden model (:mod:`reference.training`)
-alone. The RTL backends need the training datapath (issue 4), which does not
-exist yet: asking for them is an error, not a silent fallback.
+alone. The RTL backends (``icarus``, ``verilator``) train through the
+training core (:class:`hdl.training.core.TrainCore`) in cocotb, with the
+golden model beside it checking every step (:mod:`sim.training.tb_train`).
+The float twin runs here, on the same batches, for both.
 """
+import json
 import time
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from reference.digits import load_split
 from reference.float_training import FloatMlp
 from reference.training import Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed
 
-__all__ = ["TrainError", "train", "dump_step"]
+__all__ = ["TrainError", "train", "dump_step", "FixedRun", "schedule"]
 
 
 class TrainError(ValueError):
@@ -60,75 +63,179 @@ def dump_step(path, step, state, loss, lr_applied):
     np.savez(path, **arrays)
 
 
-def train(layers=(64, 32, 10), epochs=20, batch=32, lr=0.2, momentum=0.0, loss="ce", seed=0,
-          activation="relu", dump=None, plot=None, progress=True):
-    """Train both models; return the summary (``python -m sim train --json``'s keys and curves)."""
+def _config(layers, epochs, batch, lr, momentum, loss, seed, activation):
+    """Check a run's arguments; return the dict both backends read (``$TRAIN_CONFIG`` for the RTL)."""
     _check_layers(layers)
     if loss not in ("ce", "mse"):
         raise TrainError(f"unknown loss {loss!r}; choose ce or mse")
+    n = Numerics()
     if momentum not in (0.0, 0):
-        n = Numerics()
         if abs(momentum - (1 - 2.0 ** -n.momentum_shift)) > 1e-9:
             raise TrainError(f"--momentum must be 0 or {1 - 2.0 ** -n.momentum_shift} "
                              f"(s = 1 - 2^-{n.momentum_shift}, a shift in hardware)")
-    x_train, y_train, x_test, y_test = load_split()
-    if not 1 <= batch <= len(x_train):
-        raise TrainError(f"--batch must be between 1 and {len(x_train)}")
-    state = init_state(layers, seed=seed)
-    n = state.numerics
+    n_train = len(load_split()[0])
+    if not 1 <= batch <= n_train:
+        raise TrainError(f"--batch must be between 1 and {n_train}")
     lr_q = lr_to_fixed(lr, batch, n)
     if lr_q == 0:
         raise TrainError(f"learning rate {lr} with batch {batch} rounds to 0 in the 16-bit format")
-    lr_applied = lr_q * batch / 2.0 ** n.lr_frac
-    float_model = FloatMlp.from_state(state, activation)
-    x8_train, x8_test = quantize_input(x_train, n), quantize_input(x_test, n)
-    steps_per_epoch = len(x_train) // batch          # the last partial batch is dropped
-    curves = {"epoch": [], "fixed_loss": [], "float_loss": [], "fixed_accuracy": [], "float_accuracy": []}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=epochs * steps_per_epoch, unit="step", desc="training", leave=False)
+    return {"layers": list(layers), "epochs": epochs, "batch": batch, "lr_q": lr_q, "momentum": bool(momentum),
+            "loss": loss, "seed": seed, "activation": activation,
+            "lr_applied": lr_q * batch / 2.0 ** n.lr_frac}
+
+
+def schedule(cfg, n_train):
+    """The run's minibatches: ``(epoch, index array)``; the last partial batch of an epoch is dropped."""
+    batch = cfg["batch"]
+    for epoch in range(cfg["epochs"]):
+        order = _epoch_order(cfg["seed"], epoch, n_train)
+        for i in range(n_train // batch):
+            yield epoch, order[i * batch:(i + 1) * batch]
+
+
+class FixedRun:
+    """The golden model's side of a run: its state, one step at a time, and its curves.
+
+    Both backends drive it: ``reference`` alone, the RTL ones beside the
+    hardware, which must match each step it returns."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.x_train, self.y_train, self.x_test, self.y_test = load_split()
+        self.state = init_state(cfg["layers"], seed=cfg["seed"])
+        self.n = self.state.numerics
+        self.x8_train = quantize_input(self.x_train, self.n)
+        self.x8_test = quantize_input(self.x_test, self.n)
+        self.curves = {"epoch": [], "fixed_loss": [], "fixed_accuracy": []}
+        self._losses, self.steps = [], 0
+
+    def batches(self):
+        return schedule(self.cfg, len(self.x_train))
+
+    def step(self, idx):
+        cfg = self.cfg
+        out = train_step(self.state, self.x8_train[idx], self.y_train[idx], cfg["lr_q"], loss=cfg["loss"],
+                         activation=cfg["activation"], momentum=cfg["momentum"])
+        self._losses.append(_fixed_loss(out["y"][-1], self.y_train[idx], cfg["loss"], self.n))
+        self.steps += 1
+        return out
+
+    def end_epoch(self, epoch):
+        self.curves["epoch"].append(epoch + 1)
+        self.curves["fixed_loss"].append(float(np.mean(self._losses)))
+        self.curves["fixed_accuracy"].append(
+            float(np.mean(predict(self.state, self.x8_test, self.cfg["activation"]) == self.y_test)))
+        self._losses = []
+
+    def dump(self, path, out):
+        dump_step(path, out, self.state, self.cfg["loss"], self.cfg["lr_applied"])
+
+
+def _float_curves(cfg):
+    """The float twin trained on the same batches from the same initial weights."""
+    x_train, y_train, x_test, y_test = load_split()
+    state = init_state(cfg["layers"], seed=cfg["seed"])
+    n = state.numerics
+    model = FloatMlp.from_state(state, cfg["activation"])
+    x_train = quantize_input(x_train, n) / 2.0 ** n.x_frac
+    x_test = quantize_input(x_test, n) / 2.0 ** n.x_frac
+    curves = {"float_loss": [], "float_accuracy": []}
+    losses, last = [], None
+    momentum = (1 - 2.0 ** -n.momentum_shift) if cfg["momentum"] else 0.0
+
+    def close():
+        curves["float_loss"].append(float(np.mean(losses)))
+        curves["float_accuracy"].append(float(np.mean(model.predict(x_test) == y_test)))
+
+    for epoch, idx in schedule(cfg, len(x_train)):
+        if last is not None and epoch != last:
+            close()
+            losses = []
+        last = epoch
+        losses.append(model.step(x_train[idx], y_train[idx], cfg["lr_applied"], loss=cfg["loss"], momentum=momentum))
+    close()
+    return curves
+
+
+def train(layers=(64, 32, 10), epochs=20, batch=32, lr=0.2, momentum=0.0, loss="ce", seed=0,
+          activation="relu", dump=None, plot=None, progress=True, backend="reference", check="weights",
+          waves=False, max_steps=None):
+    """Train both models; return the summary (``python -m sim train --json``'s keys and curves).
+
+    With an RTL backend the golden model runs beside the training core and
+    every step's weights and biases (``check="full"``: every kept tensor)
+    must match; the first mismatch raises :class:`sim.runner.SimulationError`.
+    """
+    cfg = _config(layers, epochs, batch, lr, momentum, loss, seed, activation)
+    cfg.update(check=check, max_steps=max_steps, progress=progress, dump=str(dump) if dump else None)
     start = time.perf_counter()
-    steps = 0
-    for epoch in range(epochs):
-        order = _epoch_order(seed, epoch, len(x_train))
-        fixed_losses, float_losses = [], []
-        for i in range(steps_per_epoch):
-            idx = order[i * batch:(i + 1) * batch]
-            step = train_step(state, x8_train[idx], y_train[idx], lr_q, loss=loss, activation=activation,
-                              momentum=bool(momentum))
-            if dump and steps == 0:
-                dump_step(Path(dump) / "step0.npz", step, state, loss, lr_applied)
-            fixed_losses.append(_fixed_loss(step["y"][-1], y_train[idx], loss, n))
-            float_losses.append(float_model.step(x8_train[idx] / 2.0 ** n.x_frac, y_train[idx], lr_applied,
-                                                 loss=loss, momentum=momentum))
-            steps += 1
-            if bar:
-                bar.update()
-        curves["epoch"].append(epoch + 1)
-        curves["fixed_loss"].append(float(np.mean(fixed_losses)))
-        curves["float_loss"].append(float(np.mean(float_losses)))
-        curves["fixed_accuracy"].append(float(np.mean(predict(state, x8_test, activation) == y_test)))
-        curves["float_accuracy"].append(float(np.mean(float_model.predict(x8_test / 2.0 ** n.x_frac) == y_test)))
-        if bar:
-            bar.set_postfix(fixed=f"{curves['fixed_accuracy'][-1]:.3f}", float=f"{curves['float_accuracy'][-1]:.3f}")
-    if bar:
-        bar.close()
+    if backend == "reference":
+        result = _run_reference(cfg)
+    else:
+        result = _run_rtl(cfg, backend, waves)
+    curves = {**result.pop("curves"), **_float_curves(cfg)}
     if plot:
         _plot(curves, plot)
     return {
-        "bit_exact": None,            # nothing to compare with: no RTL ran
+        "bit_exact": result.get("bit_exact"),
         "test_accuracy": curves["fixed_accuracy"][-1],
         "float_test_accuracy": curves["float_accuracy"][-1],
-        "steps": steps,
-        "cycles": None,
-        "cycles_by_phase": {"forward": None, "backward": None, "update": None},
-        "utilization": None,
-        "sim_cycles_per_second": None,
-        "lr_applied": lr_applied,
+        "steps": result["steps"],
+        "cycles": result.get("cycles"),
+        "cycles_by_phase": result.get("cycles_by_phase", {"forward": None, "backward": None, "update": None}),
+        "utilization": result.get("utilization"),
+        "sim_cycles_per_second": result.get("sim_cycles_per_second"),
+        "lr_applied": cfg["lr_applied"],
         "wall_seconds": time.perf_counter() - start,
         "curves": curves,
+        **{k: v for k, v in result.items() if k not in ("steps",)},
     }
+
+
+def _run_reference(cfg):
+    run = FixedRun(cfg)
+    bar = None
+    if cfg["progress"]:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg["epochs"] * (len(run.x_train) // cfg["batch"]), unit="step", desc="training",
+                   leave=False)
+    last = None
+    for epoch, idx in run.batches():
+        if last is not None and epoch != last:
+            run.end_epoch(last)
+        last = epoch
+        out = run.step(idx)
+        if cfg["dump"] and run.steps == 1:
+            run.dump(Path(cfg["dump"]) / "step0.npz", out)
+        if bar:
+            bar.update()
+    run.end_epoch(last)
+    if bar:
+        bar.close()
+    return {"steps": run.steps, "curves": run.curves}
+
+
+def rtl_geometry():
+    """The training core's parameters: one build serves every run; a run that
+    does not fit it is refused with the limit it hit."""
+    from hdl.training.program import CoreGeometry
+    return CoreGeometry()
+
+
+def _run_rtl(cfg, backend, waves):
+    from hdl.training.program import plan_step, PlanError
+    from .runner import run_cocotb
+
+    geometry = rtl_geometry()
+    try:
+        plan_step(cfg["layers"], cfg["batch"], geometry, loss=cfg["loss"], activation=cfg["activation"],
+                  momentum=cfg["momentum"])
+    except PlanError as e:
+        raise TrainError(str(e)) from None
+    results = run_cocotb("train", "sim.training.tb_train", simulator=backend, params=geometry.params,
+                         testcase="train_run", env={"TRAIN_CONFIG": json.dumps(cfg)}, waves=waves,
+                         quiet=not cfg["progress"])
+    return results
 
 
 def _fixed_loss(logits8, labels, loss, n):

@@ -62,6 +62,9 @@ class GemmEngine(wiring.Component):
         Words (of C int32) in each half of the result buffer.
     stuck_pe : (int, int) or None
         Fault injection (see :class:`SystolicArray`); None in real designs.
+    operand_read : bool
+        Add a host read port to the operand buffers (``op_rd_*``), for
+        designs that keep tensors there (the training core).
 
     Attributes
     ----------
@@ -71,18 +74,28 @@ class GemmEngine(wiring.Component):
     busy, done : out
         ``busy`` from the cycle after ``start`` to the cycle the last result is
         written; ``done`` pulses in that last cycle.
-    wr_en, wr_sel, wr_half, wr_addr, wr_data : in
-        Host write of one operand word (``wr_sel`` 0: A, 1: B), lanes in bank order.
+    cfg_a_base, cfg_b_base, cfg_result_base : in
+        Where A, B and C start: word offsets added to every operand (result)
+        address, within the selected half or past it (each buffer is one
+        space of 2·depth words, the half bit its top address bit).
+    wr_en, wr_sel, wr_both, wr_half, wr_addr, wr_data : in
+        Host write of one operand word (``wr_sel`` 0: A, 1: B; ``wr_both``:
+        the same word to both), lanes in bank order.
     rd_en, rd_half, rd_addr : in; rd_data : out
         Host read of one result word (C int32), ``rd_data`` valid the next cycle.
     cnt_total, cnt_active, cnt_weight_stall, cnt_transfer : out
         Cycles busy; cycles an activation row entered the array; cycles the
         array waited for a tile's weights between rows; host transfer cycles
         (reads and writes) since reset or ``cnt_clear``.
+    active : out
+        High in each cycle an activation row enters the array.
+    op_rd_en, op_rd_sel, op_rd_addr : in; op_rd_data : out
+        With ``operand_read``: host read of one stored operand word (lanes in
+        bank order; ``op_rd_addr`` spans both halves), valid the next cycle.
     """
 
     def __init__(self, rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH,
-                 stuck_pe=None):
+                 stuck_pe=None, operand_read=False):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -94,6 +107,12 @@ class GemmEngine(wiring.Component):
         self.stuck_pe = stuck_pe
         self.operand_depth, self.result_depth = operand_depth, result_depth
         self.array_latency = rows + cols - 1
+        self.operand_read = operand_read
+        op_space, res_space = range(2 * operand_depth), range(2 * result_depth)
+        extra = {}
+        if operand_read:
+            extra = {"op_rd_en": In(1), "op_rd_sel": In(1), "op_rd_addr": In(op_space),
+                     "op_rd_data": Out(data.ArrayLayout(signed(8), rows))}
         super().__init__({
             "start": In(1),
             "ready": Out(1),
@@ -105,10 +124,14 @@ class GemmEngine(wiring.Component):
             "cfg_b_stride": In(DIM_BITS),     # W of B as stored
             "cfg_operand_half": In(1),
             "cfg_result_half": In(1),
+            "cfg_a_base": In(op_space),
+            "cfg_b_base": In(op_space),
+            "cfg_result_base": In(res_space),
             "busy": Out(1),
             "done": Out(1),
             "wr_en": In(1),
             "wr_sel": In(1),
+            "wr_both": In(1),
             "wr_half": In(1),
             "wr_addr": In(range(operand_depth)),
             "wr_data": In(data.ArrayLayout(signed(8), rows)),
@@ -121,6 +144,8 @@ class GemmEngine(wiring.Component):
             "cnt_active": Out(COUNTER_BITS),
             "cnt_weight_stall": Out(COUNTER_BITS),
             "cnt_transfer": Out(COUNTER_BITS),
+            "active": Out(1),
+            **extra,
         })
 
     @staticmethod
@@ -141,7 +166,8 @@ class GemmEngine(wiring.Component):
 
         # -- configuration, latched at start --------------------------------
         cfg = {name: Signal(getattr(self, f"cfg_{name}").shape(), name=f"r_{name}")
-               for name in ("m", "k", "n", "mode", "a_stride", "b_stride", "operand_half", "result_half")}
+               for name in ("m", "k", "n", "mode", "a_stride", "b_stride", "operand_half", "result_half",
+                            "a_base", "b_base", "result_base")}
         interval = Signal(DIM_BITS + 1)     # max(M, C): one weight port
         bank_free = Signal(DIM_BITS + 1)    # M + R - 1: tile T-2 has drained its bank
 
@@ -186,6 +212,8 @@ class GemmEngine(wiring.Component):
                 cfg["mode"].eq(self.cfg_mode), cfg["a_stride"].eq(self.cfg_a_stride),
                 cfg["b_stride"].eq(self.cfg_b_stride), cfg["operand_half"].eq(self.cfg_operand_half),
                 cfg["result_half"].eq(self.cfg_result_half),
+                cfg["a_base"].eq(self.cfg_a_base), cfg["b_base"].eq(self.cfg_b_base),
+                cfg["result_base"].eq(self.cfg_result_base),
                 interval.eq(Mux(self.cfg_m > C, self.cfg_m, C)),
                 bank_free.eq(self.cfg_m + R - 1),
                 busy.eq(1),
@@ -241,14 +269,15 @@ class GemmEngine(wiring.Component):
         is_nt = cfg["mode"] == MODES["nt"]
         is_tn = cfg["mode"] == MODES["tn"]
 
-        def operand_buffer(name, sel, read_en, col_dir, r, c, stride, mask):
+        def operand_buffer(name, sel, read_en, col_dir, r, c, stride, mask, region):
             """R lanes of int8 memory; returns the read vector, in element order,
             valid (and masked) one cycle after ``read_en``."""
-            lanes = []
+            lanes, host_lanes = [], []
             rot = Signal(lg or 1, name=f"{name}_rot")
             m.d.comb += rot.eq(Mux(col_dir, c, r)[:lg] if lg else 0)
             base = Signal(2 * DIM_BITS, name=f"{name}_base")
-            m.d.comb += base.eq(r * stride + (c >> lg))
+            # The operand's first word: its region's base in the selected half.
+            m.d.comb += base.eq(r * stride + (c >> lg) + region + Cat(Const(0, op_abits), cfg["operand_half"]))
             # x * stride for x < R, by shifts and adds (no multiplier): lane b of
             # a column read is row r + ((b - c) mod R).
             multiples = []
@@ -263,7 +292,7 @@ class GemmEngine(wiring.Component):
                 wp = mem.write_port()
                 rp = mem.read_port()
                 m.d.comb += [
-                    wp.en.eq(self.wr_en & (self.wr_sel == sel)),
+                    wp.en.eq(self.wr_en & ((self.wr_sel == sel) | self.wr_both)),
                     wp.addr.eq(Cat(self.wr_addr, self.wr_half)),
                     wp.data.eq(self.wr_data[b]),
                 ]
@@ -271,8 +300,12 @@ class GemmEngine(wiring.Component):
                 # Column vector: lane b holds element t = (b - c) mod R, row r + t.
                 m.d.comb += offset.eq(Mux(col_dir, multiples[(b - rot)[:lg] if lg else 0], 0))
                 m.d.comb += [rp.en.eq(read_en),
-                             rp.addr.eq(Cat((base + offset)[:op_abits], cfg["operand_half"]))]
+                             rp.addr.eq((base + offset)[:op_abits + 1])]
                 lanes.append(rp.data)
+                if self.operand_read:
+                    hp = mem.read_port()
+                    m.d.comb += [hp.en.eq(self.op_rd_en & (self.op_rd_sel == sel)), hp.addr.eq(self.op_rd_addr)]
+                    host_lanes.append(hp.data)
             rot_d = Signal.like(rot, name=f"{name}_rot_d")
             mask_d = Signal(R, name=f"{name}_mask_d")
             m.d.sync += [rot_d.eq(rot), mask_d.eq(mask)]
@@ -280,21 +313,27 @@ class GemmEngine(wiring.Component):
             out = Signal(data.ArrayLayout(signed(8), R), name=f"{name}_vector")
             for t in range(R):
                 m.d.comb += out[t].eq(Mux(mask_d[t], lane_array[(t + rot_d)[:lg] if lg else 0], 0))
-            return out
+            return out, host_lanes
 
         def k_mask(k_start, extra=1):
             return Cat(*[(k_start + t < cfg["k"]) & extra for t in range(R)])
 
         # A: rows of A' (m, k0..k0+R-1); tn reads a column of the stored K×M.
-        a_vec = operand_buffer("a", 0, a_issue, is_tn,
-                               Mux(is_tn, a_k0, a_m), Mux(is_tn, a_m, a_k0),
-                               cfg["a_stride"], k_mask(a_k0))
+        a_vec, a_host = operand_buffer("a", 0, a_issue, is_tn,
+                                       Mux(is_tn, a_k0, a_m), Mux(is_tn, a_m, a_k0),
+                                       cfg["a_stride"], k_mask(a_k0), cfg["a_base"])
         # B: column n of B' (k0..k0+R-1, n); nt reads a row of the stored N×K.
         b_n = Signal(DIM_BITS)
         m.d.comb += b_n.eq(b_n0 + b_j)
-        b_vec = operand_buffer("b", 1, b_issue, ~is_nt,
-                               Mux(is_nt, b_n, b_k0), Mux(is_nt, b_k0, b_n),
-                               cfg["b_stride"], k_mask(b_k0, b_n < cfg["n"]))
+        b_vec, b_host = operand_buffer("b", 1, b_issue, ~is_nt,
+                                       Mux(is_nt, b_n, b_k0), Mux(is_nt, b_k0, b_n),
+                                       cfg["b_stride"], k_mask(b_k0, b_n < cfg["n"]), cfg["b_base"])
+        if self.operand_read:
+            # Host read of one stored word (lanes in bank order), valid the next cycle.
+            sel_d = Signal()
+            m.d.sync += sel_d.eq(self.op_rd_sel)
+            for b in range(R):
+                m.d.comb += self.op_rd_data[b].eq(Mux(sel_d, b_host[b], a_host[b]))
 
         # Weight write one cycle after the read; activations enter one cycle after theirs.
         b_issue_d, b_j_d, b_bank_d = Signal(), Signal(range(C + 1)), Signal()
@@ -310,9 +349,12 @@ class GemmEngine(wiring.Component):
         # -- result buffer: accumulate over K --------------------------------
         # Row metadata travels beside the array: read the old sum D cycles
         # after the row entered, write the new one the cycle after.
+        res_abits = (self.result_depth - 1).bit_length()
         meta_layout = data.StructLayout({"valid": 1, "addr": 2 * DIM_BITS, "first_k": 1, "last": 1})
         meta = Signal(meta_layout)
-        m.d.comb += [meta.valid.eq(a_issue), meta.addr.eq(a_cbase + a_m), meta.first_k.eq(a_first_k),
+        m.d.comb += [meta.valid.eq(a_issue),
+                     meta.addr.eq(a_cbase + a_m + cfg["result_base"] + Cat(Const(0, res_abits), cfg["result_half"])),
+                     meta.first_k.eq(a_first_k),
                      meta.last.eq(a_issue & a_last & (a_m + 1 == cfg["m"]))]
         pipe = [meta]
         for s in range(D + 1):
@@ -321,7 +363,6 @@ class GemmEngine(wiring.Component):
             pipe.append(nxt)
         acc_read, acc_write = pipe[D], pipe[D + 1]     # rows leave the array in cycle 1 + D after issue
 
-        res_abits = (self.result_depth - 1).bit_length()
         for j in range(C):
             mem = memory.Memory(shape=signed(32), depth=2 * self.result_depth, init=[])
             m.submodules[f"result_lane{j}"] = mem
@@ -330,9 +371,9 @@ class GemmEngine(wiring.Component):
             rp_host = mem.read_port()
             m.d.comb += [
                 rp_acc.en.eq(acc_read.valid),
-                rp_acc.addr.eq(Cat(acc_read.addr[:res_abits], cfg["result_half"])),
+                rp_acc.addr.eq(acc_read.addr[:res_abits + 1]),
                 wp.en.eq(acc_write.valid),
-                wp.addr.eq(Cat(acc_write.addr[:res_abits], cfg["result_half"])),
+                wp.addr.eq(acc_write.addr[:res_abits + 1]),
                 wp.data.eq(Mux(acc_write.first_k, 0, rp_acc.data) + array.out_data[j]),
                 rp_host.en.eq(self.rd_en),
                 rp_host.addr.eq(Cat(self.rd_addr, self.rd_half)),
@@ -343,7 +384,7 @@ class GemmEngine(wiring.Component):
         finish = Signal()
         m.d.comb += finish.eq(busy & ((acc_write.valid & acc_write.last) |
                                       (~tiles_left & first & ~take)))   # empty GEMM
-        m.d.comb += self.done.eq(finish)
+        m.d.comb += [self.done.eq(finish), self.active.eq(array.a_valid)]
         with m.If(finish):
             m.d.sync += busy.eq(0)
 

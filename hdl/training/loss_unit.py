@@ -6,15 +6,17 @@ in the same order. Cross-entropy, as :func:`reference.training.loss_error`:
 
 1. load: keep the logits, track their maximum;
 2. exponents: ``e_i = E[max - y_i]`` from the exponent ROM, ``S = Σ e_i``;
-3. per class: ``q_i = floor((e_i · 2^(e_frac+1) + S) / (2S))`` by an
-   8-step restoring divider (q < 256), ``p_i = min(q_i, 127)``,
+3. per class, one a cycle: ``q_i = floor((e_i · 2^(e_frac+1) + S) / (2S))``
+   by an unrolled 8-step restoring divider (q < 256), ``p_i = min(q_i, 127)``,
    ``dY_i = p_i - 2^e_frac · [i == label]``.
+
+A row of K logits takes 3K cycles plus the wait for the errors to be taken.
 
 MSE: ``dY_i = sat8(y_i - 2^a_frac · [i == label])``, straight from the buffer.
 ``in_ready`` is high only while loading; the next sample loads once the
 last error has been taken.
 """
-from amaranth.hdl import Signal, Module, Mux, Const, signed, unsigned
+from amaranth.hdl import Signal, Module, Mux, Const, Cat, signed, unsigned
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import In, Out
 
@@ -53,18 +55,26 @@ class LossUnit(wiring.Component):
         y_max = Signal(signed(8))
         total = Signal(unsigned(20))         # S = Σ e_i <= 256 · 2^15
         label, loss = Signal.like(self.label), Signal()
-        num = Signal(unsigned(28))           # divider: remainder
-        den = Signal(unsigned(21))           # 2S
-        q = Signal(unsigned(8))
-        step = Signal(range(9))
-
-        LOAD, EXP, DIVIDE, EMIT = range(4)
-        state = Signal(range(4), init=LOAD)
+        LOAD, EXP, EMIT = range(3)
+        state = Signal(range(3), init=LOAD)
         m.d.comb += [y_rd.addr.eq(i), e_rd.addr.eq(i), rom_rd.addr.eq((y_max - y_rd.data)[:8])]
 
         target = Mux(i == label, Const(1 << n.a_frac, 9), 0)
         mse_error = Signal(signed(10))
         m.d.comb += mse_error.eq(y_rd.data - target)
+        # The divider, unrolled: quotient bits 7..0 of (e_i · 2^(e_frac+1) + S) / (2S), q < 256.
+        rem = Signal(unsigned(28), name="rem_in")
+        m.d.comb += rem.eq((e_rd.data << (n.e_frac_ce + 1)) + total)
+        q_bits = []
+        for bit in reversed(range(8)):
+            shifted = (total << 1) << bit
+            take = Signal(name=f"q{bit}")
+            nxt = Signal(unsigned(28), name=f"rem{bit}")
+            m.d.comb += [take.eq(rem >= shifted), nxt.eq(Mux(take, rem - shifted, rem))]
+            q_bits.append(take)
+            rem = nxt
+        q = Signal(unsigned(8))
+        m.d.comb += q.eq(Cat(*reversed(q_bits)))
         ce_error = Mux(q > 127, 127, q) - Mux(i == label, one, 0)
 
         with m.Switch(state):
@@ -81,20 +91,7 @@ class LossUnit(wiring.Component):
                 m.d.comb += [e_wr.addr.eq(i), e_wr.data.eq(rom_rd.data), e_wr.en.eq(1)]
                 m.d.sync += [total.eq(total + rom_rd.data), i.eq(i + 1)]
                 with m.If(i == count - 1):
-                    m.d.sync += [i.eq(0), state.eq(DIVIDE), step.eq(0)]
-            with m.Case(DIVIDE):
-                # step 0 loads the division of class i; steps 1..8 find quotient bits 7..0.
-                with m.If(step == 0):
-                    m.d.sync += [num.eq((e_rd.data << (n.e_frac_ce + 1)) + total), den.eq(total << 1),
-                                 q.eq(0), step.eq(1)]
-                with m.Else():
-                    bit = (8 - step)[:3]
-                    shifted = den << bit
-                    with m.If(num >= shifted):
-                        m.d.sync += [num.eq(num - shifted), q.eq(q | (Const(1, 8) << bit))]
-                    m.d.sync += step.eq(step + 1)
-                    with m.If(step == 8):
-                        m.d.sync += state.eq(EMIT)
+                    m.d.sync += [i.eq(0), state.eq(EMIT)]
             with m.Default():                # EMIT one error
                 m.d.comb += [
                     self.out_valid.eq(1), self.out_last.eq(i == count - 1),
@@ -106,6 +103,4 @@ class LossUnit(wiring.Component):
                     m.d.sync += i.eq(i + 1)
                     with m.If(i == count - 1):
                         m.d.sync += [count.eq(0), state.eq(LOAD)]
-                    with m.Elif(loss == LOSS_CE):
-                        m.d.sync += [step.eq(0), state.eq(DIVIDE)]
         return m

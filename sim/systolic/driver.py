@@ -48,7 +48,8 @@ class GemmDriver:
         Clock(dut.clk, 10, unit="ns").start()
         for name in ("start", "wr_en", "rd_en", "cnt_clear", "cfg_m", "cfg_k", "cfg_n", "cfg_mode",
                      "cfg_a_stride", "cfg_b_stride", "cfg_operand_half", "cfg_result_half",
-                     "wr_sel", "wr_half", "wr_addr", "wr_data", "rd_half", "rd_addr"):
+                     "cfg_a_base", "cfg_b_base", "cfg_result_base",
+                     "wr_sel", "wr_both", "wr_half", "wr_addr", "wr_data", "rd_half", "rd_addr"):
             getattr(dut, name).value = 0
         await self.reset()
 

@@ -1,0 +1,158 @@
+"""Host side of ``TrainCore`` in cocotb: load the program and the initial
+state once, then per step write the inputs and labels, start, wait, and read
+back what is checked. Python acts only while data moves; the step itself
+runs at the simulator's speed."""
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from hdl.systolic.layout import pack_operand, unpack_results, lanes_to_int, int_to_lanes
+from hdl.training.program import TARGET, PHASE, pack_op
+
+__all__ = ["TrainDriver", "Mismatch"]
+
+
+class Mismatch(AssertionError):
+    """The RTL and the golden model disagree: the first differing element."""
+
+
+def _unpack_operand(words, rows, cols, R):
+    """Inverse of :func:`pack_operand`: the rows×cols matrix from its words (bank order)."""
+    W = -(-cols // R)
+    words = np.asarray(words, dtype=np.int64).reshape(rows, W, R)
+    r = np.arange(rows)[:, None, None]
+    b = np.arange(R)[None, None, :]
+    out = np.zeros((rows, W * R), dtype=np.int64)
+    q = np.arange(W)[None, :, None]
+    np.put_along_axis(out, (q * R + (b - r) % R).reshape(rows, W * R), words.reshape(rows, W * R), axis=1)
+    return out[:, :cols]
+
+
+class TrainDriver:
+    def __init__(self, dut, plan):
+        self.dut, self.plan = dut, plan
+        self.R = plan.geometry.rows
+
+    async def start(self):
+        dut = self.dut
+        Clock(dut.clk, 10, unit="ns").start()
+        for name in ("start", "lr", "prog_wr_en", "prog_wr_addr", "prog_wr_data", "wr_en", "wr_target", "wr_addr",
+                     "wr_data", "rd_en", "rd_target", "rd_addr"):
+            getattr(dut, name).value = 0
+        await RisingEdge(dut.clk)
+        dut.rst.value = 1
+        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
+
+    async def load_program(self, ops=None):
+        dut = self.dut
+        for addr, op in enumerate(self.plan.ops if ops is None else ops):
+            await RisingEdge(dut.clk)
+            dut.prog_wr_en.value, dut.prog_wr_addr.value, dut.prog_wr_data.value = 1, addr, pack_op(op)
+        await RisingEdge(dut.clk)
+        dut.prog_wr_en.value = 0
+
+    async def write_words(self, target, base, words, bits=32):
+        dut = self.dut
+        for i, lanes in enumerate(words):
+            await RisingEdge(dut.clk)
+            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, TARGET[target], base + i
+            dut.wr_data.value = lanes_to_int(lanes, 32)
+        await RisingEdge(dut.clk)
+        dut.wr_en.value = 0
+
+    async def read_words(self, target, base, count):
+        dut = self.dut
+        words = []
+        for i in range(count + 1):
+            await RisingEdge(dut.clk)
+            if i < count:
+                dut.rd_en.value, dut.rd_target.value, dut.rd_addr.value = 1, TARGET[target], base + i
+            else:
+                dut.rd_en.value = 0
+            await ReadOnly()
+            if i:
+                words.append(int_to_lanes(int(dut.rd_data.value), self.R, 32))
+        return np.array(words, dtype=np.int64).reshape(count, self.R)
+
+    # -- tensors, by the plan's regions ------------------------------------
+
+    def _region(self, name):
+        return self.plan.regions[name]
+
+    async def write_matrix(self, name, mat):
+        """A matrix into its region: operand layout for A/B, row-major words elsewhere."""
+        reg = self._region(name)
+        mat = np.asarray(mat, dtype=np.int64)
+        if reg.space in ("a", "b"):
+            words, stride = pack_operand(mat, self.R)
+            assert stride == reg.stride
+        else:
+            padded = np.pad(mat, ((0, 0), (0, reg.stride * self.R - mat.shape[1])))
+            words = padded.reshape(-1, self.R)
+        await self.write_words(reg.space, reg.base, words)
+
+    async def read_matrix(self, name, rows=None, cols=None):
+        reg = self._region(name)
+        rows, cols = rows or reg.rows, cols or reg.cols
+        words = await self.read_words(reg.space, reg.base, reg.rows * reg.stride)
+        if reg.space in ("a", "b"):
+            return _unpack_operand(words, reg.rows, reg.cols, self.R)[:rows, :cols]
+        if reg.space == "results":
+            return unpack_results(words, reg.rows, reg.cols, self.R)[:rows, :cols]
+        return words.reshape(reg.rows, reg.stride * self.R)[:rows, :cols]
+
+    async def load_state(self, state):
+        """The initial masters, zero momenta and biases, and the int8 weights the first GEMMs read."""
+        for l in range(len(state.w_master)):
+            await self.write_matrix(f"w{l}_master", state.w_master[l])
+            await self.write_matrix(f"b{l}_master", state.b_master[l][None, :])
+            reg = self._region(f"m{l}")
+            await self.write_words("mmem", reg.base, np.zeros((reg.rows * reg.stride, self.R), dtype=np.int64))
+            await self.write_matrix(f"w{l}", state.weights8(l))
+
+    async def step(self, x8, labels, lr_q):
+        """One training step; returns its cycle counters."""
+        dut = self.dut
+        x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
+        await self.write_matrix("x0", x)
+        await self.write_words("labels", 0, [[int(v)] + [0] * (self.R - 1) for v in labels])
+        await RisingEdge(dut.clk)
+        dut.lr.value, dut.start.value = lr_q, 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        await FallingEdge(dut.busy)
+        await ReadOnly()
+        if int(dut.error.value):
+            raise Mismatch("the training core stopped on an op it cannot run (error is set)")
+        lanes = lambda sig: int_to_lanes(int(sig.value), len(PHASE), 32)
+        to_u = lambda v: v & 0xFFFFFFFF
+        return {"cycles": [to_u(v) for v in lanes(dut.cnt_cycles)],
+                "gemm": [to_u(v) for v in lanes(dut.cnt_gemm)],
+                "active": [to_u(v) for v in lanes(dut.cnt_active)]}
+
+    async def check(self, step_no, golden, full=False):
+        """Compare the RTL's state (and with ``full`` every kept tensor) with the golden step."""
+        L = len(self.plan.layers) - 1
+        checks = []
+        for l in range(L):
+            checks += [(l, "w_new", f"w{l}_master", golden["w_new"][l]),
+                       (l, "b_new", f"b{l}_master", golden["b_new"][l])]
+        if full:
+            for l in range(L):
+                checks += [(l, "x", f"x{l}", golden["x"][l]), (l, "y", f"y{l}", golden["y"][l]),
+                           (l, "dy", f"dy{l}", golden["dy"][l]), (l, "dw", f"dw{l}", golden["dw"][l]),
+                           (l, "db", f"dw{l}", golden["db"][l]), (l, "w_new (int8)", f"w{l}", golden["w_new8"][l])]
+                if l:
+                    checks.append((l, "dx", f"dx{l}", golden["dx"][l]))
+        for l, tensor, region, want in checks:
+            want = np.asarray(want, dtype=np.int64)
+            if want.ndim == 1:            # a bias: the last row of its region
+                got = (await self.read_matrix(region))[-1, :want.shape[0]]
+            else:
+                got = await self.read_matrix(region, *want.shape)
+            if not np.array_equal(got, want):
+                idx = tuple(int(i) for i in np.argwhere(got != want)[0])
+                raise Mismatch(f"step {step_no}, layer {l}, tensor {tensor}, index {idx}: "
+                               f"expected {int(want[idx])}, got {int(got[idx])}")
