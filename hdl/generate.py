@@ -4,7 +4,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers"]
+__all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
 
 def _cfu(**params):
@@ -58,6 +58,12 @@ def lint_waivers(design):
     Verilog has none (tests/test_verilog.py keeps it so).
     """
     return ["WIDTH"] if design == "cfu" else ["WIDTH", "CASEINCOMPLETE"]
+
+
+def ports_only(design):
+    """Whether a design's testbench reads and drives only its ports, so that
+    Verilator may optimize everything inside (see :mod:`sim.runner`)."""
+    return design == "train"
 
 
 def extra_sources(design):

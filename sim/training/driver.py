@@ -45,35 +45,41 @@ class TrainDriver:
         await RisingEdge(dut.clk)
         dut.rst.value = 0
 
+    # Transfers change the inputs at falling edges and sample the outputs
+    # there too: one trigger a cycle, and nothing races the rising edge.
+
     async def load_program(self, ops=None):
         dut = self.dut
         for addr, op in enumerate(self.plan.ops if ops is None else ops):
-            await RisingEdge(dut.clk)
+            await FallingEdge(dut.clk)
             dut.prog_wr_en.value, dut.prog_wr_addr.value, dut.prog_wr_data.value = 1, addr, pack_op(op)
-        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
         dut.prog_wr_en.value = 0
 
-    async def write_words(self, target, base, words, bits=32):
+    async def write_words(self, target, base, words):
         dut = self.dut
+        await FallingEdge(dut.clk)
+        dut.wr_en.value, dut.wr_target.value = 1, TARGET[target]
         for i, lanes in enumerate(words):
-            await RisingEdge(dut.clk)
-            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, TARGET[target], base + i
+            if i:
+                await FallingEdge(dut.clk)
+            dut.wr_addr.value = base + i
             dut.wr_data.value = lanes_to_int(lanes, 32)
-        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
         dut.wr_en.value = 0
 
     async def read_words(self, target, base, count):
         dut = self.dut
         words = []
+        await FallingEdge(dut.clk)
+        dut.rd_en.value, dut.rd_target.value = 1, TARGET[target]
         for i in range(count + 1):
-            await RisingEdge(dut.clk)
-            if i < count:
-                dut.rd_en.value, dut.rd_target.value, dut.rd_addr.value = 1, TARGET[target], base + i
-            else:
-                dut.rd_en.value = 0
-            await ReadOnly()
             if i:
+                await FallingEdge(dut.clk)
                 words.append(int_to_lanes(int(dut.rd_data.value), self.R, 32))
+            if i < count:
+                dut.rd_addr.value = base + i
+        dut.rd_en.value = 0
         return np.array(words, dtype=np.int64).reshape(count, self.R)
 
     # -- tensors, by the plan's regions ------------------------------------
@@ -118,9 +124,9 @@ class TrainDriver:
         x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
         await self.write_matrix("x0", x)
         await self.write_words("labels", 0, [[int(v)] + [0] * (self.R - 1) for v in labels])
-        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = lr_q, 1
-        await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
         dut.start.value = 0
         await FallingEdge(dut.busy)
         await ReadOnly()
