@@ -10,11 +10,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim verilog test regress bench synth clean help
+.PHONY: install sim sim-cfu verilog test regress bench synth clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
-	@echo "make sim       the main job (see README)"
+	@echo "make sim       the main job: train the digits MLP through the training core RTL (see README)"
+	@echo "make sim-cfu   classify the digits test split with the int8 MLP as CFU instructions"
 	@echo "make verilog   Verilog and C header for CFU Playground in build/cfu_playground/"
 	@echo "make test      the regression of the RTL against the golden model (a few minutes)"
 	@echo "make regress   longer sweeps"
@@ -37,6 +38,9 @@ $(PY):
 	@echo "error: $(VENV) is missing: run 'make install' first" >&2; exit 1
 
 sim: | $(PY)
+	$(PY) -m sim train --backend $(SIMULATOR)
+
+sim-cfu: | $(PY)
 	$(PY) -m sim cfu --simulator $(SIMULATOR)
 
 verilog: | $(PY)

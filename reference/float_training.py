@@ -33,7 +33,7 @@ class FloatMlp:
     def __init__(self, weights, biases, activation="relu", leaky_slope=2 ** -3, dtype=torch.float32):
         self.w = [torch.tensor(np.asarray(w), dtype=dtype, requires_grad=True) for w in weights]
         self.b = [torch.tensor(np.asarray(b), dtype=dtype, requires_grad=True) for b in biases]
-        self.act = _leaky(leaky_slope) if activation == "leaky_relu" else ACTIVATIONS[activation]
+        self.act = _leaky(leaky_slope) if activation in ("leaky", "leaky_relu") else ACTIVATIONS[activation]
         self.w_momentum = [torch.zeros_like(w) for w in self.w]
         self.b_momentum = [torch.zeros_like(b) for b in self.b]
 

@@ -212,17 +212,16 @@ def _layers(text):
 
 
 def _cmd_train(args):
-    """Train the digits MLP in fixed point beside its float twin (backend: reference)."""
+    """Train the digits MLP in fixed point beside its float twin: golden model alone, or through the RTL."""
     from .train import train, TrainError
 
-    if args.backend != "reference":
-        raise SimulationError(f"--backend {args.backend}: the training datapath RTL is not built yet; "
-                              f"use --backend reference (the bit-exact golden model)")
-    if args.check != "weights" or args.waves:
-        raise _UsageError("--check and --waves apply to the RTL backends, which are not built yet")
+    if args.backend == "reference" and (args.check != "weights" or args.waves or args.steps):
+        raise _UsageError("--check, --waves and --steps apply to the RTL backends (icarus, verilator)")
     try:
         r = train(layers=args.layers, epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
-                  loss=args.loss, seed=args.seed, dump=args.dump, plot=args.plot, progress=not args.json)
+                  loss=args.loss, seed=args.seed, activation=args.activation, dump=args.dump, plot=args.plot,
+                  progress=not args.json, backend=args.backend, check=args.check, waves=args.waves,
+                  max_steps=args.steps)
     except TrainError as e:
         raise _UsageError(str(e)) from None
     keys = ["bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles", "cycles_by_phase",
@@ -230,15 +229,32 @@ def _cmd_train(args):
     if args.json:
         print(json.dumps({k: r[k] for k in keys}))
         return
-    print(f"MLP {'-'.join(map(str, args.layers))} on digits, backend reference (bit-exact golden model), "
-          f"{args.epochs} epochs, batch {args.batch}, lr {r['lr_applied']:.6g} as applied, loss {args.loss}")
-    print(f"  steps:          {r['steps']}")
-    print(f"  test accuracy:  fixed point {100 * r['test_accuracy']:.1f}%, float {100 * r['float_test_accuracy']:.1f}%")
-    print(f"  wall time:      {r['wall_seconds']:.1f} s")
+    rtl = args.backend != "reference"
+    what = (f"the training core on {args.backend}, checked against the golden model every step "
+            f"({args.check})" if rtl else "the bit-exact golden model")
+    print(f"MLP {'-'.join(map(str, args.layers))} on digits through {what}")
+    print(f"  {args.epochs} epochs, batch {args.batch}, lr {r['lr_applied']:.6g} as applied, loss {args.loss}, "
+          f"momentum {args.momentum}, {args.activation}")
+    print(f"  steps:           {r['steps']}")
+    if rtl:
+        print(f"  bit-exact:       {'yes' if r['bit_exact'] else 'NO'} (weights and biases after every step"
+              f"{', and every kept tensor' if args.check == 'full' else ''})")
+        print(f"  cycles:          {r['cycles']:,} ({r['cycles_per_step']:,} a step) on a {r['array']} array")
+        for phase, cycles in r["cycles_by_phase"].items():
+            util = r["utilization_by_phase"][phase]
+            print(f"    {phase:<9} {cycles:>11,} cycles, GEMM busy {r['gemm_cycles_by_phase'][phase]:>11,}, "
+                  f"array utilization {100 * util if util is not None else 0:5.1f}%")
+        print(f"  utilization:     {100 * r['utilization']:.1f}% of the array's MACs over the whole step")
+        print(f"  speed:           {r['sim_cycles_per_second']:,.0f} simulated cycles/s "
+              f"({r['sim_cycles']:,} cycles with the host's transfers, {r['wall_seconds']:.1f} s)")
+        if r.get("waves"):
+            print(f"  waves:           {r['waves']}")
+    print(f"  test accuracy:   fixed point {100 * r['test_accuracy']:.1f}%, "
+          f"float {100 * r['float_test_accuracy']:.1f}%")
     if args.plot:
-        print(f"  curves:         {args.plot}")
+        print(f"  curves:          {args.plot}")
     if args.dump:
-        print(f"  first step:     {Path(args.dump) / 'step0.npz'}")
+        print(f"  first step:      {Path(args.dump) / 'step0.npz'}")
 
 
 def _cmd_verilog(args):
@@ -308,8 +324,13 @@ def _parser():
     t.add_argument("--momentum", type=float, default=0.0, help="0, or 0.875 (s = 1 - 2^-3)")
     t.add_argument("--loss", choices=["ce", "mse"], default="ce")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--check", choices=["weights", "full"], default="weights")
-    t.add_argument("--waves", action="store_true")
+    t.add_argument("--activation", choices=["relu", "leaky"], default="relu",
+                   help="hidden layers' activation (leaky: slope 1/8)")
+    t.add_argument("--check", choices=["weights", "full"], default="weights",
+                   help="RTL: compare weights and biases after every step, or every tensor the core keeps")
+    t.add_argument("--steps", type=_positive_int, default=None,
+                   help="RTL: stop after this many steps (for --waves)")
+    t.add_argument("--waves", action="store_true", help="RTL: write a waveform of the run")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--dump", metavar="DIR", help="write DIR/step0.npz: the first step's tensors")
     t.add_argument("--plot", metavar="PNG", default="build/train_curves.png",

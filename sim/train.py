@@ -7,6 +7,7 @@ golden model beside it checking every step (:mod:`sim.training.tb_train`).
 The float twin runs here, on the same batches, for both.
 """
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -223,6 +224,10 @@ def rtl_geometry():
 
 
 def _run_rtl(cfg, backend, waves):
+    """Run the cocotb training test; its log goes to a file and its progress
+    (a small JSON file it rewrites each step) to this process's bar."""
+    import tempfile
+    import threading
     from hdl.training.program import plan_step, PlanError
     from .runner import run_cocotb
 
@@ -232,10 +237,41 @@ def _run_rtl(cfg, backend, waves):
                   momentum=cfg["momentum"])
     except PlanError as e:
         raise TrainError(str(e)) from None
-    results = run_cocotb("train", "sim.training.tb_train", simulator=backend, params=geometry.params,
-                         testcase="train_run", env={"TRAIN_CONFIG": json.dumps(cfg)}, waves=waves,
-                         quiet=not cfg["progress"])
-    return results
+    with tempfile.TemporaryDirectory() as tmp:
+        progress = Path(tmp) / "progress.json"
+        outcome = {}
+
+        def work():
+            try:
+                outcome["results"] = run_cocotb(
+                    "train", "sim.training.tb_train", simulator=backend, params=geometry.params,
+                    testcase="train_run", waves=waves, quiet=True,
+                    env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)})
+            except BaseException as e:       # re-raised below, in this thread
+                outcome["error"] = e
+
+        thread = threading.Thread(target=work, daemon=True)
+        if cfg["progress"]:
+            print(f"building the training core for {backend} and starting it...", file=sys.stderr, flush=True)
+        thread.start()
+        bar = None
+        while thread.is_alive():
+            thread.join(0.25)
+            if cfg["progress"] and progress.exists():
+                try:
+                    p = json.loads(progress.read_text())
+                except ValueError:           # caught mid-write
+                    continue
+                if bar is None:
+                    from tqdm import tqdm
+                    bar = tqdm(total=p["total"], unit="step", desc=f"training on {backend}", leave=False)
+                bar.update(p["steps"] - bar.n)
+                bar.set_postfix(epoch=p["epoch"], cycles_per_step=p["cycles"])
+        if bar:
+            bar.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["results"]
 
 
 def _fixed_loss(logits8, labels, loss, n):

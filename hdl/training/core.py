@@ -18,7 +18,7 @@ to ``wr_target`` (:data:`.program.TARGET`; lanes are cut to the memory's
 width; labels take lane 0), ``rd_*`` reads one, sign-extended, the next
 cycle. ``prog_wr_*`` writes one op.
 """
-from amaranth.hdl import Signal, Module, Mux, Cat, Const, Array, signed, unsigned
+from amaranth.hdl import Signal, Module, Mux, Const, Array, signed, unsigned
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
@@ -262,12 +262,23 @@ class TrainCore(wiring.Component):
         m.d.comb += remaining.eq(op.n - col0)
         m.d.comb += valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining)))
 
-        s_raw = Mux(s1_last_row, op.shift1, op.shift0)
+        # The update's shift s: s > 16 floors s - 16 bits first; s <= 0 is an
+        # exact left shift that draws nothing from the LFSR.
+        s_raw = Signal(signed(7))
+        m.d.comb += s_raw.eq(Mux(s1_last_row, op.shift1, op.shift0))
+        s_left = Signal(range(16))
+        m.d.comb += s_left.eq(Mux(s_raw < 0, -s_raw, 0))
         s_eff = Signal(6)
         pre_shift = Signal(6)
-        m.d.comb += [s_eff.eq(Mux(s_raw > 16, 16, s_raw)), pre_shift.eq(Mux(s_raw > 16, s_raw - 16, 0))]
+        m.d.comb += [s_eff.eq(Mux(s_raw > 16, 16, Mux(s_raw < 0, 0, s_raw))),
+                     pre_shift.eq(Mux(s_raw > 16, s_raw - 16, 0))]
         frac_mask = Signal(17)
         m.d.comb += frac_mask.eq((Const(1, 17) << s_eff) - 1)
+        draws = Signal(range(R + 1))
+        m.d.comb += draws.eq(Mux(s_raw > 0, valid_lanes, 0))
+
+        post_shift = Signal(6)           # FWD and DX requantize by a right shift (the plan checks >= 0)
+        m.d.comb += post_shift.eq(op.shift0.as_unsigned()[:6])
 
         for e in range(R):
             col = col0 + e
@@ -277,7 +288,7 @@ class TrainCore(wiring.Component):
             bias = Signal(signed(32), name=f"bias{e}")
             m.d.comb += bias.eq(_sat(rhu(b_rd.data[e], nm.master_extra, 34), 32))
             y = Signal(signed(8), name=f"y{e}")
-            m.d.comb += y.eq(_sat(rhu(acc + bias, op.shift0, 40), 8))
+            m.d.comb += y.eq(_sat(rhu(acc + bias, post_shift, 40), 8))
             act = Mux(y > 0, y, Mux(op.act == ACT["leaky"], y >> nm.leaky_shift, 0))
             m.d.comb += [
                 y_word[e].eq(Mux(in_range, y, 0)),
@@ -286,7 +297,7 @@ class TrainCore(wiring.Component):
             ]
             # DX: dx = sat8(rhu(acc)); the layer below's dY is dx under its mask.
             dx = Signal(signed(8), name=f"dx{e}")
-            m.d.comb += dx.eq(_sat(rhu(acc, op.shift0, 34), 8))
+            m.d.comb += dx.eq(_sat(rhu(acc, post_shift, 34), 8))
             y_prev = v_rd.data[e]
             masked = Mux(y_prev > 0, dx, Mux(op.act == ACT["leaky"], dx >> nm.leaky_shift, 0))
             m.d.comb += [dx_word[e].eq(Mux(in_range, dx, 0)), dx_out[e].eq(Mux(in_range, masked, 0))]
@@ -300,8 +311,8 @@ class TrainCore(wiring.Component):
             m.d.comb += pre.eq(prod >> pre_shift)
             rand = states[e + 1] & frac_mask
             frac = pre.as_unsigned()[:17] & frac_mask
-            step = Signal(signed(50), name=f"sr{e}")
-            m.d.comb += step.eq((pre >> s_eff) + (frac > rand))
+            step = Signal(signed(66), name=f"sr{e}")
+            m.d.comb += step.eq(Mux(s_raw > 0, (pre >> s_eff) + (frac > rand), prod << s_left))
             m.d.comb += [
                 w_new[e].eq(Mux(in_range, _sat(w_rd.data[e] - step, 16), w_rd.data[e])),
                 b_new[e].eq(Mux(in_range, _sat(b_rd.data[e] - step, 32), b_rd.data[e])),
@@ -330,14 +341,14 @@ class TrainCore(wiring.Component):
                     b_wr.en.eq(s1_last_row), b_wr.addr.eq(op.bb_base + s1_t), b_wr.data.eq(b_new),
                     post_dst_en.eq(~s1_last_row), post_dst_word.eq(w8_new),
                 ]
-                m.d.sync += lfsr.eq(Array(states)[valid_lanes])
+                m.d.sync += lfsr.eq(Array(states)[draws])
 
         # ------------------------------------------------------------------
         # LOSS: the logits of each row through the loss unit, dY packed into words
         # ------------------------------------------------------------------
         lrow = Signal(16)
         lk = Signal(16)                 # next element to read
-        feeding, fed_valid, draining = Signal(), Signal(), Signal()
+        feeding, fed_valid = Signal(), Signal()
         fed_k = Signal(16)
         lout = Signal(16)               # errors taken in this row
         lword = Signal(data.ArrayLayout(signed(8), R))

@@ -24,7 +24,7 @@ ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from amaranth.hdl import Shape
+from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
 from .numerics import Numerics
@@ -46,7 +46,7 @@ TARGET = {"a": 0, "b": 1, "wmem": 2, "bmem": 3, "mmem": 4, "labels": 5, "results
 ADDR = 16
 OP_LAYOUT = data.StructLayout({
     "kind": 3, "phase": 2, "mode": 2, "act": 2, "ones": 1, "dst": 2, "loss": 1, "momentum": 1,
-    "shift0": 6, "shift1": 6,
+    "shift0": signed(7), "shift1": signed(7),
     "m": ADDR, "k": ADDR, "n": ADDR,
     "a_base": ADDR, "a_stride": ADDR, "b_base": ADDR, "b_stride": ADDR, "r_base": ADDR,
     "dst_base": ADDR, "dst_stride": ADDR,
@@ -163,6 +163,8 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
            b_base=w8[l].base, b_stride=w8[l].stride, r_base=acc[l].base)
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
+        if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
+            raise PlanError(f"layer {l}'s requantization shifts must be in 0..31 for the hardware")
         op("fwd", "forward", m=batch, k=y[l].stride, n=outs[l], r_base=acc[l].base, bb_base=bm[l].base,
            vw_base=y[l].base, vw_stride=y[l].stride, shift0=shift,
            act=ACT[activation] if hidden else ACT["none"], ones=int(hidden),
@@ -185,8 +187,8 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
         s_b = n.lr_frac + e_frac(l) - (x_frac(l) + n.w_frac + n.master_extra)
         for s in (s_w, s_b):
-            if not 1 <= s <= 63 - 16:
-                raise PlanError(f"layer {l}'s update shift {s} is outside the hardware's 1..47")
+            if not -15 <= s <= 47:
+                raise PlanError(f"layer {l}'s update shift {s} is outside the hardware's -15..47")
         op("update", "update", m=ins[l] + 1, k=wm[l].stride, n=outs[l], r_base=dw[l].base,
            p_base=wm[l].base, q_base=mm[l].base, bb_base=bm[l].base, shift0=s_w, shift1=s_b,
            momentum=int(momentum), dst=DST["b"], dst_base=w8[l].base, dst_stride=w8[l].stride)
@@ -201,8 +203,9 @@ def pack_op(fields):
     value = 0
     for name, v in fields.items():
         member = OP_LAYOUT[name]
-        width = Shape.cast(member.shape).width
-        if not 0 <= int(v) < 1 << width:
-            raise PlanError(f"op field {name} = {v} does not fit {width} bits")
-        value |= int(v) << member.offset
+        shape = Shape.cast(member.shape)
+        lo, hi = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
+        if not lo <= int(v) < hi:
+            raise PlanError(f"op field {name} = {v} does not fit {shape}")
+        value |= (int(v) & ((1 << shape.width) - 1)) << member.offset
     return value

@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import cocotb
-import numpy as np
 from cocotb.simtime import get_sim_time
 
-from hdl.training.program import CoreGeometry, plan_step, PHASE
+import numpy as np
+from cocotb.triggers import FallingEdge
+
+from hdl.training.core import LFSR_SEED
+from hdl.training.program import CoreGeometry, plan_step, PHASE, KIND, TARGET
 from reference.training import sat, round_half_up_shift
 from sim.results import record, errors_recorded, design_params
 from sim.train import FixedRun
@@ -39,11 +42,7 @@ async def train_run(dut):
     total_steps = cfg["epochs"] * (len(run.x_train) // cfg["batch"])
     if cfg.get("max_steps"):
         total_steps = min(total_steps, cfg["max_steps"])
-    bar = None
-    if cfg.get("progress"):
-        from tqdm import tqdm
-        bar = tqdm(total=total_steps, unit="step", desc=f"training on {os.environ.get('SIMULATOR', 'RTL')}",
-                   leave=False)
+    progress = Path(os.environ["TRAIN_PROGRESS"]) if os.environ.get("TRAIN_PROGRESS") else None
     phases = {name: {"cycles": 0, "gemm": 0, "active": 0} for name in PHASE}
     step_cycles = []
     wall0, cycle0 = time.perf_counter(), _cycle()
@@ -66,12 +65,12 @@ async def train_run(dut):
             step_cycles.append(sum(counters["cycles"]))
             if cfg.get("dump") and run.steps == 1:
                 run.dump(Path(cfg["dump"]) / "step0.npz", golden)
-            if bar:
-                bar.update()
-                bar.set_postfix(cycles=step_cycles[-1])
+            if progress:
+                tmp = progress.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"steps": run.steps, "total": total_steps, "epoch": epoch + 1,
+                                           "cycles": step_cycles[-1]}))
+                tmp.replace(progress)
         run.end_epoch(last)
-    if bar:
-        bar.close()
     wall = time.perf_counter() - wall0
     sim_cycles = _cycle() - cycle0
     R = geometry.rows
@@ -94,3 +93,111 @@ async def train_run(dut):
         curves=run.curves,
         array=f"{R}x{R}",
     )
+
+
+async def _idle_within(dut, cycles):
+    """Wait for ``busy`` to be low; fail if it is not within ``cycles``."""
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+        if not int(dut.busy.value):
+            return
+    raise AssertionError(f"the core was still busy after {cycles} cycles")
+
+
+async def _small_run(dut):
+    cfg = json.loads(os.environ["TRAIN_CONFIG"])
+    geometry = CoreGeometry(**design_params())
+    run = FixedRun(cfg)
+    plan = plan_step(cfg["layers"], cfg["batch"], geometry, run.n)
+    drv = TrainDriver(dut, plan)
+    await drv.start()
+    return cfg, run, plan, drv
+
+
+async def _checked_step(run, drv, cfg, idx, label):
+    golden = run.step(idx)
+    golden["w_new8"] = [sat(round_half_up_shift(w, run.n.master_extra), 8) for w in golden["w_new"]]
+    await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
+    await drv.check(label, golden, full=True)
+
+
+@cocotb.test()
+async def bad_ops(dut):
+    """Unknown and impossible ops stop the step with ``error``; a bad program
+    never hangs the core, and a good one runs bit-exact after it. ``start``
+    and host writes while busy are ignored."""
+    cfg, run, plan, drv = await _small_run(dut)
+    with errors_recorded():
+        for bad in ({"kind": 7}, {"kind": KIND["loss"], "m": 4, "n": plan.geometry.classes + 1},
+                    {"kind": KIND["loss"], "m": 0, "n": 4}):
+            await drv.load_program([bad])
+            await FallingEdge(dut.clk)
+            dut.start.value = 1
+            await FallingEdge(dut.clk)
+            dut.start.value = 0
+            await _idle_within(dut, 10)
+            assert int(dut.error.value) == 1, f"op {bad} did not raise error"
+        # Empty GEMMs and post-ops end at once, without error.
+        await drv.load_program([{"kind": KIND["gemm"]}, {"kind": KIND["fwd"]}, {"kind": KIND["update"]},
+                                {"kind": KIND["end"]}])
+        await FallingEdge(dut.clk)
+        dut.start.value = 1
+        await FallingEdge(dut.clk)
+        dut.start.value = 0
+        await _idle_within(dut, 40)
+        assert int(dut.error.value) == 0, "a program of empty ops raised error"
+
+        await drv.load_program()
+        await drv.load_state(run.state)
+        batches = run.batches()
+        _, idx = next(batches)
+        await _checked_step(run, drv, cfg, idx, 0)
+        # A second start and host writes while a step runs change nothing.
+        _, idx = next(batches)
+        golden = run.step(idx)
+        golden["w_new8"] = [sat(round_half_up_shift(w, run.n.master_extra), 8) for w in golden["w_new"]]
+        x = np.hstack([run.x8_train[idx], np.ones((len(idx), 1), dtype=np.int64)])
+        await drv.write_matrix("x0", x)
+        await drv.write_words("labels", 0, [[int(v)] + [0] * (plan.geometry.rows - 1) for v in run.y_train[idx]])
+        await FallingEdge(dut.clk)
+        dut.lr.value, dut.start.value = cfg["lr_q"], 1
+        await FallingEdge(dut.clk)
+        for target in ("wmem", "bmem", "a", "b", "labels"):
+            dut.start.value = 1
+            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, TARGET[target], 0
+            dut.wr_data.value = (1 << (32 * plan.geometry.rows)) - 1
+            await FallingEdge(dut.clk)
+        dut.start.value = dut.wr_en.value = 0
+        await _idle_within(dut, 100_000)
+        assert int(dut.error.value) == 0
+        await drv.check(1, golden, full=True)
+    record(bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
+                   "start and writes while busy were ignored")
+
+
+@cocotb.test()
+async def reset_mid_step(dut):
+    """A reset in the middle of a step aborts it (sequencer and LFSR to their
+    reset state); after the host reloads the state, the step runs bit-exact."""
+    cfg, run, plan, drv = await _small_run(dut)
+    with errors_recorded():
+        await drv.load_program()
+        await drv.load_state(run.state)
+        _, idx = next(run.batches())
+        x = np.hstack([run.x8_train[idx], np.ones((len(idx), 1), dtype=np.int64)])
+        await drv.write_matrix("x0", x)
+        await FallingEdge(dut.clk)
+        dut.lr.value, dut.start.value = cfg["lr_q"], 1
+        await FallingEdge(dut.clk)
+        dut.start.value = 0
+        for _ in range(int(os.environ.get("RESET_AFTER", "700"))):
+            await FallingEdge(dut.clk)
+        assert int(dut.busy.value), "the step ended before the reset"
+        dut.rst.value = 1
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        await FallingEdge(dut.clk)
+        assert not int(dut.busy.value) and int(dut.lfsr.value) == LFSR_SEED, "reset left the core running"
+        await drv.load_state(run.state)
+        await _checked_step(run, drv, cfg, idx, 0)
+    record(reset_mid_step="aborted, reloaded, then bit-exact")
