@@ -71,7 +71,7 @@ class TrainCore(wiring.Component):
         res_abits = (g.result_depth - 1).bit_length()
 
         m.submodules.engine = eng = GemmEngine(R, R, g.operand_depth, g.result_depth, operand_read=True)
-        m.submodules.loss = lu = LossUnit(g.classes, nm)
+        m.submodules.loss = lu = LossUnit(g.classes, R, nm)
 
         def mem(name, shape, depth):
             mm = memory.Memory(shape=data.ArrayLayout(shape, R), depth=depth, init=[])
@@ -128,7 +128,8 @@ class TrainCore(wiring.Component):
                     with m.Case(KIND["fwd"], KIND["dx"], KIND["update"]):
                         m.next = "POST_START"
                     with m.Case(KIND["loss"]):
-                        with m.If((p_rd.data.m == 0) | (p_rd.data.n == 0) | (p_rd.data.n > g.classes)):
+                        with m.If((p_rd.data.m == 0) | (p_rd.data.n == 0) | (p_rd.data.n > g.classes) |
+                                  (p_rd.data.k != (p_rd.data.n + R - 1) // R)):
                             m.d.comb += self.done.eq(1)      # a row the loss unit cannot take
                             m.d.sync += [busy.eq(0), error.eq(1)]
                             m.next = "IDLE"
@@ -344,51 +345,38 @@ class TrainCore(wiring.Component):
                 m.d.sync += lfsr.eq(Array(states)[draws])
 
         # ------------------------------------------------------------------
-        # LOSS: the logits of each row through the loss unit, dY packed into words
+        # LOSS: each row's logit words through the loss unit, its error words out
         # ------------------------------------------------------------------
         lrow = Signal(16)
-        lk = Signal(16)                 # next element to read
+        lk = Signal(16)                 # next word to read
         feeding, fed_valid = Signal(), Signal()
         fed_k = Signal(16)
-        lout = Signal(16)               # errors taken in this row
-        lword = Signal(data.ArrayLayout(signed(8), R))
+        lout = Signal(16)               # error words taken in this row
         loss_dst_en = Signal()
-        loss_dst_word = Signal(data.ArrayLayout(signed(8), R))
         loss_dst_addr = Signal(16)
-        m.d.comb += [lu.loss.eq(op.loss), lu.label.eq(l_rd.data), l_rd.addr.eq(lrow)]
+        m.d.comb += [lu.loss.eq(op.loss), lu.count.eq(op.n), lu.label.eq(l_rd.data), l_rd.addr.eq(lrow)]
         with m.If(loss_start):
-            m.d.sync += [lrow.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0), lword.eq(0)]
+            m.d.sync += [lrow.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0)]
         with m.If(busy & (op.kind == KIND["loss"])):
-            m.d.comb += v_rd.addr.eq(op.vr_base + lrow * op.vr_stride + (lk >> lg))
-        read_now = feeding & (lk < op.n)
+            m.d.comb += v_rd.addr.eq(op.vr_base + lrow * op.vr_stride + lk)
+        read_now = feeding & (lk < op.k)
         m.d.sync += [fed_valid.eq(read_now), fed_k.eq(lk)]
         with m.If(read_now):
             m.d.sync += lk.eq(lk + 1)
-            with m.If(lk + 1 >= op.n):
+            with m.If(lk + 1 >= op.k):
                 m.d.sync += feeding.eq(0)
-        m.d.comb += [lu.in_valid.eq(fed_valid),
-                     lu.in_data.eq(Array(v_rd.data[e] for e in range(R))[fed_k[:lg] if lg else 0]),
-                     lu.in_last.eq(fed_valid & (fed_k + 1 == op.n)),
+        m.d.comb += [lu.in_valid.eq(fed_valid), lu.in_data.eq(v_rd.data),
+                     lu.in_last.eq(fed_valid & (fed_k + 1 >= op.k)),
                      lu.out_ready.eq(busy & (op.kind == KIND["loss"]))]
-        lane = lout[:lg] if lg else Const(0, 1)
         with m.If(lu.out_valid & lu.out_ready):
-            word_now = Signal(data.ArrayLayout(signed(8), R))
-            for e in range(R):
-                m.d.comb += word_now[e].eq(Mux(lane == e, lu.out_data, lword[e]))
-            m.d.comb += [loss_dst_word.eq(word_now),
-                         loss_dst_addr.eq(op.dst_base + lrow * op.dst_stride + (lout >> lg)),
-                         loss_dst_en.eq((lane == R - 1) | lu.out_last)]
+            m.d.comb += [loss_dst_addr.eq(op.dst_base + lrow * op.dst_stride + lout), loss_dst_en.eq(1)]
             m.d.sync += lout.eq(lout + 1)
-            with m.If((lane == R - 1) | lu.out_last):
-                m.d.sync += lword.eq(0)
-            with m.Else():
-                m.d.sync += lword.eq(word_now)
             with m.If(lu.out_last):
                 m.d.sync += [lrow.eq(lrow + 1), lout.eq(0), lk.eq(0), feeding.eq(lrow + 1 < op.m)]
                 m.d.comb += loss_done.eq(lrow + 1 >= op.m)
 
         with m.If(op.kind == KIND["loss"]):
-            m.d.comb += [dst_en.eq(loss_dst_en), dst_addr.eq(loss_dst_addr), dst_word.eq(loss_dst_word),
+            m.d.comb += [dst_en.eq(loss_dst_en), dst_addr.eq(loss_dst_addr), dst_word.eq(lu.out_data),
                          dst_row.eq(lrow)]
         with m.Else():
             m.d.comb += [dst_en.eq(post_dst_en & (op.dst != DST["none"])), dst_addr.eq(post_dst_addr),

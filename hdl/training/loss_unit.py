@@ -1,23 +1,25 @@
-"""``LossUnit``: dL/dY of one sample's logits, softmax cross-entropy or MSE.
+"""``LossUnit``: dL/dY of one sample's logits, softmax cross-entropy or MSE,
+a word of ``lanes`` classes a cycle.
 
-Stream in a sample's int8 logits, one a cycle (``in_last`` on the last,
-``label`` and ``loss`` held while they come in); stream out its int8 errors
-in the same order. Cross-entropy, as :func:`reference.training.loss_error`:
+A sample's ``count`` int8 logits arrive as words (class j in lane
+``j mod lanes`` of word ``j div lanes``; ``in_last`` on the last word;
+``label``, ``loss`` and ``count`` held while they come in); its int8 errors
+leave as words in the same layout, lanes past ``count`` zero. Cross-entropy,
+as :func:`reference.training.loss_error`:
 
-1. load: keep the logits, track their maximum;
-2. exponents: ``e_i = E[max - y_i]`` from the exponent ROM, ``S = Σ e_i``;
-3. per class, one a cycle: ``q_i = floor((e_i · 2^(e_frac+1) + S) / (2S))``
-   by an unrolled 8-step restoring divider (q < 256), ``p_i = min(q_i, 127)``,
-   ``dY_i = p_i - 2^e_frac · [i == label]``.
+1. load: keep the logits, track their maximum (a tree over the lanes);
+2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
+   per lane), ``S = Σ e_j``;
+3. errors: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an unrolled
+   8-step restoring divider per lane (q < 256), ``p_j = min(q_j, 127)``,
+   ``dY_j = p_j - 2^e_frac · [j == label]``.
 
-A row of K logits takes 3K cycles plus the wait for the errors to be taken.
-
-MSE: ``dY_i = sat8(y_i - 2^a_frac · [i == label])``, straight from the buffer.
-``in_ready`` is high only while loading; the next sample loads once the
-last error has been taken.
+MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, straight from the logits.
+A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
+to be taken; ``in_ready`` is high only while loading.
 """
-from amaranth.hdl import Signal, Module, Mux, Const, Cat, signed, unsigned
-from amaranth.lib import wiring, memory
+from amaranth.hdl import Signal, Module, Mux, Const, Cat, Array, signed, unsigned
+from amaranth.lib import wiring, memory, data
 from amaranth.lib.wiring import In, Out
 
 from .numerics import Numerics, exp_rom
@@ -28,79 +30,102 @@ LOSS_CE, LOSS_MSE = 0, 1
 
 
 class LossUnit(wiring.Component):
-    def __init__(self, classes=10, numerics=Numerics()):
+    def __init__(self, classes=10, lanes=8, numerics=Numerics()):
         if not 2 <= classes <= 256:
             raise ValueError(f"classes must be in 2..256, not {classes}")
-        self.classes, self.numerics = classes, numerics
+        if not 1 <= lanes <= 64:
+            raise ValueError(f"lanes must be in 1..64, not {lanes}")
+        self.classes, self.lanes, self.numerics = classes, lanes, numerics
+        self.words = -(-classes // lanes)
+        word = data.ArrayLayout(signed(8), lanes)
         super().__init__({
             "loss": In(1),
             "label": In(range(classes)),
-            "in_valid": In(1), "in_ready": Out(1), "in_data": In(signed(8)), "in_last": In(1),
-            "out_valid": Out(1), "out_ready": In(1), "out_data": Out(signed(8)), "out_last": Out(1),
+            "count": In(range(classes + 1)),
+            "in_valid": In(1), "in_ready": Out(1), "in_data": In(word), "in_last": In(1),
+            "out_valid": Out(1), "out_ready": In(1), "out_data": Out(word), "out_last": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        n, K = self.numerics, self.classes
+        n, P, NW = self.numerics, self.lanes, self.words
         one = 1 << n.e_frac_ce
-        m.submodules.logits = logits = memory.Memory(shape=signed(8), depth=K, init=[])
-        m.submodules.exps = exps = memory.Memory(shape=unsigned(16), depth=K, init=[])
-        m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
-        y_wr, y_rd = logits.write_port(), logits.read_port(domain="comb")
-        e_wr, e_rd = exps.write_port(), exps.read_port(domain="comb")
-        rom_rd = rom.read_port(domain="comb")
 
-        count = Signal(range(K + 1))         # logits loaded
-        i = Signal(range(K + 1))
+        ys = Array(Signal(data.ArrayLayout(signed(8), P), name=f"y_w{w}") for w in range(NW))
+        es = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"e_w{w}") for w in range(NW))
+        m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
+        rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
+
+        w = Signal(range(NW + 1))            # word being loaded / exponentiated / emitted
         y_max = Signal(signed(8))
-        total = Signal(unsigned(20))         # S = Σ e_i <= 256 · 2^15
-        label, loss = Signal.like(self.label), Signal()
+        total = Signal(unsigned(24))         # S = Σ e_j <= 256 · 2^15
+        label, loss, count = Signal.like(self.label), Signal(), Signal.like(self.count)
         LOAD, EXP, EMIT = range(3)
         state = Signal(range(3), init=LOAD)
-        m.d.comb += [y_rd.addr.eq(i), e_rd.addr.eq(i), rom_rd.addr.eq((y_max - y_rd.data)[:8])]
 
-        target = Mux(i == label, Const(1 << n.a_frac, 9), 0)
-        mse_error = Signal(signed(10))
-        m.d.comb += mse_error.eq(y_rd.data - target)
-        # The divider, unrolled: quotient bits 7..0 of (e_i · 2^(e_frac+1) + S) / (2S), q < 256.
-        rem = Signal(unsigned(28), name="rem_in")
-        m.d.comb += rem.eq((e_rd.data << (n.e_frac_ce + 1)) + total)
-        q_bits = []
-        for bit in reversed(range(8)):
-            shifted = (total << 1) << bit
-            take = Signal(name=f"q{bit}")
-            nxt = Signal(unsigned(28), name=f"rem{bit}")
-            m.d.comb += [take.eq(rem >= shifted), nxt.eq(Mux(take, rem - shifted, rem))]
-            q_bits.append(take)
-            rem = nxt
-        q = Signal(unsigned(8))
-        m.d.comb += q.eq(Cat(*reversed(q_bits)))
-        ce_error = Mux(q > 127, 127, q) - Mux(i == label, one, 0)
+        def valid(word, lane, cnt):
+            return (word * P + lane) < cnt
 
+        # -- load: the maximum over this word's valid lanes and the running one
+        in_max = Signal(signed(8))
+        best = Mux(w == 0, Const(-128, signed(8)), y_max)
+        for j in range(P):
+            cand = Signal(signed(8), name=f"max{j}")
+            m.d.comb += cand.eq(Mux(valid(w, j, self.count) & (self.in_data[j] > best), self.in_data[j], best))
+            best = cand
+        m.d.comb += in_max.eq(best)
+
+        # -- exponents of word w, and their sum
+        cur_y = ys[w]
+        cur_e = es[w]
+        e_word = Signal(data.ArrayLayout(unsigned(16), P))
+        e_sum = 0
+        for j in range(P):
+            m.d.comb += [rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
+                         e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0))]
+            e_sum = e_sum + e_word[j]
+
+        # -- errors of word w
+        out = Signal(data.ArrayLayout(signed(8), P))
+        for j in range(P):
+            is_label = (w * P + j) == label
+            rem = Signal(unsigned(28), name=f"rem_in{j}")
+            m.d.comb += rem.eq((cur_e[j] << (n.e_frac_ce + 1)) + total)
+            q_bits = []
+            for bit in reversed(range(8)):
+                shifted = (total << 1) << bit
+                take = Signal(name=f"q{j}_{bit}")
+                nxt = Signal(unsigned(28), name=f"rem{j}_{bit}")
+                m.d.comb += [take.eq(rem >= shifted), nxt.eq(Mux(take, rem - shifted, rem))]
+                q_bits.append(take)
+                rem = nxt
+            q = Signal(unsigned(8), name=f"quot{j}")
+            m.d.comb += q.eq(Cat(*reversed(q_bits)))
+            ce_error = Mux(q > 127, 127, q) - Mux(is_label, one, 0)
+            mse_error = Signal(signed(10), name=f"mse{j}")
+            m.d.comb += mse_error.eq(cur_y[j] - Mux(is_label, Const(1 << n.a_frac, 9), 0))
+            mse_sat = Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error))
+            m.d.comb += out[j].eq(Mux(valid(w, j, count), Mux(loss == LOSS_MSE, mse_sat, ce_error), 0))
+
+        last_word = Signal()
+        m.d.comb += last_word.eq((w + 1) * P >= count)
         with m.Switch(state):
             with m.Case(LOAD):
-                m.d.comb += [self.in_ready.eq(1), y_wr.addr.eq(count), y_wr.data.eq(self.in_data),
-                             y_wr.en.eq(self.in_valid)]
+                m.d.comb += self.in_ready.eq(1)
                 with m.If(self.in_valid):
-                    m.d.sync += [count.eq(count + 1), label.eq(self.label), loss.eq(self.loss),
-                                 y_max.eq(Mux((count == 0) | (self.in_data > y_max), self.in_data, y_max))]
-                    with m.If(self.in_last | (count == K - 1)):
-                        m.d.sync += [i.eq(0), total.eq(0),
-                                     state.eq(Mux(self.loss == LOSS_MSE, EMIT, EXP))]
+                    m.d.sync += [ys[w].eq(self.in_data), y_max.eq(in_max), label.eq(self.label),
+                                 loss.eq(self.loss), count.eq(self.count), w.eq(w + 1)]
+                    with m.If(self.in_last | ((w + 1) * P >= self.count) | (w == NW - 1)):
+                        m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == LOSS_MSE, EMIT, EXP))]
             with m.Case(EXP):
-                m.d.comb += [e_wr.addr.eq(i), e_wr.data.eq(rom_rd.data), e_wr.en.eq(1)]
-                m.d.sync += [total.eq(total + rom_rd.data), i.eq(i + 1)]
-                with m.If(i == count - 1):
-                    m.d.sync += [i.eq(0), state.eq(EMIT)]
-            with m.Default():                # EMIT one error
-                m.d.comb += [
-                    self.out_valid.eq(1), self.out_last.eq(i == count - 1),
-                    self.out_data.eq(Mux(loss == LOSS_MSE,
-                                         Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error)),
-                                         ce_error)),
-                ]
+                m.d.sync += [es[w].eq(e_word), total.eq(total + e_sum), w.eq(w + 1)]
+                with m.If(last_word | (w == NW - 1)):
+                    m.d.sync += [w.eq(0), state.eq(EMIT)]
+            with m.Default():                # EMIT one word of errors
+                m.d.comb += [self.out_valid.eq(1), self.out_last.eq(last_word | (w == NW - 1)),
+                             self.out_data.eq(out)]
                 with m.If(self.out_ready):
-                    m.d.sync += i.eq(i + 1)
-                    with m.If(i == count - 1):
-                        m.d.sync += [count.eq(0), state.eq(LOAD)]
+                    m.d.sync += w.eq(w + 1)
+                    with m.If(last_word | (w == NW - 1)):
+                        m.d.sync += [w.eq(0), state.eq(LOAD)]
         return m

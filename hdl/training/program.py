@@ -170,7 +170,7 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
            act=ACT[activation] if hidden else ACT["none"], ones=int(hidden),
            dst=DST["a"] if hidden else DST["none"],
            dst_base=x[l + 1].base if hidden else 0, dst_stride=x[l + 1].stride if hidden else 0)
-    op("loss", "backward", m=batch, n=outs[-1], loss=int(loss == "mse"), vr_base=y[-1].base,
+    op("loss", "backward", m=batch, k=_words(outs[-1], R), n=outs[-1], loss=int(loss == "mse"), vr_base=y[-1].base,
        vr_stride=y[-1].stride, dst=DST["both"], dst_base=dy[-1].base, dst_stride=dy[-1].stride)
     for l in reversed(range(L)):
         if l:

@@ -128,8 +128,8 @@ async def bad_ops(dut):
     and host writes while busy are ignored."""
     cfg, run, plan, drv = await _small_run(dut)
     with errors_recorded():
-        for bad in ({"kind": 7}, {"kind": KIND["loss"], "m": 4, "n": plan.geometry.classes + 1},
-                    {"kind": KIND["loss"], "m": 0, "n": 4}):
+        for bad in ({"kind": 7}, {"kind": KIND["loss"], "m": 4, "n": plan.geometry.classes + 1, "k": 3},
+                    {"kind": KIND["loss"], "m": 0, "n": 4, "k": 1}, {"kind": KIND["loss"], "m": 4, "n": 4, "k": 2}):
             await drv.load_program([bad])
             await FallingEdge(dut.clk)
             dut.start.value = 1
