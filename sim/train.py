@@ -148,7 +148,9 @@ def _float_curves(cfg):
         curves["float_loss"].append(float(np.mean(losses)))
         curves["float_accuracy"].append(float(np.mean(model.predict(x_test) == y_test)))
 
-    for epoch, idx in schedule(cfg, len(x_train)):
+    for step, (epoch, idx) in enumerate(schedule(cfg, len(x_train))):
+        if cfg.get("max_steps") and step >= cfg["max_steps"]:
+            break
         if last is not None and epoch != last:
             close()
             losses = []
