@@ -15,7 +15,8 @@ diagonal banking (lane e of row r goes to bank (r + e) mod R).
 
 Host port (honoured only while the core is idle): ``wr_*`` writes one word
 to ``wr_target`` (:data:`.program.TARGET`; lanes are cut to the memory's
-width; labels take lane 0), ``rd_*`` reads one, sign-extended, the next
+width; labels go R to a word, sample i in lane i mod R of word i div R),
+``rd_*`` reads one, sign-extended, the next
 cycle. ``prog_wr_*`` writes one op.
 """
 from amaranth.hdl import Signal, Module, Mux, Const, Array, signed, unsigned
@@ -81,7 +82,9 @@ class TrainCore(wiring.Component):
         wmem, w_wr, w_rd = mem("wmem", signed(16), g.wmem_depth)
         bmem, b_wr, b_rd = mem("bmem", signed(32), g.bmem_depth)
         mmem, q_wr, q_rd = mem("mmem", signed(32), g.mmem_depth)
-        m.submodules.labels = labels = memory.Memory(shape=range(g.classes), depth=g.label_depth, init=[])
+        # Labels: R to a word, as the host writes them.
+        m.submodules.labels = labels = memory.Memory(shape=data.ArrayLayout(range(g.classes), R),
+                                                     depth=-(-g.label_depth // R), init=[])
         l_wr, l_rd = labels.write_port(), labels.read_port()
         m.submodules.program = program = memory.Memory(shape=OP_LAYOUT, depth=g.program_depth, init=[])
         p_wr, p_rd = program.write_port(), program.read_port()
@@ -354,7 +357,8 @@ class TrainCore(wiring.Component):
         lout = Signal(16)               # error words taken in this row
         loss_dst_en = Signal()
         loss_dst_addr = Signal(16)
-        m.d.comb += [lu.loss.eq(op.loss), lu.count.eq(op.n), lu.label.eq(l_rd.data), l_rd.addr.eq(lrow)]
+        m.d.comb += [lu.loss.eq(op.loss), lu.count.eq(op.n), l_rd.addr.eq(lrow >> lg),
+                     lu.label.eq(Array(l_rd.data[e] for e in range(R))[lrow[:lg] if lg else 0])]
         with m.If(loss_start):
             m.d.sync += [lrow.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0)]
         with m.If(busy & (op.kind == KIND["loss"])):
@@ -391,7 +395,6 @@ class TrainCore(wiring.Component):
                 b_wr.en.eq(host_wr & (self.wr_target == TARGET["bmem"])), b_wr.addr.eq(self.wr_addr),
                 q_wr.en.eq(host_wr & (self.wr_target == TARGET["mmem"])), q_wr.addr.eq(self.wr_addr),
                 l_wr.en.eq(host_wr & (self.wr_target == TARGET["labels"])), l_wr.addr.eq(self.wr_addr),
-                l_wr.data.eq(self.wr_data[0]),
                 v_wr.en.eq(host_wr & (self.wr_target == TARGET["vmem"])), v_wr.addr.eq(self.wr_addr),
                 w_rd.addr.eq(self.rd_addr), b_rd.addr.eq(self.rd_addr), q_rd.addr.eq(self.rd_addr),
                 v_rd.addr.eq(self.rd_addr),
@@ -402,6 +405,7 @@ class TrainCore(wiring.Component):
             ]
             for e in range(R):
                 m.d.comb += [w_wr.data[e].eq(self.wr_data[e]), b_wr.data[e].eq(self.wr_data[e]),
+                             l_wr.data[e].eq(self.wr_data[e]),
                              q_wr.data[e].eq(self.wr_data[e]), v_wr.data[e].eq(self.wr_data[e])]
         rd_target_d = Signal(3)
         m.d.sync += rd_target_d.eq(self.rd_target)

@@ -6,7 +6,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.systolic.layout import pack_operand, unpack_results, lanes_to_int, int_to_lanes
+from hdl.systolic.layout import pack_operand, unpack_results, int_to_lanes
 from hdl.training.program import TARGET, PHASE, pack_op
 
 __all__ = ["TrainDriver", "Mismatch"]
@@ -56,31 +56,41 @@ class TrainDriver:
         await FallingEdge(dut.clk)
         dut.prog_wr_en.value = 0
 
+    def _pack(self, words):
+        """Words (rows of R lane values) as the integers ``wr_data`` takes, lane 0 lowest."""
+        words = np.asarray(words, dtype=np.int64).reshape(-1, self.R) & 0xFFFFFFFF
+        return [sum(int(v) << (32 * e) for e, v in enumerate(row)) for row in words.tolist()]
+
     async def write_words(self, target, base, words):
         dut = self.dut
-        await FallingEdge(dut.clk)
+        edge = FallingEdge(dut.clk)
+        values = self._pack(words)
+        await edge
         dut.wr_en.value, dut.wr_target.value = 1, TARGET[target]
-        for i, lanes in enumerate(words):
+        addr, data = dut.wr_addr, dut.wr_data
+        for i, value in enumerate(values):
             if i:
-                await FallingEdge(dut.clk)
-            dut.wr_addr.value = base + i
-            dut.wr_data.value = lanes_to_int(lanes, 32)
-        await FallingEdge(dut.clk)
+                await edge
+            addr.value = base + i
+            data.value = value
+        await edge
         dut.wr_en.value = 0
 
     async def read_words(self, target, base, count):
         dut = self.dut
-        words = []
-        await FallingEdge(dut.clk)
+        edge = FallingEdge(dut.clk)
+        raw = []
+        await edge
         dut.rd_en.value, dut.rd_target.value = 1, TARGET[target]
+        addr, data = dut.rd_addr, dut.rd_data
         for i in range(count + 1):
             if i:
-                await FallingEdge(dut.clk)
-                words.append(int_to_lanes(int(dut.rd_data.value), self.R, 32))
+                await edge
+                raw.append(int(data.value))
             if i < count:
-                dut.rd_addr.value = base + i
+                addr.value = base + i
         dut.rd_en.value = 0
-        return np.array(words, dtype=np.int64).reshape(count, self.R)
+        return np.array([int_to_lanes(v, self.R, 32) for v in raw], dtype=np.int64).reshape(count, self.R)
 
     # -- tensors, by the plan's regions ------------------------------------
 
@@ -118,12 +128,17 @@ class TrainDriver:
             await self.write_words("mmem", reg.base, np.zeros((reg.rows * reg.stride, self.R), dtype=np.int64))
             await self.write_matrix(f"w{l}", state.weights8(l))
 
+    async def write_labels(self, labels):
+        """The batch's labels, R to a word."""
+        labels = np.asarray(labels, dtype=np.int64)
+        await self.write_words("labels", 0, np.pad(labels, (0, (-len(labels)) % self.R)).reshape(-1, self.R))
+
     async def step(self, x8, labels, lr_q):
         """One training step; returns its cycle counters."""
         dut = self.dut
         x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
         await self.write_matrix("x0", x)
-        await self.write_words("labels", 0, [[int(v)] + [0] * (self.R - 1) for v in labels])
+        await self.write_labels(labels)
         await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = lr_q, 1
         await FallingEdge(dut.clk)

@@ -158,7 +158,7 @@ async def bad_ops(dut):
         golden["w_new8"] = [sat(round_half_up_shift(w, run.n.master_extra), 8) for w in golden["w_new"]]
         x = np.hstack([run.x8_train[idx], np.ones((len(idx), 1), dtype=np.int64)])
         await drv.write_matrix("x0", x)
-        await drv.write_words("labels", 0, [[int(v)] + [0] * (plan.geometry.rows - 1) for v in run.y_train[idx]])
+        await drv.write_labels(run.y_train[idx])
         await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = cfg["lr_q"], 1
         await FallingEdge(dut.clk)
