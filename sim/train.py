@@ -201,7 +201,7 @@ def _run_reference(cfg):
     if cfg["progress"]:
         from tqdm import tqdm
         bar = tqdm(total=cfg["epochs"] * (len(run.x_train) // cfg["batch"]), unit="step", desc="training",
-                   leave=False)
+                   leave=False, disable=None)          # None: no bar when stderr is not a terminal
     last = None
     for epoch, idx in run.batches():
         if last is not None and epoch != last:
@@ -247,7 +247,7 @@ def _run_rtl(cfg, backend, waves):
             try:
                 outcome["results"] = run_cocotb(
                     "train", "sim.training.tb_train", simulator=backend, params=geometry.params,
-                    testcase="train_run", waves=waves, quiet=True,
+                    testcase="train_run", waves=waves, quiet=True, tag="train",
                     env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)})
             except BaseException as e:       # re-raised below, in this thread
                 outcome["error"] = e
@@ -266,7 +266,8 @@ def _run_rtl(cfg, backend, waves):
                     continue
                 if bar is None:
                     from tqdm import tqdm
-                    bar = tqdm(total=p["total"], unit="step", desc=f"training on {backend}", leave=False)
+                    bar = tqdm(total=p["total"], unit="step", desc=f"training on {backend}", leave=False,
+                               disable=None)
                 bar.update(p["steps"] - bar.n)
                 bar.set_postfix(epoch=p["epoch"], cycles_per_step=p["cycles"])
         if bar:

@@ -59,7 +59,7 @@ def test_train_default_network(simulator, report):
 def test_train_core_robustness(simulator, testcase, report):
     cfg = _config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
     r = run_cocotb("train", "sim.training.tb_train", simulator=simulator, params=CoreGeometry().params,
-                   testcase=testcase, env={"TRAIN_CONFIG": json.dumps(cfg)}, quiet=True)
+                   testcase=testcase, env={"TRAIN_CONFIG": json.dumps(cfg)}, quiet=True, tag="train")
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 

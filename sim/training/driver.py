@@ -61,17 +61,19 @@ class TrainDriver:
         words = np.asarray(words, dtype=np.int64).reshape(-1, self.R) & 0xFFFFFFFF
         return [sum(int(v) << (32 * e) for e, v in enumerate(row)) for row in words.tolist()]
 
-    async def write_words(self, target, base, words):
+    async def write_words(self, target, base, words, addrs=None):
+        """Words to consecutive addresses from ``base`` (or to ``addrs``), one a cycle."""
         dut = self.dut
         edge = FallingEdge(dut.clk)
         values = self._pack(words)
+        addrs = range(base, base + len(values)) if addrs is None else addrs
         await edge
         dut.wr_en.value, dut.wr_target.value = 1, TARGET[target]
         addr, data = dut.wr_addr, dut.wr_data
-        for i, value in enumerate(values):
+        for i, (a, value) in enumerate(zip(addrs, values)):
             if i:
                 await edge
-            addr.value = base + i
+            addr.value = a
             data.value = value
         await edge
         dut.wr_en.value = 0
@@ -127,17 +129,28 @@ class TrainDriver:
             reg = self._region(f"m{l}")
             await self.write_words("mmem", reg.base, np.zeros((reg.rows * reg.stride, self.R), dtype=np.int64))
             await self.write_matrix(f"w{l}", state.weights8(l))
+        reg = self._region("x0")
+        await self.write_inputs(np.zeros((reg.rows, reg.cols - 1), dtype=np.int64), ones_too=True)
 
     async def write_labels(self, labels):
         """The batch's labels, R to a word."""
         labels = np.asarray(labels, dtype=np.int64)
         await self.write_words("labels", 0, np.pad(labels, (0, (-len(labels)) % self.R)).reshape(-1, self.R))
 
+    async def write_inputs(self, x8, ones_too=False):
+        """A batch's pixels into region x0. The ones column's own word (when the
+        pixels fill whole words) never changes: it is written only with ``ones_too``."""
+        reg = self._region("x0")
+        x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
+        words, _ = pack_operand(x, self.R)
+        keep = [r * reg.stride + w for r in range(len(x)) for w in range(reg.stride)
+                if ones_too or w * self.R < x.shape[1] - 1]
+        await self.write_words("a", 0, words[keep], addrs=[reg.base + i for i in keep])
+
     async def step(self, x8, labels, lr_q):
         """One training step; returns its cycle counters."""
         dut = self.dut
-        x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
-        await self.write_matrix("x0", x)
+        await self.write_inputs(x8)
         await self.write_labels(labels)
         await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = lr_q, 1

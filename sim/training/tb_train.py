@@ -13,7 +13,6 @@ from pathlib import Path
 import cocotb
 from cocotb.simtime import get_sim_time
 
-import numpy as np
 from cocotb.triggers import FallingEdge
 
 from hdl.training.core import LFSR_SEED
@@ -156,8 +155,7 @@ async def bad_ops(dut):
         _, idx = next(batches)
         golden = run.step(idx)
         golden["w_new8"] = [sat(round_half_up_shift(w, run.n.master_extra), 8) for w in golden["w_new"]]
-        x = np.hstack([run.x8_train[idx], np.ones((len(idx), 1), dtype=np.int64)])
-        await drv.write_matrix("x0", x)
+        await drv.write_inputs(run.x8_train[idx])
         await drv.write_labels(run.y_train[idx])
         await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = cfg["lr_q"], 1
@@ -184,8 +182,7 @@ async def reset_mid_step(dut):
         await drv.load_program()
         await drv.load_state(run.state)
         _, idx = next(run.batches())
-        x = np.hstack([run.x8_train[idx], np.ones((len(idx), 1), dtype=np.int64)])
-        await drv.write_matrix("x0", x)
+        await drv.write_inputs(run.x8_train[idx])
         await FallingEdge(dut.clk)
         dut.lr.value, dut.start.value = cfg["lr_q"], 1
         await FallingEdge(dut.clk)
