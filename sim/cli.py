@@ -136,12 +136,14 @@ def _cmd_gemm(args):
 
 
 def _cmd_synth(args):
-    """FPGA resources (yosys synth_xilinx -family xc7): the CFU, GEMM engines, the 8x8 self-test."""
+    """FPGA resources (yosys synth_xilinx -family xc7): the CFU, GEMM engines, the 8x8 self-test, the training core."""
     from .synth import synthesize, XC7A100T
 
     targets = [("cfu", {})] if "cfu" in args.designs else []
     if "selftest" in args.designs:
         targets.append(("selftest", {"rows": 8, "cols": 8}))
+    if "train" in args.designs:
+        targets.append(("train", {}))          # the default CoreGeometry, as make sim builds it
     if "gemm" in args.designs:
         for size in args.arrays:
             rows, _, cols = size.partition("x")
@@ -343,8 +345,9 @@ def _parser():
     v.set_defaults(func=_cmd_verilog)
 
     y = sub.add_parser("synth", help=_cmd_synth.__doc__)
-    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm", "selftest"],
-                   default=["cfu", "gemm", "selftest"])
+    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm", "selftest", "train"],
+                   default=["cfu", "gemm", "selftest", "train"],
+                   help="default: all (the training core alone takes yosys about 9 minutes)")
     y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
     y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     y.set_defaults(func=_cmd_synth)
