@@ -74,13 +74,22 @@ def extra_sources(design):
     return []
 
 
+_CONVERTED = {}
+
+
 def to_verilog(design, **params):
-    """Return ``(module_name, verilog_text)`` for a design and its parameters."""
+    """Return ``(module_name, verilog_text)`` for a design and its parameters.
+
+    Conversion takes seconds for the larger designs, so each (design,
+    parameters) is converted once per process."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     factory, module = DESIGNS[design]
-    # emit_src=False keeps the text free of this checkout's absolute paths.
-    return module, verilog.convert(factory(**params), name=module, emit_src=False)
+    key = (design, repr(sorted(params.items())))
+    if key not in _CONVERTED:
+        # emit_src=False keeps the text free of this checkout's absolute paths.
+        _CONVERTED[key] = module, verilog.convert(factory(**params), name=module, emit_src=False)
+    return _CONVERTED[key]
 
 
 def write_verilog(design, path, **params):

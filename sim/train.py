@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from reference.digits import load_split
-from reference.float_training import FloatMlp
 from reference.training import Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed
 
 __all__ = ["TrainError", "train", "dump_step", "FixedRun", "schedule"]
@@ -134,6 +133,7 @@ class FixedRun:
 
 def _float_curves(cfg):
     """The float twin trained on the same batches from the same initial weights."""
+    from reference.float_training import FloatMlp          # torch: only where the float model runs
     x_train, y_train, x_test, y_test = load_split()
     state = init_state(cfg["layers"], seed=cfg["seed"])
     n = state.numerics

@@ -31,7 +31,7 @@ def _gemm_cycles_per_step(layers, batch, **kw):
 @pytest.mark.parametrize("variant", ["default", "momentum-mse-leaky"])
 def test_train_bit_exact(simulator, variant, report):
     kw = {} if variant == "default" else dict(momentum=0.875, loss="mse", activation="leaky", lr=0.05)
-    steps = 3 if simulator == "icarus" else 40
+    steps = 3 if simulator == "icarus" else 12
     r = train(**SMALL, **kw, backend=simulator, check="full", max_steps=steps)
     assert r["bit_exact"] is True and r["steps"] == steps
     plan_kw = {k: v for k, v in kw.items() if k in ("loss", "activation")}
@@ -45,7 +45,7 @@ def test_train_bit_exact(simulator, variant, report):
 
 def test_train_default_network(simulator, report):
     """The default 64-32-10, batch 32: weights checked every step."""
-    steps = 2 if simulator == "icarus" else 20
+    steps = 2 if simulator == "icarus" else 8
     r = train(layers=(64, 32, 10), batch=32, epochs=1, plot=None, progress=False, backend=simulator,
               check="weights", max_steps=steps)
     assert r["bit_exact"] is True and r["steps"] == steps
