@@ -142,27 +142,16 @@ class TrainCore(wiring.Component):
                         m.d.comb += self.done.eq(1)
                         m.d.sync += [busy.eq(0), error.eq(1)]
                         m.next = "IDLE"
-            with m.State("GEMM_START"):
-                m.d.comb += eng.start.eq(1)
-                m.next = "GEMM_WAIT"
-            with m.State("GEMM_WAIT"):
-                with m.If(eng.done):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
-            with m.State("POST_START"):
-                m.d.comb += post_start.eq(1)
-                m.next = "POST_WAIT"
-            with m.State("POST_WAIT"):
-                with m.If(post_done):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
-            with m.State("LOSS_START"):
-                m.d.comb += loss_start.eq(1)
-                m.next = "LOSS_WAIT"
-            with m.State("LOSS_WAIT"):
-                with m.If(loss_done):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+            # Each unit: one cycle to start it, then wait for it to finish.
+            for unit, go, finished in (("GEMM", eng.start, eng.done), ("POST", post_start, post_done),
+                                       ("LOSS", loss_start, loss_done)):
+                with m.State(f"{unit}_START"):
+                    m.d.comb += go.eq(1)
+                    m.next = f"{unit}_WAIT"
+                with m.State(f"{unit}_WAIT"):
+                    with m.If(finished):
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
 
         # Per-phase counters, cleared by start.
         for p in range(len(PHASE)):
