@@ -318,11 +318,13 @@ def _parser():
     o.set_defaults(func=_cmd_soc)
 
     t = sub.add_parser("train", help=_cmd_train.__doc__)
-    t.add_argument("--backend", choices=["reference", "icarus", "verilator"], default="reference")
+    t.add_argument("--backend", choices=["reference", "icarus", "verilator"], default="reference",
+                   help="reference: the golden model alone (default); icarus/verilator: the training core, "
+                        "checked against it every step")
     t.add_argument("--layers", type=_layers, default=(64, 32, 10), help="widths, default 64,32,10")
-    t.add_argument("--epochs", type=_positive_int, default=20)
-    t.add_argument("--batch", type=_positive_int, default=32)
-    t.add_argument("--lr", type=float, default=0.2)
+    t.add_argument("--epochs", type=_positive_int, default=20, help="default 20")
+    t.add_argument("--batch", type=_positive_int, default=32, help="minibatch size, default 32")
+    t.add_argument("--lr", type=float, default=0.2, help="learning rate, default 0.2 (applied as lr/batch in 16 bits)")
     t.add_argument("--momentum", type=float, default=0.0, help="0, or 0.875 (s = 1 - 2^-3)")
     t.add_argument("--loss", choices=["ce", "mse"], default="ce")
     t.add_argument("--seed", type=int, default=0)
