@@ -1,5 +1,6 @@
 """Verilog generation for every design, so that the runners, ``make verilog``
 and the tests all build the same text from the same parameters."""
+import importlib
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -7,44 +8,14 @@ from amaranth.back import verilog
 __all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
 
-def _cfu(**params):
-    from .cfu import Cfu
-    return Cfu(**params)
-
-
-def _gemm(**params):
-    from .systolic import GemmEngine
-    return GemmEngine(**params)
-
-
-def _selftest(**params):
-    from .selftest import GemmSelfTest
-    return GemmSelfTest(**params)
-
-
-def _soc(**params):
-    from .soc import CfuSoc
-    return CfuSoc(**params)
-
-
-def _loss_unit(**params):
-    from .training.loss_unit import LossUnit
-    return LossUnit(**params)
-
-
-def _train(**params):
-    from .training.core import TrainCore
-    return TrainCore(**params)
-
-
-#: name -> (factory, Verilog module name)
+#: name -> (module that defines it, class; also the Verilog module name). Imported when used.
 DESIGNS = {
-    "train": (_train, "TrainCore"),
-    "loss_unit": (_loss_unit, "LossUnit"),
-    "cfu": (_cfu, "Cfu"),
-    "gemm": (_gemm, "GemmEngine"),
-    "selftest": (_selftest, "GemmSelfTest"),
-    "soc": (_soc, "CfuSoc"),
+    "train": ("hdl.training.core", "TrainCore"),
+    "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
+    "cfu": ("hdl.cfu", "Cfu"),
+    "gemm": ("hdl.systolic", "GemmEngine"),
+    "selftest": ("hdl.selftest", "GemmSelfTest"),
+    "soc": ("hdl.soc", "CfuSoc"),
 }
 
 
@@ -84,11 +55,12 @@ def to_verilog(design, **params):
     parameters) is converted once per process."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
-    factory, module = DESIGNS[design]
+    where, module = DESIGNS[design]
     key = (design, repr(sorted(params.items())))
     if key not in _CONVERTED:
+        top = getattr(importlib.import_module(where), module)(**params)
         # emit_src=False keeps the text free of this checkout's absolute paths.
-        _CONVERTED[key] = module, verilog.convert(factory(**params), name=module, emit_src=False)
+        _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)
     return _CONVERTED[key]
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.training.numerics import Numerics, exp_rom
+from hdl.training.numerics import Numerics, exp_rom, LFSR_TAPS, LFSR_SEED
 
 __all__ = ["Numerics", "MlpState", "Lfsr16", "init_state", "forward", "train_step", "exp_table", "quantize_input",
            "round_half_up_shift", "lr_to_fixed", "predict"]
@@ -44,9 +44,9 @@ def round_half_up_shift(x, s):
 class Lfsr16:
     """16-bit Galois LFSR, x^16 + x^14 + x^13 + x^11 + 1 (period 65,535), stepped once per value."""
 
-    TAPS = 0xB400
+    TAPS = LFSR_TAPS
 
-    def __init__(self, seed=0xACE1):
+    def __init__(self, seed=LFSR_SEED):
         if not 0 < seed < 1 << 16:
             raise ValueError("the LFSR seed must be a nonzero 16-bit value")
         self.state = seed

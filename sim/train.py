@@ -16,7 +16,7 @@ import numpy as np
 from reference.digits import load_split
 from reference.training import Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed
 
-__all__ = ["TrainError", "train", "dump_step", "FixedRun", "schedule"]
+__all__ = ["TrainError", "train", "dump_step", "FixedRun", "schedule", "total_steps"]
 
 
 class TrainError(ValueError):
@@ -84,13 +84,23 @@ def _config(layers, epochs, batch, lr, momentum, loss, seed, activation):
             "lr_applied": lr_q * batch / 2.0 ** n.lr_frac}
 
 
+def total_steps(cfg, n_train):
+    """Steps in the run: whole minibatches per epoch, times the epochs, cut by ``max_steps``."""
+    total = cfg["epochs"] * (n_train // cfg["batch"])
+    return min(total, cfg["max_steps"]) if cfg.get("max_steps") else total
+
+
 def schedule(cfg, n_train):
-    """The run's minibatches: ``(epoch, index array)``; the last partial batch of an epoch is dropped."""
-    batch = cfg["batch"]
-    for epoch in range(cfg["epochs"]):
-        order = _epoch_order(cfg["seed"], epoch, n_train)
-        for i in range(n_train // batch):
-            yield epoch, order[i * batch:(i + 1) * batch]
+    """The run's minibatches: ``(epoch, index array, closes)``, ``closes`` on an
+    epoch's last step (or the run's, when ``max_steps`` cuts it short). The
+    last partial batch of an epoch is dropped."""
+    batch, per_epoch = cfg["batch"], n_train // cfg["batch"]
+    total = total_steps(cfg, n_train)
+    for step in range(total):
+        epoch, i = divmod(step, per_epoch)
+        if i == 0:
+            order = _epoch_order(cfg["seed"], epoch, n_train)
+        yield epoch, order[i * batch:(i + 1) * batch], i == per_epoch - 1 or step == total - 1
 
 
 class FixedRun:
@@ -118,6 +128,9 @@ class FixedRun:
                          activation=cfg["activation"], momentum=cfg["momentum"])
         self._losses.append(_fixed_loss(out["y"][-1], self.y_train[idx], cfg["loss"], self.n))
         self.steps += 1
+        # What else the hardware keeps after the step: its int8 weights and [W; b]'s momenta.
+        out["w_new8"] = [self.state.weights8(l) for l in range(len(self.state.w_master))]
+        out["momentum_new"] = [np.vstack([w, b[None, :]]) for w, b in zip(self.state.w_momentum, self.state.b_momentum)]
         return out
 
     def end_epoch(self, epoch):
@@ -141,22 +154,14 @@ def _float_curves(cfg):
     x_train = quantize_input(x_train, n) / 2.0 ** n.x_frac
     x_test = quantize_input(x_test, n) / 2.0 ** n.x_frac
     curves = {"float_loss": [], "float_accuracy": []}
-    losses, last = [], None
+    losses = []
     momentum = (1 - 2.0 ** -n.momentum_shift) if cfg["momentum"] else 0.0
-
-    def close():
-        curves["float_loss"].append(float(np.mean(losses)))
-        curves["float_accuracy"].append(float(np.mean(model.predict(x_test) == y_test)))
-
-    for step, (epoch, idx) in enumerate(schedule(cfg, len(x_train))):
-        if cfg.get("max_steps") and step >= cfg["max_steps"]:
-            break
-        if last is not None and epoch != last:
-            close()
-            losses = []
-        last = epoch
+    for _, idx, closes in schedule(cfg, len(x_train)):
         losses.append(model.step(x_train[idx], y_train[idx], cfg["lr_applied"], loss=cfg["loss"], momentum=momentum))
-    close()
+        if closes:
+            curves["float_loss"].append(float(np.mean(losses)))
+            curves["float_accuracy"].append(float(np.mean(model.predict(x_test) == y_test)))
+            losses = []
     return curves
 
 
@@ -200,19 +205,16 @@ def _run_reference(cfg):
     bar = None
     if cfg["progress"]:
         from tqdm import tqdm
-        bar = tqdm(total=cfg["epochs"] * (len(run.x_train) // cfg["batch"]), unit="step", desc="training",
+        bar = tqdm(total=total_steps(cfg, len(run.x_train)), unit="step", desc="training",
                    leave=False, disable=None)          # None: no bar when stderr is not a terminal
-    last = None
-    for epoch, idx in run.batches():
-        if last is not None and epoch != last:
-            run.end_epoch(last)
-        last = epoch
+    for epoch, idx, closes in run.batches():
         out = run.step(idx)
         if cfg["dump"] and run.steps == 1:
             run.dump(Path(cfg["dump"]) / "step0.npz", out)
+        if closes:
+            run.end_epoch(epoch)
         if bar:
             bar.update()
-    run.end_epoch(last)
     if bar:
         bar.close()
     return {"steps": run.steps, "curves": run.curves}

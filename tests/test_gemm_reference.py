@@ -6,7 +6,7 @@ from hdl.generate import to_verilog
 from hdl.systolic import GemmEngine
 from reference.gemm import (gemm, gemm_cycles, ideal_cycles, scalesim_cycles, tile_launches,
                             weight_stall_cycles)
-from hdl.systolic.layout import pack_operand, pack_results, unpack_results
+from hdl.systolic.layout import pack_operand, unpack_operand, pack_results, unpack_results
 
 
 def test_modes_are_the_transposes():
@@ -55,6 +55,7 @@ def test_operand_layout_is_diagonal():
     for r in range(3):
         for c in range(5):
             assert words[r * stride + c // 4][(r + c) % 4] == mat[r, c]
+    np.testing.assert_array_equal(unpack_operand(words, 3, 5, 4), mat)
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (4, 4), (8, 8), (16, 16)])

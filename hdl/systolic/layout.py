@@ -6,7 +6,7 @@ Results: ``C[m, n]`` is lane ``n mod C`` of word ``(n div C)·M + m``.
 """
 import numpy as np
 
-__all__ = ["pack_operand", "operand_words", "pack_results", "unpack_results", "result_words", "lanes_to_int",
+__all__ = ["pack_operand", "unpack_operand", "operand_words", "pack_results", "unpack_results", "result_words", "lanes_to_int",
            "int_to_lanes"]
 
 
@@ -33,6 +33,19 @@ def pack_operand(mat, R):
     b = np.arange(R)[None, None, :]
     words = padded[r, q * R + (b - r) % R]        # (rows, W, R)
     return words.reshape(rows * W, R), W
+
+
+def unpack_operand(words, rows, cols, R):
+    """The rows×cols matrix from its stored words (lanes in bank order): :func:`pack_operand` undone."""
+    W = -(-cols // R)
+    words = np.asarray(words, dtype=np.int64).reshape(rows, W, R)
+    r = np.arange(rows)[:, None, None]
+    q = np.arange(W)[None, :, None]
+    b = np.arange(R)[None, None, :]
+    out = np.zeros((rows, W, R), dtype=np.int64)
+    np.put_along_axis(out.reshape(rows, W * R), (q * R + (b - r) % R).reshape(rows, W * R),
+                      words.reshape(rows, W * R), axis=1)
+    return out.reshape(rows, W * R)[:, :cols]
 
 
 def pack_results(c, C):

@@ -23,15 +23,13 @@ from amaranth.hdl import Signal, Module, Mux, Const, Array, signed, unsigned
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
-from ..systolic.engine import GemmEngine
+from ..systolic.engine import GemmEngine, COUNTER_BITS
 from .loss_unit import LossUnit
-from .numerics import Numerics
+from .numerics import Numerics, LFSR_SEED, LFSR_TAPS
 from .program import OP_LAYOUT, KIND, ACT, DST, TARGET, PHASE, CoreGeometry
 
-__all__ = ["TrainCore", "LFSR_SEED", "LFSR_TAPS"]
+__all__ = ["TrainCore"]
 
-LFSR_SEED, LFSR_TAPS = 0xACE1, 0xB400
-COUNTER_BITS = 32
 
 
 def _sat(v, bits):

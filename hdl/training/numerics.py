@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Numerics", "exp_rom"]
+__all__ = ["Numerics", "exp_rom", "LFSR_TAPS", "LFSR_SEED"]
+
+#: The stochastic rounding's 16-bit Galois LFSR: x^16 + x^14 + x^13 + x^11 + 1, and its seed.
+LFSR_TAPS, LFSR_SEED = 0xB400, 0xACE1
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
 import numpy as np
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.systolic.layout import pack_operand, unpack_results, int_to_lanes
+from hdl.systolic.layout import pack_operand, unpack_operand, unpack_results, int_to_lanes
 from hdl.training.program import TARGET, PHASE, pack_op
 
 __all__ = ["TrainDriver", "Mismatch"]
@@ -16,22 +17,15 @@ class Mismatch(AssertionError):
     """The RTL and the golden model disagree: the first differing element."""
 
 
-def _unpack_operand(words, rows, cols, R):
-    """Inverse of :func:`pack_operand`: the rows×cols matrix from its words (bank order)."""
-    W = -(-cols // R)
-    words = np.asarray(words, dtype=np.int64).reshape(rows, W, R)
-    r = np.arange(rows)[:, None, None]
-    b = np.arange(R)[None, None, :]
-    out = np.zeros((rows, W * R), dtype=np.int64)
-    q = np.arange(W)[None, :, None]
-    np.put_along_axis(out, (q * R + (b - r) % R).reshape(rows, W * R), words.reshape(rows, W * R), axis=1)
-    return out[:, :cols]
-
-
 class TrainDriver:
     def __init__(self, dut, plan):
         self.dut, self.plan = dut, plan
         self.R = plan.geometry.rows
+
+    @property
+    def cycle(self):
+        """The current clock cycle of the run (the clock period is 10 ns)."""
+        return int(get_sim_time("ns")) // 10
 
     async def start(self):
         dut = self.dut
@@ -116,7 +110,7 @@ class TrainDriver:
         rows, cols = rows or reg.rows, cols or reg.cols
         words = await self.read_words(reg.space, reg.base, reg.rows * reg.stride)
         if reg.space in ("a", "b"):
-            return _unpack_operand(words, reg.rows, reg.cols, self.R)[:rows, :cols]
+            return unpack_operand(words, reg.rows, reg.cols, self.R)[:rows, :cols]
         if reg.space == "results":
             return unpack_results(words, reg.rows, reg.cols, self.R)[:rows, :cols]
         return words.reshape(reg.rows, reg.stride * self.R)[:rows, :cols]
@@ -147,8 +141,8 @@ class TrainDriver:
                 if ones_too or w * self.R < x.shape[1] - 1]
         await self.write_words("a", 0, words[keep], addrs=[reg.base + i for i in keep])
 
-    async def step(self, x8, labels, lr_q):
-        """One training step; returns its cycle counters."""
+    async def begin_step(self, x8, labels, lr_q):
+        """Load a batch and start a step; returns in the cycle after ``start``."""
         dut = self.dut
         await self.write_inputs(x8)
         await self.write_labels(labels)
@@ -156,6 +150,11 @@ class TrainDriver:
         dut.lr.value, dut.start.value = lr_q, 1
         await FallingEdge(dut.clk)
         dut.start.value = 0
+
+    async def step(self, x8, labels, lr_q):
+        """One training step; returns its cycle counters."""
+        dut = self.dut
+        await self.begin_step(x8, labels, lr_q)
         await FallingEdge(dut.busy)
         await ReadOnly()
         if int(dut.error.value):
@@ -177,7 +176,8 @@ class TrainDriver:
             for l in range(L):
                 checks += [(l, "x", f"x{l}", golden["x"][l]), (l, "y", f"y{l}", golden["y"][l]),
                            (l, "dy", f"dy{l}", golden["dy"][l]), (l, "dw", f"dw{l}", golden["dw"][l]),
-                           (l, "db", f"dw{l}", golden["db"][l]), (l, "w_new (int8)", f"w{l}", golden["w_new8"][l])]
+                           (l, "db", f"dw{l}", golden["db"][l]), (l, "w_new (int8)", f"w{l}", golden["w_new8"][l]),
+                           (l, "momentum", f"m{l}", golden["momentum_new"][l])]
                 if l:
                     checks.append((l, "dx", f"dx{l}", golden["dx"][l]))
         for l, tensor, region, want in checks:
