@@ -28,19 +28,22 @@ async def write_words(clk, en, addr, data, values, addrs, setup=()):
 
 
 async def read_words(clk, en, addr, data, addrs, setup=()):
-    """Read the words at ``addrs``; returns their port integers."""
+    """Read the words at ``addrs``; returns their port integers. ``en`` may be
+    None for a port that reads every cycle."""
     fall = FallingEdge(clk)
     addrs = list(addrs)
     raw = []
     await fall
     for sig, v in setup:
         sig.value = v
-    en.value = 1
+    if en is not None:
+        en.value = 1
     for i in range(len(addrs) + 1):
         if i:
             await fall
             raw.append(int(data.value))
         if i < len(addrs):
             addr.value = addrs[i]
-    en.value = 0
+    if en is not None:
+        en.value = 0
     return raw
