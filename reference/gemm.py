@@ -9,10 +9,8 @@ from math import ceil
 
 import numpy as np
 
-from hdl.systolic.engine import GemmEngine
-
-__all__ = ["MODES", "logical_operands", "gemm", "tile_launches", "gemm_cycles", "weight_stall_cycles",
-           "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
+__all__ = ["MODES", "stored_shapes", "array_latency", "logical_operands", "gemm", "tile_launches", "gemm_cycles",
+           "weight_stall_cycles", "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
 
 MODES = ("nn", "nt", "tn")
 
@@ -21,6 +19,20 @@ def _check(R, C, M, K, N):
     for name, v in (("R", R), ("C", C), ("M", M), ("K", K), ("N", N)):
         if not (isinstance(v, (int, np.integer)) and v >= 1):
             raise ValueError(f"{name} must be a positive integer, not {v!r}")
+
+
+def stored_shapes(M, K, N, mode):
+    """The shapes of A and B as stored for ``C = A'·B'`` (M×K by K×N) in ``mode``:
+    A is K×M in ``tn``, else M×K; B is N×K in ``nt``, else K×N."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return ((K, M) if mode == "tn" else (M, K)), ((N, K) if mode == "nt" else (K, N))
+
+
+def array_latency(R, C):
+    """Cycles from an activation vector entering an R×C array to its deskewed column sums:
+    row i enters PE (i, 0) i cycles late, the sum moves down R rows and is deskewed over C columns."""
+    return R + C - 1
 
 
 def logical_operands(a, b, mode):
@@ -69,7 +81,7 @@ ROW_ENTRY = 3
 def _row_exit(R, C, launch, m):
     """Cycle in which row m of the tile launched in ``launch`` leaves the
     array (deskewed) and is written to the result buffer."""
-    return launch + ROW_ENTRY + m + GemmEngine.geometry(R, C).array_latency
+    return launch + ROW_ENTRY + m + array_latency(R, C)
 
 
 def gemm_cycles(R, C, M, K, N, mode="nn"):

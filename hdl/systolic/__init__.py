@@ -1,5 +1,6 @@
 """The weight-stationary systolic array and its GEMM engine."""
 from .array import SystolicArray
-from .engine import GemmEngine, MODES
+from .engine import GemmEngine
+from .signatures import Mode, GemmConfig, GemmCounters
 
-__all__ = ["SystolicArray", "GemmEngine", "MODES"]
+__all__ = ["SystolicArray", "GemmEngine", "Mode", "GemmConfig", "GemmCounters"]

@@ -1,0 +1,113 @@
+"""``TileLauncher``: takes a GEMM, decides when each weight tile is launched,
+and says when the GEMM is over.
+
+Tiles ``(n_t, k_t)`` run n-major, k-minor. Cycles count from the one in
+which ``start`` is taken: tile 0 is launched in ``P_0 = 1`` and tile T in
+``P_T = max(P_{T-1} + max(M, C), P_{T-2} + M + R - 1)`` (one weight port,
+C cycles a tile; the bank that tile T-2 used must have drained), which is
+:func:`reference.gemm.tile_launches`.
+"""
+from amaranth.hdl import Signal, Module, Mux
+from amaranth.lib import wiring, data
+from amaranth.lib.wiring import In, Out
+
+from .signatures import DIM_BITS, GemmConfig, start_signature
+
+__all__ = ["Tile", "TileLaunch", "TileLauncher"]
+
+
+class Tile(data.Struct):
+    """One weight tile: ``k0``..``k0 + R - 1`` by ``n0``..``n0 + C - 1`` of ``B'``."""
+    n0: DIM_BITS                #: n_t·C
+    k0: DIM_BITS                #: k_t·R
+    c_base: 2 * DIM_BITS        #: n_t·M: the result word of the tile's row 0
+    first_k: 1                  #: k_t = 0: its sums are written, not added
+    last: 1                     #: the GEMM's last tile
+    bank: 1                     #: the weight bank it uses, T mod 2
+
+
+class TileLaunch(wiring.Signature):
+    """``valid`` for one cycle, ``P_T``, with the tile launched."""
+
+    def __init__(self):
+        super().__init__({"valid": Out(1), "tile": Out(Tile)})
+
+
+class TileLauncher(wiring.Component):
+    """Parameters
+    ----------
+    rows, cols : int
+        The array's R and C.
+
+    Attributes
+    ----------
+    start : In(stream of GemmConfig)
+        Taken in a cycle with ``ready`` (idle) high.
+    config : Out(GemmConfig)
+        The GEMM taken, from the cycle after ``start`` until the next one is taken.
+    launch : Out(TileLaunch)
+        Each tile, in its launch cycle.
+    pending : Out(1)
+        Tiles remain to be launched.
+    last_written : In(1)
+        The last row's sums are written this cycle.
+    busy, done : Out(1)
+        ``busy`` from the cycle after ``start`` to the cycle of the last
+        write; ``done`` in that cycle (or, with M, K or N zero, in the cycle after ``start``).
+    """
+
+    def __init__(self, rows, cols):
+        self.rows, self.cols = rows, cols
+        super().__init__({
+            "start": In(start_signature()), "config": Out(GemmConfig), "launch": Out(TileLaunch()),
+            "pending": Out(1), "last_written": In(1), "busy": Out(1), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        cfg, new, busy, tile = self.config, self.start.payload, self.busy, self.launch.tile
+        take = Signal()
+        m.d.comb += [self.start.ready.eq(~busy), take.eq(self.start.valid & ~busy)]
+
+        interval = Signal(DIM_BITS + 1)     # max(M, C): one weight port
+        bank_free = Signal(DIM_BITS + 1)    # M + R - 1: tile T-2 has drained its bank
+        n_t, k_t = Signal(DIM_BITS), Signal(DIM_BITS)   # the next tile
+        n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(2 * DIM_BITS), Signal()
+        first = Signal()                    # no tile launched yet
+        since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)     # cycles since P_{T-1}, P_{T-2}
+        sat = (1 << (DIM_BITS + 2)) - 1
+        last_k, last_n = k0 + R >= cfg.k, n0 + C >= cfg.n
+
+        launch = self.launch.valid
+        m.d.comb += [
+            launch.eq(busy & self.pending & (first | ((since_last >= interval) & (since_prev >= bank_free)))),
+            tile.n0.eq(n0), tile.k0.eq(k0), tile.c_base.eq(c_base), tile.first_k.eq(k_t == 0),
+            tile.last.eq(last_k & last_n), tile.bank.eq(bank),
+        ]
+        with m.If(take):
+            m.d.sync += [
+                cfg.eq(new), busy.eq(1),
+                interval.eq(Mux(new.m > C, new.m, C)), bank_free.eq(new.m + R - 1),
+                n_t.eq(0), k_t.eq(0), n0.eq(0), k0.eq(0), c_base.eq(0), bank.eq(0), first.eq(1),
+                # A GEMM with an empty dimension has no tiles: it ends at once.
+                self.pending.eq((new.m != 0) & (new.k != 0) & (new.n != 0)),
+                since_last.eq(sat), since_prev.eq(sat),     # no earlier tiles to wait for
+            ]
+        with m.Elif(launch):
+            m.d.sync += [first.eq(0), bank.eq(~bank),
+                         since_last.eq(1), since_prev.eq(Mux(since_last == sat, sat, since_last + 1))]
+            with m.If(last_k):
+                m.d.sync += [k_t.eq(0), k0.eq(0), n_t.eq(n_t + 1), n0.eq(n0 + C), c_base.eq(c_base + cfg.m)]
+                with m.If(last_n):
+                    m.d.sync += self.pending.eq(0)
+            with m.Else():
+                m.d.sync += [k_t.eq(k_t + 1), k0.eq(k0 + R)]
+        with m.Else():
+            m.d.sync += [since_last.eq(Mux(since_last == sat, sat, since_last + 1)),
+                         since_prev.eq(Mux(since_prev == sat, sat, since_prev + 1))]
+
+        m.d.comb += self.done.eq(busy & (self.last_written | (~self.pending & first)))
+        with m.If(self.done):
+            m.d.sync += busy.eq(0)
+        return m
