@@ -1,19 +1,21 @@
-"""Host-side driver of the GEMM engine in cocotb.
+"""Host-side driver of the GEMM engine in cocotb, on :mod:`sim.common`.
 
 Python acts only while data moves: it writes operand words and reads result
 words one per cycle, and otherwise waits for ``busy`` to fall, so the
-simulator runs the compute phase at its own speed.
+simulator runs the compute phase at its own speed. Inputs change at falling
+edges (:mod:`sim.common`'s convention).
 
-The buffer layouts are :mod:`hdl.systolic.layout`'s (``docs/systolic.md``).
+The buffer layouts are :mod:`hdl.systolic.layout`'s (``docs/systolic.md``);
+the words are packed as the engine's ports declare them.
 """
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
 
-from hdl.systolic import MODES
-from hdl.systolic.layout import (pack_operand, operand_words, result_words, unpack_results,
-                                 lanes_to_int as _lanes_to_int, int_to_lanes as _int_to_lanes)
+from hdl.systolic import GemmConfig, GemmCounters, Mode
+from hdl.systolic.layout import pack_operand, operand_words, result_words, unpack_results
+from reference.gemm import logical_operands
+from sim.common import (StreamSource, cycle_now, edge, pack_value, pack_words, read_words, reset, start_clock,
+                        unpack_value, unpack_words, write_words)
 
 __all__ = ["GemmDriver", "GemmJob"]
 
@@ -23,8 +25,7 @@ class GemmJob:
 
     def __init__(self, a, b, mode, half):
         self.a, self.b, self.mode, self.half = np.asarray(a), np.asarray(b), mode, half
-        a_log = self.a.T if mode == "tn" else self.a
-        b_log = self.b.T if mode == "nt" else self.b
+        a_log, b_log = logical_operands(self.a, self.b, mode)
         self.M, self.K = a_log.shape
         self.N = b_log.shape[1]
         if b_log.shape[0] != self.K:
@@ -34,48 +35,38 @@ class GemmJob:
 class GemmDriver:
     def __init__(self, dut, engine):
         """``engine``: :meth:`GemmEngine.geometry` of the design under test."""
-        self.dut = dut
+        self.dut, self.clk = dut, dut.clk
         self.R, self.C = engine.rows, engine.cols
         self.operand_depth, self.result_depth = engine.operand_depth, engine.result_depth
+        self.operand_word, self.result_word = engine.operand_word, engine.result_word
+        self.inputs = [dut.start__valid, dut.start__payload, dut.cnt_clear, dut.write__en, dut.write__sel,
+                       dut.write__both, dut.write__half, dut.write__addr, dut.write__data, dut.read__en,
+                       dut.read__half, dut.read__addr]
 
     @property
     def cycle(self):
-        """The current clock cycle of the run (the clock period is 10 ns)."""
-        return int(get_sim_time("ns")) // 10
+        return cycle_now()
 
     async def start(self):
-        dut = self.dut
-        Clock(dut.clk, 10, unit="ns").start()
-        for name in ("start", "wr_en", "rd_en", "cnt_clear", "cfg_m", "cfg_k", "cfg_n", "cfg_mode",
-                     "cfg_a_stride", "cfg_b_stride", "cfg_operand_half", "cfg_result_half",
-                     "cfg_a_base", "cfg_b_base", "cfg_result_base",
-                     "wr_sel", "wr_both", "wr_half", "wr_addr", "wr_data", "rd_half", "rd_addr"):
-            getattr(dut, name).value = 0
+        start_clock(self.clk)
         await self.reset()
 
-    # Every coroutine here starts at a rising edge, so that it may write
-    # signals whatever phase its caller ended in.
-
     async def reset(self, cycles=2):
-        await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        """Reset the engine; returns at a falling edge with every input low."""
+        await reset(self.clk, self.dut.rst, cycles, zero=self.inputs)
+
+    async def _write(self, sel, half, words):
+        dut = self.dut
+        await write_words(self.clk, dut.write__en, dut.write__addr, dut.write__data,
+                          pack_words(self.operand_word, words), range(len(words)),
+                          setup=((dut.write__sel, sel), (dut.write__half, half), (dut.write__both, 0)))
 
     async def poison(self, rng):
         """Fill both halves of both operand buffers with random bytes, so that
         a read outside an operand (a wrong mask or address) shows in the result."""
-        dut = self.dut
         for sel in (0, 1):
             for half in (0, 1):
-                for addr in range(self.operand_depth):
-                    await RisingEdge(dut.clk)
-                    dut.wr_en.value, dut.wr_sel.value, dut.wr_half.value = 1, sel, half
-                    dut.wr_addr.value = addr
-                    dut.wr_data.value = _lanes_to_int(rng.integers(-128, 128, self.R), 8)
-        await RisingEdge(dut.clk)
-        dut.wr_en.value = 0
+                await self._write(sel, half, rng.integers(-128, 128, (self.operand_depth, self.R)))
 
     def check_fits(self, job):
         a_words = operand_words(*job.a.shape, self.R)
@@ -89,40 +80,22 @@ class GemmDriver:
     async def load(self, job):
         """Write the job's operands into its half of the operand buffers (one word a cycle)."""
         self.check_fits(job)
-        dut = self.dut
-        for sel, mat in ((0, job.a), (1, job.b)):
-            words, stride = pack_operand(mat, self.R)
-            if sel == 0:
-                job.a_stride = stride
-            else:
-                job.b_stride = stride
-            for addr, lanes in enumerate(words):
-                await RisingEdge(dut.clk)
-                dut.wr_en.value = 1
-                dut.wr_sel.value = sel
-                dut.wr_half.value = job.half
-                dut.wr_addr.value = addr
-                dut.wr_data.value = _lanes_to_int(lanes, 8)
-        await RisingEdge(dut.clk)
-        dut.wr_en.value = 0
+        (a_words, job.a_stride), (b_words, job.b_stride) = pack_operand(job.a, self.R), pack_operand(job.b, self.R)
+        await self._write(0, job.half, a_words)
+        await self._write(1, job.half, b_words)
 
     async def read_results(self, job):
         """Read C (M×N) from the job's result half (one word a cycle)."""
         dut = self.dut
-        n_words = result_words(job.M, job.N, self.C)
-        words = []
-        for addr in range(n_words + 1):
-            await RisingEdge(dut.clk)
-            if addr < n_words:
-                dut.rd_en.value = 1
-                dut.rd_half.value = job.half
-                dut.rd_addr.value = addr
-            else:
-                dut.rd_en.value = 0
-            await ReadOnly()
-            if addr:
-                words.append(_int_to_lanes(int(dut.rd_data.value), self.C, 32))
-        return unpack_results(words, job.M, job.N, self.C)
+        raw = await read_words(self.clk, dut.read__en, dut.read__addr, dut.read__data,
+                               range(result_words(job.M, job.N, self.C)), setup=((dut.read__half, job.half),))
+        return unpack_results(unpack_words(self.result_word, raw), job.M, job.N, self.C)
+
+    def config(self, job):
+        """The job's :class:`GemmConfig`, as ``start``'s payload integer."""
+        return pack_value(GemmConfig, {"m": job.M, "k": job.K, "n": job.N, "mode": Mode[job.mode.upper()],
+                                       "a_stride": job.a_stride, "b_stride": job.b_stride,
+                                       "operand_half": job.half, "result_half": job.half})
 
     async def issue(self, job):
         """Present ``start`` with the job's configuration until the engine takes it.
@@ -131,31 +104,30 @@ class GemmDriver:
         ends: GEMMs run back to back. Returns the cycle it was taken in.
         """
         dut = self.dut
-        await RisingEdge(dut.clk)
-        dut.cfg_m.value, dut.cfg_k.value, dut.cfg_n.value = job.M, job.K, job.N
-        dut.cfg_mode.value = MODES[job.mode]
-        dut.cfg_a_stride.value, dut.cfg_b_stride.value = job.a_stride, job.b_stride
-        dut.cfg_operand_half.value = job.half
-        dut.cfg_result_half.value = job.half
-        dut.start.value = 1
+        source = StreamSource(dut.start__valid, dut.start__ready, dut.start__payload)
+        source.send([self.config(job)])
         while True:
+            await edge(self.clk)
+            source.drive()
             await ReadOnly()
-            if int(dut.ready.value):
+            if source.sample() is not None:
+                taken = cycle_now()
                 break
-            await RisingEdge(dut.clk)
-        taken = self.cycle
-        await RisingEdge(dut.clk)
-        dut.start.value = 0
+        await edge(self.clk)
+        source.drive()          # nothing left: valid falls
         return taken
+
+    async def counters(self):
+        """The engine's counters now, by :class:`GemmCounters`' field names."""
+        c = unpack_value(GemmCounters, self.dut.counters.value)
+        return {"cycles": c.total, "active_cycles": c.active, "weight_stall_cycles": c.weight_stall,
+                "transfer_cycles": c.transfer}
 
     async def wait_done(self):
         """Wait for the next end of a GEMM (``busy`` falling); return its counters.
 
         Call it before that GEMM ends: a monitor that calls it in a loop sees
         every GEMM, even back to back ones (``busy`` is low for one cycle)."""
-        dut = self.dut
-        await FallingEdge(dut.busy)
-        await ReadOnly()
-        return {"cycles": int(dut.cnt_total.value), "active_cycles": int(dut.cnt_active.value),
-                "weight_stall_cycles": int(dut.cnt_weight_stall.value),
-                "transfer_cycles": int(dut.cnt_transfer.value)}
+        await FallingEdge(self.dut.busy)
+        await edge(self.clk)            # the same cycle's falling edge: the counters are final
+        return await self.counters()

@@ -10,17 +10,17 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Event, ReadOnly, RisingEdge
+from cocotb.triggers import Event
 
 from hdl.systolic import GemmEngine
-from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle
+from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle, stored_shapes
+from sim.common import edge
 from sim.results import record, errors_recorded, design_params, env_int
 from sim.systolic.driver import GemmDriver, GemmJob
 
 
 def _operands(rng, M, K, N, mode, kind):
-    a_shape = (K, M) if mode == "tn" else (M, K)
-    b_shape = (N, K) if mode == "nt" else (K, N)
+    a_shape, b_shape = stored_shapes(M, K, N, mode)
     if kind == "extreme":   # -128 * -128 summed over the whole of K
         return np.full(a_shape, -128), np.full(b_shape, -128)
     return rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
@@ -144,7 +144,7 @@ async def reset_between_gemms(dut):
         await drv.load(jobs[0])
         await drv.issue(jobs[0])
         for _ in range(gemm_cycles(R, C, jobs[0].M, jobs[0].K, jobs[0].N) // 2):
-            await RisingEdge(dut.clk)
+            await edge(dut.clk)
         await drv.reset()
         assert int(dut.busy.value) == 0, "busy after reset"
         results, _ = await run_jobs(drv, engine, jobs, reset_between=True)
@@ -165,9 +165,7 @@ async def gemm_cli(dut):
     counters = await drv.wait_done()
     wall = time.perf_counter() - t0
     got = await drv.read_results(job)
-    await RisingEdge(dut.clk)
-    await ReadOnly()
-    transfer = int(dut.cnt_transfer.value)
+    transfer = (await drv.counters())["transfer_cycles"]     # every read has been counted
     mismatch = first_mismatch(engine, job, got, taken)
     record(gemm_cli={**counters, "transfer_cycles": transfer, "bit_exact": mismatch is None,
                      "error": mismatch, "compute_wall_seconds": wall})

@@ -1,0 +1,208 @@
+"""The GEMM engine's components, one at a time, in amaranth.sim (no Verilog
+build): each against the spec in reference/ (the operand layout, the tile
+schedule, the golden GEMM and the cycle model)."""
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.systolic import GemmConfig, GemmEngine, Mode
+from hdl.systolic.layout import pack_operand, unpack_results
+from hdl.systolic.launcher import TileLauncher
+from hdl.systolic.operand_buffer import OperandBuffer
+from hdl.systolic.result_buffer import ResultBuffer
+from reference.gemm import gemm, gemm_cycles, stored_shapes, tile_launches, weight_stall_cycles
+
+
+def simulate(dut, bench):
+    """Run the async testbench ``bench(ctx)`` on ``dut`` with a clock."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+async def write_operand(ctx, write, words, sel, half, base=0):
+    """Host-write ``words`` (rows of lanes) from word ``base`` of one half, one a cycle."""
+    ctx.set(write.en, 1)
+    ctx.set(write.sel, sel)
+    ctx.set(write.half, half)
+    for i, word in enumerate(words):
+        ctx.set(write.addr, base + i)
+        ctx.set(write.data, [int(x) for x in word])
+        await ctx.tick()
+    ctx.set(write.en, 0)
+
+
+# -- OperandBuffer -----------------------------------------------------------
+
+def test_operand_buffer_reads_rows_and_columns():
+    """A row read (starting at a column that is a multiple of R) and a column read
+    (starting at such a row) both give R elements of the stored matrix in element
+    order, zero where masked; the host port gives the stored words back."""
+    R, depth, base, half = 4, 32, 3, 1
+    rng = np.random.default_rng(1)
+    mat = rng.integers(-128, 128, (9, 6))
+    words, stride = pack_operand(mat, R)
+    padded = np.pad(mat, ((0, 0), (0, stride * R - mat.shape[1])))
+    dut = OperandBuffer(R, depth, select=1, host_read=True)
+    reads = []        # (row, col, column, mask, expected vector)
+    for r in range(mat.shape[0]):
+        for c in range(0, stride * R, R):
+            mask = int(rng.integers(0, 1 << R))
+            reads.append((r, c, 0, mask, [padded[r, c + t] if mask >> t & 1 else 0 for t in range(R)]))
+    for r in range(0, mat.shape[0], R):
+        for c in range(mat.shape[1]):
+            mask = sum(1 << t for t in range(R) if r + t < mat.shape[0])     # rows past the matrix
+            reads.append((r, c, 1, mask, [mat[r + t, c] if mask >> t & 1 else 0 for t in range(R)]))
+
+    async def bench(ctx):
+        # Garbage for A (sel 0) where B goes: a write must only reach its own buffer.
+        await write_operand(ctx, dut.write, np.full((len(words), R), 77), sel=0, half=half, base=base)
+        await write_operand(ctx, dut.write, words, sel=1, half=half, base=base)
+        rd = dut.read
+        ctx.set(rd.stride, stride)
+        ctx.set(rd.base, base)
+        ctx.set(rd.half, half)
+        ctx.set(rd.en, 1)
+        for row, col, column, mask, expected in reads:
+            for name, value in (("row", row), ("col", col), ("column", column), ("mask", mask)):
+                ctx.set(getattr(rd, name), value)
+            await ctx.tick()
+            got = [ctx.get(dut.vector[t]) for t in range(R)]
+            assert got == expected, f"{'column' if column else 'row'} read at ({row}, {col})"
+        ctx.set(rd.en, 0)
+        ctx.set(dut.host.en, 1)
+        ctx.set(dut.host.sel, 1)
+        for i, word in enumerate(words):
+            ctx.set(dut.host.addr, half * depth + base + i)
+            await ctx.tick()
+            assert [ctx.get(dut.host.data[t]) for t in range(R)] == list(word), f"host read of word {i}"
+
+    simulate(dut, bench)
+
+
+# -- TileLauncher ------------------------------------------------------------
+
+@pytest.mark.parametrize("R,C,M,K,N", [(2, 3, 1, 4, 3), (4, 1, 1, 12, 1), (2, 2, 5, 5, 5), (4, 4, 3, 9, 9),
+                                       (1, 1, 2, 3, 2), (8, 8, 20, 16, 17)])
+def test_launcher_follows_the_schedule(R, C, M, K, N):
+    """Tile T is launched in cycle P_T of reference.gemm.tile_launches, counted from the cycle ``start`` is taken."""
+    dut = TileLauncher(R, C)
+    expected = tile_launches(R, C, M, K, N)
+
+    async def bench(ctx):
+        ctx.set(dut.start.payload, GemmConfig.const({"m": M, "k": K, "n": N}))
+        ctx.set(dut.start.valid, 1)
+        assert ctx.get(dut.start.ready)
+        launched = []
+        for cycle in range(expected[-1] + 10):
+            await ctx.tick()
+            ctx.set(dut.start.valid, 0)
+            if ctx.get(dut.launch.valid):
+                launched.append(cycle + 1)
+        assert launched == expected
+        assert ctx.get(dut.busy) and not ctx.get(dut.pending)
+        ctx.set(dut.last_written, 1)        # the result buffer's word: the GEMM ends
+        assert ctx.get(dut.done)
+        await ctx.tick()
+        assert not ctx.get(dut.busy) and ctx.get(dut.start.ready)
+
+    simulate(dut, bench)
+
+
+def test_launcher_ends_an_empty_gemm_at_once():
+    dut = TileLauncher(2, 2)
+
+    async def bench(ctx):
+        ctx.set(dut.start.payload, GemmConfig.const({"m": 3, "k": 0, "n": 2}))
+        ctx.set(dut.start.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.start.valid, 0)
+        assert ctx.get(dut.done) and not ctx.get(dut.launch.valid)
+        await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    simulate(dut, bench)
+
+
+# -- ResultBuffer ------------------------------------------------------------
+
+def test_result_buffer_accumulates_over_k():
+    """Rows tagged first_k are written, the others added; the sums arrive latency + 1 cycles after the tag."""
+    C, depth, latency, M, tiles, half, base = 3, 8, 4, 3, 3, 1, 2
+    rng = np.random.default_rng(2)
+    parts = rng.integers(-(1 << 20), 1 << 20, (tiles, M, C))
+    dut = ResultBuffer(C, depth, latency)
+    tags, sums = {}, {}
+    for k in range(tiles):           # tiles back to back, a row a cycle
+        for m in range(M):
+            t = k * M + m
+            tags[t] = {"valid": 1, "addr": base + m, "half": half, "first_k": int(k == 0),
+                       "last": int(k == tiles - 1 and m == M - 1)}
+            sums[t + latency + 1] = parts[k, m]
+    last_tag = max(tags)
+
+    async def bench(ctx):
+        for cycle in range(last_tag + latency + 2):
+            tag = tags.get(cycle, {"valid": 0, "addr": 0, "half": 0, "first_k": 0, "last": 0})
+            for name, value in tag.items():
+                ctx.set(getattr(dut.row, name), value)
+            ctx.set(dut.sums, [int(x) for x in sums.get(cycle, np.zeros(C, dtype=int))])
+            assert ctx.get(dut.last_written) == (cycle == last_tag + latency + 1)
+            await ctx.tick()
+        ctx.set(dut.read.en, 1)
+        ctx.set(dut.read.half, half)
+        for m in range(M):
+            ctx.set(dut.read.addr, base + m)
+            await ctx.tick()
+            assert [ctx.get(dut.read.data[j]) for j in range(C)] == list(parts[:, m].sum(axis=0))
+
+    simulate(dut, bench)
+
+
+# -- the whole engine --------------------------------------------------------
+
+@pytest.mark.parametrize("R,C,M,K,N,mode", [(2, 3, 3, 5, 4, "nn"), (2, 3, 1, 2, 7, "nt"), (4, 2, 5, 6, 3, "tn"),
+                                            (1, 1, 2, 2, 2, "nt")])
+def test_engine_gemm(R, C, M, K, N, mode):
+    """C equals the golden GEMM bit for bit; the counters equal the cycle model."""
+    rng = np.random.default_rng(R * 100 + M)
+    a_shape, b_shape = stored_shapes(M, K, N, mode)
+    a, b = rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
+    depth, half = 16, 1
+    dut = GemmEngine(R, C, operand_depth=depth, result_depth=depth)
+    (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+    n_results = -(-N // C) * M
+
+    async def bench(ctx):
+        await write_operand(ctx, dut.write, a_words, sel=0, half=half)
+        await write_operand(ctx, dut.write, b_words, sel=1, half=half)
+        ctx.set(dut.start.payload, GemmConfig.const({
+            "m": M, "k": K, "n": N, "mode": Mode[mode.upper()], "a_stride": a_stride, "b_stride": b_stride,
+            "operand_half": half, "result_half": half}))
+        ctx.set(dut.start.valid, 1)
+        assert ctx.get(dut.start.ready)
+        cycle = 0
+        while True:
+            await ctx.tick()
+            ctx.set(dut.start.valid, 0)
+            cycle += 1
+            if ctx.get(dut.done):
+                break
+            assert cycle < 1000
+        await ctx.tick()
+        counters = ctx.get(dut.counters)
+        assert cycle == counters.total == gemm_cycles(R, C, M, K, N, mode)
+        assert counters.active == M * -(-K // R) * -(-N // C)
+        assert counters.weight_stall == weight_stall_cycles(R, C, M, K, N)
+        ctx.set(dut.read.en, 1)
+        ctx.set(dut.read.half, half)
+        got = []
+        for i in range(n_results):
+            ctx.set(dut.read.addr, i)
+            await ctx.tick()
+            got.append([ctx.get(dut.read.data[j]) for j in range(C)])
+        np.testing.assert_array_equal(unpack_results(got, M, N, C), gemm(a, b, mode))
+        assert ctx.get(dut.counters.transfer) == len(a_words) + len(b_words) + n_results
+
+    simulate(dut, bench)
