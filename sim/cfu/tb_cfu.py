@@ -11,7 +11,7 @@ import cocotb
 import numpy as np
 
 from hdl.cfu import Cfu
-from hdl.cfu.isa import Funct3, Reg, MAC4_ACCUMULATE, function_id
+from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected

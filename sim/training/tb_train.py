@@ -15,7 +15,7 @@ import cocotb
 
 from cocotb.triggers import FallingEdge
 
-from hdl.training.numerics import LFSR_SEED
+from reference.training_numerics import LFSR_SEED
 from hdl.training.program import CoreGeometry, plan_step, PHASE, KIND, TARGET
 from sim.results import record, errors_recorded, design_params
 from sim.train import FixedRun, total_steps
