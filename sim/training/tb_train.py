@@ -1,11 +1,11 @@
 """cocotb: train an MLP through ``TrainCore`` with the golden model beside it.
 
-``$TRAIN_CONFIG`` (JSON, from :func:`sim.train.train`) names the run. Every
-step's new weights and biases (``check: full``: every tensor the core keeps,
-momenta included)
-are read back and compared with :func:`reference.training.train_step`'s; the
-first mismatch fails the test with the step, layer, tensor, index and both
-values."""
+``$TRAIN_CONFIG`` (JSON, from :func:`sim.training.session.run_config`, via
+:func:`sim.train.train`) names the run. Every step's new weights and biases
+(``check: full``: every tensor the core keeps, momenta included) are read
+back and compared with :func:`reference.training.train_step`'s; the first
+mismatch records ``bit_exact: false`` and the mismatch, then fails the test
+with the step, layer, tensor, index and both values."""
 import json
 import os
 import time
@@ -18,7 +18,7 @@ from cocotb.triggers import FallingEdge
 from hdl.training.numerics import LFSR_SEED
 from hdl.training.program import CoreGeometry, plan_step, PHASE, KIND, TARGET
 from sim.results import record, errors_recorded, design_params
-from sim.train import FixedRun, total_steps
+from sim.training.session import FixedRun, total_steps
 from sim.training.driver import TrainDriver
 
 
