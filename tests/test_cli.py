@@ -138,27 +138,45 @@ def test_concurrent_gemm_runs_own_results():
     shape = dict(M=6, K=5, N=7)
     procs = {seed: _popen("gemm", "--rows", "2", "--cols", "2", "--m", "6", "--k", "5", "--n", "7",
                           "--simulator", "icarus", "--seed", str(seed), "--json") for seed in (11, 12)}
-    for seed, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stderr
+    for seed, (returncode, stdout, stderr) in _outputs(procs, 600).items():
+        assert returncode == 0, stderr
         out = json.loads(stdout)
         a, b = _operands(seed, shape["M"], shape["K"], shape["N"])
         assert out["seed"] == seed and out["bit_exact"] is True
         assert out["c_sum"] == int(gemm(a, b, "nn").sum())
 
 
+def _outputs(procs, timeout):
+    """Each process's (returncode, stdout, stderr); none is left running."""
+    out = {}
+    try:
+        for key, p in procs.items():
+            stdout, stderr = p.communicate(timeout=timeout)
+            out[key] = p.returncode, stdout, stderr
+        return out
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
 def test_concurrent_train_runs_own_results():
-    """Two training runs on one Verilator build at once, seeds 1 and 2: each
-    reports the accuracy the golden model reaches with its own seed."""
+    """Two training runs on one Verilator build at once, seeds 4 and 6: each
+    reports the accuracy (read from its own run's results) that the golden
+    model reaches with its own seed."""
     from sim.train import train
 
+    seeds = (4, 6)      # after 2 steps, 23.6% and 10.8% (seeds 1, 2 and 3 all give 15.3%)
     args = ["train", "--backend", "verilator", "--steps", "2", "--json", "--plot", ""]
-    procs = {seed: _popen(*args, "--seed", str(seed)) for seed in (1, 2)}
-    want = {seed: train(seed=seed, max_steps=2, plot=None, progress=False)["test_accuracy"] for seed in (1, 2)}
-    assert want[1] != want[2], "the seeds must give different accuracies for this test to mean anything"
-    for seed, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr
+    procs = {seed: _popen(*args, "--seed", str(seed)) for seed in seeds}
+    try:
+        want = {seed: train(seed=seed, max_steps=2, plot=None, progress=False)["test_accuracy"] for seed in seeds}
+    finally:
+        outputs = _outputs(procs, 900)
+    assert want[seeds[0]] != want[seeds[1]], "the seeds must give different accuracies for this test to mean anything"
+    for seed, (returncode, stdout, stderr) in outputs.items():
+        assert returncode == 0, stderr
         out = json.loads(stdout)
         assert out["bit_exact"] is True and out["steps"] == 2
         assert out["test_accuracy"] == want[seed], seed
