@@ -89,6 +89,25 @@ def test_train_waves_warning(monkeypatch, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
+def test_train_mismatch_says_no(monkeypatch, capsys):
+    """A training run whose core disagrees: --json with bit_exact false, one report line, exit 1."""
+    import sim.train
+    from sim.cli import main
+    from sim.runner import Mismatch
+
+    where = {"design": "train", "where": "train_run, check weights",
+             "detail": "step 3, layer 0, tensor w_new, index (1, 2): expected 5, got 7"}
+
+    def disagree(**kw):
+        raise Mismatch(where, {})
+    monkeypatch.setattr(sim.train, "train", disagree)
+    assert main(["train", "--backend", "verilator", "--steps", "4", "--json", "--plot", ""]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["bit_exact"] is False and json.loads(out)["mismatch"] == where
+    assert err.splitlines() == ["sim: error: mismatch in train (train_run, check weights): step 3, layer 0, "
+                                "tensor w_new, index (1, 2): expected 5, got 7"]
+
+
 def _operands(seed, M, K, N):
     """--seed's documented meaning: default_rng(seed).integers(-128, 128) draws A, then B."""
     rng = np.random.default_rng(seed)
