@@ -49,15 +49,20 @@ def record_mismatch(design, where, detail=None, **fields):
 def errors_recorded(design=None, where=None):
     """Record an assertion's message as the results' ``error`` and re-raise it.
 
-    With ``design`` and ``where``, the block compares the design with the
-    golden model: a failed assertion in it is a mismatch, recorded as such
-    (:func:`record_mismatch`) with its message as the detail."""
+    A :class:`sim.common.Mismatch` is recorded as a mismatch with its
+    structured report. With ``design`` and ``where``, the block compares the
+    design with the golden model: any other failed assertion in it is a
+    mismatch too, recorded with its message as the detail."""
     try:
         yield
     except AssertionError as e:
         message = str(e).splitlines()[0] if str(e) else repr(e)
         record(error=message)
-        if design:
+        report = getattr(e, "report", None)
+        if report is not None:
+            report = {"design": design, "where": where, **report}
+            record_mismatch(report.pop("design"), report.pop("where"), **report)
+        elif design:
             record_mismatch(design, where, message)
         raise
 
