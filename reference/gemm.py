@@ -3,16 +3,26 @@
 The math is NumPy int64 (exact for int8 operands; the engine's int32 sums
 must equal it). The cycle model predicts the RTL's count exactly from the
 schedule documented in ``hdl/systolic/engine.py`` and ``docs/systolic.md``;
-tests compare the two over sweeps of shapes and array sizes.
+tests compare the two over sweeps of shapes and array sizes. The modes, their
+encoding and the array latency are the spec the RTL reads from here.
 """
 from math import ceil
 
 import numpy as np
 
-__all__ = ["MODES", "stored_shapes", "array_latency", "logical_operands", "gemm", "tile_launches", "gemm_cycles",
-           "weight_stall_cycles", "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
+__all__ = ["MODES", "MODE_CODE", "stored_shapes", "array_latency", "logical_operands", "gemm", "tile_launches",
+           "gemm_cycles", "weight_stall_cycles", "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
 
+#: Transpose modes; a mode's encoding (``GemmConfig.mode``) is its index.
 MODES = ("nn", "nt", "tn")
+#: The encoding of each mode.
+MODE_CODE = {mode: code for code, mode in enumerate(MODES)}
+
+
+def array_latency(R, C):
+    """Cycles from an input vector entering an R×C weight-stationary array to
+    its deskewed column sums: R - 1 hops down the skewed rows, C - 1 across."""
+    return R + C - 1
 
 
 def _check(R, C, M, K, N):
@@ -27,12 +37,6 @@ def stored_shapes(M, K, N, mode):
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     return ((K, M) if mode == "tn" else (M, K)), ((N, K) if mode == "nt" else (K, N))
-
-
-def array_latency(R, C):
-    """Cycles from an activation vector entering an R×C array to its deskewed column sums:
-    row i enters PE (i, 0) i cycles late, the sum moves down R rows and is deskewed over C columns."""
-    return R + C - 1
 
 
 def logical_operands(a, b, mode):

@@ -6,11 +6,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.systolic import GemmConfig, GemmEngine, Mode
-from hdl.systolic.layout import pack_operand, unpack_results
 from hdl.systolic.launcher import TileLauncher
 from hdl.systolic.operand_buffer import OperandBuffer
 from hdl.systolic.result_buffer import ResultBuffer
 from reference.gemm import gemm, gemm_cycles, stored_shapes, tile_launches, weight_stall_cycles
+from reference.gemm_layout import pack_operand, unpack_results
 
 
 def simulate(dut, bench):

@@ -1,5 +1,5 @@
 """``PerfCounters``: the GEMM engine's performance counters (:class:`GemmCounters`)."""
-from amaranth.hdl import Signal, Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -28,23 +28,21 @@ See ``docs/systolic.md`` for the host interface and the timing.
 """
 from types import SimpleNamespace
 
-from amaranth.hdl import Signal, Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from reference.gemm import array_latency
 
 from .array import SystolicArray
 from .counters import PerfCounters
 from .launcher import TileLauncher
 from .operand_buffer import OperandBuffer
 from .result_buffer import ResultBuffer
-from .signatures import COUNTER_BITS, GemmCounters, Mode, OperandRead, OperandWrite, ResultRead, start_signature
+from .signatures import COUNTER_BITS, GemmCounters, OperandRead, OperandWrite, ResultRead, start_signature
 from .streamer import TileStreamer
 
-__all__ = ["GemmEngine"]
-
-# Until the self-test vectors and the training core read Mode and signatures.COUNTER_BITS themselves.
-MODES = {mode.name.lower(): mode.value for mode in Mode}
-assert COUNTER_BITS
+__all__ = ["GemmEngine", "COUNTER_BITS"]
 
 DEFAULT_OPERAND_DEPTH = 1024
 DEFAULT_RESULT_DEPTH = 512
@@ -101,7 +99,7 @@ class GemmEngine(wiring.Component):
         self.rows, self.cols = rows, cols
         self.stuck_pe = stuck_pe
         self.operand_depth, self.result_depth = operand_depth, result_depth
-        self.array_latency = rows + cols - 1
+        self.array_latency = array_latency(rows, cols)
         self.has_operand_read = operand_read
         ports = {
             "start": In(start_signature()),
@@ -120,7 +118,7 @@ class GemmEngine(wiring.Component):
         """The sizes an engine built with these parameters has, without building one;
         ``operand_word`` and ``result_word`` are the layouts of its write and read ports' data."""
         return SimpleNamespace(rows=rows, cols=cols, operand_depth=operand_depth, result_depth=result_depth,
-                               array_latency=rows + cols - 1,
+                               array_latency=array_latency(rows, cols),
                                operand_word=OperandWrite(rows, operand_depth).members["data"].shape,
                                result_word=ResultRead(cols, result_depth).members["data"].shape)
 

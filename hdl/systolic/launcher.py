@@ -7,8 +7,8 @@ which ``start`` is taken: tile 0 is launched in ``P_0 = 1`` and tile T in
 C cycles a tile; the bank that tile T-2 used must have drained), which is
 :func:`reference.gemm.tile_launches`.
 """
-from amaranth.hdl import Signal, Module, Mux
-from amaranth.lib import wiring, data
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .signatures import DIM_BITS, GemmConfig, start_signature

@@ -6,11 +6,11 @@ Element (r, c) of a stored matrix with W words a row lives in lane
 ``(r + c) mod R`` of word ``base + r·W + c div R`` (``docs/systolic.md``).
 The buffer is one space of ``2·depth`` words; ``half`` is its top address bit.
 """
-from amaranth.hdl import Signal, Module, Mux, Cat, Array, Const, signed
-from amaranth.lib import wiring, data, memory
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .signatures import DIM_BITS, ADDR_BITS, OperandWrite, OperandRead
+from .signatures import ADDR_BITS, DIM_BITS, OperandRead, OperandWrite
 
 __all__ = ["VectorRead", "OperandBuffer"]
 
@@ -88,7 +88,7 @@ class OperandBuffer(wiring.Component):
             multiples.append(v)
         multiples = Array(multiples)
 
-        lanes, host_lanes = [], []
+        lanes = []
         for b in range(R):
             mem = memory.Memory(shape=signed(8), depth=2 * self.depth, init=[])
             m.submodules[f"lane{b}"] = mem

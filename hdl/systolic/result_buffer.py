@@ -7,8 +7,8 @@ when the row's C sums leave the array. The buffer is one space of
 ``2·depth`` words; ``half`` is its top address bit. ``C[m, n]`` is lane
 ``n mod C`` of word ``(n div C)·M + m`` (``docs/systolic.md``).
 """
-from amaranth.hdl import Signal, Module, Mux, Cat, Const, signed
-from amaranth.lib import wiring, data, memory
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .signatures import DIM_BITS, ResultRead

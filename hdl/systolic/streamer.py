@@ -13,14 +13,14 @@ Reads are given in the operands' stored coordinates: ``tn`` reads a column of
 the stored K×M A, ``nt`` a row of the stored N×K B. Elements past K (and
 columns past N) read as zero.
 """
-from amaranth.hdl import Signal, Module, Mux, Cat
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .signatures import DIM_BITS, GemmConfig, Mode
 from .launcher import Tile, TileLaunch
 from .operand_buffer import VectorRead
 from .result_buffer import RowTag
+from .signatures import DIM_BITS, GemmConfig, Mode
 
 __all__ = ["TileStreamer"]
 

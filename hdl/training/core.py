@@ -23,9 +23,9 @@ from amaranth.hdl import Signal, Module, Mux, Const, Array, signed, unsigned
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
+from reference.training_numerics import Numerics, LFSR_SEED, LFSR_TAPS
 from ..systolic.engine import GemmEngine, COUNTER_BITS
 from .loss_unit import LossUnit
-from .numerics import Numerics, LFSR_SEED, LFSR_TAPS
 from .program import OP_LAYOUT, KIND, ACT, DST, TARGET, PHASE, CoreGeometry
 
 __all__ = ["TrainCore"]

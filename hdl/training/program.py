@@ -27,7 +27,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
-from .numerics import Numerics
+from reference.training_numerics import Numerics
 
 __all__ = ["OP_LAYOUT", "KIND", "PHASE", "ACT", "DST", "TARGET", "CoreGeometry", "StepPlan", "plan_step",
            "pack_op", "PlanError"]

@@ -5,17 +5,28 @@ words one per cycle, and otherwise waits for ``busy`` to fall, so the
 simulator runs the compute phase at its own speed. Inputs change at falling
 edges (:mod:`sim.common`'s convention).
 
-The buffer layouts are :mod:`hdl.systolic.layout`'s (``docs/systolic.md``);
+The buffer layouts are :mod:`reference.gemm_layout`'s (``docs/systolic.md``);
 the words are packed as the engine's ports declare them.
 """
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from hdl.systolic import GemmConfig, GemmCounters, Mode
-from hdl.systolic.layout import pack_operand, operand_words, result_words, unpack_results
 from reference.gemm import logical_operands
-from sim.common import (StreamSource, cycle_now, edge, pack_value, pack_words, read_words, reset, start_clock,
-                        unpack_value, unpack_words, write_words)
+from reference.gemm_layout import operand_words, pack_operand, result_words, unpack_results
+from sim.common import (
+    StreamSource,
+    cycle_now,
+    edge,
+    pack_value,
+    pack_words,
+    read_words,
+    reset,
+    start_clock,
+    unpack_value,
+    unpack_words,
+    write_words,
+)
 
 __all__ = ["GemmDriver", "GemmJob"]
 

@@ -13,9 +13,9 @@ import numpy as np
 from cocotb.triggers import Event
 
 from hdl.systolic import GemmEngine
-from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle, stored_shapes
+from reference.gemm import gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
 from sim.common import edge
-from sim.results import record, errors_recorded, design_params, env_int
+from sim.results import design_params, env_int, errors_recorded, record, record_mismatch
 from sim.systolic.driver import GemmDriver, GemmJob
 
 
@@ -154,7 +154,8 @@ async def reset_between_gemms(dut):
 @cocotb.test(timeout_time=5000, timeout_unit="ms")
 async def gemm_cli(dut):
     """One GEMM for ``python -m sim gemm``: load, compute, read; report, don't assert."""
-    rng = np.random.default_rng(env_int("STIMULUS_SEED", 0))
+    seed = env_int("STIMULUS_SEED", 0)
+    rng = np.random.default_rng(seed)
     (job,) = _jobs_from_env(rng)
     engine = GemmEngine.geometry(**design_params())
     drv = GemmDriver(dut, engine)
@@ -168,4 +169,7 @@ async def gemm_cli(dut):
     transfer = (await drv.counters())["transfer_cycles"]     # every read has been counted
     mismatch = first_mismatch(engine, job, got, taken)
     record(gemm_cli={**counters, "transfer_cycles": transfer, "bit_exact": mismatch is None,
-                     "error": mismatch, "compute_wall_seconds": wall})
+                     "error": mismatch, "compute_wall_seconds": wall,
+                     "seed": seed, "c_sum": int(np.sum(got, dtype=np.int64))})
+    if mismatch:
+        record_mismatch("gemm", "gemm_cli", mismatch)

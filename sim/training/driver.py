@@ -7,8 +7,8 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.systolic.layout import pack_operand, unpack_operand, unpack_results, int_to_lanes
 from hdl.training.program import TARGET, PHASE, pack_op
+from reference.gemm_layout import pack_operand, unpack_operand, unpack_results, int_to_lanes
 
 __all__ = ["TrainDriver", "Mismatch"]
 

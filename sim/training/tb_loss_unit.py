@@ -10,10 +10,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hdl.systolic.layout import lanes_to_int, int_to_lanes
-from hdl.training import Numerics
 from hdl.training.loss_unit import LOSS_CE, LOSS_MSE
+from reference.gemm_layout import lanes_to_int, int_to_lanes
 from reference.training import loss_error
+from reference.training_numerics import Numerics
 from sim.results import record, errors_recorded, design_params, env_int
 
 
