@@ -89,7 +89,7 @@ def _row_exit(R, C, launch, m):
 
 
 def gemm_cycles(R, C, M, K, N, mode="nn"):
-    """Cycles from ``start`` to the last result written (the ``cnt_total`` counter):
+    """Cycles from ``start`` to the last result written (``GemmCounters.total``):
     the exit of the last tile's last row. The mode does not change the
     timing: transposed operands are read from the same diagonally banked
     buffers at one vector a cycle.
@@ -100,7 +100,7 @@ def gemm_cycles(R, C, M, K, N, mode="nn"):
 
 
 def weight_stall_cycles(R, C, M, K, N):
-    """Cycles between the first and the last activation row with no row entering (``cnt_weight_stall``)."""
+    """Cycles between the first and the last activation row with no row entering (``GemmCounters.weight_stall``)."""
     p = tile_launches(R, C, M, K, N)
     return sum(b - a - M for a, b in zip(p, p[1:]))
 
