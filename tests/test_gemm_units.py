@@ -87,7 +87,7 @@ def test_operand_buffer_reads_rows_and_columns():
                                        (1, 1, 2, 3, 2), (8, 8, 20, 16, 17)])
 def test_launcher_follows_the_schedule(R, C, M, K, N):
     """Tile T is launched in cycle P_T of reference.gemm.tile_launches, counted from the cycle ``start`` is taken."""
-    dut = TileLauncher(R, C)
+    dut = TileLauncher(R, C, 16, 16)
     expected = tile_launches(R, C, M, K, N)
 
     async def bench(ctx):
@@ -111,7 +111,7 @@ def test_launcher_follows_the_schedule(R, C, M, K, N):
 
 
 def test_launcher_ends_an_empty_gemm_at_once():
-    dut = TileLauncher(2, 2)
+    dut = TileLauncher(2, 2, 16, 16)
 
     async def bench(ctx):
         ctx.set(dut.start.payload, GemmConfig.const({"m": 3, "k": 0, "n": 2}))

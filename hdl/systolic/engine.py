@@ -125,8 +125,9 @@ class GemmEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        m.submodules.launcher = launcher = TileLauncher(R, C)
-        m.submodules.streamer = streamer = TileStreamer(R, C)
+        depths = (self.operand_depth, self.result_depth)
+        m.submodules.launcher = launcher = TileLauncher(R, C, *depths)
+        m.submodules.streamer = streamer = TileStreamer(R, C, *depths)
         m.submodules.a = a_buf = OperandBuffer(R, self.operand_depth, 0, self.has_operand_read)
         m.submodules.b = b_buf = OperandBuffer(R, self.operand_depth, 1, self.has_operand_read)
         m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe)

@@ -56,8 +56,9 @@ class TileLauncher(wiring.Component):
         write; ``done`` in that cycle (or, with M, K or N zero, in the cycle after ``start``).
     """
 
-    def __init__(self, rows, cols):
+    def __init__(self, rows, cols, operand_depth, result_depth):
         self.rows, self.cols = rows, cols
+        self.operand_depth, self.result_depth = operand_depth, result_depth
         super().__init__({
             "start": In(start_signature()), "config": Out(GemmConfig), "launch": Out(TileLaunch()),
             "pending": Out(1), "last_written": In(1), "busy": Out(1), "done": Out(1),
@@ -67,6 +68,7 @@ class TileLauncher(wiring.Component):
         m = Module()
         R, C = self.rows, self.cols
         cfg, new, busy, tile = self.config, self.start.payload, self.busy, self.launch.tile
+        op_bits, res_bits = (2 * self.operand_depth - 1).bit_length(), (2 * self.result_depth - 1).bit_length()
         take = Signal()
         m.d.comb += [self.start.ready.eq(~busy), take.eq(self.start.valid & ~busy)]
 
@@ -88,6 +90,8 @@ class TileLauncher(wiring.Component):
         with m.If(take):
             m.d.sync += [
                 cfg.eq(new), busy.eq(1),
+                cfg.a_base.eq(new.a_base[:op_bits]), cfg.b_base.eq(new.b_base[:op_bits]),
+                cfg.result_base.eq(new.result_base[:res_bits]),
                 interval.eq(Mux(new.m > C, new.m, C)), bank_free.eq(new.m + R - 1),
                 n_t.eq(0), k_t.eq(0), n0.eq(0), k0.eq(0), c_base.eq(0), bank.eq(0), first.eq(1),
                 # A GEMM with an empty dimension has no tiles: it ends at once.

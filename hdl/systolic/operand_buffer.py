@@ -10,7 +10,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .signatures import ADDR_BITS, DIM_BITS, OperandRead, OperandWrite
+from .signatures import DIM_BITS, OperandRead, OperandWrite
 
 __all__ = ["VectorRead", "OperandBuffer"]
 
@@ -20,14 +20,14 @@ class VectorRead(wiring.Signature):
 
     ``row``, ``col``: the stored element the vector starts at; ``column``: read
     R elements down the column (else along the row); element t reads as 0
-    where ``mask[t]`` is low; ``stride`` (W), ``base`` and ``half`` place the
-    matrix in the buffer.
+    where ``mask[t]`` is low; ``stride`` (W), ``base`` (a word of the buffer's
+    space of two halves) and ``half`` place the matrix in the buffer.
     """
 
-    def __init__(self, rows):
+    def __init__(self, rows, depth):
         super().__init__({
             "en": Out(1), "row": Out(DIM_BITS), "col": Out(DIM_BITS), "column": Out(1), "mask": Out(rows),
-            "stride": Out(DIM_BITS), "base": Out(ADDR_BITS), "half": Out(1),
+            "stride": Out(DIM_BITS), "base": Out(range(2 * depth)), "half": Out(1),
         })
 
 
@@ -58,7 +58,7 @@ class OperandBuffer(wiring.Component):
 
     def __init__(self, rows, depth, select, host_read=False):
         self.rows, self.depth, self.select, self.host_read = rows, depth, select, host_read
-        ports = {"write": In(OperandWrite(rows, depth)), "read": In(VectorRead(rows)),
+        ports = {"write": In(OperandWrite(rows, depth)), "read": In(VectorRead(rows, depth)),
                  "vector": Out(data.ArrayLayout(signed(8), rows))}
         if host_read:
             ports["host"] = In(OperandRead(rows, depth))

@@ -11,18 +11,19 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .signatures import DIM_BITS, ResultRead
+from .signatures import ResultRead
 
 __all__ = ["RowTag", "ResultBuffer"]
 
 
 class RowTag(wiring.Signature):
     """One activation row, seen from the side that issues it: ``addr`` is its
-    result word in ``half``; ``first_k``: the first K tile (write the sum,
-    don't add); ``last``: the GEMM's last row."""
+    result word, counted from the start of ``half`` (it may reach past it: the
+    buffer is one space of ``2·depth`` words); ``first_k``: the first K tile
+    (write the sum, don't add); ``last``: the GEMM's last row."""
 
-    def __init__(self):
-        super().__init__({"valid": Out(1), "addr": Out(2 * DIM_BITS), "half": Out(1), "first_k": Out(1),
+    def __init__(self, depth):
+        super().__init__({"valid": Out(1), "addr": Out(range(2 * depth)), "half": Out(1), "first_k": Out(1),
                           "last": Out(1)})
 
 
@@ -51,7 +52,7 @@ class ResultBuffer(wiring.Component):
     def __init__(self, cols, depth, latency):
         self.cols, self.depth, self.latency = cols, depth, latency
         super().__init__({
-            "row": In(RowTag()), "sums": In(data.ArrayLayout(signed(32), cols)),
+            "row": In(RowTag(depth)), "sums": In(data.ArrayLayout(signed(32), cols)),
             "read": In(ResultRead(cols, depth)), "last_written": Out(1),
         })
 

@@ -49,13 +49,13 @@ class TileStreamer(wiring.Component):
         A launched tile has rows still to read.
     """
 
-    def __init__(self, rows, cols):
+    def __init__(self, rows, cols, operand_depth, result_depth):
         self.rows, self.cols = rows, cols
         super().__init__({
             "config": In(GemmConfig), "launch": In(TileLaunch()),
-            "a_read": Out(VectorRead(rows)), "b_read": Out(VectorRead(rows)),
+            "a_read": Out(VectorRead(rows, operand_depth)), "b_read": Out(VectorRead(rows, operand_depth)),
             "w_en": Out(1), "w_bank": Out(1), "w_col": Out(range(cols + 1)), "a_valid": Out(1), "a_bank": Out(1),
-            "row": Out(RowTag()), "streaming": Out(1),
+            "row": Out(RowTag(result_depth)), "streaming": Out(1),
         })
 
     def elaborate(self, platform):
