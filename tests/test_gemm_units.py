@@ -65,7 +65,8 @@ def test_operand_buffer_reads_rows_and_columns():
         ctx.set(rd.half, half)
         ctx.set(rd.en, 1)
         for row, col, column, mask, expected in reads:
-            for name, value in (("row", row), ("col", col), ("column", column), ("mask", mask)):
+            line, start = (col, row) if column else (row, col)
+            for name, value in (("line", line), ("start", start), ("column", column), ("mask", mask)):
                 ctx.set(getattr(rd, name), value)
             await ctx.tick()
             got = [ctx.get(dut.vector[t]) for t in range(R)]

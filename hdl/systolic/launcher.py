@@ -75,7 +75,7 @@ class TileLauncher(wiring.Component):
         interval = Signal(DIM_BITS + 1)     # max(M, C): one weight port
         bank_free = Signal(DIM_BITS + 1)    # M + R - 1: tile T-2 has drained its bank
         n_t, k_t = Signal(DIM_BITS), Signal(DIM_BITS)   # the next tile
-        n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(2 * DIM_BITS), Signal()
+        n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(res_bits), Signal()
         first = Signal()                    # no tile launched yet
         since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)     # cycles since P_{T-1}, P_{T-2}
         sat = (1 << (DIM_BITS + 2)) - 1
@@ -91,6 +91,7 @@ class TileLauncher(wiring.Component):
             m.d.sync += [
                 cfg.eq(new), busy.eq(1),
                 cfg.a_base.eq(new.a_base[:op_bits]), cfg.b_base.eq(new.b_base[:op_bits]),
+                cfg.a_stride.eq(new.a_stride[:op_bits]), cfg.b_stride.eq(new.b_stride[:op_bits]),
                 cfg.result_base.eq(new.result_base[:res_bits]),
                 interval.eq(Mux(new.m > C, new.m, C)), bank_free.eq(new.m + R - 1),
                 n_t.eq(0), k_t.eq(0), n0.eq(0), k0.eq(0), c_base.eq(0), bank.eq(0), first.eq(1),

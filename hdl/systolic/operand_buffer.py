@@ -18,15 +18,16 @@ __all__ = ["VectorRead", "OperandBuffer"]
 class VectorRead(wiring.Signature):
     """A request for one R-vector of a stored matrix, seen from the requester.
 
-    ``row``, ``col``: the stored element the vector starts at; ``column``: read
-    R elements down the column (else along the row); element t reads as 0
-    where ``mask[t]`` is low; ``stride`` (W), ``base`` (a word of the buffer's
-    space of two halves) and ``half`` place the matrix in the buffer.
+    The vector is elements ``start``..``start + R - 1`` of one line of the
+    matrix: of row ``line`` (``column`` low) or of column ``line`` (``column``
+    high); ``start`` is a multiple of R. Element t reads as 0 where
+    ``mask[t]`` is low. ``stride`` (W), ``base`` (a word of the buffer's space
+    of two halves) and ``half`` place the matrix in the buffer.
     """
 
     def __init__(self, rows, depth):
         super().__init__({
-            "en": Out(1), "row": Out(DIM_BITS), "col": Out(DIM_BITS), "column": Out(1), "mask": Out(rows),
+            "en": Out(1), "line": Out(DIM_BITS), "start": Out(DIM_BITS), "column": Out(1), "mask": Out(rows),
             "stride": Out(DIM_BITS), "base": Out(range(2 * depth)), "half": Out(1),
         })
 
@@ -73,12 +74,13 @@ class OperandBuffer(wiring.Component):
         def lane(x):                                # x mod R, as a lane number
             return x[:lg] if lg else 0
 
-        # The word of the vector's first element; a row read takes R lanes of that
-        # word (and the next), rotated by the first element's lane.
+        # The word of the vector's first element, (row, col); element t is in lane
+        # (line + start + t) mod R = (t + line) mod R: the read is rotated by the line.
+        row, col = Mux(rd.column, rd.start, rd.line), Mux(rd.column, rd.line, rd.start)
         rot = Signal(lg or 1)
         first = Signal(2 * DIM_BITS)
-        m.d.comb += [rot.eq(lane(Mux(rd.column, rd.col, rd.row))),
-                     first.eq(rd.row * rd.stride + (rd.col >> lg) + rd.base + Cat(Const(0, abits), rd.half))]
+        m.d.comb += [rot.eq(lane(rd.line)),
+                     first.eq(row * rd.stride + (col >> lg) + rd.base + Cat(Const(0, abits), rd.half))]
         # A column read: lane b holds element t = (b - rot) mod R, t rows down,
         # t * stride words on; t * stride by shifts and adds (no multiplier).
         multiples = []

@@ -9,11 +9,11 @@ For a tile launched in cycle P (cycles as in :mod:`.launcher`):
   enters the array in ``P + 3 + m``, tagged for the result buffer in its read cycle.
 
 So column j's weights land one cycle before the tile's first row reaches it.
-Reads are given in the operands' stored coordinates: ``tn`` reads a column of
+Reads are given as lines of the operands as stored: ``tn`` reads a column of
 the stored K×M A, ``nt`` a row of the stored N×K B. Elements past K (and
 columns past N) read as zero.
 """
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,11 +96,13 @@ class TileStreamer(wiring.Component):
 
         a, b, row = self.a_read, self.b_read, self.row
         m.d.comb += [
-            a.en.eq(a_issue), a.column.eq(is_tn), a.mask.eq(k_mask(a_tile.k0)),
-            a.row.eq(Mux(is_tn, a_tile.k0, a_m)), a.col.eq(Mux(is_tn, a_m, a_tile.k0)),
+            # Row m of A' is row m of A, or column m of the stored K×M A in tn.
+            a.en.eq(a_issue), a.line.eq(a_m), a.start.eq(a_tile.k0), a.column.eq(is_tn),
+            a.mask.eq(k_mask(a_tile.k0)),
             a.stride.eq(cfg.a_stride), a.base.eq(cfg.a_base), a.half.eq(cfg.operand_half),
-            b.en.eq(b_act), b.column.eq(~is_nt), b.mask.eq(k_mask(b_tile.k0, b_n < cfg.n)),
-            b.row.eq(Mux(is_nt, b_n, b_tile.k0)), b.col.eq(Mux(is_nt, b_tile.k0, b_n)),
+            # Column n of B' is column n of B, or row n of the stored N×K B in nt.
+            b.en.eq(b_act), b.line.eq(b_n), b.start.eq(b_tile.k0), b.column.eq(~is_nt),
+            b.mask.eq(k_mask(b_tile.k0, b_n < cfg.n)),
             b.stride.eq(cfg.b_stride), b.base.eq(cfg.b_base), b.half.eq(cfg.operand_half),
             row.valid.eq(a_issue), row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
             row.half.eq(cfg.result_half), row.first_k.eq(a_tile.first_k),
