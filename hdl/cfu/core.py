@@ -26,13 +26,12 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
 * During reset ``cmd.ready`` and ``rsp.valid`` are low; reset discards every
   op in flight (its response is never given) and restores the registers.
 """
-from amaranth.hdl import (Signal, Module, Mux, Const, ClockDomain, ClockSignal, ResetSignal, DomainRenamer,
-                          signed)
-from amaranth.lib import wiring, data, stream
+from amaranth.hdl import ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference import cfu_isa
-from reference.cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, FUNCTION_ID_BITS, MAC4_FIRST
+from reference.cfu_isa import FUNCTION_ID_BITS, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg
 
 __all__ = ["CFU_PORTS", "LANES", "FUNCTION_ID", "COMMAND", "RESPONSE", "CfuCore", "Cfu"]
 

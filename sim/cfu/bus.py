@@ -20,11 +20,10 @@ import time
 
 from cocotb.triggers import ReadOnly
 
-from reference.cfu_isa import Funct3, Reg, split_function_id
 from reference.cfu import CfuModel
+from reference.cfu_isa import Funct3, Reg, split_function_id
 from reference.fixedpoint import sx
-from sim.common import (InOrderScoreboard, StreamSink, StreamSource, cycle_now, edge, pauses, reset,
-                        start_clock)
+from sim.common import InOrderScoreboard, StreamSink, StreamSource, cycle_now, edge, pauses, reset, start_clock
 
 __all__ = ["CfuBus", "CfuScoreboard", "describe_command"]
 

@@ -52,7 +52,8 @@ class InOrderScoreboard:
                            got=self.describe(item), cycle=cycle)
         expected, where, since = self.pending.popleft()
         if item != expected:
-            raise Mismatch(design=self.design, where=where() if callable(where) else where, expected=self.describe(expected),
+            where = where() if callable(where) else where
+            raise Mismatch(design=self.design, where=where, expected=self.describe(expected),
                            got=self.describe(item), cycle=cycle)
         self.checked += 1
         if since is not None and cycle is not None:
