@@ -117,8 +117,10 @@ class CfuBus:
         ``backpressure``: probability that ``rsp_ready`` is low in a cycle.
         ``reset_cycles``: cycles, counted from this call, in which ``reset`` is high.
         Returns a dict of counts and timings: ``cycles`` (clock cycles the
-        call stepped, not counting the one it ends on), ``busy_cycles`` (first accept to last response, both
-        included), ``accept_span`` (first to last accept, both included).
+        call stepped, not counting the one it ends on), ``busy_cycles``
+        (first accept to last response, both included), ``accept_span``
+        (first to last accept, both included), ``wall_seconds`` and
+        ``cycles_per_second``.
         """
         dut, sb, src, snk = self.dut, self.scoreboard, self.source, self.sink
         fall, read_only = edge(dut.clk), ReadOnly()
