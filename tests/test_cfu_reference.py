@@ -4,14 +4,16 @@ from pathlib import Path
 
 import numpy as np
 
-from reference.cfu_isa import Funct3, Reg, MAC4_FIRST, function_id
+from hdl.cfu.core import LANES
 from hdl.cfu.kit import write_cfu_kit
-from reference.cfu import CfuModel
+from reference.cfu import CfuModel, mac4_sum
+from reference.cfu_isa import MAC4_FIRST, Funct3, Reg, function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.stimulus import random_commands
-from sim.cfu.workload import fc_commands, pack_lanes
+from sim.cfu.workload import fc_commands
+from sim.common import pack_words, unpack_words
 
 MAC, MAC_FIRST = function_id(Funct3.MAC4), function_id(Funct3.MAC4, MAC4_FIRST)
 
@@ -25,7 +27,7 @@ def GET(reg):
 
 
 def word(*lanes):
-    return int(pack_lanes(lanes)[0])
+    return pack_words(LANES, lanes)[0]
 
 
 def test_mac4_hand_worked():
@@ -112,3 +114,15 @@ def test_c_emulation_matches_golden_model(tmp_path):
     assert len(got) == len(commands)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"command #{i} {commands[i]}: C emulation 0x{g:08x}, golden 0x{int(e):08x}"
+
+
+def test_golden_lanes_agree_with_the_rtl_layout():
+    """The golden model splits lanes on its own (it may not import hdl); it must agree with LANES."""
+    rng = np.random.default_rng(7)
+    words = [int(w) for w in rng.integers(0, 1 << 32, size=50)] + [0x80FF7F01, 0xFFFFFFFF, 0]
+    lanes = unpack_words(LANES, words)
+    assert pack_words(LANES, lanes) == words
+    for w, row in zip(words, lanes):
+        for j, lane in enumerate(row):
+            one_hot = pack_words(LANES, [int(j == k) for k in range(LANES.length)])[0]
+            assert mac4_sum(w, one_hot, 0) == lane

@@ -7,7 +7,9 @@ function_id.
 """
 import numpy as np
 
-from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+from hdl.cfu.core import LANES
+from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id
+from sim.common import pack_words
 
 __all__ = ["random_commands"]
 
@@ -24,8 +26,8 @@ def _u32(v):
 def _lane_word(rng):
     """Four int8 lanes, each an extreme (-128, 127, 0, -1) one time in two."""
     lanes = [int(rng.choice([-128, 127, 0, -1])) if rng.random() < 0.5 else int(rng.integers(-128, 128))
-             for _ in range(4)]
-    return sum((lane & 0xFF) << (8 * i) for i, lane in enumerate(lanes))
+             for _ in range(LANES.length)]
+    return pack_words(LANES, lanes)[0]
 
 
 def _word(rng):

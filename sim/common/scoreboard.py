@@ -28,7 +28,9 @@ class Mismatch(AssertionError):
 class InOrderScoreboard:
     """Each observed item must equal the oldest expected one.
 
-    ``expect(item, where=...)`` queues what the golden model says;
+    ``expect(item, where=...)`` queues what the golden model says (``where``
+    may be a callable, called only to word a mismatch, so that a bench
+    checking an item a cycle formats nothing on the way);
     ``observe(item, cycle)`` checks the next answer and raises
     :class:`Mismatch` on the first difference, or on an answer nothing
     asked for. ``flush()`` drops what is in flight (a reset) and counts it.
@@ -50,6 +52,7 @@ class InOrderScoreboard:
                            got=self.describe(item), cycle=cycle)
         expected, where, since = self.pending.popleft()
         if item != expected:
+            where = where() if callable(where) else where
             raise Mismatch(design=self.design, where=where, expected=self.describe(expected),
                            got=self.describe(item), cycle=cycle)
         self.checked += 1
