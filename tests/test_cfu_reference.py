@@ -1,4 +1,5 @@
 """The CFU golden model: hand-worked ops, and the C emulation against it."""
+
 import subprocess
 from pathlib import Path
 
@@ -50,9 +51,9 @@ def test_acc_wraps_at_32_bits():
 
 def test_set_truncates_and_sign_extends():
     cfu = CfuModel()
-    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x1FF, 0) == 0xFFFFFFFF      # 9-bit -1
-    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x100, 0) == 0xFFFFFF00      # 9-bit -256
-    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0xFFFFFFE0, 0) == 0xFFFFFFE0 # -32
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x1FF, 0) == 0xFFFFFFFF  # 9-bit -1
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x100, 0) == 0xFFFFFF00  # 9-bit -256
+    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0xFFFFFFE0, 0) == 0xFFFFFFE0  # -32
     assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0x1F, 0) == 31
     assert cfu.step(GET(Reg.OUTPUT_SHIFT), 0, 0) == 31
 
@@ -61,8 +62,15 @@ def test_reset_values_and_undefined():
     cfu = CfuModel()
     assert [cfu.step(GET(r), 0, 0) for r in Reg] == [0, 0, 0, 0, 0, 0xFFFFFF80, 127]
     before = dict(cfu.regs)
-    for fid in [function_id(6, 0), function_id(7, 5), function_id(Funct3.MAC4, 2), SET(7), GET(127),
-                function_id(Funct3.SRDHM, 1), function_id(Funct3.POST, 3)]:
+    for fid in [
+        function_id(6, 0),
+        function_id(7, 5),
+        function_id(Funct3.MAC4, 2),
+        SET(7),
+        GET(127),
+        function_id(Funct3.SRDHM, 1),
+        function_id(Funct3.POST, 3),
+    ]:
         assert cfu.step(fid, 0x12345678, 0x9ABCDEF0) == 0
     assert cfu.regs == before
 
@@ -74,9 +82,9 @@ def test_post_hand_worked():
     cfu.step(SET(Reg.ACC), 1000, 0)
     # (1000 + 24) * 0.5 / 4 = 128, -10 -> 118
     assert cfu.step(function_id(Funct3.POST), 24, 0) == 118
-    assert cfu.step(function_id(Funct3.POST), 2000, 0) == 127            # clamped to act_max
-    assert cfu.step(function_id(Funct3.POST), (-5000) & 0xFFFFFFFF, 0) == 0xFFFFFF80   # act_min
-    assert cfu.step(GET(Reg.ACC), 0, 0) == 1000                          # POST leaves acc
+    assert cfu.step(function_id(Funct3.POST), 2000, 0) == 127  # clamped to act_max
+    assert cfu.step(function_id(Funct3.POST), (-5000) & 0xFFFFFFFF, 0) == 0xFFFFFF80  # act_min
+    assert cfu.step(GET(Reg.ACC), 0, 0) == 1000  # POST leaves acc
 
 
 def test_layer_as_commands_equals_tflm_kernel():
@@ -103,9 +111,23 @@ def test_int8_mlp_accuracy_close_to_float():
 def test_c_emulation_matches_golden_model(tmp_path):
     kit = write_cfu_kit(tmp_path / "kit")[0].parent
     exe = tmp_path / "emu"
-    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-DCFU_SOFTWARE_DEFINED",
-                    f"-I{kit}", str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "cfu_emu_driver.c"), "-o", str(exe)],
-                   check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-DCFU_SOFTWARE_DEFINED",
+            f"-I{kit}",
+            str(kit / "cfu_emu.c"),
+            str(Path(__file__).parent / "c" / "cfu_emu_driver.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     commands = random_commands(20000, seed=7)
     stdin = "".join(f"{f} {a} {b}\n" for f, a, b in commands)
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout

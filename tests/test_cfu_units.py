@@ -6,6 +6,7 @@ itself: every response equals :class:`reference.cfu.CfuModel`'s, in order,
 under gaps and back-pressure; the stream rules hold; one op is taken per
 cycle; and the latencies are the spec's.
 """
+
 import random
 
 import pytest
@@ -79,8 +80,12 @@ def test_random_ops_match_the_golden_model(gap, backpressure):
 
 def test_latencies_are_the_specs():
     assert (CfuCore.FAST_LATENCY, CfuCore.SLOW_LATENCY) == (cfu_isa.FAST_LATENCY, cfu_isa.SLOW_LATENCY)
-    fast = [function_id(Funct3.MAC4), function_id(Funct3.SET, Reg.ACC), function_id(Funct3.GET, Reg.ACT_MAX),
-            function_id(7, 3)]
+    fast = [
+        function_id(Funct3.MAC4),
+        function_id(Funct3.SET, Reg.ACC),
+        function_id(Funct3.GET, Reg.ACT_MAX),
+        function_id(7, 3),
+    ]
     slow = [function_id(Funct3.SRDHM), function_id(Funct3.RDBPOT), function_id(Funct3.POST)]
     for fids, latency in [(fast, cfu_isa.FAST_LATENCY), (slow, cfu_isa.SLOW_LATENCY)]:
         for fid in fids:

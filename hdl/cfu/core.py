@@ -26,6 +26,7 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
 * During reset ``cmd.ready`` and ``rsp.valid`` are low; reset discards every
   op in flight (its response is never given) and restores the registers.
 """
+
 from amaranth.hdl import ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -64,32 +65,36 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 # One op in flight between acceptance and the multiply (stage 1).
-_Stage1 = data.StructLayout({
-    "valid": 1,
-    "done": 1,              # result is final (a fast op)
-    "result": 32,           # fast op's response, or RDBPOT's dividend
-    "use_mul": 1,           # the dividend is SRDHM(a, b), not result
-    "a": signed(32),
-    "b": signed(32),
-    "exp": 5,               # RoundingDivideByPOT exponent
-    "offset": signed(32),   # output stage; identity for SRDHM/RDBPOT
-    "lo": signed(32),
-    "hi": signed(32),
-})
+_Stage1 = data.StructLayout(
+    {
+        "valid": 1,
+        "done": 1,  # result is final (a fast op)
+        "result": 32,  # fast op's response, or RDBPOT's dividend
+        "use_mul": 1,  # the dividend is SRDHM(a, b), not result
+        "a": signed(32),
+        "b": signed(32),
+        "exp": 5,  # RoundingDivideByPOT exponent
+        "offset": signed(32),  # output stage; identity for SRDHM/RDBPOT
+        "lo": signed(32),
+        "hi": signed(32),
+    }
+)
 
 # After the multiply (stage 2).
-_Stage2 = data.StructLayout({
-    "valid": 1,
-    "done": 1,
-    "result": 32,
-    "use_mul": 1,
-    "prod": signed(64),
-    "overflow": 1,          # a == b == INT32_MIN: SRDHM saturates
-    "exp": 5,
-    "offset": signed(32),
-    "lo": signed(32),
-    "hi": signed(32),
-})
+_Stage2 = data.StructLayout(
+    {
+        "valid": 1,
+        "done": 1,
+        "result": 32,
+        "use_mul": 1,
+        "prod": signed(64),
+        "overflow": 1,  # a == b == INT32_MIN: SRDHM saturates
+        "exp": 5,
+        "offset": signed(32),
+        "lo": signed(32),
+        "hi": signed(32),
+    }
+)
 
 
 class CfuCore(wiring.Component):
@@ -118,8 +123,7 @@ class CfuCore(wiring.Component):
         m = Module()
         cmd, rsp = self.cmd, self.rsp
 
-        regs = {reg: Signal(signed(REG_WIDTH[reg]), name=reg.name.lower(), init=REG_RESET[reg])
-                for reg in Reg}
+        regs = {reg: Signal(signed(REG_WIDTH[reg]), name=reg.name.lower(), init=REG_RESET[reg]) for reg in Reg}
         acc = regs[Reg.ACC]
         shift = regs[Reg.OUTPUT_SHIFT]
 
@@ -144,7 +148,7 @@ class CfuCore(wiring.Component):
         funct3, funct7 = cmd.payload.function_id.funct3, cmd.payload.function_id.funct7
         in0, in1 = cmd.payload.inputs_0, cmd.payload.inputs_1
         reg_defined = funct7 < len(Reg)
-        plain = ~funct7.any()       # SRDHM, RDBPOT and POST have no funct7 variants
+        plain = ~funct7.any()  # SRDHM, RDBPOT and POST have no funct7 variants
         is_mac = (funct3 == Funct3.MAC4) & (funct7 <= MAC4_FIRST)
         is_set = (funct3 == Funct3.SET) & reg_defined
         is_get = (funct3 == Funct3.GET) & reg_defined
@@ -166,8 +170,7 @@ class CfuCore(wiring.Component):
         with m.Switch(funct7):
             for reg in Reg:
                 with m.Case(reg):
-                    m.d.comb += [reg_value.eq(regs[reg]),
-                                 set_value.eq(in0[:REG_WIDTH[reg]].as_signed())]
+                    m.d.comb += [reg_value.eq(regs[reg]), set_value.eq(in0[: REG_WIDTH[reg]].as_signed())]
             with m.Default():
                 m.d.comb += [reg_value.eq(0), set_value.eq(0)]
 
@@ -179,7 +182,7 @@ class CfuCore(wiring.Component):
         with m.Elif(is_get):
             m.d.comb += fast_result.eq(reg_value)
         with m.Elif(is_rdbpot):
-            m.d.comb += fast_result.eq(in0)      # the dividend, not a response
+            m.d.comb += fast_result.eq(in0)  # the dividend, not a response
 
         # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits.
         left = Mux(shift > 0, shift[:5], 0)
@@ -220,8 +223,7 @@ class CfuCore(wiring.Component):
         mask = Signal(32)
         m.d.comb += mask.eq((Const(1, 33) << s2.exp) - 1)
         rounded = Signal(signed(32))
-        m.d.comb += rounded.eq((dividend >> s2.exp) +
-                               ((dividend.as_unsigned() & mask) > ((mask >> 1) + dividend[31])))
+        m.d.comb += rounded.eq((dividend >> s2.exp) + ((dividend.as_unsigned() & mask) > ((mask >> 1) + dividend[31])))
         offset_added = Signal(signed(32))
         m.d.comb += offset_added.eq(rounded + s2.offset)
         lower = Signal(signed(32))
@@ -235,8 +237,7 @@ class CfuCore(wiring.Component):
             s1_jumps = s1.valid & s1.done & ~s2.valid
             new_jumps = new.valid & new.done & ~s1.valid & ~s2.valid
             with m.If(s2.valid):
-                m.d.sync += [out_valid.eq(1),
-                             out_data.eq(Mux(s2.done, s2.result, slow_result))]
+                m.d.sync += [out_valid.eq(1), out_data.eq(Mux(s2.done, s2.result, slow_result))]
             with m.Elif(s1_jumps):
                 m.d.sync += [out_valid.eq(1), out_data.eq(s1.result)]
             with m.Elif(new_jumps):

@@ -14,6 +14,7 @@ the handshakes are sampled at ``ReadOnly`` after it (``cmd_ready`` depends on
 this cycle's ``rsp_ready``), so a handshake seen in cycle ``t`` is the one
 the RTL registers at the rising edge ending cycle ``t``, on any simulator.
 """
+
 import functools
 import random
 import time
@@ -69,7 +70,7 @@ class CfuScoreboard(InOrderScoreboard):
         self.accepted += 1
 
     def respond(self, value, cycle):
-        index = self.checked + self.dropped    # a reset drops every op in flight, so this is the oldest
+        index = self.checked + self.dropped  # a reset drops every op in flight, so this is the oldest
         self.observe(value, cycle)
         self.responses.append((index, value, self.latencies[-1]))
 
@@ -150,13 +151,14 @@ class CfuBus:
 
             await read_only
             if in_reset:
-                snk.clear()             # a reset withdraws a waiting response
+                snk.clear()  # a reset withdraws a waiting response
             command = src.sample()
-            value = snk.sample()        # checks that a waiting response neither changes nor disappears
+            value = snk.sample()  # checks that a waiting response neither changes nor disappears
             c_ready, r_valid, r_ready = src.ready_now, snk.valid_now, snk.ready_now
             if in_reset:
-                assert not c_ready and not r_valid, \
+                assert not c_ready and not r_valid, (
                     f"cycle {cycle}: cmd_ready={int(c_ready)} rsp_valid={int(r_valid)} during reset"
+                )
                 sb.reset()
                 continue
             waits = r_valid and not r_ready
@@ -164,8 +166,9 @@ class CfuBus:
                 assert not c_ready, f"cycle {cycle}: cmd_ready high while a response waits"
             if presented and not c_ready and not waits:
                 refused += 1
-                assert refused < self.HANG_LIMIT, \
+                assert refused < self.HANG_LIMIT, (
                     f"cycle {cycle}: cmd_ready low for {refused} cycles with no response waiting"
+                )
             else:
                 refused = 0
             if command is not None:
@@ -179,17 +182,24 @@ class CfuBus:
                 idle = 0
             elif sb.outstanding and r_ready:
                 idle += 1
-                assert idle < self.HANG_LIMIT, \
+                assert idle < self.HANG_LIMIT, (
                     f"cycle {cycle}: no response for {idle} cycles with {sb.outstanding} outstanding"
+                )
 
         # One more cycle to end on: the last handshakes register at the coming rising edge.
         await fall
         self.cycle += 1
-        src.drive()                     # nothing left: valid falls
+        src.drive()  # nothing left: valid falls
         snk.stop()
         reset_h.value = 0
         wall = time.perf_counter() - start_time
         busy = (last_response - first_accept + 1) if first_accept is not None and last_response is not None else 0
         accept_span = (last_accept - first_accept + 1) if first_accept is not None else 0
-        return {"commands": len(commands), "cycles": local, "busy_cycles": busy, "accept_span": accept_span,
-                "wall_seconds": wall, "cycles_per_second": local / wall if wall else None}
+        return {
+            "commands": len(commands),
+            "cycles": local,
+            "busy_cycles": busy,
+            "accept_span": accept_span,
+            "wall_seconds": wall,
+            "cycles_per_second": local / wall if wall else None,
+        }

@@ -5,6 +5,7 @@ offsets -128, -83, 0, 127 and 128; every output shift from -32 to 31;
 SRDHM's INT32_MIN * INT32_MIN; RDBPOT ties; and every kind of undefined
 function_id.
 """
+
 import numpy as np
 
 from hdl.cfu.core import LANES
@@ -25,8 +26,10 @@ def _u32(v):
 
 def _lane_word(rng):
     """Four int8 lanes, each an extreme (-128, 127, 0, -1) one time in two."""
-    lanes = [int(rng.choice([-128, 127, 0, -1])) if rng.random() < 0.5 else int(rng.integers(-128, 128))
-             for _ in range(LANES.length)]
+    lanes = [
+        int(rng.choice([-128, 127, 0, -1])) if rng.random() < 0.5 else int(rng.integers(-128, 128))
+        for _ in range(LANES.length)
+    ]
     return pack_words(LANES, lanes)[0]
 
 
@@ -83,7 +86,7 @@ def random_commands(n, seed=0):
         elif kind == "rdbpot":
             x = _word(rng)
             e = int(rng.integers(0, 32))
-            if rng.random() < 0.3 and e:   # an exact tie: x = (2k + 1) * 2**(e-1)
+            if rng.random() < 0.3 and e:  # an exact tie: x = (2k + 1) * 2**(e-1)
                 x = (int(rng.integers(-(1 << (31 - e)), 1 << (31 - e))) * 2 + 1) << (e - 1)
             cmd = (function_id(Funct3.RDBPOT), x, e | (int(rng.integers(0, 1 << 27)) << 5))
         elif kind == "post":

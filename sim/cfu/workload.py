@@ -4,6 +4,7 @@ Per layer: SET the six output-stage registers, then per (sample, output):
 MAC4 with funct7=1 on the first four inputs, MAC4 on each further four, and
 POST with the bias, whose response is the int8 output.
 """
+
 import numpy as np
 
 from hdl.cfu.core import LANES
@@ -31,10 +32,17 @@ def fc_commands(x, p):
     x_words = _words(np.pad(x, ((0, 0), (0, pad))))
     w_words = _words(np.pad(p.filter, ((0, 0), (0, pad))))
     u32 = lambda v: int(v) & 0xFFFFFFFF
-    cmds = [(function_id(Funct3.SET, reg), u32(value), 0) for reg, value in [
-        (Reg.INPUT_OFFSET, p.input_offset), (Reg.OUTPUT_MULTIPLIER, p.output_multiplier),
-        (Reg.OUTPUT_SHIFT, p.output_shift), (Reg.OUTPUT_OFFSET, p.output_offset),
-        (Reg.ACT_MIN, p.act_min), (Reg.ACT_MAX, p.act_max)]]
+    cmds = [
+        (function_id(Funct3.SET, reg), u32(value), 0)
+        for reg, value in [
+            (Reg.INPUT_OFFSET, p.input_offset),
+            (Reg.OUTPUT_MULTIPLIER, p.output_multiplier),
+            (Reg.OUTPUT_SHIFT, p.output_shift),
+            (Reg.OUTPUT_OFFSET, p.output_offset),
+            (Reg.ACT_MIN, p.act_min),
+            (Reg.ACT_MAX, p.act_max),
+        ]
+    ]
     mac_first, mac = function_id(Funct3.MAC4, MAC4_FIRST), function_id(Funct3.MAC4, MAC4_ACCUMULATE)
     post = function_id(Funct3.POST)
     post_indices = np.zeros((len(x), p.filter.shape[0]), dtype=np.int64)

@@ -18,6 +18,7 @@ The sink also checks the source side's rule (AXI-Stream's, and
 ``amaranth.lib.stream``'s): an offered item stays offered, unchanged, until
 it is taken. A reset may withdraw it: call :meth:`StreamSink.clear` then.
 """
+
 import itertools
 import random
 from collections import deque
@@ -137,8 +138,10 @@ class StreamSink:
         data = int(self.payload.value) if valid else None
         if self.check and self.waiting is not None and data != self.waiting:
             got = "withdrawn" if data is None else f"0x{data:x}"
-            raise AssertionError(f"cycle {cycle_now()}: {self.name}: an item waiting to be taken changed or "
-                                 f"was withdrawn (0x{self.waiting:x} -> {got})")
+            raise AssertionError(
+                f"cycle {cycle_now()}: {self.name}: an item waiting to be taken changed or "
+                f"was withdrawn (0x{self.waiting:x} -> {got})"
+            )
         if self.ready_now:
             self.waiting = None
             return data

@@ -7,6 +7,7 @@ the golden model (:func:`reference.tflm.fully_connected`).
 
 Environment: ``SOC_SAMPLES`` (images), ``SOC_SYMBOLS`` (JSON: symbol -> address).
 """
+
 import json
 import os
 import time
@@ -29,7 +30,7 @@ async def read_ram(dut, address, count):
 
 async def read_int8(dut, address, count):
     words = await read_ram(dut, address & ~3, (count + (address & 3) + 3) // 4)
-    data = b"".join(w.to_bytes(4, "little") for w in words)[address & 3:][:count]
+    data = b"".join(w.to_bytes(4, "little") for w in words)[address & 3 :][:count]
     return np.frombuffer(data, dtype=np.int8).astype(np.int64)
 
 
@@ -59,14 +60,27 @@ async def firmware(dut):
         bad = np.argwhere(got != expected)
         if len(bad):
             s, o = bad[0]
-            mismatches.append(f"{name} output [{s}, {o}]: expected {expected[s, o]}, got {got[s, o]} "
-                              f"({len(bad)} differ)")
-    record(soc={
-        "samples": samples, "exit_code": exit_code, "bit_exact": not mismatches and exit_code == 0,
-        "mismatches": mismatches, "software_cycles": sw_cycles, "cfu_cycles": cfu_cycles,
-        "software_instructions": sw_instret, "cfu_instructions": cfu_instret,
-        "run_cycles": run_cycles, "sim_cycles_per_second": run_cycles / wall if wall else None,
-        "macs": int(samples * p.filter.size)})
+            mismatches.append(
+                f"{name} output [{s}, {o}]: expected {expected[s, o]}, got {got[s, o]} ({len(bad)} differ)"
+            )
+    record(
+        soc={
+            "samples": samples,
+            "exit_code": exit_code,
+            "bit_exact": not mismatches and exit_code == 0,
+            "mismatches": mismatches,
+            "software_cycles": sw_cycles,
+            "cfu_cycles": cfu_cycles,
+            "software_instructions": sw_instret,
+            "cfu_instructions": cfu_instret,
+            "run_cycles": run_cycles,
+            "sim_cycles_per_second": run_cycles / wall if wall else None,
+            "macs": int(samples * p.filter.size),
+        }
+    )
     if mismatches or exit_code:
-        record_mismatch("soc", f"firmware, {samples} samples", "; ".join(mismatches)
-                        or f"the firmware's own check failed: it exited with 0x{exit_code:08x}")
+        record_mismatch(
+            "soc",
+            f"firmware, {samples} samples",
+            "; ".join(mismatches) or f"the firmware's own check failed: it exited with 0x{exit_code:08x}",
+        )
