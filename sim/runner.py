@@ -154,7 +154,7 @@ def _tag(design, params):
 
 
 @contextlib.contextmanager
-def _locked(build_dir, mode):
+def locked(build_dir, mode):
     """Hold ``build_dir/build.lock``: exclusive while the build is made, shared
     while a run uses it, so that no run starts on a half-made build and no
     build rewrites one that a run is simulating."""
@@ -228,7 +228,7 @@ def run_cocotb(
 
     runner = get_runner(simulator)
     makeflags = os.environ.get("MAKEFLAGS", "")
-    with _locked(build_dir, fcntl.LOCK_EX):
+    with locked(build_dir, fcntl.LOCK_EX):
         toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
         if simulator == "icarus":
             _kick_time_zero(build_dir / f"{design}.v")
@@ -276,7 +276,7 @@ def run_cocotb(
     plusargs = [f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else []
     log = run_dir / "test.log" if quiet else None
     results_xml = run_dir / "results.xml"
-    with _locked(build_dir, fcntl.LOCK_SH):
+    with locked(build_dir, fcntl.LOCK_SH):
         try:
             runner.test(
                 test_module=test_module,
