@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, plan_step, KIND, PHASE
+from hdl.training.program import CoreGeometry, plan_step, Kind, Loss
 from reference.gemm import gemm_cycles
 from sim.runner import run_cocotb
 from sim.train import train, _config
@@ -24,13 +24,13 @@ def _step_cycles(layers, batch, **kw):
     plan = plan_step(layers, batch, CoreGeometry(), **kw)
     R, total = plan.geometry.rows, 0
     for op in plan.ops:
-        kind = next(k for k, v in KIND.items() if v == op["kind"])
-        if kind == "gemm":
+        kind = op["kind"]
+        if kind == Kind.GEMM:
             total += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
-        elif kind in ("fwd", "dx", "update"):
+        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             total += 5 + op["m"] * op["k"]
-        elif kind == "loss":
-            total += 3 + op["m"] * ((2 if op["loss"] else 3) * op["k"] + 1)
+        elif kind == Kind.LOSS:
+            total += 3 + op["m"] * ((2 if op["loss"] == Loss.MSE else 3) * op["k"] + 1)
         else:
             total += 2
     return total
@@ -39,11 +39,10 @@ def _step_cycles(layers, batch, **kw):
 def _gemm_cycles_per_step(layers, batch, **kw):
     plan = plan_step(layers, batch, CoreGeometry(), **kw)
     R = plan.geometry.rows
-    out = {name: 0 for name in PHASE}
+    out = {name: 0 for name in plan.macs}
     for op in plan.ops:
-        if op["kind"] == KIND["gemm"]:
-            name = next(k for k, v in PHASE.items() if v == op["phase"])
-            out[name] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
+        if op["kind"] == Kind.GEMM:
+            out[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
     return out
 
 

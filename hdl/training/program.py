@@ -24,28 +24,66 @@ ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from amaranth.hdl import Shape, signed
-from amaranth.lib import data
+import enum as py_enum
 
+from amaranth.hdl import Shape, signed
+from amaranth.lib import data, enum
+
+from ..systolic.signatures import Mode
+from .loss_unit import Loss
 from .numerics import Numerics
 
-__all__ = ["OP_LAYOUT", "KIND", "PHASE", "ACT", "DST", "TARGET", "CoreGeometry", "StepPlan", "plan_step",
-           "pack_op", "PlanError"]
+__all__ = ["OP_LAYOUT", "Kind", "Phase", "Act", "Dst", "Target", "Mode", "Loss", "CoreGeometry", "StepPlan",
+           "plan_step", "pack_op", "PlanError"]
 
-#: Op kinds, by their encoding. Any other value stops the step with ``error``.
-KIND = {"end": 0, "gemm": 1, "fwd": 2, "loss": 3, "dx": 4, "update": 5}
-#: Which cycle counter an op's cycles go to.
-PHASE = {"forward": 0, "backward": 1, "update": 2}
-#: Activation (FWD) or the derivative mask it implies (DX).
-ACT = {"none": 0, "relu": 1, "leaky": 2}
-#: Where a post-op writes int8 words: nowhere, operand buffer A, B or both.
-DST = {"none": 0, "a": 1, "b": 2, "both": 3}
-#: Host port targets (``wr_target`` / ``rd_target``).
-TARGET = {"a": 0, "b": 1, "wmem": 2, "bmem": 3, "mmem": 4, "labels": 5, "results": 6, "vmem": 7}
+
+class Kind(enum.Enum, shape=3):
+    """Op kinds, by their encoding. Any other value (6, 7) stops the step with ``error``."""
+    END = 0
+    GEMM = 1
+    FWD = 2
+    LOSS = 3
+    DX = 4
+    UPDATE = 5
+
+
+class Phase(enum.Enum, shape=2):
+    """Which cycle counter an op's cycles go to (results name them in lower case)."""
+    FORWARD = 0
+    BACKWARD = 1
+    UPDATE = 2
+
+
+class Act(enum.Enum, shape=2):
+    """Activation (FWD) or the derivative mask it implies (DX)."""
+    NONE = 0
+    RELU = 1
+    LEAKY = 2
+
+
+class Dst(enum.Enum, shape=2):
+    """Where a post-op writes int8 words: nowhere, operand buffer A, B or both."""
+    NONE = 0
+    A = 1
+    B = 2
+    BOTH = 3
+
+
+class Target(enum.Enum, shape=3):
+    """Host port targets (``wr_target`` / ``rd_target``): each memory the host reaches."""
+    A = 0
+    B = 1
+    WMEM = 2
+    BMEM = 3
+    MMEM = 4
+    LABELS = 5
+    RESULTS = 6
+    VMEM = 7
+
 
 ADDR = 16
 OP_LAYOUT = data.StructLayout({
-    "kind": 3, "phase": 2, "mode": 2, "act": 2, "ones": 1, "dst": 2, "loss": 1, "momentum": 1,
+    "kind": Kind, "phase": Phase, "mode": Mode, "act": Act, "ones": 1, "dst": Dst, "loss": Loss, "momentum": 1,
     "shift0": signed(7), "shift1": signed(7),
     "m": ADDR, "k": ADDR, "n": ADDR,
     "a_base": ADDR, "a_stride": ADDR, "b_base": ADDR, "b_stride": ADDR, "r_base": ADDR,
@@ -91,7 +129,7 @@ class StepPlan:
     ops: list = field(default_factory=list)
     #: tensor -> SimpleNamespace(space, base, stride, rows, cols) for the host
     regions: dict = field(default_factory=dict)
-    macs: dict = field(default_factory=lambda: {name: 0 for name in PHASE})
+    macs: dict = field(default_factory=lambda: {p.name.lower(): 0 for p in Phase})
 
 
 def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss="ce", activation="relu",
@@ -155,33 +193,34 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
     e_frac = lambda l: n.e_frac(loss, L - 1 - l)
 
     def op(kind, phase, **fields):
-        plan.ops.append({"kind": KIND[kind], "phase": PHASE[phase], **fields})
+        plan.ops.append({"kind": kind, "phase": phase, **fields})
+
+    act = Act[activation.upper()]
 
     for l in range(L):
         hidden = l < L - 1
-        op("gemm", "forward", mode=0, m=batch, k=ins[l], n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
+        op(Kind.GEMM, Phase.FORWARD, mode=Mode.NN, m=batch, k=ins[l], n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
            b_base=w8[l].base, b_stride=w8[l].stride, r_base=acc[l].base)
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
             raise PlanError(f"layer {l}'s requantization shifts must be in 0..31 for the hardware")
-        op("fwd", "forward", m=batch, k=y[l].stride, n=outs[l], r_base=acc[l].base, bb_base=bm[l].base,
+        op(Kind.FWD, Phase.FORWARD, m=batch, k=y[l].stride, n=outs[l], r_base=acc[l].base, bb_base=bm[l].base,
            vw_base=y[l].base, vw_stride=y[l].stride, shift0=shift,
-           act=ACT[activation] if hidden else ACT["none"], ones=int(hidden),
-           dst=DST["a"] if hidden else DST["none"],
+           act=act if hidden else Act.NONE, ones=int(hidden), dst=Dst.A if hidden else Dst.NONE,
            dst_base=x[l + 1].base if hidden else 0, dst_stride=x[l + 1].stride if hidden else 0)
-    op("loss", "backward", m=batch, k=_words(outs[-1], R), n=outs[-1], loss=int(loss == "mse"), vr_base=y[-1].base,
-       vr_stride=y[-1].stride, dst=DST["both"], dst_base=dy[-1].base, dst_stride=dy[-1].stride)
+    op(Kind.LOSS, Phase.BACKWARD, m=batch, k=_words(outs[-1], R), n=outs[-1], loss=Loss[loss.upper()],
+       vr_base=y[-1].base, vr_stride=y[-1].stride, dst=Dst.BOTH, dst_base=dy[-1].base, dst_stride=dy[-1].stride)
     for l in reversed(range(L)):
         if l:
-            op("gemm", "backward", mode=1, m=batch, k=outs[l], n=ins[l], a_base=dy[l].base, a_stride=dy[l].stride,
+            op(Kind.GEMM, Phase.BACKWARD, mode=Mode.NT, m=batch, k=outs[l], n=ins[l], a_base=dy[l].base, a_stride=dy[l].stride,
                b_base=w8[l].base, b_stride=w8[l].stride, r_base=dxacc[l].base)
             plan.macs["backward"] += batch * outs[l] * ins[l]
-            op("dx", "backward", m=batch, k=dxv[l].stride, n=ins[l], r_base=dxacc[l].base,
+            op(Kind.DX, Phase.BACKWARD, m=batch, k=dxv[l].stride, n=ins[l], r_base=dxacc[l].base,
                vr_base=y[l - 1].base, vr_stride=y[l - 1].stride, vw_base=dxv[l].base, vw_stride=dxv[l].stride,
-               shift0=n.w_frac - n.dx_extra, act=ACT[activation], dst=DST["both"],
+               shift0=n.w_frac - n.dx_extra, act=act, dst=Dst.BOTH,
                dst_base=dy[l - 1].base, dst_stride=dy[l - 1].stride)
-        op("gemm", "backward", mode=2, m=ins[l] + 1, k=batch, n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
+        op(Kind.GEMM, Phase.BACKWARD, mode=Mode.TN, m=ins[l] + 1, k=batch, n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
            b_base=dy[l].base, b_stride=dy[l].stride, r_base=dw[l].base)
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
@@ -189,23 +228,24 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
         for s in (s_w, s_b):
             if not -15 <= s <= 47:
                 raise PlanError(f"layer {l}'s update shift {s} is outside the hardware's -15..47")
-        op("update", "update", m=ins[l] + 1, k=wm[l].stride, n=outs[l], r_base=dw[l].base,
+        op(Kind.UPDATE, Phase.UPDATE, m=ins[l] + 1, k=wm[l].stride, n=outs[l], r_base=dw[l].base,
            p_base=wm[l].base, q_base=mm[l].base, bb_base=bm[l].base, shift0=s_w, shift1=s_b,
-           momentum=int(momentum), dst=DST["b"], dst_base=w8[l].base, dst_stride=w8[l].stride)
-    op("end", "update")
+           momentum=int(momentum), dst=Dst.B, dst_base=w8[l].base, dst_stride=w8[l].stride)
+    op(Kind.END, Phase.UPDATE)
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
     return plan
 
 
 def pack_op(fields):
-    """An op (a dict of field values) as the integer the program memory holds."""
-    value = 0
+    """An op (a dict of field values: enum members or their values) as the integer the program memory holds."""
     for name, v in fields.items():
-        member = OP_LAYOUT[name]
-        shape = Shape.cast(member.shape)
+        shape = Shape.cast(OP_LAYOUT[name].shape)
+        v = v.value if isinstance(v, py_enum.Enum) else int(v)
         lo, hi = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
-        if not lo <= int(v) < hi:
+        if not lo <= v < hi:
             raise PlanError(f"op field {name} = {v} does not fit {shape}")
-        value |= (int(v) & ((1 << shape.width) - 1)) << member.offset
-    return value
+    try:
+        return OP_LAYOUT.const(fields).as_bits()
+    except ValueError as e:          # a value no member of the field's enum has
+        raise PlanError(f"op fields {fields}: {e}") from None

@@ -16,7 +16,7 @@ import cocotb
 from cocotb.triggers import FallingEdge
 
 from hdl.training.numerics import LFSR_SEED
-from hdl.training.program import CoreGeometry, plan_step, PHASE, KIND, TARGET
+from hdl.training.program import CoreGeometry, plan_step, Phase, Kind, Target, OP_LAYOUT
 from sim.results import record, errors_recorded, design_params
 from sim.train import FixedRun, total_steps
 from sim.training.driver import TrainDriver
@@ -40,7 +40,7 @@ async def train_run(dut):
     cfg, run, plan, drv = await _setup(dut)
     total = total_steps(cfg, len(run.x_train))
     progress = Path(os.environ["TRAIN_PROGRESS"]) if os.environ.get("TRAIN_PROGRESS") else None
-    phases = {name: {"cycles": 0, "gemm": 0, "active": 0} for name in PHASE}
+    phases = {p.name.lower(): {"cycles": 0, "gemm": 0, "active": 0} for p in Phase}
     step_cycles = []
     wall0, cycle0 = time.perf_counter(), drv.cycle
     with errors_recorded():
@@ -48,9 +48,9 @@ async def train_run(dut):
             golden = run.step(idx)
             counters = await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
             await drv.check(run.steps - 1, golden, full=cfg.get("check") == "full")
-            for name, p in PHASE.items():
+            for p in Phase:
                 for key in ("cycles", "gemm", "active"):
-                    phases[name][key] += counters[key][p]
+                    phases[p.name.lower()][key] += counters[key][p.value]
             step_cycles.append(sum(counters["cycles"]))
             if cfg.get("dump") and run.steps == 1:
                 run.dump(Path(cfg["dump"]) / "step0.npz", golden)
@@ -114,11 +114,12 @@ async def bad_ops(dut):
     cfg, run, plan, drv = await _setup(dut)
     classes = plan.geometry.classes
     with errors_recorded():
-        for bad in ({"kind": 7}, {"kind": KIND["loss"], "m": 4, "n": classes + 1, "k": 3},
-                    {"kind": KIND["loss"], "m": 0, "n": 4, "k": 1}, {"kind": KIND["loss"], "m": 4, "n": 4, "k": 2}):
+        unknown = 7 << OP_LAYOUT["kind"].offset           # no Kind has this encoding: packed by hand
+        for bad in (unknown, {"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3},
+                    {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1}, {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2}):
             assert await _run_program(dut, drv, [bad], 10) == 1, f"op {bad} did not raise error"
         # Empty GEMMs and post-ops end at once, without error.
-        empty = [{"kind": KIND["gemm"]}, {"kind": KIND["fwd"]}, {"kind": KIND["update"]}, {"kind": KIND["end"]}]
+        empty = [{"kind": Kind.GEMM}, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
         assert await _run_program(dut, drv, empty, 40) == 0, "a program of empty ops raised error"
 
         await drv.load_program()
@@ -132,7 +133,7 @@ async def bad_ops(dut):
         await drv.begin_step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
         for target in ("wmem", "bmem", "mmem", "a", "b", "labels", "vmem"):
             dut.start.value = 1
-            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, TARGET[target], 0
+            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, Target[target.upper()].value, 0
             dut.wr_data.value = (1 << (32 * plan.geometry.rows)) - 1
             await FallingEdge(dut.clk)
         dut.start.value = dut.wr_en.value = 0
