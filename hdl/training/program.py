@@ -245,7 +245,7 @@ def pack_op(fields):
         lo, hi = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
         if not lo <= v < hi:
             raise PlanError(f"op field {name} = {v} does not fit {shape}")
-    try:
-        return OP_LAYOUT.const(fields).as_bits()
-    except ValueError as e:          # a value no member of the field's enum has
-        raise PlanError(f"op fields {fields}: {e}") from None
+        kinds = OP_LAYOUT[name].shape
+        if isinstance(kinds, enum.EnumType) and v not in {member.value for member in kinds}:
+            raise PlanError(f"op field {name} = {v} is not a {kinds.__name__}")
+    return OP_LAYOUT.const(fields).as_bits()
