@@ -10,14 +10,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test regress bench synth clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
 	@echo "make sim       the main job: train the digits MLP through the training core RTL (see README)"
 	@echo "make sim-cfu   classify the digits test split with the int8 MLP as CFU instructions"
 	@echo "make verilog   Verilog and C header for CFU Playground in build/cfu_playground/"
-	@echo "make test      the regression of the RTL against the golden model (a few minutes)"
+	@echo "make test      ruff, then the regression of the RTL against the golden model (a few minutes)"
+	@echo "make lint      ruff check and ruff format --check"
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
@@ -31,7 +32,7 @@ install:
 	fi
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[test]"
 	@echo "installed; the virtualenv is $(VENV)"
 
 $(PY):
@@ -46,8 +47,12 @@ sim-cfu: | $(PY)
 verilog: | $(PY)
 	$(PY) -m sim verilog --out build
 
-test: | $(PY)
+test: lint | $(PY)
 	$(PY) -m pytest -q -m "not regress"
+
+lint: | $(PY)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 regress: | $(PY)
 	$(PY) -m pytest -q

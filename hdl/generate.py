@@ -5,6 +5,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from reference.selftest_vectors import default_vectors, VECTOR_SEED
+
 __all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
 
@@ -14,7 +16,7 @@ DESIGNS = {
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
     "gemm": ("hdl.systolic", "GemmEngine"),
-    "selftest": ("hdl.selftest", "GemmSelfTest"),
+    "selftest": ("hdl.selftest", "GemmSelfTest"),       # built by _selftest, below
     "soc": ("hdl.soc", "CfuSoc"),
 }
 
@@ -45,6 +47,16 @@ def extra_sources(design):
     return []
 
 
+def _selftest(rows=8, cols=8, stuck_pe=None, seed=VECTOR_SEED):
+    """The self-test with the golden model's default vectors: computed in
+    ``reference/`` and passed in, never inside the design."""
+    from .selftest import GemmSelfTest
+    return GemmSelfTest(rows, cols, default_vectors(rows, cols, seed), stuck_pe=stuck_pe)
+
+
+#: Designs whose parameters are not their class's own: name -> function(**params) returning the top.
+_FACTORIES = {"selftest": _selftest}
+
 _CONVERTED = {}
 
 
@@ -58,7 +70,8 @@ def to_verilog(design, **params):
     where, module = DESIGNS[design]
     key = (design, repr(sorted(params.items())))
     if key not in _CONVERTED:
-        top = getattr(importlib.import_module(where), module)(**params)
+        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), module)
+        top = build(**params)
         # emit_src=False keeps the text free of this checkout's absolute paths.
         _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)
     return _CONVERTED[key]

@@ -1,11 +1,11 @@
 """Golden model of the CFU: every op of ``docs/cfu_isa.md``, one op at a time.
 
 The arithmetic comes from :mod:`reference.fixedpoint` (gemmlowp / TFLM); the
-encodings from :mod:`hdl.cfu.isa`, the single written form of the ISA.
+encodings from :mod:`reference.cfu_isa`, the single written form of the ISA.
 """
 import numpy as np
 
-from hdl.cfu.isa import Funct3, Reg, REG_WIDTH, REG_RESET, MAC4_ACCUMULATE, MAC4_FIRST, split_function_id
+from .cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, MAC4_ACCUMULATE, MAC4_FIRST, split_function_id
 from .fixedpoint import (wrap32, to_u32, sx, saturating_rounding_doubling_high_mul,
                          rounding_divide_by_pot, multiply_by_quantized_multiplier, clamp)
 

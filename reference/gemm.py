@@ -3,18 +3,26 @@
 The math is NumPy int64 (exact for int8 operands; the engine's int32 sums
 must equal it). The cycle model predicts the RTL's count exactly from the
 schedule documented in ``hdl/systolic/engine.py`` and ``docs/systolic.md``;
-tests compare the two over sweeps of shapes and array sizes.
+tests compare the two over sweeps of shapes and array sizes. The modes, their
+encoding and the array latency are the spec the RTL reads from here.
 """
 from math import ceil
 
 import numpy as np
 
-from hdl.systolic.engine import GemmEngine
+__all__ = ["MODES", "MODE_CODE", "array_latency", "logical_operands", "gemm", "tile_launches", "gemm_cycles",
+           "weight_stall_cycles", "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
 
-__all__ = ["MODES", "logical_operands", "gemm", "tile_launches", "gemm_cycles", "weight_stall_cycles",
-           "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
-
+#: Transpose modes; a mode's ``cfg_mode`` encoding is its index.
 MODES = ("nn", "nt", "tn")
+#: ``cfg_mode`` value of each mode.
+MODE_CODE = {mode: code for code, mode in enumerate(MODES)}
+
+
+def array_latency(R, C):
+    """Cycles from an input vector entering an R×C weight-stationary array to
+    its deskewed column sums: R - 1 hops down the skewed rows, C - 1 across."""
+    return R + C - 1
 
 
 def _check(R, C, M, K, N):
@@ -69,7 +77,7 @@ ROW_ENTRY = 3
 def _row_exit(R, C, launch, m):
     """Cycle in which row m of the tile launched in ``launch`` leaves the
     array (deskewed) and is written to the result buffer."""
-    return launch + ROW_ENTRY + m + GemmEngine.geometry(R, C).array_latency
+    return launch + ROW_ENTRY + m + array_latency(R, C)
 
 
 def gemm_cycles(R, C, M, K, N, mode="nn"):

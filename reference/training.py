@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.training.numerics import Numerics, exp_rom, LFSR_TAPS, LFSR_SEED
+from .training_numerics import Numerics, exp_rom, LFSR_TAPS, LFSR_SEED
 
 __all__ = ["Numerics", "MlpState", "Lfsr16", "init_state", "forward", "train_step", "exp_table", "quantize_input",
            "round_half_up_shift", "lr_to_fixed", "predict"]
@@ -77,7 +77,7 @@ def stochastic_round_shift(x, s, lfsr):
 
 
 def exp_table(numerics):
-    """The softmax's exponent ROM (:func:`hdl.training.exp_rom`, its one definition) as an array."""
+    """The softmax's exponent ROM (:func:`reference.training_numerics.exp_rom`, its one definition) as an array."""
     return np.array(exp_rom(numerics), dtype=np.int64)
 
 

@@ -1,16 +1,31 @@
 """``python -m sim``: the project's command line.
 
 Every bad argument or missing tool ends in one ``sim: error: ...`` line and a
-non-zero exit, never a traceback.
+non-zero exit, never a traceback; arguments are checked before any
+simulation starts. A design that disagrees with its golden model ends in one
+``sim: error: mismatch in ...`` line, ``bit_exact: false`` in ``--json``,
+and exit status 1.
 """
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
-from .runner import SIMULATORS, SimulationError, ToolMissing
+from .runner import SIMULATORS, SimulationError, Mismatch, ToolMissing, waves_requested
 
-__all__ = ["main"]
+__all__ = ["main", "MAX_ARRAY"]
+
+#: The largest GEMM array side the command line builds. Amaranth alone takes
+#: about 10 s to elaborate a 32x32 engine and 40 s for 64x64 (before
+#: Verilator compiles it); 1024x1024 would run for hours.
+MAX_ARRAY = 32
+#: A waveform estimated above this gets a warning before the run.
+WAVES_WARN_BYTES = 1 << 30
+#: Verilator's VCD of the default training core: about 60 MB a step of the
+#: default 64-32-10 network, batch 32 (measured).
+TRAIN_VCD_BYTES_PER_STEP = 60e6
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +47,53 @@ def _positive_int(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (it seeds NumPy's generator), not {value}")
+    return value
+
+
+def _probe_dir(path, option):
+    """Create ``path`` if need be and check that a file can be written in it."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} is a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sim-probe-"):
+            pass
+    except OSError as e:
+        raise _UsageError(f"{option}: cannot write in {path}: {e.strerror or e}") from None
+
+
+def _probe_file(path, option, suffixes=None):
+    """Check, before the run, that ``path`` can be written (its folder is created)."""
+    path = Path(path)
+    if path.is_dir():
+        raise _UsageError(f"{option}: {path} is a folder, not a file")
+    if suffixes and path.suffix.lower().lstrip(".") not in suffixes:
+        raise _UsageError(f"{option}: cannot write a {path.suffix or 'suffix-less'} file; "
+                          f"use one of .{', .'.join(sorted(suffixes))}")
+    _probe_dir(path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise _UsageError(f"{option}: {path} is not writable")
+
+
+def _warn_waves(estimate, what):
+    if estimate > WAVES_WARN_BYTES:
+        print(f"sim: warning: the waveform of {what} will take about {estimate / 1e9:.1f} GB", file=sys.stderr)
+
+
+def _print_waves(args, path):
+    """The waveform's path: in the text output, or on stderr beside ``--json``."""
+    if path and args.json:
+        print(f"waves: {path}", file=sys.stderr)
+
+
 def _cmd_cfu(args):
     """The int8 digits MLP through the CFU, checked bit-exactly against TFLM's kernel."""
     from .runner import run_cocotb
@@ -41,9 +103,15 @@ def _cmd_cfu(args):
     samples = n_test if args.samples is None else args.samples
     if samples > n_test:
         raise _UsageError(f"--samples: the digits test split has {n_test} images, not {samples}")
-    results = run_cocotb("cfu", "sim.cfu.tb_cfu", simulator=args.simulator, testcase="mlp_workload",
-                         env={"WORKLOAD_SAMPLES": str(samples)}, waves=args.waves, quiet=True)
+    try:
+        results = run_cocotb("cfu", "sim.cfu.tb_cfu", simulator=args.simulator, testcase="mlp_workload",
+                             env={"WORKLOAD_SAMPLES": str(samples)}, waves=args.waves, quiet=True)
+    except Mismatch as e:
+        e.summary = {"simulator": args.simulator, "samples": samples, "bit_exact": False,
+                     "mismatch": e.mismatch, "waves": e.results.get("waves")}
+        raise
     w = results["mlp_workload"]
+    _print_waves(args, results.get("waves"))
     summary = {
         "simulator": args.simulator,
         "samples": w["samples"],
@@ -91,6 +159,12 @@ def _cmd_gemm(args):
     R, C, M, K, N = args.rows, args.cols, args.m, args.k, args.n
     if R & (R - 1):
         raise _UsageError(f"--rows must be a power of two (the operand buffers bank by rows), not {R}")
+    if max(R, C) > MAX_ARRAY:
+        raise _UsageError(f"--rows and --cols: at most {MAX_ARRAY} here, not {R}x{C} (a 64x64 engine takes "
+                          f"Amaranth about 40 s to elaborate and Verilator minutes to build)")
+    stuck = args.inject_fault
+    if stuck and not (stuck[0] < R and stuck[1] < C):
+        raise _UsageError(f"--inject-fault: PE {stuck[0]},{stuck[1]} is outside the {R}x{C} array")
     if max(M, K, N) >= 1 << 16:
         raise _UsageError("M, K and N must be below 65536 (16-bit configuration registers)")
     a_rows, a_cols = (K, M) if args.mode == "tn" else (M, K)
@@ -103,22 +177,36 @@ def _cmd_gemm(args):
     if params["operand_depth"] > 1 << 16 or params["result_depth"] > 1 << 16:
         raise _UsageError(f"{M}x{K}x{N} needs buffers of {params['operand_depth']} operand and "
                           f"{params['result_depth']} result words; the largest is 65536")
+    if stuck:
+        params["stuck_pe"] = list(stuck)     # its own build directory: gemm-...-stuck_peR_C
     jobs = [[M, K, N, args.mode, "random"]]
-    results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=args.simulator, params=params,
-                         testcase="gemm_cli", env={"GEMM_JOBS": json.dumps(jobs)}, seed=args.seed,
-                         waves=args.waves, quiet=True)
+
+    def summary(r):
+        macs = M * K * N
+        return {
+            "cycles": r["cycles"],
+            "transfer_cycles": r["transfer_cycles"],
+            "macs": macs,
+            "ideal_cycles": ideal_cycles(R, C, M, K, N),
+            "utilization": macs / (R * C * r["cycles"]),
+            "model_cycles": gemm_cycles(R, C, M, K, N, args.mode),
+            "scalesim_cycles": scalesim_cycles(R, C, M, K, N),
+            "bit_exact": r["bit_exact"],
+            "seed": r["seed"],
+            "c_sum": r["c_sum"],
+        }
+
+    try:
+        results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=args.simulator, params=params,
+                             testcase="gemm_cli", seed=args.seed, waves=args.waves, quiet=True,
+                             env={"GEMM_JOBS": json.dumps(jobs), "STIMULUS_SEED": str(args.seed)})
+    except Mismatch as e:
+        if "gemm_cli" in e.results:
+            e.summary = {**summary(e.results["gemm_cli"]), "mismatch": e.mismatch}
+        raise
     r = results["gemm_cli"]
-    macs = M * K * N
-    out = {
-        "cycles": r["cycles"],
-        "transfer_cycles": r["transfer_cycles"],
-        "macs": macs,
-        "ideal_cycles": ideal_cycles(R, C, M, K, N),
-        "utilization": macs / (R * C * r["cycles"]),
-        "model_cycles": gemm_cycles(R, C, M, K, N, args.mode),
-        "scalesim_cycles": scalesim_cycles(R, C, M, K, N),
-        "bit_exact": r["bit_exact"],
-    }
+    out = summary(r)
+    _print_waves(args, results.get("waves"))
     if args.json:
         print(json.dumps(out))
     else:
@@ -129,8 +217,6 @@ def _cmd_gemm(args):
         print(f"  {'sim speed':16s} {r['cycles'] / r['compute_wall_seconds']:,.0f} cycles/s (compute phase)")
         if results.get("waves"):
             print(f"  {'waves':16s} {results['waves']}")
-    if not r["bit_exact"]:
-        raise SimulationError(r["error"])
     if out["cycles"] != out["model_cycles"]:
         raise SimulationError(f"the cycle model ({out['model_cycles']}) disagrees with the RTL ({out['cycles']})")
 
@@ -149,6 +235,9 @@ def _cmd_synth(args):
             rows, _, cols = size.partition("x")
             if not (rows.isdigit() and cols.isdigit()):
                 raise _UsageError(f"--arrays: {size!r} is not RxC, for example 8x8")
+            if max(int(rows), int(cols)) > MAX_ARRAY:
+                raise _UsageError(f"--arrays: at most {MAX_ARRAY}x{MAX_ARRAY}, not {size} (a 64x64 engine takes "
+                                  f"Amaranth about 40 s to elaborate and yosys far longer to synthesize)")
             targets.append(("gemm", {"rows": int(rows), "cols": int(cols)}))
     rows = []
     for design, params in targets:
@@ -176,16 +265,26 @@ def _cmd_synth(args):
 
 def _cmd_soc(args):
     """FC-layer firmware on VexRiscv, in software and with the CFU: cycles and speedup."""
-    from .soc.run import run_soc
+    from .soc.run import run_soc, soc_summary
     from .soc.firmware import FirmwareError
+    from reference.digits import load_split
 
+    # The firmware holds its inputs and both outputs in the SoC's 64 KB of RAM:
+    # about 128 bytes an image, so the test split (360 images) fits, and the
+    # linker refuses anything larger before the simulation starts.
+    n_test = len(load_split()[2])
+    if args.samples > n_test:
+        raise _UsageError(f"--samples: the digits test split has {n_test} images, not {args.samples}")
     try:
         r = run_soc(args.simulator, samples=args.samples, waves=args.waves)
     except FirmwareError as e:
         raise SimulationError(str(e)) from None
-    out = {"software_cycles": r["software_cycles"], "cfu_cycles": r["cfu_cycles"], "speedup": r["speedup"],
-           "bit_exact": r["bit_exact"], "instructions_retired": {"software": r["software_instructions"],
-                                                                 "cfu": r["cfu_instructions"]}}
+    except Mismatch as e:
+        if "soc" in e.results:
+            e.summary = {**_soc_out(soc_summary(e.results)), "mismatch": e.mismatch}
+        raise
+    out = _soc_out(r)
+    _print_waves(args, r.get("waves"))
     if args.json:
         print(json.dumps(out))
     else:
@@ -200,9 +299,20 @@ def _cmd_soc(args):
         print(f"  simulation speed: {r['sim_cycles_per_second']:,.0f} cycles/s")
         if r.get("waves"):
             print(f"  waves: {r['waves']}")
-    if not r["bit_exact"]:
-        detail = "; ".join(r["mismatches"]) or f"the firmware exited with 0x{r['exit_code']:08x}"
-        raise SimulationError(detail)
+
+
+def _soc_out(r):
+    return {"software_cycles": r["software_cycles"], "cfu_cycles": r["cfu_cycles"], "speedup": r["speedup"],
+            "bit_exact": r["bit_exact"], "instructions_retired": {"software": r["software_instructions"],
+                                                                  "cfu": r["cfu_instructions"]}}
+
+
+def _fault(text):
+    kind, _, where = text.partition("=")
+    r, _, c = where.partition(",")
+    if kind != "stuck-pe" or not (r.isdigit() and c.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not stuck-pe=R,C (for example stuck-pe=0,1)")
+    return int(r), int(c)
 
 
 def _layers(text):
@@ -216,18 +326,39 @@ def _layers(text):
 def _cmd_train(args):
     """Train the digits MLP in fixed point beside its float twin: golden model alone, or through the RTL."""
     from .train import train, TrainError
+    from .training.session import run_config, total_steps
+    from reference.digits import load_split
 
-    if args.backend == "reference" and (args.check != "weights" or args.waves or args.steps):
-        raise _UsageError("--check, --waves and --steps apply to the RTL backends (icarus, verilator)")
+    waves = waves_requested(args.waves) if args.backend != "reference" else False
+    if args.backend == "reference" and (args.check != "weights" or args.waves):
+        raise _UsageError("--check and --waves apply to the RTL backends (icarus, verilator)")
+    if args.dump:
+        _probe_dir(args.dump, "--dump")
+    if args.plot:
+        import matplotlib.backends.backend_agg as agg
+        _probe_file(args.plot, "--plot", set(agg.FigureCanvasAgg.get_supported_filetypes()))
+    keys = ["bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles", "cycles_by_phase",
+            "utilization", "sim_cycles_per_second"]
+    if waves:
+        try:
+            cfg = run_config(args.layers, args.epochs, args.batch, args.lr, args.momentum, args.loss, args.seed,
+                             args.activation, max_steps=args.steps)
+        except TrainError as e:
+            raise _UsageError(str(e)) from None
+        steps = total_steps(cfg, len(load_split()[0]))
+        if args.backend == "verilator":
+            _warn_waves(steps * TRAIN_VCD_BYTES_PER_STEP, f"{steps} training steps (--steps N cuts it short)")
     try:
         r = train(layers=args.layers, epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
                   loss=args.loss, seed=args.seed, activation=args.activation, dump=args.dump, plot=args.plot,
-                  progress=not args.json, backend=args.backend, check=args.check, waves=args.waves,
+                  progress=not args.json, backend=args.backend, check=args.check, waves=waves,
                   max_steps=args.steps)
     except TrainError as e:
         raise _UsageError(str(e)) from None
-    keys = ["bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles", "cycles_by_phase",
-            "utilization", "sim_cycles_per_second"]
+    except Mismatch as e:
+        e.summary = {**{k: None for k in keys}, "bit_exact": False, "mismatch": e.mismatch}
+        raise
+    _print_waves(args, r.get("waves"))
     if args.json:
         print(json.dumps({k: r[k] for k in keys}))
         return
@@ -264,6 +395,7 @@ def _cmd_verilog(args):
     from hdl.cfu.kit import write_cfu_kit
     from hdl.boards.nexys_a7 import write_build_plan
 
+    _probe_dir(args.out, "--out")
     for path in write_cfu_kit(Path(args.out) / "cfu_playground"):
         print(path)
     for path in write_build_plan(Path(args.out) / "nexys_a7"):
@@ -308,12 +440,17 @@ def _parser():
     g.add_argument("--n", type=_positive_int, required=True)
     g.add_argument("--mode", choices=["nn", "nt", "tn"], default="nn",
                    help="nn: A·B; nt: A·Bᵀ (B stored N×K); tn: Aᵀ·B (A stored K×M)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random operands")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the random operands: NumPy's default_rng(seed).integers(-128, 128) draws A "
+                        "as stored, then B")
+    g.add_argument("--inject-fault", metavar="stuck-pe=R,C", type=_fault, default=None,
+                   help="build the engine with PE (R, C)'s weight stuck at 0, to see a mismatch reported")
     _rtl_options(g)
     g.set_defaults(func=_cmd_gemm)
 
     o = sub.add_parser("soc", help=_cmd_soc.__doc__)
-    o.add_argument("--samples", type=_positive_int, default=2, help="digits test images (default 2)")
+    o.add_argument("--samples", type=_positive_int, default=2,
+                   help="digits test images (default 2, at most the 360 of the test split)")
     _rtl_options(o)
     o.set_defaults(func=_cmd_soc)
 
@@ -327,13 +464,13 @@ def _parser():
     t.add_argument("--lr", type=float, default=0.2, help="learning rate, default 0.2 (applied as lr/batch in 16 bits)")
     t.add_argument("--momentum", type=float, default=0.0, help="0, or 0.875 (s = 1 - 2^-3)")
     t.add_argument("--loss", choices=["ce", "mse"], default="ce")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0, help="seeds the initial weights and the batch order")
     t.add_argument("--activation", choices=["relu", "leaky"], default="relu",
                    help="hidden layers' activation (leaky: slope 1/8)")
     t.add_argument("--check", choices=["weights", "full"], default="weights",
                    help="RTL: compare weights and biases after every step, or every tensor the core keeps")
     t.add_argument("--steps", type=_positive_int, default=None,
-                   help="RTL: stop after this many steps (for --waves)")
+                   help="stop after this many steps (for --waves: about 60 MB of VCD a step on verilator)")
     t.add_argument("--waves", action="store_true", help="RTL: write a waveform of the run")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--dump", metavar="DIR", help="write DIR/step0.npz: the first step's tensors")
@@ -364,6 +501,7 @@ def _parser():
 
 def main(argv=None):
     parser = _parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -372,6 +510,13 @@ def main(argv=None):
     except _UsageError as e:
         print(f"sim: error: {e}", file=sys.stderr)
         return 2
+    except Mismatch as e:
+        if getattr(args, "json", False):
+            print(json.dumps(e.summary))
+        if e.results.get("waves"):
+            print(f"waves: {e.results['waves']}", file=sys.stderr)
+        print(f"sim: error: {e}", file=sys.stderr)
+        return 1
     except (SimulationError, ToolMissing) as e:
         print(f"sim: error: {e}", file=sys.stderr)
         return 1

@@ -5,6 +5,8 @@ Parameters flow one way: the design's Python parameters make the Verilog, and
 the same parameters reach the testbench as JSON in ``$DESIGN_PARAMS``; the
 testbench writes what it measured as JSON to ``$SIM_RESULTS``.
 """
+import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -12,12 +14,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from hdl.generate import ports_only, write_verilog, extra_sources, lint_waivers
 
-__all__ = ["SIMULATORS", "SimulationError", "ToolMissing", "repo_root", "run_cocotb",
-           "verilator_bin_dir", "ensure_simulator"]
+__all__ = ["SIMULATORS", "SimulationError", "Mismatch", "ToolMissing", "repo_root", "run_cocotb",
+           "verilator_bin_dir", "ensure_simulator", "waves_requested", "mismatch_report"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -27,6 +31,30 @@ SIMULATORS = ("icarus", "verilator")
 
 class SimulationError(RuntimeError):
     """A simulation ran but a test in it failed, or it did not finish."""
+
+
+def mismatch_report(mismatch):
+    """One line from a testbench's ``mismatch`` record (see :func:`sim.results.record_mismatch`):
+    design, where (test, step or command), then what differed."""
+    m = dict(mismatch)
+    head = f"{m.pop('design', '?')} ({m.pop('where', m.pop('test', '?'))})"
+    detail = m.pop("detail", None)
+    fields = ", ".join(f"{k} {v}" for k, v in m.items() if v is not None)
+    return f"mismatch in {head}: " + "; ".join(p for p in (fields, detail) if p)
+
+
+class Mismatch(SimulationError):
+    """A design's output differed from the golden model's.
+
+    ``mismatch`` is the testbench's record of the first difference,
+    ``results`` everything the run recorded (with ``bit_exact: false``), and
+    ``summary`` what a command prints as its ``--json`` object (a command
+    that knows more sets it before re-raising)."""
+
+    def __init__(self, mismatch, results):
+        super().__init__(mismatch_report(mismatch))
+        self.mismatch, self.results = mismatch, results
+        self.summary = {"bit_exact": False, "mismatch": mismatch}
 
 
 class ToolMissing(RuntimeError):
@@ -102,49 +130,99 @@ def _public_ports_config(verilog, toplevel):
     return path
 
 
+def _tag(design, params):
+    """``design-<key><value>...``: one build directory per design and parameters."""
+    def text(v):
+        return "_".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{text(v)}" for k, v in sorted(params.items())]))
+
+
+@contextlib.contextmanager
+def _locked(build_dir, mode):
+    """Hold ``build_dir/build.lock``: exclusive while the build is made, shared
+    while a run uses it, so that no run starts on a half-made build and no
+    build rewrites one that a run is simulating."""
+    with open(build_dir / "build.lock", "a") as f:
+        fcntl.flock(f, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def waves_requested(waves=False):
+    """Whether a run writes a waveform: ``waves``, unless ``$WAVES`` says
+    otherwise (cocotb's runner honours ``$WAVES`` on its own, so this runner
+    must know of it to put the waveform in the run's directory and report it)."""
+    value = os.environ.get("WAVES", "").strip().lower()
+    if value in ("1", "yes", "y", "on", "true", "enable"):
+        return True
+    if value in ("0", "no", "n", "off", "false", "disable"):
+        return False
+    return bool(waves)
+
+
+def _new_run_dir(build_dir):
+    """``build_dir/runs/<time>-<pid>-<random>``: this run's results, log and waveform."""
+    runs = build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-", dir=runs))
+
+
 def run_cocotb(design, test_module, *, simulator="verilator", params=None, testcase=None,
                env=None, waves=False, seed=None, build_dir=None, quiet=False, tag=None):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
 
-    The Verilog and the build live in ``build/sim/<design>-<params>/<simulator>``.
-    With ``quiet`` the simulator's output goes to ``test.log`` there instead
-    of the terminal.
-    With ``waves`` the simulator writes a waveform (FST on Icarus, VCD on
-    Verilator) beside the build; its path is in the result as ``waves``.
+    The Verilog and the build live in ``build/sim/<design>-<params>/<simulator>``,
+    made under an exclusive lock on ``build.lock`` there and used under a
+    shared one, so concurrent runs share only a complete build. Each run has
+    a directory of its own, ``runs/<time>-<pid>-<random>`` under the build: the
+    testbench's results (``results.json``), cocotb's ``results.xml``, the
+    simulator's log and the waveform. A run that passed without a waveform
+    removes its directory; otherwise it stays, and its path is in the
+    result as ``run_dir``.
+    With ``quiet`` the simulator's output goes to ``test.log`` in the run's
+    directory instead of the terminal.
+    With ``waves`` (or ``$WAVES=1``) the simulator writes a waveform (FST on
+    Icarus, VCD on Verilator) in the run's directory; its path is in the
+    result as ``waves``.
+    A testbench that recorded a ``mismatch`` raises :class:`Mismatch`.
     """
     from cocotb_tools.runner import get_runner, get_results
 
     ensure_simulator(simulator)
     params = dict(params or {})
-    tag = tag or re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())]))
+    waves = waves_requested(waves)
+    tag = tag or _tag(design, params)
     # A waves build compiles extra dump code: keep it apart from the plain one.
     build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)
-    toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
-    if simulator == "icarus":
-        _kick_time_zero(build_dir / f"{design}.v")
 
     runner = get_runner(simulator)
-    build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
     makeflags = os.environ.get("MAKEFLAGS", "")
-    if simulator == "verilator" and ports_only(design):
-        # A model nothing reaches into: let Verilator and the C++ compiler
-        # optimize it (verilated.mk compiles the model with -Os by default;
-        # -O2 simulates the training core about 25% faster).
-        build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
-        os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
-    try:
-        runner.build(sources=[build_dir / f"{design}.v", *extra_sources(design)], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=build_args, waves=waves,
-                     timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
-    except (subprocess.CalledProcessError, RuntimeError) as e:
-        raise SimulationError(f"{simulator} could not build {design} ({e}); "
-                              f"log: {build_dir / 'build.log'}") from None
-    finally:
-        os.environ["MAKEFLAGS"] = makeflags
+    with _locked(build_dir, fcntl.LOCK_EX):
+        toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
+        if simulator == "icarus":
+            _kick_time_zero(build_dir / f"{design}.v")
+        build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
+        if simulator == "verilator" and ports_only(design):
+            # A model nothing reaches into: let Verilator and the C++ compiler
+            # optimize it (verilated.mk compiles the model with -Os by default;
+            # -O2 simulates the training core about 25% faster).
+            build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
+            os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
+        try:
+            runner.build(sources=[build_dir / f"{design}.v", *extra_sources(design)], hdl_toplevel=toplevel,
+                         build_dir=build_dir, build_args=build_args, waves=waves,
+                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+        except (subprocess.CalledProcessError, RuntimeError) as e:
+            raise SimulationError(f"{simulator} could not build {design} ({e}); "
+                                  f"log: {build_dir / 'build.log'}") from None
+        finally:
+            os.environ["MAKEFLAGS"] = makeflags
 
-    results_json = build_dir / "results.json"
-    results_json.unlink(missing_ok=True)
+    run_dir = _new_run_dir(build_dir)
+    results_json = run_dir / "results.json"
     # cocotb hands this process's sys.path to the simulator's Python.
     if str(repo_root()) not in sys.path:
         sys.path.insert(0, str(repo_root()))
@@ -154,20 +232,38 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
                 # which makes NumPy/scikit-learn imports crawl: only ours.
                 "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
                 **(env or {})}
-    log = build_dir / "test.log" if quiet else None
-    results_xml = runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase,
-                              build_dir=build_dir, extra_env=test_env, waves=waves, seed=seed,
-                              timescale=("1ns", "1ps"), log_file=log)
+    # Verilator writes dump.vcd in its working directory (the run's); Icarus
+    # takes the FST's path as a plusarg (cocotb's default is in the build).
+    wave = run_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
+    plusargs = [f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else []
+    log = run_dir / "test.log" if quiet else None
+    results_xml = run_dir / "results.xml"
+    with _locked(build_dir, fcntl.LOCK_SH):
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase, build_dir=build_dir,
+                        test_dir=run_dir, results_xml=str(results_xml), extra_env=test_env, waves=waves,
+                        seed=seed, plusargs=plusargs, timescale=("1ns", "1ps"), log_file=log)
+        except SystemExit:
+            # cocotb's runner exits when the simulator fails, and (under
+            # pytest, whose $PYTEST_CURRENT_TEST subprocesses inherit) when a
+            # test fails: the results below say which.
+            pass
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
+    if waves:
+        results["waves"] = str(wave)
     try:
         num_tests, num_failed = get_results(results_xml)
     except RuntimeError as e:  # no results file: the simulator died
         raise SimulationError(f"{simulator} ended abnormally: {e} (log: {log or 'above'})") from None
+    if results.get("mismatch"):
+        results["run_dir"] = str(run_dir)
+        raise Mismatch(results["mismatch"], results)
     if num_tests == 0 or num_failed:
         detail = results.get("error") or "see the log"
         detail += f" (log: {log})" if log else ""
         raise SimulationError(f"{num_failed} of {num_tests} cocotb tests failed on {simulator}: {detail}")
     if waves:
-        wave = build_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
-        results["waves"] = str(wave)
+        results["run_dir"] = str(run_dir)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return results

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdl.cfu.isa import Funct3, Reg, MAC4_FIRST, function_id
+from reference.cfu_isa import Funct3, Reg, MAC4_FIRST, function_id
 from hdl.cfu.kit import write_cfu_kit
 from reference.cfu import CfuModel
 from reference.digits import load_split

@@ -1,43 +1,117 @@
-"""The command line: bad arguments get one error line; --json gets exactly its keys."""
+"""The command line: bad arguments get one error line naming the cause; --json
+gets exactly its keys; a faulty design is reported as such; concurrent runs
+each report their own results."""
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from reference.gemm import gemm_cycles
+from reference.gemm import gemm, gemm_cycles
 
 
-def _sim(*args):
-    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True)
+def _sim(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize("args", [
-    [],
-    ["frobnicate"],
-    ["gemm", "--m", "0", "--k", "3", "--n", "3"],
-    ["gemm", "--m", "3", "--k", "3", "--n", "3", "--mode", "tt"],
-    ["gemm", "--m", "3", "--k", "x", "--n", "3"],
-    ["gemm", "--rows", "3", "--m", "3", "--k", "3", "--n", "3"],
-    ["gemm", "--m", "3", "--k", "3", "--n", "3", "--simulator", "vcs"],
-    ["cfu", "--samples", "0"],
-    ["cfu", "--samples", "100000"],
-    ["train", "--layers", "64,32"],
-    ["train", "--layers", "64,x,10"],
-    ["train", "--momentum", "0.5"],
-    ["train", "--lr", "0"],
-    ["train", "--loss", "hinge"],
-    ["train", "--check", "full"],
-    ["train", "--backend", "verilator", "--batch", "300"],
-    ["train", "--backend", "icarus", "--layers", "64,300,10"],
-    ["train", "--backend", "verilator", "--layers", "64,32,32,32,32,32,32,10", "--batch", "64"],
+def _popen(*args):
+    return subprocess.Popen([sys.executable, "-m", "sim", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
+
+
+@pytest.mark.parametrize("args, cause", [
+    ([], r"choose a command"),
+    (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    (["gemm", "--m", "0", "--k", "3", "--n", "3"], r"--m: must be at least 1, not 0"),
+    (GEMM + ["--mode", "tt"], r"--mode: invalid choice: 'tt'"),
+    (["gemm", "--m", "3", "--k", "x", "--n", "3"], r"--k: 'x' is not a whole number"),
+    (GEMM + ["--rows", "3"], r"--rows must be a power of two"),
+    (GEMM + ["--simulator", "vcs"], r"--simulator: invalid choice"),
+    (GEMM + ["--seed", "-1"], r"--seed: must be 0 or more"),
+    (GEMM + ["--rows", "1024", "--cols", "1024"], r"at most 32 here, not 1024x1024"),
+    (GEMM + ["--cols", "64"], r"at most 32 here, not 8x64"),
+    (GEMM + ["--rows", "2", "--cols", "2", "--inject-fault", "stuck-pe=2,0"], r"PE 2,0 is outside the 2x2 array"),
+    (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
+    (["cfu", "--samples", "0"], r"--samples: must be at least 1"),
+    (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
+    (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
+    (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
+    (["train", "--layers", "64,x,10"], r"'64,x,10' is not a comma-separated list"),
+    (["train", "--momentum", "0.5"], r"--momentum must be 0 or 0.875"),
+    (["train", "--lr", "0"], r"--lr must be a finite number above 0, not 0.0"),
+    (["train", "--lr", "-1"], r"--lr must be a finite number above 0, not -1.0"),
+    (["train", "--lr", "nan"], r"--lr must be a finite number above 0, not nan"),
+    (["train", "--lr", "inf"], r"--lr must be a finite number above 0, not inf"),
+    (["train", "--lr", "1e9"], r"does not fit the 16-bit fixed-point learning rate .* below 31.99"),
+    (["train", "--seed", "-1"], r"--seed: must be 0 or more"),
+    (["train", "--loss", "hinge"], r"--loss: invalid choice: 'hinge'"),
+    (["train", "--check", "full"], r"--check and --waves apply to the RTL backends"),
+    (["train", "--dump", "/dev/null/step"], r"--dump: cannot write in /dev/null/step"),
+    (["train", "--plot", "/dev/null/curves.png"], r"--plot: cannot write in /dev/null"),
+    (["train", "--plot", "curves.xyz"], r"--plot: cannot write a .xyz file"),
+    (["train", "--backend", "verilator", "--batch", "300"], r"batch 300 is outside 1..256"),
+    (["train", "--backend", "icarus", "--layers", "64,300,10"], r"need 2784 words of operand buffer A"),
+    (["train", "--backend", "verilator", "--layers", "64,32,32,32,32,32,32,10", "--batch", "64"],
+     r"need 4160 words of operand buffer A; the hardware has 2048"),
+    (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
+    (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
+    (["synth", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
 ])
-def test_bad_arguments_one_line(args):
+def test_bad_arguments_one_line(args, cause):
     result = _sim(*args)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sim: error: "), result.stderr
+    assert re.search(cause, lines[0]), lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_train_waves_warning(monkeypatch, capsys):
+    """A waveform estimated above 1 GB is announced before the run starts."""
+    import sim.train
+    from sim.cli import main
+
+    def stop(**kw):
+        raise sim.train.TrainError("stopped before the run")
+    monkeypatch.setattr(sim.train, "train", stop)
+    assert main(["train", "--backend", "verilator", "--waves", "--json", "--plot", ""]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"sim: warning: the waveform of 880 training steps .* about \d+\.\d GB", err[0]), err
+    assert main(["train", "--backend", "verilator", "--waves", "--steps", "2", "--json", "--plot", ""]) == 2
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_train_mismatch_says_no(monkeypatch, capsys):
+    """A training run whose core disagrees: --json with bit_exact false, one report line, exit 1."""
+    import sim.train
+    from sim.cli import main
+    from sim.runner import Mismatch
+
+    where = {"design": "train", "where": "train_run, check weights",
+             "detail": "step 3, layer 0, tensor w_new, index (1, 2): expected 5, got 7"}
+
+    def disagree(**kw):
+        raise Mismatch(where, {})
+    monkeypatch.setattr(sim.train, "train", disagree)
+    assert main(["train", "--backend", "verilator", "--steps", "4", "--json", "--plot", ""]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["bit_exact"] is False and json.loads(out)["mismatch"] == where
+    assert err.splitlines() == ["sim: error: mismatch in train (train_run, check weights): step 3, layer 0, "
+                                "tensor w_new, index (1, 2): expected 5, got 7"]
+
+
+def _operands(seed, M, K, N):
+    """--seed's documented meaning: default_rng(seed).integers(-128, 128) draws A, then B."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
 
 
 def test_gemm_json_keys():
@@ -46,12 +120,85 @@ def test_gemm_json_keys():
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"cycles", "transfer_cycles", "macs", "ideal_cycles", "utilization",
-                        "model_cycles", "scalesim_cycles", "bit_exact"}
+                        "model_cycles", "scalesim_cycles", "bit_exact", "seed", "c_sum"}
     assert out["bit_exact"] is True
     assert out["cycles"] == out["model_cycles"] == gemm_cycles(2, 3, 5, 7, 4, "tn")
     assert out["macs"] == 5 * 7 * 4
     # Operands in (A: 7 rows of 3 words; B: 7 rows of 2) and results out (5 rows x 2 words).
     assert out["transfer_cycles"] == 7 * 3 + 7 * 2 + 5 * 2
+
+
+def test_gemm_fault_says_no():
+    """A PE stuck at 0: bit_exact false in --json, one report line, exit 1."""
+    result = _sim("gemm", "--rows", "2", "--cols", "2", "--m", "3", "--k", "4", "--n", "3", "--simulator", "icarus",
+                  "--inject-fault", "stuck-pe=1,0", "--json")
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["bit_exact"] is False and out["mismatch"]["design"] == "gemm"
+    assert out["cycles"] == gemm_cycles(2, 2, 3, 4, 3)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.fullmatch(r"sim: error: mismatch in gemm \(gemm_cli\): 3x4x3 nn on 2x2: C\[\d, \d\] expected -?\d+, "
+                        r"got -?\d+; it left the array in cycle \d+ after start .*", lines[0]), lines[0]
+
+
+def test_waves_env_path_reported():
+    """WAVES=1 (which cocotb's runner honours by itself) writes the run's own waveform and says where."""
+    result = _sim("gemm", "--rows", "2", "--cols", "2", "--m", "2", "--k", "2", "--n", "2", "--simulator", "icarus",
+                  "--json", env={"WAVES": "1"})
+    assert result.returncode == 0, result.stderr
+    (line,) = [l for l in result.stderr.splitlines() if l.startswith("waves: ")]
+    path = Path(line.removeprefix("waves: "))
+    assert path.is_file() and path.stat().st_size > 0 and path.parent.parent.name == "runs"
+
+
+def test_concurrent_gemm_runs_own_results():
+    """Two runs of one shape and build at once, different seeds: each reports its own product."""
+    shape = dict(M=6, K=5, N=7)
+    procs = {seed: _popen("gemm", "--rows", "2", "--cols", "2", "--m", "6", "--k", "5", "--n", "7",
+                          "--simulator", "icarus", "--seed", str(seed), "--json") for seed in (11, 12)}
+    for seed, (returncode, stdout, stderr) in _outputs(procs, 600).items():
+        assert returncode == 0, stderr
+        out = json.loads(stdout)
+        a, b = _operands(seed, shape["M"], shape["K"], shape["N"])
+        assert out["seed"] == seed and out["bit_exact"] is True
+        assert out["c_sum"] == int(gemm(a, b, "nn").sum())
+
+
+def _outputs(procs, timeout):
+    """Each process's (returncode, stdout, stderr); none is left running."""
+    out = {}
+    try:
+        for key, p in procs.items():
+            stdout, stderr = p.communicate(timeout=timeout)
+            out[key] = p.returncode, stdout, stderr
+        return out
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_concurrent_train_runs_own_results():
+    """Two training runs on one Verilator build at once, seeds 4 and 6: each
+    reports the accuracy (read from its own run's results) that the golden
+    model reaches with its own seed."""
+    from sim.train import train
+
+    seeds = (4, 6)      # after 2 steps, 23.6% and 10.8% (seeds 1, 2 and 3 all give 15.3%)
+    args = ["train", "--backend", "verilator", "--steps", "2", "--json", "--plot", ""]
+    procs = {seed: _popen(*args, "--seed", str(seed)) for seed in seeds}
+    try:
+        want = {seed: train(seed=seed, max_steps=2, plot=None, progress=False)["test_accuracy"] for seed in seeds}
+    finally:
+        outputs = _outputs(procs, 900)
+    assert want[seeds[0]] != want[seeds[1]], "the seeds must give different accuracies for this test to mean anything"
+    for seed, (returncode, stdout, stderr) in outputs.items():
+        assert returncode == 0, stderr
+        out = json.loads(stdout)
+        assert out["bit_exact"] is True and out["steps"] == 2
+        assert out["test_accuracy"] == want[seed], seed
 
 
 def test_train_rtl_json():

@@ -5,8 +5,8 @@ import pytest
 from hdl.generate import to_verilog
 from hdl.systolic import GemmEngine
 from reference.gemm import (gemm, gemm_cycles, ideal_cycles, scalesim_cycles, tile_launches,
-                            weight_stall_cycles)
-from hdl.systolic.layout import pack_operand, unpack_operand, pack_results, unpack_results
+                            weight_stall_cycles, array_latency)
+from reference.gemm_layout import pack_operand, unpack_operand, pack_results, unpack_results
 
 
 def test_modes_are_the_transposes():
@@ -30,6 +30,7 @@ def test_hand_worked_gemm():
 def test_cycle_model_closed_forms():
     # Back to back when M >= max(R, C): one tile every M cycles.
     assert tile_launches(8, 8, 64, 64, 64) == [1 + 64 * t for t in range(64)]
+    assert array_latency(8, 8) == 15 and array_latency(1, 1) == 1
     assert gemm_cycles(8, 8, 64, 64, 64) == 1 + 63 * 64 + 64 + 15 + 2 == 4114
     assert weight_stall_cycles(8, 8, 64, 64, 64) == 0
     # One weight port: with M < C a tile every C cycles, C - M of them a wait.

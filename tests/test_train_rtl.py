@@ -12,7 +12,8 @@ import pytest
 from hdl.training.program import CoreGeometry, plan_step, Kind, Loss
 from reference.gemm import gemm_cycles
 from sim.runner import run_cocotb
-from sim.train import train, _config
+from sim.train import train
+from sim.training.session import run_config
 
 SMALL = dict(layers=(64, 16, 10), batch=8, epochs=1, plot=None, progress=False)
 
@@ -76,7 +77,7 @@ def test_train_default_network(simulator, report):
 
 @pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
 def test_train_core_robustness(simulator, testcase, report):
-    cfg = _config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
+    cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
     r = run_cocotb("train", "sim.training.tb_train", simulator=simulator, params=CoreGeometry().params,
                    testcase=testcase, env={"TRAIN_CONFIG": json.dumps(cfg)}, quiet=True, tag="train")
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")

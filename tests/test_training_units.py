@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from hdl.training.loss_feeder import LossFeeder
 from hdl.training.loss_unit import Loss, LossUnit
-from hdl.training.numerics import Numerics
+from reference.training_numerics import Numerics
 from hdl.training.post import PostLane
 from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, pack_op, PlanError
 from hdl.training.sequencer import Sequencer, State

@@ -17,6 +17,7 @@ from pathlib import Path
 from amaranth.hdl import Signal, Module, Elaboratable, Mux, Array, Const
 from amaranth.lib import io
 
+from reference.selftest_vectors import default_vectors
 from ..selftest import GemmSelfTest
 
 __all__ = ["NexysA7SelfTest", "SEGMENTS", "write_build_plan"]
@@ -32,7 +33,7 @@ class NexysA7SelfTest(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bist = bist = GemmSelfTest(self.rows, self.cols)
+        m.submodules.bist = bist = GemmSelfTest(self.rows, self.cols, default_vectors(self.rows, self.cols))
 
         def output(port, name):
             m.submodules[name] = buf = io.Buffer("o", port)

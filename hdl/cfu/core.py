@@ -28,7 +28,8 @@ from amaranth.hdl import (Signal, Module, Mux, Const, ClockDomain, ClockSignal, 
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from .isa import Funct3, Reg, REG_WIDTH, REG_RESET, FUNCTION_ID_BITS, MAC4_FIRST
+from reference import cfu_isa
+from reference.cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, FUNCTION_ID_BITS, MAC4_FIRST
 
 __all__ = ["CFU_PORTS", "CfuCore", "Cfu"]
 
@@ -94,10 +95,11 @@ class CfuCore(wiring.Component):
     """
 
     #: Cycles from the accepting cycle to ``rsp_valid`` for MAC4, SET, GET and
-    #: undefined ops, when nothing older is in flight.
-    FAST_LATENCY = 1
+    #: undefined ops, when nothing older is in flight (the spec's, which the
+    #: pipeline below implements).
+    FAST_LATENCY = cfu_isa.FAST_LATENCY
     #: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT, POST.
-    SLOW_LATENCY = 3
+    SLOW_LATENCY = cfu_isa.SLOW_LATENCY
 
     def __init__(self):
         super().__init__(CFU_PORTS)

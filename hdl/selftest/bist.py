@@ -11,9 +11,8 @@ from amaranth.hdl import Signal, Module, Mux, Const, unsigned
 from amaranth.lib import wiring, memory
 from amaranth.lib.wiring import Out
 
+from reference.gemm_layout import lanes_to_int
 from ..systolic import GemmEngine
-from ..systolic.layout import lanes_to_int
-from .vectors import default_vectors, VECTOR_SEED
 
 __all__ = ["GemmSelfTest"]
 
@@ -23,8 +22,9 @@ class GemmSelfTest(wiring.Component):
     ----------
     rows, cols : int
         The engine's array.
-    vectors : list of :class:`hdl.selftest.vectors.Vector`, optional
-        Default: :func:`default_vectors`.
+    vectors : list of :class:`reference.selftest_vectors.Vector`
+        The GEMMs and their golden results, computed outside the design
+        (usually :func:`reference.selftest_vectors.default_vectors`).
     stuck_pe : (int, int) or None
         Fault injection into the engine's array (tests use it to prove that
         the self-test fails on a broken array).
@@ -41,9 +41,9 @@ class GemmSelfTest(wiring.Component):
         The vector running now.
     """
 
-    def __init__(self, rows=8, cols=8, vectors=None, stuck_pe=None, seed=VECTOR_SEED):
+    def __init__(self, rows, cols, vectors, stuck_pe=None):
         self.rows, self.cols = rows, cols
-        self.vectors = vectors if vectors is not None else default_vectors(rows, cols, seed)
+        self.vectors = list(vectors)
         if not self.vectors:
             raise ValueError("a self-test needs at least one vector")
         self.stuck_pe = tuple(stuck_pe) if stuck_pe is not None else None

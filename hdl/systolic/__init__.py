@@ -1,5 +1,5 @@
 """The weight-stationary systolic array and its GEMM engine."""
 from .array import SystolicArray
-from .engine import GemmEngine, MODES
+from .engine import GemmEngine
 
-__all__ = ["SystolicArray", "GemmEngine", "MODES"]
+__all__ = ["SystolicArray", "GemmEngine"]

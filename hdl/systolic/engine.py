@@ -37,12 +37,10 @@ from amaranth.hdl import Signal, Module, Mux, Cat, Array, Const, signed
 from amaranth.lib import wiring, data, memory
 from amaranth.lib.wiring import In, Out
 
+from reference.gemm import MODE_CODE, array_latency
 from .array import SystolicArray
 
-__all__ = ["GemmEngine", "MODES"]
-
-#: Transpose modes, by their ``cfg_mode`` encoding.
-MODES = {"nn": 0, "nt": 1, "tn": 2}
+__all__ = ["GemmEngine"]
 
 DIM_BITS = 16
 COUNTER_BITS = 32
@@ -106,7 +104,7 @@ class GemmEngine(wiring.Component):
         self.rows, self.cols = rows, cols
         self.stuck_pe = stuck_pe
         self.operand_depth, self.result_depth = operand_depth, result_depth
-        self.array_latency = rows + cols - 1
+        self.array_latency = array_latency(rows, cols)
         self.operand_read = operand_read
         op_space, res_space = range(2 * operand_depth), range(2 * result_depth)
         extra = {}
@@ -153,7 +151,7 @@ class GemmEngine(wiring.Component):
                  stuck_pe=None):
         """The sizes an engine built with these parameters has, without building one."""
         return SimpleNamespace(rows=rows, cols=cols, operand_depth=operand_depth, result_depth=result_depth,
-                               array_latency=rows + cols - 1)
+                               array_latency=array_latency(rows, cols))
 
     def elaborate(self, platform):
         m = Module()
@@ -266,8 +264,8 @@ class GemmEngine(wiring.Component):
                 m.d.sync += a_act.eq(0)
 
         # -- operand buffers -------------------------------------------------
-        is_nt = cfg["mode"] == MODES["nt"]
-        is_tn = cfg["mode"] == MODES["tn"]
+        is_nt = cfg["mode"] == MODE_CODE["nt"]
+        is_tn = cfg["mode"] == MODE_CODE["tn"]
 
         def operand_buffer(name, sel, read_en, col_dir, r, c, stride, mask, region):
             """R lanes of int8 memory; returns the read vector, in element order,

@@ -33,7 +33,7 @@ from .gemm_port import GemmPort
 from .host_port import HostPort, host_signature
 from .loss_feeder import LossFeeder
 from .loss_unit import LossUnit
-from .numerics import Numerics
+from reference.training_numerics import Numerics
 from .operand_writer import OperandWriter
 from .post import PostProcessor
 from .program import OP_LAYOUT, Kind, Phase, CoreGeometry

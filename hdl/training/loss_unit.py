@@ -26,7 +26,7 @@ from amaranth.hdl import Signal, Module, Mux, Const, Cat, Array, signed, unsigne
 from amaranth.lib import wiring, memory, data, enum, stream
 from amaranth.lib.wiring import In, Out
 
-from .numerics import Numerics, exp_rom
+from reference.training_numerics import Numerics, exp_rom
 
 __all__ = ["LossUnit", "Loss", "State", "word_layout"]
 

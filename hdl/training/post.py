@@ -7,7 +7,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .numerics import LFSR_SEED, LFSR_TAPS, Numerics
+from reference.training_numerics import LFSR_SEED, LFSR_TAPS, Numerics
 from . import ports
 from .program import Act, Kind
 

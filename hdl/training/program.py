@@ -30,8 +30,8 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
 from ..systolic.signatures import Mode
+from reference.training_numerics import Numerics
 from .loss_unit import Loss
-from .numerics import Numerics
 
 __all__ = ["OP_LAYOUT", "Kind", "Phase", "Act", "Dst", "Target", "Mode", "Loss", "CoreGeometry", "StepPlan",
            "plan_step", "pack_op", "PlanError"]

@@ -17,7 +17,7 @@ from collections import deque
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from hdl.cfu.isa import Funct3, Reg, split_function_id
+from reference.cfu_isa import Funct3, Reg, split_function_id
 from reference.cfu import CfuModel
 from reference.fixedpoint import sx
 

@@ -7,7 +7,7 @@ function_id.
 """
 import numpy as np
 
-from hdl.cfu.isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
 
 __all__ = ["random_commands"]
 

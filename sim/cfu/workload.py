@@ -6,7 +6,7 @@ POST with the bias, whose response is the int8 output.
 """
 import numpy as np
 
-from hdl.cfu.isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
 
 __all__ = ["pack_lanes", "fc_commands"]
 

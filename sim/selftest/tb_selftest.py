@@ -6,7 +6,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hdl.selftest import expected_cycles, VECTOR_SEED
+from reference.selftest_vectors import expected_cycles, VECTOR_SEED
 from sim.results import record, design_params
 
 

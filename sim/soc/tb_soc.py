@@ -18,7 +18,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from reference.tflm import fully_connected
-from sim.results import record, env_int
+from sim.results import record, record_mismatch, env_int
 from sim.soc.firmware import firmware_layer
 
 
@@ -76,3 +76,6 @@ async def firmware(dut):
         "software_instructions": sw_instret, "cfu_instructions": cfu_instret,
         "run_cycles": run_cycles, "sim_cycles_per_second": run_cycles / wall if wall else None,
         "macs": int(samples * p.filter.size)})
+    if mismatches or exit_code:
+        record_mismatch("soc", f"firmware, {samples} samples", "; ".join(mismatches)
+                        or f"the firmware's own check failed: it exited with 0x{exit_code:08x}")

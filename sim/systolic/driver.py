@@ -4,16 +4,16 @@ Python acts only while data moves: it writes operand words and reads result
 words one per cycle, and otherwise waits for ``busy`` to fall, so the
 simulator runs the compute phase at its own speed.
 
-The buffer layouts are :mod:`hdl.systolic.layout`'s (``docs/systolic.md``).
+The buffer layouts are :mod:`reference.gemm_layout`'s (``docs/systolic.md``).
 """
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.systolic import MODES
-from hdl.systolic.layout import (pack_operand, operand_words, result_words, unpack_results,
-                                 lanes_to_int as _lanes_to_int, int_to_lanes as _int_to_lanes)
+from reference.gemm import MODE_CODE
+from reference.gemm_layout import (pack_operand, operand_words, result_words, unpack_results,
+                                   lanes_to_int as _lanes_to_int, int_to_lanes as _int_to_lanes)
 
 __all__ = ["GemmDriver", "GemmJob"]
 
@@ -133,7 +133,7 @@ class GemmDriver:
         dut = self.dut
         await RisingEdge(dut.clk)
         dut.cfg_m.value, dut.cfg_k.value, dut.cfg_n.value = job.M, job.K, job.N
-        dut.cfg_mode.value = MODES[job.mode]
+        dut.cfg_mode.value = MODE_CODE[job.mode]
         dut.cfg_a_stride.value, dut.cfg_b_stride.value = job.a_stride, job.b_stride
         dut.cfg_operand_half.value = job.half
         dut.cfg_result_half.value = job.half

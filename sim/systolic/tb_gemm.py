@@ -14,7 +14,7 @@ from cocotb.triggers import Event, ReadOnly, RisingEdge
 
 from hdl.systolic import GemmEngine
 from reference.gemm import gemm, gemm_cycles, weight_stall_cycles, row_exit_cycle
-from sim.results import record, errors_recorded, design_params, env_int
+from sim.results import record, record_mismatch, errors_recorded, design_params, env_int
 from sim.systolic.driver import GemmDriver, GemmJob
 
 
@@ -154,7 +154,8 @@ async def reset_between_gemms(dut):
 @cocotb.test(timeout_time=5000, timeout_unit="ms")
 async def gemm_cli(dut):
     """One GEMM for ``python -m sim gemm``: load, compute, read; report, don't assert."""
-    rng = np.random.default_rng(env_int("STIMULUS_SEED", 0))
+    seed = env_int("STIMULUS_SEED", 0)
+    rng = np.random.default_rng(seed)
     (job,) = _jobs_from_env(rng)
     engine = GemmEngine.geometry(**design_params())
     drv = GemmDriver(dut, engine)
@@ -170,4 +171,7 @@ async def gemm_cli(dut):
     transfer = int(dut.cnt_transfer.value)
     mismatch = first_mismatch(engine, job, got, taken)
     record(gemm_cli={**counters, "transfer_cycles": transfer, "bit_exact": mismatch is None,
-                     "error": mismatch, "compute_wall_seconds": wall})
+                     "error": mismatch, "compute_wall_seconds": wall,
+                     "seed": seed, "c_sum": int(np.sum(got, dtype=np.int64))})
+    if mismatch:
+        record_mismatch("gemm", "gemm_cli", mismatch)

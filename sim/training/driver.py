@@ -5,9 +5,9 @@ runs at the simulator's speed."""
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly     # FallingEdge(busy): the step's end
 
-from hdl.systolic.layout import pack_operand, unpack_operand, unpack_results
 from hdl.training.core import TrainCore
 from hdl.training.program import Target, pack_op
+from reference.gemm_layout import pack_operand, unpack_operand, unpack_results
 from sim.common import start_clock, reset, cycle_now, edge, pack_words, unpack_words, write_words, read_words
 from sim.common import Mismatch
 
@@ -129,8 +129,8 @@ class TrainDriver:
         await FallingEdge(dut.busy)
         await ReadOnly()
         if int(dut.error.value):
-            raise Mismatch(design="train", where="the step stopped on an op the core cannot run", field="error",
-                           expected=0, got=1, cycle=self.cycle)
+            raise Mismatch(design="train", tensor="error (the core stopped on an op it cannot run)", expected=0,
+                           got=1, cycle=self.cycle)
         counters = {key: int(getattr(dut, f"cnt_{key}").value) for key in ("cycles", "gemm", "active")}
         return {key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [value])[0]]
                 for key, value in counters.items()}
@@ -158,5 +158,5 @@ class TrainDriver:
                 got = await self.read_matrix(region, *want.shape)
             if not np.array_equal(got, want):
                 idx = tuple(int(i) for i in np.argwhere(got != want)[0])
-                raise Mismatch(design="train", where=f"step {step_no}, layer {l}", field=tensor, index=idx,
+                raise Mismatch(design="train", step=step_no, layer=l, tensor=tensor, index=idx,
                                expected=int(want[idx]), got=int(got[idx]), cycle=self.cycle)

@@ -8,9 +8,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly
 
-from hdl.training import Numerics
 from hdl.training.loss_unit import Loss, LossUnit
 from reference.training import loss_error
+from reference.training_numerics import Numerics
 from sim.common import start_clock, reset, edge, pack_value, unpack_value, StreamSource, StreamSink, pauses
 from sim.results import record, errors_recorded, design_params, env_int
 

@@ -1,15 +1,17 @@
 """The CFU's instruction set: encodings, registers and their widths.
 
-This module is the single place the ISA is written down in code. The RTL
-(:mod:`hdl.cfu.core`), the golden model (:mod:`reference.cfu`), the generated C
-header and the docs all read it, so an encoding is never typed twice.
+This module is the single place the ISA is written down in code, as plain
+Python data (no HDL). The RTL (:mod:`hdl.cfu.core`) implements it; the golden
+model (:mod:`reference.cfu`), the testbenches, the generated C header and the
+docs read it, so an encoding or a latency is never typed twice.
 
 ``function_id = {funct7[6:0], funct3[2:0]}``, as CFU Playground encodes it.
 """
 from enum import IntEnum
 
 __all__ = ["Funct3", "Reg", "REG_WIDTH", "REG_RESET", "FUNCTION_ID_BITS",
-           "function_id", "split_function_id", "MAC4_ACCUMULATE", "MAC4_FIRST"]
+           "function_id", "split_function_id", "MAC4_ACCUMULATE", "MAC4_FIRST",
+           "FAST_LATENCY", "SLOW_LATENCY"]
 
 FUNCTION_ID_BITS = 10
 
@@ -65,3 +67,11 @@ def function_id(funct3, funct7=0):
 def split_function_id(fid):
     """Return ``(funct3, funct7)`` of a 10-bit function_id."""
     return fid & 0x7, (fid >> 3) & 0x7F
+
+
+#: Cycles from the accepting cycle to ``rsp_valid`` for MAC4, SET, GET and
+#: undefined ops, when nothing older is in flight.
+FAST_LATENCY = 1
+#: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT and POST
+#: (a multiply stage and a rounding stage), when nothing older is in flight.
+SLOW_LATENCY = 3

@@ -1,4 +1,5 @@
-"""The engine's buffer layouts, as the host (or a ROM) must fill and read them.
+"""The GEMM engine's buffer layouts, as the host (or a ROM) must fill and read
+them: the spec the RTL (:mod:`hdl.systolic.engine`) implements.
 
 Operands: element (r, c) of a stored matrix with ``cols`` columns is in lane
 ``(r + c) mod R`` of word ``r·W + c div R``, ``W = ceil(cols / R)``.

@@ -1,5 +1,6 @@
-"""The training datapath's fixed-point formats: one place, read by the RTL
-(:mod:`hdl.training`) and by the golden model (:mod:`reference.training`).
+"""The training datapath's fixed-point formats, its LFSR and its exponent ROM:
+the spec, in one place. The RTL (:mod:`hdl.training`) implements it and the
+golden model (:mod:`reference.training`) computes with it.
 ``docs/numerics.md`` ("Training") explains each one."""
 from dataclasses import dataclass
 

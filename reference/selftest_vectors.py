@@ -1,14 +1,16 @@
 """Self-test vectors: GEMMs whose operands and expected results the golden
-model (:func:`reference.gemm.gemm`) puts into the self-test's ROMs."""
+model (:func:`reference.gemm.gemm`) computes, in the engine's buffer layouts,
+for the self-test's ROMs. They are computed here, outside ``hdl/``, and passed
+to :class:`hdl.selftest.GemmSelfTest`, so the design never computes what it
+is checked against."""
 from dataclasses import dataclass
 
 import numpy as np
 
-from reference.gemm import gemm, gemm_cycles
-from ..systolic.engine import MODES
-from ..systolic.layout import pack_operand, pack_results
+from .gemm import MODE_CODE, gemm, gemm_cycles
+from .gemm_layout import pack_operand, pack_results
 
-__all__ = ["Vector", "default_vectors", "expected_cycles", "VECTOR_SEED"]
+__all__ = ["Vector", "make_vector", "default_vectors", "expected_cycles", "VECTOR_SEED"]
 
 #: Seed of the self-test's random operands (the ROM contents).
 VECTOR_SEED = 1
@@ -28,7 +30,7 @@ class Vector:
 
     @property
     def mode_code(self):
-        return MODES[self.mode]
+        return MODE_CODE[self.mode]
 
     def cycles(self, R, C):
         return gemm_cycles(R, C, self.M, self.K, self.N, self.mode)
