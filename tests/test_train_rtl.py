@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, plan_step, Kind, Loss
+from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
 from reference.gemm import gemm_cycles
 from sim.runner import run_cocotb
 from sim.train import train

@@ -10,11 +10,11 @@ from amaranth.sim import Simulator
 
 from hdl.training.loss_feeder import LossFeeder
 from hdl.training.loss_unit import Loss, LossUnit
-from reference.training_numerics import Numerics
 from hdl.training.post import PostLane
-from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, pack_op, PlanError
-from hdl.training.sequencer import Sequencer, State
+from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
+from hdl.training.sequencer import Sequencer
 from reference.training import Lfsr16, loss_error, round_half_up_shift, sat, stochastic_round_shift
+from reference.training_numerics import Numerics
 
 NM = Numerics()
 
@@ -184,7 +184,8 @@ def test_pack_op_checks_its_fields():
 
 # -- LossFeeder and LossUnit -----------------------------------------------------
 
-def test_loss_feeder_through_the_loss_unit():
+@pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
+def test_loss_feeder_through_the_loss_unit(loss):
     g = CoreGeometry(rows=4, classes=10)
     R, rows, n = g.rows, 5, 10
     rng = np.random.default_rng(3)
@@ -196,11 +197,10 @@ def test_loss_feeder_through_the_loss_unit():
     vmem_words = np.zeros((rows * stride + 4, R), dtype=np.int64)
     for r in range(rows):
         vmem_words[2 + r * stride:2 + r * stride + W] = np.pad(logits[r], (0, W * R - n)).reshape(W, R)
-    lanes8 = data.ArrayLayout(signed(8), R)
     m = Module()
     m.submodules.feeder = feeder = LossFeeder(g)
     m.submodules.unit = unit = LossUnit(g.classes, R, NM)
-    m.submodules.vmem = vmem = memory.Memory(shape=lanes8, depth=g.vmem_depth,
+    m.submodules.vmem = vmem = memory.Memory(shape=data.ArrayLayout(signed(8), R), depth=g.vmem_depth,
                                              init=[[int(v) for v in w] for w in vmem_words])
     lab_words = np.pad(labels, (0, -rows % R)).reshape(-1, R)
     m.submodules.labels = lab = memory.Memory(shape=data.ArrayLayout(range(g.classes), R), depth=g.label_depth // R,
@@ -211,30 +211,28 @@ def test_loss_feeder_through_the_loss_unit():
     m.d.comb += [unit.loss.eq(feeder.loss), unit.label.eq(feeder.label), unit.count.eq(feeder.count),
                  v_rd.addr.eq(feeder.vmem_rd.addr), feeder.vmem_rd.data.eq(v_rd.data),
                  l_rd.addr.eq(feeder.labels_rd.addr), feeder.labels_rd.data.eq(l_rd.data)]
-    for loss in Loss:
-        got = {}
+    got, took = {}, []
 
-        async def bench(ctx):
-            ctx.set(feeder.ctl.op, OP_LAYOUT.const({"kind": Kind.LOSS, "m": rows, "n": n, "k": W, "loss": loss,
-                                                    "vr_base": 2, "vr_stride": stride, "dst_base": 100,
-                                                    "dst_stride": W}))
-            ctx.set(feeder.ctl.busy, 1)
-            ctx.set(feeder.run.go, 1)
+    async def bench(ctx):
+        ctx.set(feeder.ctl.op, OP_LAYOUT.const({"kind": Kind.LOSS, "m": rows, "n": n, "k": W, "loss": loss,
+                                                "vr_base": 2, "vr_stride": stride, "dst_base": 100,
+                                                "dst_stride": W}))
+        ctx.set(feeder.ctl.busy, 1)
+        ctx.set(feeder.run.go, 1)
+        await ctx.tick()
+        ctx.set(feeder.run.go, 0)
+        for cycle in range(1, rows * (3 * W + 1) + 2):
+            if ctx.get(feeder.dst.en):
+                got[ctx.get(feeder.dst.addr)] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
+            if ctx.get(feeder.run.done):
+                took.append(cycle)
+                return
             await ctx.tick()
-            ctx.set(feeder.run.go, 0)
-            for cycle in range(rows * (3 * W + 1) + 1):
-                if ctx.get(feeder.dst.en):
-                    got[ctx.get(feeder.dst.addr)] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
-                if ctx.get(feeder.run.done):
-                    break
-                await ctx.tick()
-            else:
-                raise AssertionError("the feeder did not finish")
-            # The timing model: 3W + 1 cycles a row for cross-entropy, 2W + 1 for MSE.
-            assert cycle + 1 == rows * ((2 if loss == Loss.MSE else 3) * W + 1)
-        _run(m, bench)
-        want = loss_error(logits, labels, loss.name.lower(), NM)
-        for r in range(rows):
-            row = [v for w in range(W) for v in got[100 + r * W + w][1]]
-            assert row == [int(v) for v in want[r]] + [0] * (W * R - n), r
-            assert {got[100 + r * W + w][0] for w in range(W)} == {r}
+    _run(m, bench)
+    # The timing model: 3W + 1 cycles a row for cross-entropy, 2W + 1 for MSE.
+    assert took == [rows * ((2 if loss == Loss.MSE else 3) * W + 1)], "the feeder did not finish in time"
+    want = loss_error(logits, labels, loss.name.lower(), NM)
+    for r in range(rows):
+        row = [v for w in range(W) for v in got[100 + r * W + w][1]]
+        assert row == [int(v) for v in want[r]] + [0] * (W * R - n), r
+        assert {got[100 + r * W + w][0] for w in range(W)} == {r}

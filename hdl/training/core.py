@@ -25,18 +25,19 @@ width; labels go R to a word, sample i in lane i mod R of word i div R),
 ``rd_*`` reads one, sign-extended, the next cycle. ``prog_wr_*`` writes one op.
 """
 from amaranth.hdl import Module, Mux, signed
-from amaranth.lib import wiring, data, memory
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
+
+from reference.training_numerics import Numerics
 
 from ..systolic.signatures import COUNTER_BITS
 from .gemm_port import GemmPort
 from .host_port import HostPort, host_signature
 from .loss_feeder import LossFeeder
 from .loss_unit import LossUnit
-from reference.training_numerics import Numerics
 from .operand_writer import OperandWriter
 from .post import PostProcessor
-from .program import OP_LAYOUT, Kind, Phase, CoreGeometry
+from .program import OP_LAYOUT, CoreGeometry, Kind, Phase
 from .sequencer import Sequencer
 
 __all__ = ["TrainCore"]

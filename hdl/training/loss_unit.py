@@ -22,8 +22,8 @@ A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
 to be taken; ``logits.ready`` is high only while loading (it does not
 depend on ``logits.valid``), ``errors.valid`` only while emitting.
 """
-from amaranth.hdl import Signal, Module, Mux, Const, Cat, Array, signed, unsigned
-from amaranth.lib import wiring, memory, data, enum, stream
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.training_numerics import Numerics, exp_rom

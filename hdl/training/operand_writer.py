@@ -1,5 +1,5 @@
 """``OperandWriter``: int8 words from the post-processor or the loss feeder into the operand buffers."""
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

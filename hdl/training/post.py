@@ -8,6 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.training_numerics import LFSR_SEED, LFSR_TAPS, Numerics
+
 from . import ports
 from .program import Act, Kind
 
@@ -164,7 +165,8 @@ class PostProcessor(wiring.Component):
         ctl, col0 = Signal(LANE_CONTROL), Signal(16)
         s_raw, remaining, valid_lanes = Signal(signed(7)), Signal(signed(18)), Signal(range(R + 1))
         m.d.comb += [col0.eq(s1_t << lg), s_raw.eq(Mux(s1_last_row, op.shift1, op.shift0)),
-                     remaining.eq(op.n - col0), valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining)))]
+                     remaining.eq(op.n - col0),
+                     valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining)))]
         # The update's shift s: s > 16 floors s - 16 bits first; s <= 0 is an
         # exact left shift that draws nothing from the LFSR.
         m.d.comb += [ctl.act.eq(op.act), ctl.momentum.eq(op.momentum), ctl.lr.eq(self.ctl.lr),

@@ -21,16 +21,16 @@ The bias trick: each layer's input X is stored with one more column, all
 ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 ``db = Σ_batch dY`` in its last, bit-exact, from the array.
 """
+import enum as py_enum
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-
-import enum as py_enum
 
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from ..systolic.signatures import Mode
 from reference.training_numerics import Numerics
+
+from ..systolic.signatures import Mode
 from .loss_unit import Loss
 
 __all__ = ["OP_LAYOUT", "Kind", "Phase", "Act", "Dst", "Target", "Mode", "Loss", "CoreGeometry", "StepPlan",
@@ -199,8 +199,8 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
 
     for l in range(L):
         hidden = l < L - 1
-        op(Kind.GEMM, Phase.FORWARD, mode=Mode.NN, m=batch, k=ins[l], n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
-           b_base=w8[l].base, b_stride=w8[l].stride, r_base=acc[l].base)
+        op(Kind.GEMM, Phase.FORWARD, mode=Mode.NN, m=batch, k=ins[l], n=outs[l], a_base=x[l].base,
+           a_stride=x[l].stride, b_base=w8[l].base, b_stride=w8[l].stride, r_base=acc[l].base)
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
@@ -213,15 +213,15 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
        vr_base=y[-1].base, vr_stride=y[-1].stride, dst=Dst.BOTH, dst_base=dy[-1].base, dst_stride=dy[-1].stride)
     for l in reversed(range(L)):
         if l:
-            op(Kind.GEMM, Phase.BACKWARD, mode=Mode.NT, m=batch, k=outs[l], n=ins[l], a_base=dy[l].base, a_stride=dy[l].stride,
-               b_base=w8[l].base, b_stride=w8[l].stride, r_base=dxacc[l].base)
+            op(Kind.GEMM, Phase.BACKWARD, mode=Mode.NT, m=batch, k=outs[l], n=ins[l], a_base=dy[l].base,
+               a_stride=dy[l].stride, b_base=w8[l].base, b_stride=w8[l].stride, r_base=dxacc[l].base)
             plan.macs["backward"] += batch * outs[l] * ins[l]
             op(Kind.DX, Phase.BACKWARD, m=batch, k=dxv[l].stride, n=ins[l], r_base=dxacc[l].base,
                vr_base=y[l - 1].base, vr_stride=y[l - 1].stride, vw_base=dxv[l].base, vw_stride=dxv[l].stride,
                shift0=n.w_frac - n.dx_extra, act=act, dst=Dst.BOTH,
                dst_base=dy[l - 1].base, dst_stride=dy[l - 1].stride)
-        op(Kind.GEMM, Phase.BACKWARD, mode=Mode.TN, m=ins[l] + 1, k=batch, n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
-           b_base=dy[l].base, b_stride=dy[l].stride, r_base=dw[l].base)
+        op(Kind.GEMM, Phase.BACKWARD, mode=Mode.TN, m=ins[l] + 1, k=batch, n=outs[l], a_base=x[l].base,
+           a_stride=x[l].stride, b_base=dy[l].base, b_stride=dy[l].stride, r_base=dw[l].base)
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
         s_b = n.lr_frac + e_frac(l) - (x_frac(l) + n.w_frac + n.master_extra)

@@ -3,13 +3,12 @@ state once, then per step write the inputs and labels, start, wait, and read
 back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
 import numpy as np
-from cocotb.triggers import FallingEdge, ReadOnly     # FallingEdge(busy): the step's end
+from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
 
 from hdl.training.core import TrainCore
 from hdl.training.program import Target, pack_op
 from reference.gemm_layout import pack_operand, unpack_operand, unpack_results
-from sim.common import start_clock, reset, cycle_now, edge, pack_words, unpack_words, write_words, read_words
-from sim.common import Mismatch
+from sim.common import Mismatch, cycle_now, edge, pack_words, read_words, reset, start_clock, unpack_words, write_words
 
 __all__ = ["TrainDriver", "Mismatch"]
 

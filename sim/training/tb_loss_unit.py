@@ -11,8 +11,8 @@ from cocotb.triggers import ReadOnly
 from hdl.training.loss_unit import Loss, LossUnit
 from reference.training import loss_error
 from reference.training_numerics import Numerics
-from sim.common import start_clock, reset, edge, pack_value, unpack_value, StreamSource, StreamSink, pauses
-from sim.results import record, errors_recorded, design_params, env_int
+from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
+from sim.results import design_params, env_int, errors_recorded, record
 
 
 def rows(rng, classes, count):

@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 
 import cocotb
-
 from cocotb.triggers import FallingEdge
 
+from hdl.training.program import OP_LAYOUT, CoreGeometry, Kind, Phase, Target, plan_step
 from reference.training_numerics import LFSR_SEED
-from hdl.training.program import CoreGeometry, plan_step, Phase, Kind, Target, OP_LAYOUT
-from sim.results import record, errors_recorded, design_params
-from sim.training.session import FixedRun, total_steps
+from sim.results import design_params, errors_recorded, record
 from sim.training.driver import TrainDriver
+from sim.training.session import FixedRun, total_steps
 
 
 async def _setup(dut):
