@@ -1,7 +1,8 @@
 """Fast amaranth.sim tests of the training core's components, one at a time
 (no Verilator build): the post-processor's lane arithmetic against
-:mod:`reference.training`'s formulas, the sequencer on good and bad
-programs, and the loss feeder with the loss unit on a few rows."""
+:mod:`reference.training`'s formulas, a whole UPDATE (LFSR draws in the
+golden model's order), the sequencer on good and bad programs, the loss
+feeder with the loss unit on a few rows, and the operand writer's rotation."""
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
@@ -236,3 +237,104 @@ def test_loss_feeder_through_the_loss_unit(loss):
         row = [v for w in range(W) for v in got[100 + r * W + w][1]]
         assert row == [int(v) for v in want[r]] + [0] * (W * R - n), r
         assert {got[100 + r * W + w][0] for w in range(W)} == {r}
+
+
+# -- PostProcessor: an UPDATE, LFSR draws in the golden model's order -----------
+
+@pytest.mark.parametrize("s_w,s_b,momentum", [(20, 5, 0), (3, -2, 1), (9, 17, 0)])
+def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
+    """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes): masters,
+    biases and momenta, and the LFSR after it, as reference.training's update
+    with Lfsr16 drawing row-major, then the biases."""
+    from hdl.training.post import PostProcessor
+    g = CoreGeometry(rows=4, operand_depth=16, result_depth=16, vmem_depth=16, wmem_depth=16, bmem_depth=4,
+                     mmem_depth=16, label_depth=8, program_depth=4, classes=4)
+    R, ins, n, lr = g.rows, 3, 6, 3000
+    W = -(-n // R)
+    rows = ins + 1
+    rng = np.random.default_rng(s_w)
+    grad = rng.integers(-5000, 5000, (rows, n))
+    w = rng.integers(-(1 << 15), 1 << 15, (ins, n))
+    b = rng.integers(-(1 << 20), 1 << 20, n)
+    mom = rng.integers(-3000, 3000, (rows, n))
+    pad = lambda a: np.pad(a, ((0, 0), (0, W * R - n)))
+    words = lambda a: [[int(v) for v in row] for row in pad(a).reshape(-1, R)]
+    res = np.zeros((W * rows, R), dtype=np.int64)
+    for pm in range(rows):
+        for pt in range(W):
+            res[pt * rows + pm] = pad(grad)[pm, pt * R:(pt + 1) * R]
+    m = Module()
+    m.submodules.post = post = PostProcessor(g, NM)
+    lanes = lambda shape: data.ArrayLayout(shape, R)
+    mems = {"results": memory.Memory(shape=lanes(signed(32)), depth=2 * g.result_depth,
+                                     init=[[int(v) for v in r] for r in res]),
+            "wmem": memory.Memory(shape=lanes(signed(16)), depth=g.wmem_depth, init=words(w)),
+            "bmem": memory.Memory(shape=lanes(signed(32)), depth=g.bmem_depth, init=words(b[None, :])),
+            "mmem": memory.Memory(shape=lanes(signed(32)), depth=g.mmem_depth, init=words(mom)),
+            "vmem": memory.Memory(shape=lanes(signed(8)), depth=g.vmem_depth, init=[])}
+    for name, mem in mems.items():
+        m.submodules[name] = mem
+        rd = mem.read_port()
+        port = post.results if name == "results" else getattr(post, f"{name}_rd")
+        m.d.comb += [rd.addr.eq(port.addr), port.data.eq(rd.data)]
+        if name != "results":
+            wr, src = mem.write_port(), getattr(post, f"{name}_wr")
+            m.d.comb += [wr.en.eq(src.en), wr.addr.eq(src.addr), wr.data.eq(src.data)]
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(post.ctl.op, OP_LAYOUT.const({"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w,
+                                              "shift1": s_b, "momentum": momentum}))
+        ctx.set(post.ctl.busy, 1)
+        ctx.set(post.ctl.lr, lr)
+        ctx.set(post.run.go, 1)
+        await ctx.tick()
+        ctx.set(post.run.go, 0)
+        for cycle in range(1, rows * W + 3):
+            await ctx.tick()
+            if ctx.get(post.run.done):
+                out["cycles"] = cycle + 1         # go's cycle included: rows x words + 2
+                break
+        read = lambda name, count: np.array([list(ctx.get(mems[name].data[i])) for i in range(count)])
+        out.update(w=read("wmem", ins * W), b=read("bmem", W), mom=read("mmem", rows * W), lfsr=ctx.get(post.lfsr))
+    _run(m, bench)
+
+    assert out["cycles"] == rows * W + 2
+    lfsr = Lfsr16()
+    if momentum:
+        mom_new = mom + ((grad - mom) >> NM.momentum_shift)
+        grad = mom_new
+        assert np.array_equal(out["mom"].reshape(rows, -1)[:, :n], mom_new)
+    w_new = sat(w - stochastic_round_shift(grad[:-1] * lr, s_w, lfsr), 16)
+    b_new = sat(b - stochastic_round_shift(grad[-1] * lr, s_b, lfsr), 32)
+    assert np.array_equal(out["w"].reshape(ins, -1)[:, :n], w_new)
+    assert np.array_equal(out["b"].reshape(-1)[:n], b_new)
+    assert out["lfsr"] == lfsr.state
+
+
+def test_operand_writer_rotates_and_picks_its_source():
+    """Lane e of row r goes to bank (r + e) mod R; LOSS takes the feeder's word, other ops the post-processor's."""
+    from hdl.training.operand_writer import OperandWriter
+    from hdl.training.program import Dst
+    g = CoreGeometry()
+    R = g.rows
+    wr = OperandWriter(g)
+    word = list(range(1, R + 1))
+
+    async def bench(ctx):
+        for kind, dst in ((Kind.FWD, Dst.A), (Kind.LOSS, Dst.BOTH), (Kind.UPDATE, Dst.B), (Kind.FWD, Dst.NONE)):
+            src, other = (wr.loss, wr.post) if kind == Kind.LOSS else (wr.post, wr.loss)
+            ctx.set(wr.ctl.op, OP_LAYOUT.const({"kind": kind, "dst": dst}))
+            for row in range(R + 1):
+                ctx.set(src.en, 1)
+                ctx.set(other.en, 0)
+                ctx.set(src.addr, 40 + row)
+                ctx.set(src.row, row)
+                ctx.set(src.data, word)
+                assert ctx.get(wr.write.en) == (dst != Dst.NONE)
+                assert (ctx.get(wr.write.sel), ctx.get(wr.write.both)) == (dst == Dst.B, dst == Dst.BOTH)
+                assert ctx.get(wr.write.addr) == 40 + row
+                assert list(ctx.get(wr.write.data)) == [word[(b - row) % R] for b in range(R)]
+    sim = Simulator(wr)
+    sim.add_testbench(bench)
+    sim.run()
