@@ -1,4 +1,5 @@
 """Build the firmware, then run it on the SoC (``python -m sim soc``)."""
+
 import json
 
 from ..runner import repo_root, run_cocotb
@@ -22,7 +23,14 @@ def run_soc(simulator="verilator", samples=2, waves=False):
     :class:`sim.runner.Mismatch` (its ``results`` hold the report)."""
     out = repo_root() / "build" / "soc" / f"firmware-{samples}"
     binary, symbols, _, _ = build_firmware(out, samples=samples)
-    results = run_cocotb("soc", "sim.soc.tb_soc", simulator=simulator, params={"firmware": str(binary)},
-                         tag=f"soc-{samples}", waves=waves, quiet=True,
-                         env={"SOC_SAMPLES": str(samples), "SOC_SYMBOLS": json.dumps(symbols)})
+    results = run_cocotb(
+        "soc",
+        "sim.soc.tb_soc",
+        simulator=simulator,
+        params={"firmware": str(binary)},
+        tag=f"soc-{samples}",
+        waves=waves,
+        quiet=True,
+        env={"SOC_SAMPLES": str(samples), "SOC_SYMBOLS": json.dumps(symbols)},
+    )
     return soc_summary(results)
