@@ -3,6 +3,7 @@
 :mod:`reference.training`'s formulas, a whole UPDATE (LFSR draws in the
 golden model's order), the sequencer on good and bad programs, the loss
 feeder with the loss unit on a few rows, and the operand writer's rotation."""
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
@@ -29,11 +30,21 @@ def _run(top, bench, deadline=None):
 
 # -- PostLane -----------------------------------------------------------------
 
+
 def _lane_ctl(s=0, post_shift=0, act=Act.RELU, momentum=0, lr=0):
     """LANE_CONTROL for the update shift ``s``, split as its docstring says."""
     s_eff = min(max(s, 0), 16)
-    return {"act": act, "momentum": momentum, "lr": lr, "post_shift": post_shift, "round": int(s > 0),
-            "pre_shift": max(s - 16, 0), "s_eff": s_eff, "s_left": max(-s, 0), "frac_mask": (1 << s_eff) - 1}
+    return {
+        "act": act,
+        "momentum": momentum,
+        "lr": lr,
+        "post_shift": post_shift,
+        "round": int(s > 0),
+        "pre_shift": max(s - 16, 0),
+        "s_eff": s_eff,
+        "s_left": max(-s, 0),
+        "frac_mask": (1 << s_eff) - 1,
+    }
 
 
 def _lane_bench(cases, check):
@@ -44,8 +55,15 @@ def _lane_bench(cases, check):
             for name, v in inputs.items():
                 ctx.set(getattr(lane, name), v)
             ctx.set(lane.ctl, lane.ctl.shape().const(ctl))
-            check(inputs, ctl, {name: ctx.get(getattr(lane, name)) for name in
-                                ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")})
+            check(
+                inputs,
+                ctl,
+                {
+                    name: ctx.get(getattr(lane, name))
+                    for name in ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
+                },
+            )
+
     sim = Simulator(lane)
     sim.add_testbench(bench)
     sim.run()
@@ -57,27 +75,41 @@ def test_lane_fwd_and_dx(act):
     cases = []
     for i in range(150):
         shift = int(rng.integers(0, 32))
-        inputs = {"acc": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
-                  "bias": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
-                  "y_prev": int(rng.integers(-128, 128)), "in_range": int(i % 7 != 0), "ones": int(i % 2),
-                  "weight": 0, "mom": 0, "rand": 0}
+        inputs = {
+            "acc": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
+            "bias": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
+            "y_prev": int(rng.integers(-128, 128)),
+            "in_range": int(i % 7 != 0),
+            "ones": int(i % 2),
+            "weight": 0,
+            "mom": 0,
+            "rand": 0,
+        }
         cases.append((inputs, _lane_ctl(post_shift=shift, act=act)))
 
     def check(i, c, got):
         if not i["in_range"]:
             assert (got["y"], got["fwd"], got["dx"], got["dx_masked"]) == (0, i["ones"], 0, 0)
             return
-        y = int(sat(round_half_up_shift(i["acc"] + sat(round_half_up_shift(i["bias"], NM.master_extra), 32),
-                                        c["post_shift"]), 8))
+        y = int(
+            sat(
+                round_half_up_shift(
+                    i["acc"] + sat(round_half_up_shift(i["bias"], NM.master_extra), 32), c["post_shift"]
+                ),
+                8,
+            )
+        )
         fwd = {Act.NONE: y, Act.RELU: max(y, 0), Act.LEAKY: y if y > 0 else y >> NM.leaky_shift}[act]
         dx = int(sat(round_half_up_shift(i["acc"], c["post_shift"]), 8))
         masked = dx if i["y_prev"] > 0 else (dx >> NM.leaky_shift if act == Act.LEAKY else 0)
         assert (got["y"], got["fwd"], got["dx"], got["dx_masked"]) == (y, fwd, dx, masked), (i, c)
+
     _lane_bench(cases, check)
 
 
 class _Draws:
     """A stand-in LFSR for the golden formula: hands out the draw the lane got."""
+
     def __init__(self, rand):
         self.rand = rand
 
@@ -92,16 +124,26 @@ def test_lane_update_stochastic_rounding(momentum):
     cases = []
     for i in range(200):
         s = int(rng.integers(-15, 48))
-        inputs = {"acc": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
-                  "mom": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
-                  "weight": int(rng.integers(-(1 << 15), 1 << 15)), "bias": int(rng.integers(-(1 << 31), 1 << 31)),
-                  "rand": lfsr.next(), "in_range": int(i % 9 != 0), "ones": 0, "y_prev": 0}
+        inputs = {
+            "acc": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
+            "mom": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
+            "weight": int(rng.integers(-(1 << 15), 1 << 15)),
+            "bias": int(rng.integers(-(1 << 31), 1 << 31)),
+            "rand": lfsr.next(),
+            "in_range": int(i % 9 != 0),
+            "ones": 0,
+            "y_prev": 0,
+        }
         cases.append((inputs, _lane_ctl(s=s, momentum=momentum, lr=int(rng.integers(0, 1 << 16)))))
 
     def check(i, c, got):
         if not i["in_range"]:
             assert (got["weight_new"], got["bias_new"], got["mom_new"], got["weight8"]) == (
-                i["weight"], i["bias"], i["mom"], 0)
+                i["weight"],
+                i["bias"],
+                i["mom"],
+                0,
+            )
             return
         s = c["s_eff"] + c["pre_shift"] if c["round"] else -c["s_left"]
         q = i["mom"] + ((i["acc"] - i["mom"]) >> NM.momentum_shift)
@@ -110,10 +152,12 @@ def test_lane_update_stochastic_rounding(momentum):
         w = int(sat(i["weight"] - step, 16))
         want = (w, int(sat(i["bias"] - step, 32)), q, int(sat(round_half_up_shift(w, NM.master_extra), 8)))
         assert (got["weight_new"], got["bias_new"], got["mom_new"], got["weight8"]) == want, (i, c)
+
     _lane_bench(cases, check)
 
 
 # -- Sequencer ----------------------------------------------------------------
+
 
 def _sequencer_run(ops, gemm_cycles=4, limit=200):
     """Load ``ops`` (dicts or packed words), start, and play every unit (done
@@ -147,16 +191,25 @@ def _sequencer_run(ops, gemm_cycles=4, limit=200):
                     pending = None
             await ctx.tick()
             cycles += 1
-        out.update(error=ctx.get(seq.error), cycles=cycles, units=units,
-                   counters=[ctx.get(seq.cnt_cycles[p.value]) for p in Phase])
+        out.update(
+            error=ctx.get(seq.error),
+            cycles=cycles,
+            units=units,
+            counters=[ctx.get(seq.cnt_cycles[p.value]) for p in Phase],
+        )
+
     _run(seq, bench)
     return out
 
 
 def test_sequencer_runs_a_program():
-    ops = [{"kind": Kind.GEMM, "phase": Phase.FORWARD}, {"kind": Kind.FWD, "phase": Phase.FORWARD},
-           {"kind": Kind.LOSS, "phase": Phase.BACKWARD, "m": 2, "n": 10, "k": 2},
-           {"kind": Kind.UPDATE, "phase": Phase.UPDATE}, {"kind": Kind.END, "phase": Phase.UPDATE}]
+    ops = [
+        {"kind": Kind.GEMM, "phase": Phase.FORWARD},
+        {"kind": Kind.FWD, "phase": Phase.FORWARD},
+        {"kind": Kind.LOSS, "phase": Phase.BACKWARD, "m": 2, "n": 10, "k": 2},
+        {"kind": Kind.UPDATE, "phase": Phase.UPDATE},
+        {"kind": Kind.END, "phase": Phase.UPDATE},
+    ]
     r = _sequencer_run(ops, gemm_cycles=4)
     assert r["error"] == 0 and r["units"] == ["gemm", "post", "loss", "post"]
     # Each op: FETCH, DECODE, START, then the unit's 4 cycles until done; END: FETCH and DECODE.
@@ -165,9 +218,17 @@ def test_sequencer_runs_a_program():
     assert r["counters"] == [7 + 7 + 2, 5 + 2, 5 + 2]
 
 
-@pytest.mark.parametrize("bad", [6, 7, {"kind": Kind.LOSS, "m": 4, "n": 17, "k": 3},
-                                 {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
-                                 {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2}], ids=str)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        6,
+        7,
+        {"kind": Kind.LOSS, "m": 4, "n": 17, "k": 3},
+        {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
+        {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2},
+    ],
+    ids=str,
+)
 def test_sequencer_stops_on_bad_ops(bad):
     """An unknown kind or a row the loss unit cannot take: error, never a hang."""
     r = _sequencer_run([{"kind": Kind.GEMM}, bad, {"kind": Kind.END}])
@@ -185,39 +246,63 @@ def test_pack_op_checks_its_fields():
 
 # -- LossFeeder and LossUnit -----------------------------------------------------
 
+
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
 def test_loss_feeder_through_the_loss_unit(loss):
     g = CoreGeometry(rows=4, classes=10)
     R, rows, n = g.rows, 5, 10
     rng = np.random.default_rng(3)
     logits = rng.integers(-60, 60, (rows, n))
-    logits[1] = 7                                        # all equal
+    logits[1] = 7  # all equal
     labels = rng.integers(0, n, rows)
     W = -(-n // R)
-    stride = W + 1                                       # a gap between the rows
+    stride = W + 1  # a gap between the rows
     vmem_words = np.zeros((rows * stride + 4, R), dtype=np.int64)
     for r in range(rows):
-        vmem_words[2 + r * stride:2 + r * stride + W] = np.pad(logits[r], (0, W * R - n)).reshape(W, R)
+        vmem_words[2 + r * stride : 2 + r * stride + W] = np.pad(logits[r], (0, W * R - n)).reshape(W, R)
     m = Module()
     m.submodules.feeder = feeder = LossFeeder(g)
     m.submodules.unit = unit = LossUnit(g.classes, R, NM)
-    m.submodules.vmem = vmem = memory.Memory(shape=data.ArrayLayout(signed(8), R), depth=g.vmem_depth,
-                                             init=[[int(v) for v in w] for w in vmem_words])
+    m.submodules.vmem = vmem = memory.Memory(
+        shape=data.ArrayLayout(signed(8), R), depth=g.vmem_depth, init=[[int(v) for v in w] for w in vmem_words]
+    )
     lab_words = np.pad(labels, (0, -rows % R)).reshape(-1, R)
-    m.submodules.labels = lab = memory.Memory(shape=data.ArrayLayout(range(g.classes), R), depth=g.label_depth // R,
-                                              init=[[int(v) for v in w] for w in lab_words])
+    m.submodules.labels = lab = memory.Memory(
+        shape=data.ArrayLayout(range(g.classes), R),
+        depth=g.label_depth // R,
+        init=[[int(v) for v in w] for w in lab_words],
+    )
     v_rd, l_rd = vmem.read_port(), lab.read_port()
     wiring.connect(m, feeder.logits, unit.logits)
     wiring.connect(m, unit.errors, feeder.errors)
-    m.d.comb += [unit.loss.eq(feeder.loss), unit.label.eq(feeder.label), unit.count.eq(feeder.count),
-                 v_rd.addr.eq(feeder.vmem_rd.addr), feeder.vmem_rd.data.eq(v_rd.data),
-                 l_rd.addr.eq(feeder.labels_rd.addr), feeder.labels_rd.data.eq(l_rd.data)]
+    m.d.comb += [
+        unit.loss.eq(feeder.loss),
+        unit.label.eq(feeder.label),
+        unit.count.eq(feeder.count),
+        v_rd.addr.eq(feeder.vmem_rd.addr),
+        feeder.vmem_rd.data.eq(v_rd.data),
+        l_rd.addr.eq(feeder.labels_rd.addr),
+        feeder.labels_rd.data.eq(l_rd.data),
+    ]
     got, took = {}, []
 
     async def bench(ctx):
-        ctx.set(feeder.ctl.op, OP_LAYOUT.const({"kind": Kind.LOSS, "m": rows, "n": n, "k": W, "loss": loss,
-                                                "vr_base": 2, "vr_stride": stride, "dst_base": 100,
-                                                "dst_stride": W}))
+        ctx.set(
+            feeder.ctl.op,
+            OP_LAYOUT.const(
+                {
+                    "kind": Kind.LOSS,
+                    "m": rows,
+                    "n": n,
+                    "k": W,
+                    "loss": loss,
+                    "vr_base": 2,
+                    "vr_stride": stride,
+                    "dst_base": 100,
+                    "dst_stride": W,
+                }
+            ),
+        )
         ctx.set(feeder.ctl.busy, 1)
         ctx.set(feeder.run.go, 1)
         await ctx.tick()
@@ -229,6 +314,7 @@ def test_loss_feeder_through_the_loss_unit(loss):
                 took.append(cycle)
                 return
             await ctx.tick()
+
     _run(m, bench)
     # The timing model: 3W + 1 cycles a row for cross-entropy, 2W + 1 for MSE.
     assert took == [rows * ((2 if loss == Loss.MSE else 3) * W + 1)], "the feeder did not finish in time"
@@ -241,14 +327,26 @@ def test_loss_feeder_through_the_loss_unit(loss):
 
 # -- PostProcessor: an UPDATE, LFSR draws in the golden model's order -----------
 
+
 @pytest.mark.parametrize("s_w,s_b,momentum", [(20, 5, 0), (3, -2, 1), (9, 17, 0)])
 def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
     """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes): masters,
     biases and momenta, and the LFSR after it, as reference.training's update
     with Lfsr16 drawing row-major, then the biases."""
     from hdl.training.post import PostProcessor
-    g = CoreGeometry(rows=4, operand_depth=16, result_depth=16, vmem_depth=16, wmem_depth=16, bmem_depth=4,
-                     mmem_depth=16, label_depth=8, program_depth=4, classes=4)
+
+    g = CoreGeometry(
+        rows=4,
+        operand_depth=16,
+        result_depth=16,
+        vmem_depth=16,
+        wmem_depth=16,
+        bmem_depth=4,
+        mmem_depth=16,
+        label_depth=8,
+        program_depth=4,
+        classes=4,
+    )
     R, ins, n, lr = g.rows, 3, 6, 3000
     W = -(-n // R)
     rows = ins + 1
@@ -262,16 +360,19 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
     res = np.zeros((W * rows, R), dtype=np.int64)
     for pm in range(rows):
         for pt in range(W):
-            res[pt * rows + pm] = pad(grad)[pm, pt * R:(pt + 1) * R]
+            res[pt * rows + pm] = pad(grad)[pm, pt * R : (pt + 1) * R]
     m = Module()
     m.submodules.post = post = PostProcessor(g, NM)
     lanes = lambda shape: data.ArrayLayout(shape, R)
-    mems = {"results": memory.Memory(shape=lanes(signed(32)), depth=2 * g.result_depth,
-                                     init=[[int(v) for v in r] for r in res]),
-            "wmem": memory.Memory(shape=lanes(signed(16)), depth=g.wmem_depth, init=words(w)),
-            "bmem": memory.Memory(shape=lanes(signed(32)), depth=g.bmem_depth, init=words(b[None, :])),
-            "mmem": memory.Memory(shape=lanes(signed(32)), depth=g.mmem_depth, init=words(mom)),
-            "vmem": memory.Memory(shape=lanes(signed(8)), depth=g.vmem_depth, init=[])}
+    mems = {
+        "results": memory.Memory(
+            shape=lanes(signed(32)), depth=2 * g.result_depth, init=[[int(v) for v in r] for r in res]
+        ),
+        "wmem": memory.Memory(shape=lanes(signed(16)), depth=g.wmem_depth, init=words(w)),
+        "bmem": memory.Memory(shape=lanes(signed(32)), depth=g.bmem_depth, init=words(b[None, :])),
+        "mmem": memory.Memory(shape=lanes(signed(32)), depth=g.mmem_depth, init=words(mom)),
+        "vmem": memory.Memory(shape=lanes(signed(8)), depth=g.vmem_depth, init=[]),
+    }
     for name, mem in mems.items():
         m.submodules[name] = mem
         rd = mem.read_port()
@@ -283,8 +384,12 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
     out = {}
 
     async def bench(ctx):
-        ctx.set(post.ctl.op, OP_LAYOUT.const({"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w,
-                                              "shift1": s_b, "momentum": momentum}))
+        ctx.set(
+            post.ctl.op,
+            OP_LAYOUT.const(
+                {"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w, "shift1": s_b, "momentum": momentum}
+            ),
+        )
         ctx.set(post.ctl.busy, 1)
         ctx.set(post.ctl.lr, lr)
         ctx.set(post.run.go, 1)
@@ -293,10 +398,11 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
         for cycle in range(1, rows * W + 3):
             await ctx.tick()
             if ctx.get(post.run.done):
-                out["cycles"] = cycle + 1         # go's cycle included: rows x words + 2
+                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2
                 break
         read = lambda name, count: np.array([list(ctx.get(mems[name].data[i])) for i in range(count)])
         out.update(w=read("wmem", ins * W), b=read("bmem", W), mom=read("mmem", rows * W), lfsr=ctx.get(post.lfsr))
+
     _run(m, bench)
 
     assert out["cycles"] == rows * W + 2
@@ -316,6 +422,7 @@ def test_operand_writer_rotates_and_picks_its_source():
     """Lane e of row r goes to bank (r + e) mod R; LOSS takes the feeder's word, other ops the post-processor's."""
     from hdl.training.operand_writer import OperandWriter
     from hdl.training.program import Dst
+
     g = CoreGeometry()
     R = g.rows
     wr = OperandWriter(g)
@@ -335,6 +442,7 @@ def test_operand_writer_rotates_and_picks_its_source():
                 assert (ctx.get(wr.write.sel), ctx.get(wr.write.both)) == (dst == Dst.B, dst == Dst.BOTH)
                 assert ctx.get(wr.write.addr) == 40 + row
                 assert list(ctx.get(wr.write.data)) == [word[(b - row) % R] for b in range(R)]
+
     sim = Simulator(wr)
     sim.add_testbench(bench)
     sim.run()

@@ -1,4 +1,5 @@
 """``LossFeeder``: the LOSS op, from the logits in vmem through the loss unit to dY."""
+
 from amaranth.hdl import Array, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -29,27 +30,36 @@ class LossFeeder(wiring.Component):
     def __init__(self, geometry):
         self.geometry = g = geometry
         R = g.rows
-        super().__init__({
-            "ctl": In(ports.control()), "run": In(ports.run()),
-            "vmem_rd": Out(ports.mem_read(g.vmem_depth, data.ArrayLayout(signed(8), R))),
-            "labels_rd": Out(ports.mem_read(-(-g.label_depth // R), data.ArrayLayout(range(g.classes), R))),
-            "logits": Out(stream.Signature(word_layout(R))),
-            "errors": In(stream.Signature(word_layout(R))),
-            "loss": Out(Loss), "label": Out(range(g.classes)), "count": Out(range(g.classes + 1)),
-            "dst": Out(ports.operand_word(R)),
-        })
+        super().__init__(
+            {
+                "ctl": In(ports.control()),
+                "run": In(ports.run()),
+                "vmem_rd": Out(ports.mem_read(g.vmem_depth, data.ArrayLayout(signed(8), R))),
+                "labels_rd": Out(ports.mem_read(-(-g.label_depth // R), data.ArrayLayout(range(g.classes), R))),
+                "logits": Out(stream.Signature(word_layout(R))),
+                "errors": In(stream.Signature(word_layout(R))),
+                "loss": Out(Loss),
+                "label": Out(range(g.classes)),
+                "count": Out(range(g.classes + 1)),
+                "dst": Out(ports.operand_word(R)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         R = self.geometry.rows
         lg = R.bit_length() - 1
         op = self.ctl.op
-        row, lk, lout = Signal(16), Signal(16), Signal(16)      # row; next word to read; error words taken
+        row, lk, lout = Signal(16), Signal(16), Signal(16)  # row; next word to read; error words taken
         feeding, fed_valid, fed_k = Signal(), Signal(), Signal(16)
         labels = self.labels_rd.data
-        m.d.comb += [self.loss.eq(op.loss), self.count.eq(op.n), self.labels_rd.addr.eq(row >> lg),
-                     self.label.eq(Array(labels[e] for e in range(R))[row[:lg] if lg else 0]),
-                     self.vmem_rd.addr.eq(op.vr_base + row * op.vr_stride + lk)]
+        m.d.comb += [
+            self.loss.eq(op.loss),
+            self.count.eq(op.n),
+            self.labels_rd.addr.eq(row >> lg),
+            self.label.eq(Array(labels[e] for e in range(R))[row[:lg] if lg else 0]),
+            self.vmem_rd.addr.eq(op.vr_base + row * op.vr_stride + lk),
+        ]
         with m.If(self.run.go):
             m.d.sync += [row.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0)]
         read_now = feeding & (lk < op.k)
@@ -58,10 +68,14 @@ class LossFeeder(wiring.Component):
             m.d.sync += lk.eq(lk + 1)
             with m.If(lk + 1 >= op.k):
                 m.d.sync += feeding.eq(0)
-        m.d.comb += [self.logits.valid.eq(fed_valid), self.logits.payload.data.eq(self.vmem_rd.data),
-                     self.logits.payload.last.eq(fed_valid & (fed_k + 1 >= op.k)),
-                     self.errors.ready.eq(self.ctl.busy & (op.kind == Kind.LOSS)),
-                     self.dst.row.eq(row), self.dst.data.eq(self.errors.payload.data)]
+        m.d.comb += [
+            self.logits.valid.eq(fed_valid),
+            self.logits.payload.data.eq(self.vmem_rd.data),
+            self.logits.payload.last.eq(fed_valid & (fed_k + 1 >= op.k)),
+            self.errors.ready.eq(self.ctl.busy & (op.kind == Kind.LOSS)),
+            self.dst.row.eq(row),
+            self.dst.data.eq(self.errors.payload.data),
+        ]
         with m.If(self.errors.valid & self.errors.ready):
             m.d.comb += [self.dst.addr.eq(op.dst_base + row * op.dst_stride + lout), self.dst.en.eq(1)]
             m.d.sync += lout.eq(lout + 1)

@@ -22,6 +22,7 @@ A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
 to be taken; ``logits.ready`` is high only while loading (it does not
 depend on ``logits.valid``), ``errors.valid`` only while emitting.
 """
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -33,14 +34,15 @@ __all__ = ["LossUnit", "Loss", "State", "word_layout"]
 
 class Loss(enum.Enum, shape=1):
     """The loss whose dL/dY the unit computes."""
-    CE = 0          #: softmax cross-entropy
-    MSE = 1         #: mean squared error
+
+    CE = 0  #: softmax cross-entropy
+    MSE = 1  #: mean squared error
 
 
 class State(enum.Enum, shape=2):
-    LOAD = 0        #: taking a row's logit words
-    EXP = 1         #: exponents and their sum (cross-entropy only)
-    EMIT = 2        #: giving out the error words
+    LOAD = 0  #: taking a row's logit words
+    EXP = 1  #: exponents and their sum (cross-entropy only)
+    EMIT = 2  #: giving out the error words
 
 
 def word_layout(lanes):
@@ -56,13 +58,15 @@ class LossUnit(wiring.Component):
             raise ValueError(f"lanes must be in 1..64, not {lanes}")
         self.classes, self.lanes, self.numerics = classes, lanes, numerics
         self.words = -(-classes // lanes)
-        super().__init__({
-            "loss": In(Loss),
-            "label": In(range(classes)),
-            "count": In(range(classes + 1)),
-            "logits": In(stream.Signature(word_layout(lanes))),
-            "errors": Out(stream.Signature(word_layout(lanes))),
-        })
+        super().__init__(
+            {
+                "loss": In(Loss),
+                "label": In(range(classes)),
+                "count": In(range(classes + 1)),
+                "logits": In(stream.Signature(word_layout(lanes))),
+                "errors": Out(stream.Signature(word_layout(lanes))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -74,9 +78,9 @@ class LossUnit(wiring.Component):
         m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
         rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
 
-        w = Signal(range(NW + 1))            # word being loaded / exponentiated / emitted
+        w = Signal(range(NW + 1))  # word being loaded / exponentiated / emitted
         y_max = Signal(signed(8))
-        total = Signal(unsigned(24))         # S = Σ e_j <= 256 · 2^15
+        total = Signal(unsigned(24))  # S = Σ e_j <= 256 · 2^15
         label, loss, count = Signal.like(self.label), Signal(Loss), Signal.like(self.count)
         state = Signal(State)
         in_data = self.logits.payload.data
@@ -99,8 +103,10 @@ class LossUnit(wiring.Component):
         e_word = Signal(data.ArrayLayout(unsigned(16), P))
         e_sum = 0
         for j in range(P):
-            m.d.comb += [rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
-                         e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0))]
+            m.d.comb += [
+                rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
+                e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0)),
+            ]
             e_sum = e_sum + e_word[j]
 
         # -- errors of word w
@@ -131,18 +137,26 @@ class LossUnit(wiring.Component):
             with m.Case(State.LOAD):
                 m.d.comb += self.logits.ready.eq(1)
                 with m.If(self.logits.valid):
-                    m.d.sync += [ys[w].eq(in_data), y_max.eq(in_max), label.eq(self.label),
-                                 loss.eq(self.loss), count.eq(self.count), w.eq(w + 1)]
+                    m.d.sync += [
+                        ys[w].eq(in_data),
+                        y_max.eq(in_max),
+                        label.eq(self.label),
+                        loss.eq(self.loss),
+                        count.eq(self.count),
+                        w.eq(w + 1),
+                    ]
                     with m.If(self.logits.payload.last | ((w + 1) * P >= self.count) | (w == NW - 1)):
-                        m.d.sync += [w.eq(0), total.eq(0),
-                                     state.eq(Mux(self.loss == Loss.MSE, State.EMIT, State.EXP))]
+                        m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == Loss.MSE, State.EMIT, State.EXP))]
             with m.Case(State.EXP):
                 m.d.sync += [es[w].eq(e_word), total.eq(total + e_sum), w.eq(w + 1)]
                 with m.If(last_word | (w == NW - 1)):
                     m.d.sync += [w.eq(0), state.eq(State.EMIT)]
-            with m.Default():                # EMIT one word of errors
-                m.d.comb += [self.errors.valid.eq(1), self.errors.payload.last.eq(last_word | (w == NW - 1)),
-                             self.errors.payload.data.eq(out)]
+            with m.Default():  # EMIT one word of errors
+                m.d.comb += [
+                    self.errors.valid.eq(1),
+                    self.errors.payload.last.eq(last_word | (w == NW - 1)),
+                    self.errors.payload.data.eq(out),
+                ]
                 with m.If(self.errors.ready):
                     m.d.sync += w.eq(w + 1)
                     with m.If(last_word | (w == NW - 1)):

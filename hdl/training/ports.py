@@ -3,6 +3,7 @@
 Each is written from the side that drives the request (``Out`` members are
 the requester's outputs); the serving side takes it flipped (``In(...)``).
 """
+
 from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -43,19 +44,28 @@ def operand_word(rows):
     """An int8 word for the operand buffers, in element order (lane e is column
     ``col0 + e``): written at ``addr`` of the op's destination in the cycle
     ``en`` is high; ``row`` is the matrix row it belongs to, for the rotation."""
-    return wiring.Signature({"en": Out(1), "addr": Out(16), "row": Out(16),
-                             "data": Out(data.ArrayLayout(signed(8), rows))})
+    return wiring.Signature(
+        {"en": Out(1), "addr": Out(16), "row": Out(16), "data": Out(data.ArrayLayout(signed(8), rows))}
+    )
 
 
 def operand_write(rows, depth):
     """One word into the operand buffers, lanes in bank order, taken the cycle
     ``en`` is high: ``sel`` 0 is A, 1 is B; ``both`` writes A and B. ``addr``
     spans both halves (``depth`` is both halves' words)."""
-    return wiring.Signature({"en": Out(1), "sel": Out(1), "both": Out(1), "addr": Out(range(depth)),
-                             "data": Out(data.ArrayLayout(signed(8), rows))})
+    return wiring.Signature(
+        {
+            "en": Out(1),
+            "sel": Out(1),
+            "both": Out(1),
+            "addr": Out(range(depth)),
+            "data": Out(data.ArrayLayout(signed(8), rows)),
+        }
+    )
 
 
 def operand_read(rows, depth):
     """One stored operand word (``sel`` 0: A, 1: B), lanes in bank order, valid the cycle after ``en``."""
-    return wiring.Signature({"en": Out(1), "sel": Out(1), "addr": Out(range(depth)),
-                             "data": In(data.ArrayLayout(signed(8), rows))})
+    return wiring.Signature(
+        {"en": Out(1), "sel": Out(1), "addr": Out(range(depth)), "data": In(data.ArrayLayout(signed(8), rows))}
+    )

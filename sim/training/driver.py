@@ -2,6 +2,7 @@
 state once, then per step write the inputs and labels, start, wait, and read
 back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
+
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
 
@@ -18,8 +19,11 @@ class TrainDriver:
         self.dut, self.plan = dut, plan
         self.R = plan.geometry.rows
         # The lanes of the host port and the counters, as the core declares them.
-        self.ports = {name: member.shape for name, member in
-                      TrainCore(**plan.geometry.params).signature.members.items() if member.is_port}
+        self.ports = {
+            name: member.shape
+            for name, member in TrainCore(**plan.geometry.params).signature.members.items()
+            if member.is_port
+        }
 
     @property
     def cycle(self):
@@ -29,9 +33,27 @@ class TrainDriver:
     async def start(self):
         dut = self.dut
         start_clock(dut.clk)
-        await reset(dut.clk, dut.rst, zero=[getattr(dut, name) for name in (
-            "start", "lr", "prog_wr_en", "prog_wr_addr", "prog_wr_data", "wr_en", "wr_target", "wr_addr", "wr_data",
-            "rd_en", "rd_target", "rd_addr")])
+        await reset(
+            dut.clk,
+            dut.rst,
+            zero=[
+                getattr(dut, name)
+                for name in (
+                    "start",
+                    "lr",
+                    "prog_wr_en",
+                    "prog_wr_addr",
+                    "prog_wr_data",
+                    "wr_en",
+                    "wr_target",
+                    "wr_addr",
+                    "wr_data",
+                    "rd_en",
+                    "rd_target",
+                    "rd_addr",
+                )
+            ],
+        )
 
     # Transfers change the inputs at falling edges and sample the outputs
     # there too (sim.common's convention): one trigger a cycle.
@@ -40,22 +62,41 @@ class TrainDriver:
         """The plan's program (or ``ops``: op dicts, or already packed words) into the program memory."""
         ops = self.plan.ops if ops is None else ops
         dut = self.dut
-        await write_words(dut.clk, dut.prog_wr_en, dut.prog_wr_addr, dut.prog_wr_data,
-                          [op if isinstance(op, int) else pack_op(op) for op in ops], range(len(ops)))
+        await write_words(
+            dut.clk,
+            dut.prog_wr_en,
+            dut.prog_wr_addr,
+            dut.prog_wr_data,
+            [op if isinstance(op, int) else pack_op(op) for op in ops],
+            range(len(ops)),
+        )
 
     async def write_words(self, target, base, words, addrs=None):
         """Words (rows of R lane values) to consecutive addresses from ``base`` (or to ``addrs``), one a cycle."""
         dut = self.dut
         values = pack_words(self.ports["wr_data"], words)
         addrs = range(base, base + len(values)) if addrs is None else addrs
-        await write_words(dut.clk, dut.wr_en, dut.wr_addr, dut.wr_data, values, addrs,
-                          setup=[(dut.wr_target, Target[target.upper()].value)])
+        await write_words(
+            dut.clk,
+            dut.wr_en,
+            dut.wr_addr,
+            dut.wr_data,
+            values,
+            addrs,
+            setup=[(dut.wr_target, Target[target.upper()].value)],
+        )
 
     async def read_words(self, target, base, count):
         """``count`` words from ``base`` as rows of R lane values, one a cycle."""
         dut = self.dut
-        raw = await read_words(dut.clk, dut.rd_en, dut.rd_addr, dut.rd_data, range(base, base + count),
-                               setup=[(dut.rd_target, Target[target.upper()].value)])
+        raw = await read_words(
+            dut.clk,
+            dut.rd_en,
+            dut.rd_addr,
+            dut.rd_data,
+            range(base, base + count),
+            setup=[(dut.rd_target, Target[target.upper()].value)],
+        )
         return unpack_words(self.ports["rd_data"], raw)
 
     # -- tensors, by the plan's regions ------------------------------------
@@ -107,8 +148,12 @@ class TrainDriver:
         reg = self._region("x0")
         x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
         words, _ = pack_operand(x, self.R)
-        keep = [r * reg.stride + w for r in range(len(x)) for w in range(reg.stride)
-                if ones_too or w * self.R < x.shape[1] - 1]
+        keep = [
+            r * reg.stride + w
+            for r in range(len(x))
+            for w in range(reg.stride)
+            if ones_too or w * self.R < x.shape[1] - 1
+        ]
         await self.write_words("a", 0, words[keep], addrs=[reg.base + i for i in keep])
 
     async def begin_step(self, x8, labels, lr_q):
@@ -128,34 +173,55 @@ class TrainDriver:
         await FallingEdge(dut.busy)
         await ReadOnly()
         if int(dut.error.value):
-            raise Mismatch(design="train", tensor="error (the core stopped on an op it cannot run)", expected=0,
-                           got=1, cycle=self.cycle)
+            raise Mismatch(
+                design="train",
+                tensor="error (the core stopped on an op it cannot run)",
+                expected=0,
+                got=1,
+                cycle=self.cycle,
+            )
         counters = {key: int(getattr(dut, f"cnt_{key}").value) for key in ("cycles", "gemm", "active")}
-        return {key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [value])[0]]
-                for key, value in counters.items()}
+        return {
+            key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [value])[0]] for key, value in counters.items()
+        }
 
     async def check(self, step_no, golden, full=False):
         """Compare the RTL's state (and with ``full`` every kept tensor) with the golden step."""
         L = len(self.plan.layers) - 1
         checks = []
         for l in range(L):
-            checks += [(l, "w_new", f"w{l}_master", golden["w_new"][l]),
-                       (l, "b_new", f"b{l}_master", golden["b_new"][l])]
+            checks += [
+                (l, "w_new", f"w{l}_master", golden["w_new"][l]),
+                (l, "b_new", f"b{l}_master", golden["b_new"][l]),
+            ]
         if full:
             for l in range(L):
-                checks += [(l, "x", f"x{l}", golden["x"][l]), (l, "y", f"y{l}", golden["y"][l]),
-                           (l, "dy", f"dy{l}", golden["dy"][l]), (l, "dw", f"dw{l}", golden["dw"][l]),
-                           (l, "db", f"dw{l}", golden["db"][l]), (l, "w_new (int8)", f"w{l}", golden["w_new8"][l]),
-                           (l, "momentum", f"m{l}", golden["momentum_new"][l])]
+                checks += [
+                    (l, "x", f"x{l}", golden["x"][l]),
+                    (l, "y", f"y{l}", golden["y"][l]),
+                    (l, "dy", f"dy{l}", golden["dy"][l]),
+                    (l, "dw", f"dw{l}", golden["dw"][l]),
+                    (l, "db", f"dw{l}", golden["db"][l]),
+                    (l, "w_new (int8)", f"w{l}", golden["w_new8"][l]),
+                    (l, "momentum", f"m{l}", golden["momentum_new"][l]),
+                ]
                 if l:
                     checks.append((l, "dx", f"dx{l}", golden["dx"][l]))
         for l, tensor, region, want in checks:
             want = np.asarray(want, dtype=np.int64)
-            if want.ndim == 1:            # a bias: the last row of its region
-                got = (await self.read_matrix(region))[-1, :want.shape[0]]
+            if want.ndim == 1:  # a bias: the last row of its region
+                got = (await self.read_matrix(region))[-1, : want.shape[0]]
             else:
                 got = await self.read_matrix(region, *want.shape)
             if not np.array_equal(got, want):
                 idx = tuple(int(i) for i in np.argwhere(got != want)[0])
-                raise Mismatch(design="train", step=step_no, layer=l, tensor=tensor, index=idx,
-                               expected=int(want[idx]), got=int(got[idx]), cycle=self.cycle)
+                raise Mismatch(
+                    design="train",
+                    step=step_no,
+                    layer=l,
+                    tensor=tensor,
+                    index=idx,
+                    expected=int(want[idx]),
+                    got=int(got[idx]),
+                    cycle=self.cycle,
+                )

@@ -4,6 +4,7 @@ up to the unit's ``classes``, random labels, both losses, random gaps on the
 input and back-pressure on the output, through :mod:`sim.common`'s stream
 source and sink. Logits and errors travel as the unit's stream words
 (``lanes`` int8 and ``last``), packed from its own port layout."""
+
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly
@@ -23,11 +24,11 @@ def rows(rng, classes, count):
         if kind == 0:
             y = rng.integers(-128, 128, n)
         elif kind == 1:
-            y = np.full(n, int(rng.integers(-128, 128)))                  # all equal
+            y = np.full(n, int(rng.integers(-128, 128)))  # all equal
         elif kind == 2:
-            y = rng.choice([-128, 127, 0], n)                              # extremes
+            y = rng.choice([-128, 127, 0], n)  # extremes
         elif kind == 3:
-            y = rng.integers(-4, 5, n)                                     # ties
+            y = rng.integers(-4, 5, n)  # ties
         else:
             y = rng.integers(-40, 41, n)
         out.append((y, int(rng.integers(0, n)), Loss.MSE if k % 3 == 2 else Loss.CE))
@@ -44,23 +45,30 @@ async def loss_rows(dut):
     src = StreamSource(dut.logits__valid, dut.logits__ready, dut.logits__payload, pause=pauses(0.2, seed=2))
     snk = StreamSink(dut.errors__valid, dut.errors__ready, dut.errors__payload, pause=pauses(0.3, seed=3))
     start_clock(dut.clk)
-    await reset(dut.clk, dut.rst, zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count,
-                                        dut.errors__ready])
+    await reset(
+        dut.clk,
+        dut.rst,
+        zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
+    )
     cases = rows(rng, classes, env_int("LOSS_ROWS", 200))
     cycles = 0
     with errors_recorded():
         for r, (y, label, loss) in enumerate(cases):
             count = len(y)
             words = -(-count // lanes)
-            padded = np.pad(y, (0, words * lanes - count), constant_values=77)   # junk past count
+            padded = np.pad(y, (0, words * lanes - count), constant_values=77)  # junk past count
             expected = loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0]
             sent_before = src.sent
-            src.send(pack_value(word, {"data": [int(v) for v in padded[k * lanes:(k + 1) * lanes]],
-                                       "last": int(k == words - 1)}) for k in range(words))
+            src.send(
+                pack_value(
+                    word, {"data": [int(v) for v in padded[k * lanes : (k + 1) * lanes]], "last": int(k == words - 1)}
+                )
+                for k in range(words)
+            )
             got = []
             while len(got) < words:
                 await edge(dut.clk)
-                if not got and src.sent == sent_before:     # label, loss and count: held while the row comes in
+                if not got and src.sent == sent_before:  # label, loss and count: held while the row comes in
                     dut.label.value, dut.loss.value, dut.count.value = label, loss.value, count
                 src.drive()
                 snk.drive()
@@ -77,6 +85,6 @@ async def loss_rows(dut):
             got = [v for w in got for v in w]
             want = [int(v) for v in expected] + [0] * (words * lanes - count)
             assert got == want, (
-                f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: "
-                f"expected {want}, got {got}")
+                f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
+            )
     record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})

@@ -6,6 +6,7 @@
 back and compared with :func:`reference.training.train_step`'s; the first
 mismatch records ``bit_exact: false`` and the mismatch, then fails the test
 with the step, layer, tensor, index and both values."""
+
 import json
 import os
 import time
@@ -25,8 +26,15 @@ async def _setup(dut):
     """The run ``$TRAIN_CONFIG`` names: its golden model, its plan, and the core loaded with both."""
     cfg = json.loads(os.environ["TRAIN_CONFIG"])
     run = FixedRun(cfg)
-    plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**design_params()), run.n, loss=cfg["loss"],
-                     activation=cfg["activation"], momentum=cfg["momentum"])
+    plan = plan_step(
+        cfg["layers"],
+        cfg["batch"],
+        CoreGeometry(**design_params()),
+        run.n,
+        loss=cfg["loss"],
+        activation=cfg["activation"],
+        momentum=cfg["momentum"],
+    )
     drv = TrainDriver(dut, plan)
     await drv.start()
     await drv.load_program()
@@ -42,7 +50,7 @@ async def train_run(dut):
     phases = {p.name.lower(): {"cycles": 0, "gemm": 0, "active": 0} for p in Phase}
     step_cycles = []
     wall0, cycle0 = time.perf_counter(), drv.cycle
-    checked = 0                     # steps whose comparisons all passed
+    checked = 0  # steps whose comparisons all passed
     with errors_recorded("train", f"train_run, check {cfg.get('check', 'weights')}"):
         for epoch, idx, closes in run.batches():
             golden = run.step(idx)
@@ -59,8 +67,9 @@ async def train_run(dut):
                 run.end_epoch(epoch)
             if progress:
                 tmp = progress.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"steps": run.steps, "total": total, "epoch": epoch + 1,
-                                           "cycles": step_cycles[-1]}))
+                tmp.write_text(
+                    json.dumps({"steps": run.steps, "total": total, "epoch": epoch + 1, "cycles": step_cycles[-1]})
+                )
                 tmp.replace(progress)
     wall = time.perf_counter() - wall0
     sim_cycles = drv.cycle - cycle0
@@ -68,14 +77,18 @@ async def train_run(dut):
     steps = run.steps
     cycles = sum(p["cycles"] for p in phases.values())
     record(
-        bit_exact=0 < checked == steps, steps=steps, cycles=cycles,
+        bit_exact=0 < checked == steps,
+        steps=steps,
+        cycles=cycles,
         cycles_by_phase={name: p["cycles"] for name, p in phases.items()},
         gemm_cycles_by_phase={name: p["gemm"] for name, p in phases.items()},
         active_rows_by_phase={name: p["active"] for name, p in phases.items()},
         macs_by_phase={name: v * steps for name, v in plan.macs.items()},
         utilization=sum(plan.macs.values()) * steps / (R * R * cycles),
-        utilization_by_phase={name: (plan.macs[name] * steps / (R * R * p["cycles"]) if p["cycles"] else None)
-                              for name, p in phases.items()},
+        utilization_by_phase={
+            name: (plan.macs[name] * steps / (R * R * p["cycles"]) if p["cycles"] else None)
+            for name, p in phases.items()
+        },
         step_cycles=sorted(set(step_cycles)),
         cycles_per_step=step_cycles[0],
         host_cycles=sim_cycles - cycles,
@@ -115,9 +128,13 @@ async def bad_ops(dut):
     cfg, run, plan, drv = await _setup(dut)
     classes = plan.geometry.classes
     with errors_recorded():
-        unknown = 7 << OP_LAYOUT["kind"].offset           # no Kind has this encoding: packed by hand
-        for bad in (unknown, {"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3},
-                    {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1}, {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2}):
+        unknown = 7 << OP_LAYOUT["kind"].offset  # no Kind has this encoding: packed by hand
+        for bad in (
+            unknown,
+            {"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3},
+            {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
+            {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2},
+        ):
             assert await _run_program(dut, drv, [bad], 10) == 1, f"op {bad} did not raise error"
         # Empty GEMMs and post-ops end at once, without error.
         empty = [{"kind": Kind.GEMM}, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
@@ -141,8 +158,10 @@ async def bad_ops(dut):
         await _idle_within(dut, 100_000)
         assert int(dut.error.value) == 0
         await drv.check(1, golden, full=True)
-    record(bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
-                   "start and writes while busy were ignored")
+    record(
+        bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
+        "start and writes while busy were ignored"
+    )
 
 
 @cocotb.test()
