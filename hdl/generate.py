@@ -1,11 +1,12 @@
 """Verilog generation for every design, so that the runners, ``make verilog``
 and the tests all build the same text from the same parameters."""
+
 import importlib
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from reference.selftest_vectors import default_vectors, VECTOR_SEED
+from reference.selftest_vectors import VECTOR_SEED, default_vectors
 
 __all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
@@ -16,7 +17,7 @@ DESIGNS = {
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
     "gemm": ("hdl.systolic", "GemmEngine"),
-    "selftest": ("hdl.selftest", "GemmSelfTest"),       # built by _selftest, below
+    "selftest": ("hdl.selftest", "GemmSelfTest"),  # built by _selftest, below
     "soc": ("hdl.soc", "CfuSoc"),
 }
 
@@ -43,6 +44,7 @@ def extra_sources(design):
     """Verilog files a design instantiates but does not generate."""
     if design == "soc":
         from .soc import vexriscv_verilog
+
         return [vexriscv_verilog()]
     return []
 
@@ -51,6 +53,7 @@ def _selftest(rows=8, cols=8, stuck_pe=None, seed=VECTOR_SEED):
     """The self-test with the golden model's default vectors: computed in
     ``reference/`` and passed in, never inside the design."""
     from .selftest import GemmSelfTest
+
     return GemmSelfTest(rows, cols, default_vectors(rows, cols, seed), stuck_pe=stuck_pe)
 
 

@@ -3,11 +3,19 @@
 The arithmetic comes from :mod:`reference.fixedpoint` (gemmlowp / TFLM); the
 encodings from :mod:`reference.cfu_isa`, the single written form of the ISA.
 """
+
 import numpy as np
 
-from .cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, MAC4_ACCUMULATE, MAC4_FIRST, split_function_id
-from .fixedpoint import (wrap32, to_u32, sx, saturating_rounding_doubling_high_mul,
-                         rounding_divide_by_pot, multiply_by_quantized_multiplier, clamp)
+from .cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg, split_function_id
+from .fixedpoint import (
+    clamp,
+    multiply_by_quantized_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    sx,
+    to_u32,
+    wrap32,
+)
 
 __all__ = ["CfuModel", "mac4_sum", "post"]
 
@@ -62,8 +70,14 @@ class CfuModel:
         elif funct3 == Funct3.RDBPOT and funct7 == 0:
             result = rounding_divide_by_pot(in0, in1 & 31)
         elif funct3 == Funct3.POST and funct7 == 0:
-            result = post(wrap32(r[Reg.ACC] + in0), r[Reg.OUTPUT_MULTIPLIER], r[Reg.OUTPUT_SHIFT],
-                          r[Reg.OUTPUT_OFFSET], r[Reg.ACT_MIN], r[Reg.ACT_MAX])
+            result = post(
+                wrap32(r[Reg.ACC] + in0),
+                r[Reg.OUTPUT_MULTIPLIER],
+                r[Reg.OUTPUT_SHIFT],
+                r[Reg.OUTPUT_OFFSET],
+                r[Reg.ACT_MIN],
+                r[Reg.ACT_MAX],
+            )
         else:
             result = 0  # undefined function_id: no state change
         return to_u32(result)

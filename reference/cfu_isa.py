@@ -7,22 +7,33 @@ docs read it, so an encoding or a latency is never typed twice.
 
 ``function_id = {funct7[6:0], funct3[2:0]}``, as CFU Playground encodes it.
 """
+
 from enum import IntEnum
 
-__all__ = ["Funct3", "Reg", "REG_WIDTH", "REG_RESET", "FUNCTION_ID_BITS",
-           "function_id", "split_function_id", "MAC4_ACCUMULATE", "MAC4_FIRST",
-           "FAST_LATENCY", "SLOW_LATENCY"]
+__all__ = [
+    "Funct3",
+    "Reg",
+    "REG_WIDTH",
+    "REG_RESET",
+    "FUNCTION_ID_BITS",
+    "function_id",
+    "split_function_id",
+    "MAC4_ACCUMULATE",
+    "MAC4_FIRST",
+    "FAST_LATENCY",
+    "SLOW_LATENCY",
+]
 
 FUNCTION_ID_BITS = 10
 
 
 class Funct3(IntEnum):
-    MAC4 = 0    #: acc (+)= sum_i (sx8(in0[i]) + input_offset) * sx8(in1[i])
-    SET = 1     #: register[funct7] <- in0
-    GET = 2     #: -> register[funct7]
-    SRDHM = 3   #: gemmlowp SaturatingRoundingDoublingHighMul(in0, in1)
+    MAC4 = 0  #: acc (+)= sum_i (sx8(in0[i]) + input_offset) * sx8(in1[i])
+    SET = 1  #: register[funct7] <- in0
+    GET = 2  #: -> register[funct7]
+    SRDHM = 3  #: gemmlowp SaturatingRoundingDoublingHighMul(in0, in1)
     RDBPOT = 4  #: gemmlowp RoundingDivideByPOT(in0, in1 & 31)
-    POST = 5    #: TFLM output stage of (acc + in0)
+    POST = 5  #: TFLM output stage of (acc + in0)
 
 
 #: MAC4's funct7: add to acc, or start from acc = 0.

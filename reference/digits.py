@@ -1,5 +1,6 @@
 """scikit-learn's bundled ``load_digits`` (no download) with the project's
 fixed 80/20 split."""
+
 from functools import lru_cache
 
 import numpy as np
@@ -22,6 +23,5 @@ def load_split():
     digits = load_digits()
     x = digits.data.astype(np.float64) / 16.0
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=SPLIT_SEED, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=SPLIT_SEED, stratify=y)
     return x_train, y_train, x_test, y_test

@@ -8,11 +8,21 @@ never in float (products near 2**62 would lose bits).
 Python's ``//`` and NumPy's ``>>`` floor, whereas C's ``/`` truncates toward
 zero; where the C code divides, :func:`_trunc_div_pow2` reproduces C.
 """
+
 import numpy as np
 
-__all__ = ["INT32_MIN", "INT32_MAX", "wrap32", "to_u32", "sx",
-           "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-           "multiply_by_quantized_multiplier", "quantize_multiplier", "clamp"]
+__all__ = [
+    "INT32_MIN",
+    "INT32_MAX",
+    "wrap32",
+    "to_u32",
+    "sx",
+    "saturating_rounding_doubling_high_mul",
+    "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier",
+    "quantize_multiplier",
+    "clamp",
+]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1

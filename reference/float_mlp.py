@@ -1,6 +1,7 @@
 """A small float MLP in NumPy (ReLU hidden layers, softmax cross-entropy),
 trained with minibatch SGD and momentum: the source of the int8 model that the
 CFU workloads run."""
+
 from functools import lru_cache
 
 import numpy as np
@@ -21,7 +22,7 @@ def train_float_mlp(x, y, layers, *, epochs=40, batch=32, lr=0.05, momentum=0.9,
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
-            idx = order[start:start + batch]
+            idx = order[start : start + batch]
             acts = [x[idx]]
             for l, (w, b) in enumerate(zip(ws, bs)):
                 z = acts[-1] @ w + b

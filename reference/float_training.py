@@ -6,6 +6,7 @@ accuracy baseline, and the reference the fixed-point gradients are checked
 against. Activations of the course material: sigmoid, tanh, ReLU, leaky
 ReLU (slope 2^-k) and softmax.
 """
+
 import numpy as np
 import torch
 
@@ -30,7 +31,7 @@ ACTIVATIONS = {
 class FloatMlp:
     """``Y = X·W + b`` layers, ``activation`` on hidden layers, linear output."""
 
-    def __init__(self, weights, biases, activation="relu", leaky_slope=2 ** -3, dtype=torch.float32):
+    def __init__(self, weights, biases, activation="relu", leaky_slope=2**-3, dtype=torch.float32):
         self.w = [torch.tensor(np.asarray(w), dtype=dtype, requires_grad=True) for w in weights]
         self.b = [torch.tensor(np.asarray(b), dtype=dtype, requires_grad=True) for b in biases]
         self.act = _leaky(leaky_slope) if activation in ("leaky", "leaky_relu") else ACTIVATIONS[activation]
@@ -40,9 +41,9 @@ class FloatMlp:
     @classmethod
     def from_state(cls, state, activation="relu"):
         n = state.numerics
-        w = [m / 2.0 ** n.master_frac for m in state.w_master]
+        w = [m / 2.0**n.master_frac for m in state.w_master]
         b = [m / 2.0 ** (state.x_frac(l) + n.master_frac) for l, m in enumerate(state.b_master)]
-        return cls(w, b, activation, leaky_slope=2.0 ** -n.leaky_shift)
+        return cls(w, b, activation, leaky_slope=2.0**-n.leaky_shift)
 
     def forward(self, x):
         x = torch.as_tensor(np.asarray(x), dtype=self.w[0].dtype)

@@ -5,10 +5,19 @@ Operands: element (r, c) of a stored matrix with ``cols`` columns is in lane
 ``(r + c) mod R`` of word ``r·W + c div R``, ``W = ceil(cols / R)``.
 Results: ``C[m, n]`` is lane ``n mod C`` of word ``(n div C)·M + m``.
 """
+
 import numpy as np
 
-__all__ = ["pack_operand", "unpack_operand", "operand_words", "pack_results", "unpack_results", "result_words", "lanes_to_int",
-           "int_to_lanes"]
+__all__ = [
+    "pack_operand",
+    "unpack_operand",
+    "operand_words",
+    "pack_results",
+    "unpack_results",
+    "result_words",
+    "lanes_to_int",
+    "int_to_lanes",
+]
 
 
 def operand_words(rows, cols, R):
@@ -32,7 +41,7 @@ def pack_operand(mat, R):
     r = np.arange(rows)[:, None, None]
     q = np.arange(W)[None, :, None]
     b = np.arange(R)[None, None, :]
-    words = padded[r, q * R + (b - r) % R]        # (rows, W, R)
+    words = padded[r, q * R + (b - r) % R]  # (rows, W, R)
     return words.reshape(rows * W, R), W
 
 
@@ -44,8 +53,9 @@ def unpack_operand(words, rows, cols, R):
     q = np.arange(W)[None, :, None]
     b = np.arange(R)[None, None, :]
     out = np.zeros((rows, W, R), dtype=np.int64)
-    np.put_along_axis(out.reshape(rows, W * R), (q * R + (b - r) % R).reshape(rows, W * R),
-                      words.reshape(rows, W * R), axis=1)
+    np.put_along_axis(
+        out.reshape(rows, W * R), (q * R + (b - r) % R).reshape(rows, W * R), words.reshape(rows, W * R), axis=1
+    )
     return out.reshape(rows, W * R)[:, :cols]
 
 

@@ -3,6 +3,7 @@ model (:func:`reference.gemm.gemm`) computes, in the engine's buffer layouts,
 for the self-test's ROMs. They are computed here, outside ``hdl/``, and passed
 to :class:`hdl.selftest.GemmSelfTest`, so the design never computes what it
 is checked against."""
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +23,11 @@ class Vector:
     K: int
     N: int
     mode: str
-    a_words: np.ndarray      # (words, R) in the engine's operand layout
+    a_words: np.ndarray  # (words, R) in the engine's operand layout
     a_stride: int
     b_words: np.ndarray
     b_stride: int
-    c_words: np.ndarray      # (words, C): the golden result in the result layout
+    c_words: np.ndarray  # (words, C): the golden result in the result layout
 
     @property
     def mode_code(self):
@@ -49,8 +50,11 @@ def default_vectors(R, C, seed=VECTOR_SEED):
     """Four GEMMs: every mode, sizes off the tile grid, and -128·-128 over K."""
     rng = np.random.default_rng(seed)
     out = []
-    for M, K, N, mode in [(2 * R + 1, 2 * R, 2 * C, "nn"), (R + 3, 3 * R + 1, C + 1, "nt"),
-                          (5, 2 * R + 2, 2 * C + 3, "tn")]:
+    for M, K, N, mode in [
+        (2 * R + 1, 2 * R, 2 * C, "nn"),
+        (R + 3, 3 * R + 1, C + 1, "nt"),
+        (5, 2 * R + 2, 2 * C + 3, "tn"),
+    ]:
         a = rng.integers(-128, 128, (K, M) if mode == "tn" else (M, K))
         b = rng.integers(-128, 128, (N, K) if mode == "nt" else (K, N))
         out.append(make_vector(a, b, mode, R, C))

@@ -6,11 +6,12 @@ then ``MultiplyByQuantizedMultiplier``, ``+ output_offset`` and the activation
 clamp. Weights are symmetric per-tensor int8 (zero point 0), activations
 asymmetric int8, biases int32 with scale ``s_input * s_filter``.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
 
-from .fixedpoint import wrap32, multiply_by_quantized_multiplier, quantize_multiplier, clamp
+from .fixedpoint import clamp, multiply_by_quantized_multiplier, quantize_multiplier, wrap32
 
 __all__ = ["FcParams", "fully_connected", "quantize_activation", "quantize_mlp", "QuantizedMlp"]
 
@@ -18,12 +19,13 @@ __all__ = ["FcParams", "fully_connected", "quantize_activation", "quantize_mlp",
 @dataclass
 class FcParams:
     """One int8 fully-connected layer, TFLM's ``FullyConnectedParams`` plus tensors."""
-    filter: np.ndarray          # int8 values, shape (out, in): TFLM's layout
-    bias: np.ndarray            # int32, shape (out,)
-    input_offset: int           # -input zero point
+
+    filter: np.ndarray  # int8 values, shape (out, in): TFLM's layout
+    bias: np.ndarray  # int32, shape (out,)
+    input_offset: int  # -input zero point
     output_multiplier: int
     output_shift: int
-    output_offset: int          # output zero point
+    output_offset: int  # output zero point
     act_min: int
     act_max: int
     input_scale: float
@@ -34,8 +36,7 @@ def fully_connected(x, p):
     """TFLM's int8 FC on a batch ``x`` (B, in) of int8 values; returns (B, out) int64."""
     x = np.asarray(x, dtype=np.int64)
     acc = wrap32((x + p.input_offset) @ p.filter.astype(np.int64).T + p.bias.astype(np.int64))
-    y = wrap32(multiply_by_quantized_multiplier(acc, p.output_multiplier, p.output_shift)
-               + p.output_offset)
+    y = wrap32(multiply_by_quantized_multiplier(acc, p.output_multiplier, p.output_shift) + p.output_offset)
     return clamp(y, p.act_min, p.act_max)
 
 
@@ -54,7 +55,7 @@ def _asymmetric(lo, hi):
 
 @dataclass
 class QuantizedMlp:
-    layers: list                # FcParams, input to output
+    layers: list  # FcParams, input to output
     input_scale: float
     input_zero_point: int
 
@@ -95,8 +96,19 @@ def quantize_mlp(weights, biases, x_calibration, relu_hidden=True):
         wq = np.clip(np.round(w / w_scale), -127, 127).astype(np.int64).T
         bq = np.round(b / (in_scale * w_scale)).astype(np.int64)
         multiplier, shift = quantize_multiplier(in_scale * w_scale / out_scale)
-        layers.append(FcParams(filter=wq, bias=bq, input_offset=-in_zp, output_multiplier=multiplier,
-                               output_shift=shift, output_offset=out_zp, act_min=-128, act_max=127,
-                               input_scale=in_scale, output_scale=out_scale))
+        layers.append(
+            FcParams(
+                filter=wq,
+                bias=bq,
+                input_offset=-in_zp,
+                output_multiplier=multiplier,
+                output_shift=shift,
+                output_offset=out_zp,
+                act_min=-128,
+                act_max=127,
+                input_scale=in_scale,
+                output_scale=out_scale,
+            )
+        )
         x, in_scale, in_zp = y, out_scale, out_zp
     return QuantizedMlp(layers=layers, input_scale=1.0 / 255.0, input_zero_point=-128)

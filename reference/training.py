@@ -17,14 +17,26 @@ keep 8 more fractional bits (int16 and int32) and are updated with
 stochastic rounding from a 16-bit LFSR, so small updates do not vanish.
 Every rounding and saturation is below, once.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .training_numerics import Numerics, exp_rom, LFSR_TAPS, LFSR_SEED
+from .training_numerics import LFSR_SEED, LFSR_TAPS, Numerics, exp_rom
 
-__all__ = ["Numerics", "MlpState", "Lfsr16", "init_state", "forward", "train_step", "exp_table", "quantize_input",
-           "round_half_up_shift", "lr_to_fixed", "predict"]
+__all__ = [
+    "Numerics",
+    "MlpState",
+    "Lfsr16",
+    "init_state",
+    "forward",
+    "train_step",
+    "exp_table",
+    "quantize_input",
+    "round_half_up_shift",
+    "lr_to_fixed",
+    "predict",
+]
 
 
 def sat(x, bits):
@@ -92,10 +104,11 @@ def lr_to_fixed(lr, batch, numerics):
 @dataclass
 class MlpState:
     """On-chip state across steps: masters, momenta, the LFSR."""
-    layers: tuple                       # widths, e.g. (64, 32, 10)
-    w_master: list                      # int16, (in, out), scale 2^-master_frac
-    b_master: list                      # int32, (out,), scale 2^-(x_frac_l + w_frac + master_extra)
-    w_momentum: list = field(default_factory=list)   # int32 at dW's accumulator scale
+
+    layers: tuple  # widths, e.g. (64, 32, 10)
+    w_master: list  # int16, (in, out), scale 2^-master_frac
+    b_master: list  # int32, (out,), scale 2^-(x_frac_l + w_frac + master_extra)
+    w_momentum: list = field(default_factory=list)  # int32 at dW's accumulator scale
     b_momentum: list = field(default_factory=list)
     lfsr: Lfsr16 = field(default_factory=Lfsr16)
     numerics: Numerics = field(default_factory=Numerics)
@@ -116,11 +129,14 @@ class MlpState:
 def init_state(layers, seed=0, numerics=Numerics()):
     """Kaiming initialization, N(0, 2/n_in), quantized to the int16 masters; biases 0."""
     rng = np.random.default_rng(seed)
-    w = [sat(np.floor(rng.normal(0, np.sqrt(2 / n_in), (n_in, n_out)) * (1 << numerics.master_frac) + 0.5), 16)
-         for n_in, n_out in zip(layers, layers[1:])]
+    w = [
+        sat(np.floor(rng.normal(0, np.sqrt(2 / n_in), (n_in, n_out)) * (1 << numerics.master_frac) + 0.5), 16)
+        for n_in, n_out in zip(layers, layers[1:])
+    ]
     b = [np.zeros(n_out, dtype=np.int64) for n_out in layers[1:]]
-    return MlpState(tuple(layers), w, b, [np.zeros_like(x) for x in w], [np.zeros_like(x) for x in b],
-                    numerics=numerics)
+    return MlpState(
+        tuple(layers), w, b, [np.zeros_like(x) for x in w], [np.zeros_like(x) for x in b], numerics=numerics
+    )
 
 
 def quantize_input(x, numerics=Numerics()):
@@ -131,7 +147,7 @@ def quantize_input(x, numerics=Numerics()):
 def _activate(y8, activation, numerics):
     if activation == "relu":
         return np.maximum(y8, 0)
-    return np.where(y8 > 0, y8, y8 >> numerics.leaky_shift)        # leaky: floor(y · 2^-k)
+    return np.where(y8 > 0, y8, y8 >> numerics.leaky_shift)  # leaky: floor(y · 2^-k)
 
 
 def forward(state, x8, activation="relu"):
@@ -190,10 +206,18 @@ def train_step(state, x8, labels, lr_q, *, loss="ce", activation="relu", momentu
     depth_of = lambda l: len(state.w_master) - 1 - l
     xs, ys = forward(state, x8, activation)
     dy = loss_error(ys[-1], labels, loss, n)
-    out = {"x": xs, "y": ys, "dy": [None] * len(xs), "dx": [None] * len(xs), "dw": [None] * len(xs),
-           "db": [None] * len(xs), "w": [state.weights8(l) for l in range(len(xs))],
-           "b": [state.bias(l) for l in range(len(xs))],
-           "w_master": [m.copy() for m in state.w_master], "b_master": [m.copy() for m in state.b_master]}
+    out = {
+        "x": xs,
+        "y": ys,
+        "dy": [None] * len(xs),
+        "dx": [None] * len(xs),
+        "dw": [None] * len(xs),
+        "db": [None] * len(xs),
+        "w": [state.weights8(l) for l in range(len(xs))],
+        "b": [state.bias(l) for l in range(len(xs))],
+        "w_master": [m.copy() for m in state.w_master],
+        "b_master": [m.copy() for m in state.b_master],
+    }
     for l in reversed(range(len(xs))):
         e_frac = n.e_frac(loss, depth_of(l))
         out["dy"][l] = dy

@@ -6,6 +6,7 @@ simulation starts. A design that disagrees with its golden model ends in one
 ``sim: error: mismatch in ...`` line, ``bit_exact: false`` in ``--json``,
 and exit status 1.
 """
+
 import argparse
 import json
 import os
@@ -13,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .runner import SIMULATORS, SimulationError, Mismatch, ToolMissing, waves_requested
+from .runner import SIMULATORS, Mismatch, SimulationError, ToolMissing, waves_requested
 
 __all__ = ["main", "MAX_ARRAY"]
 
@@ -76,8 +77,9 @@ def _probe_file(path, option, suffixes=None):
     if path.is_dir():
         raise _UsageError(f"{option}: {path} is a folder, not a file")
     if suffixes and path.suffix.lower().lstrip(".") not in suffixes:
-        raise _UsageError(f"{option}: cannot write a {path.suffix or 'suffix-less'} file; "
-                          f"use one of .{', .'.join(sorted(suffixes))}")
+        raise _UsageError(
+            f"{option}: cannot write a {path.suffix or 'suffix-less'} file; use one of .{', .'.join(sorted(suffixes))}"
+        )
     _probe_dir(path.parent, option)
     if path.exists() and not os.access(path, os.W_OK):
         raise _UsageError(f"{option}: {path} is not writable")
@@ -96,19 +98,32 @@ def _print_waves(args, path):
 
 def _cmd_cfu(args):
     """The int8 digits MLP through the CFU, checked bit-exactly against TFLM's kernel."""
-    from .runner import run_cocotb
     from reference.digits import load_split
+
+    from .runner import run_cocotb
 
     n_test = len(load_split()[3])
     samples = n_test if args.samples is None else args.samples
     if samples > n_test:
         raise _UsageError(f"--samples: the digits test split has {n_test} images, not {samples}")
     try:
-        results = run_cocotb("cfu", "sim.cfu.tb_cfu", simulator=args.simulator, testcase="mlp_workload",
-                             env={"WORKLOAD_SAMPLES": str(samples)}, waves=args.waves, quiet=True)
+        results = run_cocotb(
+            "cfu",
+            "sim.cfu.tb_cfu",
+            simulator=args.simulator,
+            testcase="mlp_workload",
+            env={"WORKLOAD_SAMPLES": str(samples)},
+            waves=args.waves,
+            quiet=True,
+        )
     except Mismatch as e:
-        e.summary = {"simulator": args.simulator, "samples": samples, "bit_exact": False,
-                     "mismatch": e.mismatch, "waves": e.results.get("waves")}
+        e.summary = {
+            "simulator": args.simulator,
+            "samples": samples,
+            "bit_exact": False,
+            "mismatch": e.mismatch,
+            "waves": e.results.get("waves"),
+        }
         raise
     w = results["mlp_workload"]
     _print_waves(args, results.get("waves"))
@@ -128,16 +143,24 @@ def _cmd_cfu(args):
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"int8 MLP {'-'.join(str(l['in']) for l in w['layers'])}-{w['layers'][-1]['out']} on "
-          f"{w['samples']} digits test images, run as CFU commands on {args.simulator}")
+    print(
+        f"int8 MLP {'-'.join(str(l['in']) for l in w['layers'])}-{w['layers'][-1]['out']} on "
+        f"{w['samples']} digits test images, run as CFU commands on {args.simulator}"
+    )
     for layer in w["layers"]:
-        print(f"  layer {layer['layer']} ({layer['in']}->{layer['out']}): {layer['commands']} commands, "
-              f"{layer['cycles']} cycles")
-    print(f"  checked: every output equals TFLite Micro's int8 fully-connected kernel (reference/tflm.py): "
-          f"{'bit-exact' if w['bit_exact'] else 'MISMATCH'}")
+        print(
+            f"  layer {layer['layer']} ({layer['in']}->{layer['out']}): {layer['commands']} commands, "
+            f"{layer['cycles']} cycles"
+        )
+    print(
+        f"  checked: every output equals TFLite Micro's int8 fully-connected kernel (reference/tflm.py): "
+        f"{'bit-exact' if w['bit_exact'] else 'MISMATCH'}"
+    )
     print(f"  cycles: {w['cycles']} for {w['commands']} commands ({summary['ops_per_cycle']:.3f} ops/cycle)")
-    print(f"  accuracy: int8 {100 * w['int8_accuracy']:.1f}% on these images; "
-          f"float model {100 * summary['float_accuracy']:.1f}% on the whole test split")
+    print(
+        f"  accuracy: int8 {100 * w['int8_accuracy']:.1f}% on these images; "
+        f"float model {100 * summary['float_accuracy']:.1f}% on the whole test split"
+    )
     print(f"  simulation speed: {w['sim_cycles_per_second']:,.0f} cycles/s")
     if results.get("waves"):
         print(f"  waves: {results['waves']}")
@@ -152,16 +175,19 @@ def _pow2_at_least(n, floor):
 
 def _cmd_gemm(args):
     """One random int8 GEMM through the systolic array, checked against NumPy."""
-    from .runner import run_cocotb
-    from reference.gemm import gemm_cycles, scalesim_cycles, ideal_cycles
     from hdl.systolic import GemmEngine
+    from reference.gemm import gemm_cycles, ideal_cycles, scalesim_cycles
+
+    from .runner import run_cocotb
 
     R, C, M, K, N = args.rows, args.cols, args.m, args.k, args.n
     if R & (R - 1):
         raise _UsageError(f"--rows must be a power of two (the operand buffers bank by rows), not {R}")
     if max(R, C) > MAX_ARRAY:
-        raise _UsageError(f"--rows and --cols: at most {MAX_ARRAY} here, not {R}x{C} (a 64x64 engine takes "
-                          f"Amaranth about 40 s to elaborate and Verilator minutes to build)")
+        raise _UsageError(
+            f"--rows and --cols: at most {MAX_ARRAY} here, not {R}x{C} (a 64x64 engine takes "
+            f"Amaranth about 40 s to elaborate and Verilator minutes to build)"
+        )
     stuck = args.inject_fault
     if stuck and not (stuck[0] < R and stuck[1] < C):
         raise _UsageError(f"--inject-fault: PE {stuck[0]},{stuck[1]} is outside the {R}x{C} array")
@@ -170,15 +196,21 @@ def _cmd_gemm(args):
     a_rows, a_cols = (K, M) if args.mode == "tn" else (M, K)
     b_rows, b_cols = (N, K) if args.mode == "nt" else (K, N)
     defaults = GemmEngine.geometry(R, C)
-    params = {"rows": R, "cols": C,
-              "operand_depth": _pow2_at_least(max(a_rows * -(-a_cols // R), b_rows * -(-b_cols // R)),
-                                              defaults.operand_depth),
-              "result_depth": _pow2_at_least(M * -(-N // C), defaults.result_depth)}
+    params = {
+        "rows": R,
+        "cols": C,
+        "operand_depth": _pow2_at_least(
+            max(a_rows * -(-a_cols // R), b_rows * -(-b_cols // R)), defaults.operand_depth
+        ),
+        "result_depth": _pow2_at_least(M * -(-N // C), defaults.result_depth),
+    }
     if params["operand_depth"] > 1 << 16 or params["result_depth"] > 1 << 16:
-        raise _UsageError(f"{M}x{K}x{N} needs buffers of {params['operand_depth']} operand and "
-                          f"{params['result_depth']} result words; the largest is 65536")
+        raise _UsageError(
+            f"{M}x{K}x{N} needs buffers of {params['operand_depth']} operand and "
+            f"{params['result_depth']} result words; the largest is 65536"
+        )
     if stuck:
-        params["stuck_pe"] = list(stuck)     # its own build directory: gemm-...-stuck_peR_C
+        params["stuck_pe"] = list(stuck)  # its own build directory: gemm-...-stuck_peR_C
     jobs = [[M, K, N, args.mode, "random"]]
 
     def summary(r):
@@ -197,9 +229,17 @@ def _cmd_gemm(args):
         }
 
     try:
-        results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=args.simulator, params=params,
-                             testcase="gemm_cli", seed=args.seed, waves=args.waves, quiet=True,
-                             env={"GEMM_JOBS": json.dumps(jobs), "STIMULUS_SEED": str(args.seed)})
+        results = run_cocotb(
+            "gemm",
+            "sim.systolic.tb_gemm",
+            simulator=args.simulator,
+            params=params,
+            testcase="gemm_cli",
+            seed=args.seed,
+            waves=args.waves,
+            quiet=True,
+            env={"GEMM_JOBS": json.dumps(jobs), "STIMULUS_SEED": str(args.seed)},
+        )
     except Mismatch as e:
         if "gemm_cli" in e.results:
             e.summary = {**summary(e.results["gemm_cli"]), "mismatch": e.mismatch}
@@ -223,21 +263,23 @@ def _cmd_gemm(args):
 
 def _cmd_synth(args):
     """FPGA resources (yosys synth_xilinx -family xc7): the CFU, GEMM engines, the 8x8 self-test, the training core."""
-    from .synth import synthesize, XC7A100T
+    from .synth import XC7A100T, synthesize
 
     targets = [("cfu", {})] if "cfu" in args.designs else []
     if "selftest" in args.designs:
         targets.append(("selftest", {"rows": 8, "cols": 8}))
     if "train" in args.designs:
-        targets.append(("train", {}))          # the default CoreGeometry, as make sim builds it
+        targets.append(("train", {}))  # the default CoreGeometry, as make sim builds it
     if "gemm" in args.designs:
         for size in args.arrays:
             rows, _, cols = size.partition("x")
             if not (rows.isdigit() and cols.isdigit()):
                 raise _UsageError(f"--arrays: {size!r} is not RxC, for example 8x8")
             if max(int(rows), int(cols)) > MAX_ARRAY:
-                raise _UsageError(f"--arrays: at most {MAX_ARRAY}x{MAX_ARRAY}, not {size} (a 64x64 engine takes "
-                                  f"Amaranth about 40 s to elaborate and yosys far longer to synthesize)")
+                raise _UsageError(
+                    f"--arrays: at most {MAX_ARRAY}x{MAX_ARRAY}, not {size} (a 64x64 engine takes "
+                    f"Amaranth about 40 s to elaborate and yosys far longer to synthesize)"
+                )
             targets.append(("gemm", {"rows": int(rows), "cols": int(cols)}))
     rows = []
     for design, params in targets:
@@ -247,8 +289,11 @@ def _cmd_synth(args):
             raise _UsageError(str(e)) from None
         if not args.json:
             r = rows[-1]
-            print(f"{r['design']}: {r['lut']} LUT, {r['ff']} FF, {r['dsp48e1']} DSP48E1, "
-                  f"{r['bram36']:g} RAMB36 ({r['yosys_seconds']} s)", file=sys.stderr)
+            print(
+                f"{r['design']}: {r['lut']} LUT, {r['ff']} FF, {r['dsp48e1']} DSP48E1, "
+                f"{r['bram36']:g} RAMB36 ({r['yosys_seconds']} s)",
+                file=sys.stderr,
+            )
     if args.json:
         print(json.dumps(rows, indent=1))
         return
@@ -256,18 +301,20 @@ def _cmd_synth(args):
     print("|---|---|---|---|---|---|")
     for r in rows:
         share = r["share_of_xc7a100t"]
-        print(f"| {r['design']} | {r['lut']:,} ({share['lut']:.1%}) | {r['ff']:,} ({share['ff']:.1%}) | "
-              f"{r['dsp48e1']} ({share['dsp48e1']:.1%}) | {r['bram36']:g} ({share['bram36']:.1%}) | "
-              f"{'yes' if r['fits_xc7a100t'] else 'no'} |")
-    print(f"| xc7a100t | {XC7A100T['lut']:,} | {XC7A100T['ff']:,} | {XC7A100T['dsp48e1']} | "
-          f"{XC7A100T['bram36']} | |")
+        print(
+            f"| {r['design']} | {r['lut']:,} ({share['lut']:.1%}) | {r['ff']:,} ({share['ff']:.1%}) | "
+            f"{r['dsp48e1']} ({share['dsp48e1']:.1%}) | {r['bram36']:g} ({share['bram36']:.1%}) | "
+            f"{'yes' if r['fits_xc7a100t'] else 'no'} |"
+        )
+    print(f"| xc7a100t | {XC7A100T['lut']:,} | {XC7A100T['ff']:,} | {XC7A100T['dsp48e1']} | {XC7A100T['bram36']} | |")
 
 
 def _cmd_soc(args):
     """FC-layer firmware on VexRiscv, in software and with the CFU: cycles and speedup."""
-    from .soc.run import run_soc, soc_summary
-    from .soc.firmware import FirmwareError
     from reference.digits import load_split
+
+    from .soc.firmware import FirmwareError
+    from .soc.run import run_soc, soc_summary
 
     # The firmware holds its inputs and both outputs in the SoC's 64 KB of RAM:
     # about 128 bytes an image, so the test split (360 images) fits, and the
@@ -289,22 +336,32 @@ def _cmd_soc(args):
         print(json.dumps(out))
     else:
         print(f"digits MLP layer 0 (64->32) on {r['samples']} images, VexRiscv_FullCfu + Cfu, {args.simulator}")
-        print(f"  software: {r['software_cycles']:,} cycles, {r['software_instructions']:,} instructions "
-              f"({r['software_cycles'] / r['macs']:.2f} cycles/MAC)")
-        print(f"  CFU:      {r['cfu_cycles']:,} cycles, {r['cfu_instructions']:,} instructions "
-              f"({r['cfu_cycles'] / r['macs']:.2f} cycles/MAC)")
+        print(
+            f"  software: {r['software_cycles']:,} cycles, {r['software_instructions']:,} instructions "
+            f"({r['software_cycles'] / r['macs']:.2f} cycles/MAC)"
+        )
+        print(
+            f"  CFU:      {r['cfu_cycles']:,} cycles, {r['cfu_instructions']:,} instructions "
+            f"({r['cfu_cycles'] / r['macs']:.2f} cycles/MAC)"
+        )
         print(f"  speedup:  {r['speedup']:.2f}x")
-        print(f"  checked:  both versions' int8 outputs equal the golden model's: "
-              f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}")
+        print(
+            f"  checked:  both versions' int8 outputs equal the golden model's: "
+            f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}"
+        )
         print(f"  simulation speed: {r['sim_cycles_per_second']:,.0f} cycles/s")
         if r.get("waves"):
             print(f"  waves: {r['waves']}")
 
 
 def _soc_out(r):
-    return {"software_cycles": r["software_cycles"], "cfu_cycles": r["cfu_cycles"], "speedup": r["speedup"],
-            "bit_exact": r["bit_exact"], "instructions_retired": {"software": r["software_instructions"],
-                                                                  "cfu": r["cfu_instructions"]}}
+    return {
+        "software_cycles": r["software_cycles"],
+        "cfu_cycles": r["cfu_cycles"],
+        "speedup": r["speedup"],
+        "bit_exact": r["bit_exact"],
+        "instructions_retired": {"software": r["software_instructions"], "cfu": r["cfu_instructions"]},
+    }
 
 
 def _fault(text):
@@ -325,9 +382,10 @@ def _layers(text):
 
 def _cmd_train(args):
     """Train the digits MLP in fixed point beside its float twin: golden model alone, or through the RTL."""
-    from .train import train, TrainError
-    from .training.session import run_config, total_steps
     from reference.digits import load_split
+
+    from .train import TrainError, train
+    from .training.session import run_config, total_steps
 
     waves = waves_requested(args.waves) if args.backend != "reference" else False
     if args.backend == "reference" and (args.check != "weights" or args.waves):
@@ -336,23 +394,54 @@ def _cmd_train(args):
         _probe_dir(args.dump, "--dump")
     if args.plot:
         import matplotlib.backends.backend_agg as agg
+
         _probe_file(args.plot, "--plot", set(agg.FigureCanvasAgg.get_supported_filetypes()))
-    keys = ["bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles", "cycles_by_phase",
-            "utilization", "sim_cycles_per_second"]
+    keys = [
+        "bit_exact",
+        "test_accuracy",
+        "float_test_accuracy",
+        "steps",
+        "cycles",
+        "cycles_by_phase",
+        "utilization",
+        "sim_cycles_per_second",
+    ]
     if waves:
         try:
-            cfg = run_config(args.layers, args.epochs, args.batch, args.lr, args.momentum, args.loss, args.seed,
-                             args.activation, max_steps=args.steps)
+            cfg = run_config(
+                args.layers,
+                args.epochs,
+                args.batch,
+                args.lr,
+                args.momentum,
+                args.loss,
+                args.seed,
+                args.activation,
+                max_steps=args.steps,
+            )
         except TrainError as e:
             raise _UsageError(str(e)) from None
         steps = total_steps(cfg, len(load_split()[0]))
         if args.backend == "verilator":
             _warn_waves(steps * TRAIN_VCD_BYTES_PER_STEP, f"{steps} training steps (--steps N cuts it short)")
     try:
-        r = train(layers=args.layers, epochs=args.epochs, batch=args.batch, lr=args.lr, momentum=args.momentum,
-                  loss=args.loss, seed=args.seed, activation=args.activation, dump=args.dump, plot=args.plot,
-                  progress=not args.json, backend=args.backend, check=args.check, waves=waves,
-                  max_steps=args.steps)
+        r = train(
+            layers=args.layers,
+            epochs=args.epochs,
+            batch=args.batch,
+            lr=args.lr,
+            momentum=args.momentum,
+            loss=args.loss,
+            seed=args.seed,
+            activation=args.activation,
+            dump=args.dump,
+            plot=args.plot,
+            progress=not args.json,
+            backend=args.backend,
+            check=args.check,
+            waves=waves,
+            max_steps=args.steps,
+        )
     except TrainError as e:
         raise _UsageError(str(e)) from None
     except Mismatch as e:
@@ -363,27 +452,39 @@ def _cmd_train(args):
         print(json.dumps({k: r[k] for k in keys}))
         return
     rtl = args.backend != "reference"
-    what = (f"the training core on {args.backend}, checked against the golden model every step "
-            f"({args.check})" if rtl else "the bit-exact golden model")
+    what = (
+        f"the training core on {args.backend}, checked against the golden model every step ({args.check})"
+        if rtl
+        else "the bit-exact golden model"
+    )
     print(f"MLP {'-'.join(map(str, args.layers))} on digits through {what}")
-    print(f"  {args.epochs} epochs, batch {args.batch}, lr {r['lr_applied']:.6g} as applied, loss {args.loss}, "
-          f"momentum {args.momentum}, {args.activation}")
+    print(
+        f"  {args.epochs} epochs, batch {args.batch}, lr {r['lr_applied']:.6g} as applied, loss {args.loss}, "
+        f"momentum {args.momentum}, {args.activation}"
+    )
     print(f"  steps:           {r['steps']}")
     if rtl:
-        print(f"  bit-exact:       {'yes' if r['bit_exact'] else 'NO'} (weights and biases after every step"
-              f"{', and every kept tensor' if args.check == 'full' else ''})")
+        print(
+            f"  bit-exact:       {'yes' if r['bit_exact'] else 'NO'} (weights and biases after every step"
+            f"{', and every kept tensor' if args.check == 'full' else ''})"
+        )
         print(f"  cycles:          {r['cycles']:,} ({r['cycles_per_step']:,} a step) on a {r['array']} array")
         for phase, cycles in r["cycles_by_phase"].items():
             util = r["utilization_by_phase"][phase]
-            print(f"    {phase:<9} {cycles:>11,} cycles, GEMM busy {r['gemm_cycles_by_phase'][phase]:>11,}, "
-                  f"array utilization {100 * util if util is not None else 0:5.1f}%")
+            print(
+                f"    {phase:<9} {cycles:>11,} cycles, GEMM busy {r['gemm_cycles_by_phase'][phase]:>11,}, "
+                f"array utilization {100 * util if util is not None else 0:5.1f}%"
+            )
         print(f"  utilization:     {100 * r['utilization']:.1f}% of the array's MACs over the whole step")
-        print(f"  speed:           {r['sim_cycles_per_second']:,.0f} simulated cycles/s "
-              f"({r['sim_cycles']:,} cycles with the host's transfers, {r['wall_seconds']:.1f} s)")
+        print(
+            f"  speed:           {r['sim_cycles_per_second']:,.0f} simulated cycles/s "
+            f"({r['sim_cycles']:,} cycles with the host's transfers, {r['wall_seconds']:.1f} s)"
+        )
         if r.get("waves"):
             print(f"  waves:           {r['waves']}")
-    print(f"  test accuracy:   fixed point {100 * r['test_accuracy']:.1f}%, "
-          f"float {100 * r['float_test_accuracy']:.1f}%")
+    print(
+        f"  test accuracy:   fixed point {100 * r['test_accuracy']:.1f}%, float {100 * r['float_test_accuracy']:.1f}%"
+    )
     if args.plot:
         print(f"  curves:          {args.plot}")
     if args.dump:
@@ -392,8 +493,8 @@ def _cmd_train(args):
 
 def _cmd_verilog(args):
     """The CFU Playground kit and the Nexys A7 self-test build plan."""
-    from hdl.cfu.kit import write_cfu_kit
     from hdl.boards.nexys_a7 import write_build_plan
+    from hdl.cfu.kit import write_cfu_kit
 
     _probe_dir(args.out, "--out")
     for path in write_cfu_kit(Path(args.out) / "cfu_playground"):
@@ -417,8 +518,7 @@ def _cmd_bench(args):
 def _rtl_options(parser, simulator_default="verilator"):
     """The options every RTL-running command shares."""
     parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
-    parser.add_argument("--waves", action="store_true",
-                        help="write a waveform (FST on Icarus, VCD on Verilator)")
+    parser.add_argument("--waves", action="store_true", help="write a waveform (FST on Icarus, VCD on Verilator)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -427,8 +527,12 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     c = sub.add_parser("cfu", help=_cmd_cfu.__doc__)
-    c.add_argument("--samples", type=_positive_int, default=None,
-                   help="digits test images to classify (default: the whole 360-image test split)")
+    c.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=None,
+        help="digits test images to classify (default: the whole 360-image test split)",
+    )
     _rtl_options(c)
     c.set_defaults(func=_cmd_cfu)
 
@@ -438,26 +542,46 @@ def _parser():
     g.add_argument("--m", type=_positive_int, required=True)
     g.add_argument("--k", type=_positive_int, required=True)
     g.add_argument("--n", type=_positive_int, required=True)
-    g.add_argument("--mode", choices=["nn", "nt", "tn"], default="nn",
-                   help="nn: A·B; nt: A·Bᵀ (B stored N×K); tn: Aᵀ·B (A stored K×M)")
-    g.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the random operands: NumPy's default_rng(seed).integers(-128, 128) draws A "
-                        "as stored, then B")
-    g.add_argument("--inject-fault", metavar="stuck-pe=R,C", type=_fault, default=None,
-                   help="build the engine with PE (R, C)'s weight stuck at 0, to see a mismatch reported")
+    g.add_argument(
+        "--mode",
+        choices=["nn", "nt", "tn"],
+        default="nn",
+        help="nn: A·B; nt: A·Bᵀ (B stored N×K); tn: Aᵀ·B (A stored K×M)",
+    )
+    g.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the random operands: NumPy's default_rng(seed).integers(-128, 128) draws A as stored, then B",
+    )
+    g.add_argument(
+        "--inject-fault",
+        metavar="stuck-pe=R,C",
+        type=_fault,
+        default=None,
+        help="build the engine with PE (R, C)'s weight stuck at 0, to see a mismatch reported",
+    )
     _rtl_options(g)
     g.set_defaults(func=_cmd_gemm)
 
     o = sub.add_parser("soc", help=_cmd_soc.__doc__)
-    o.add_argument("--samples", type=_positive_int, default=2,
-                   help="digits test images (default 2, at most the 360 of the test split)")
+    o.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=2,
+        help="digits test images (default 2, at most the 360 of the test split)",
+    )
     _rtl_options(o)
     o.set_defaults(func=_cmd_soc)
 
     t = sub.add_parser("train", help=_cmd_train.__doc__)
-    t.add_argument("--backend", choices=["reference", "icarus", "verilator"], default="reference",
-                   help="reference: the golden model alone (default); icarus/verilator: the training core, "
-                        "checked against it every step")
+    t.add_argument(
+        "--backend",
+        choices=["reference", "icarus", "verilator"],
+        default="reference",
+        help="reference: the golden model alone (default); icarus/verilator: the training core, "
+        "checked against it every step",
+    )
     t.add_argument("--layers", type=_layers, default=(64, 32, 10), help="widths, default 64,32,10")
     t.add_argument("--epochs", type=_positive_int, default=20, help="default 20")
     t.add_argument("--batch", type=_positive_int, default=32, help="minibatch size, default 32")
@@ -465,28 +589,46 @@ def _parser():
     t.add_argument("--momentum", type=float, default=0.0, help="0, or 0.875 (s = 1 - 2^-3)")
     t.add_argument("--loss", choices=["ce", "mse"], default="ce")
     t.add_argument("--seed", type=_seed, default=0, help="seeds the initial weights and the batch order")
-    t.add_argument("--activation", choices=["relu", "leaky"], default="relu",
-                   help="hidden layers' activation (leaky: slope 1/8)")
-    t.add_argument("--check", choices=["weights", "full"], default="weights",
-                   help="RTL: compare weights and biases after every step, or every tensor the core keeps")
-    t.add_argument("--steps", type=_positive_int, default=None,
-                   help="stop after this many steps (for --waves: about 60 MB of VCD a step on verilator)")
+    t.add_argument(
+        "--activation", choices=["relu", "leaky"], default="relu", help="hidden layers' activation (leaky: slope 1/8)"
+    )
+    t.add_argument(
+        "--check",
+        choices=["weights", "full"],
+        default="weights",
+        help="RTL: compare weights and biases after every step, or every tensor the core keeps",
+    )
+    t.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="stop after this many steps (for --waves: about 60 MB of VCD a step on verilator)",
+    )
     t.add_argument("--waves", action="store_true", help="RTL: write a waveform of the run")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--dump", metavar="DIR", help="write DIR/step0.npz: the first step's tensors")
-    t.add_argument("--plot", metavar="PNG", default="build/train_curves.png",
-                   help="loss and accuracy curves (default build/train_curves.png)")
+    t.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="build/train_curves.png",
+        help="loss and accuracy curves (default build/train_curves.png)",
+    )
     t.set_defaults(func=_cmd_train)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
-    v.add_argument("--out", default="build",
-                   help="output folder (default: build): writes cfu_playground/ and nexys_a7/ in it")
+    v.add_argument(
+        "--out", default="build", help="output folder (default: build): writes cfu_playground/ and nexys_a7/ in it"
+    )
     v.set_defaults(func=_cmd_verilog)
 
     y = sub.add_parser("synth", help=_cmd_synth.__doc__)
-    y.add_argument("--designs", nargs="+", choices=["cfu", "gemm", "selftest", "train"],
-                   default=["cfu", "gemm", "selftest", "train"],
-                   help="default: all (the training core alone takes yosys about 9 minutes)")
+    y.add_argument(
+        "--designs",
+        nargs="+",
+        choices=["cfu", "gemm", "selftest", "train"],
+        default=["cfu", "gemm", "selftest", "train"],
+        help="default: all (the training core alone takes yosys about 9 minutes)",
+    )
     y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
     y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     y.set_defaults(func=_cmd_synth)

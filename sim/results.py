@@ -6,6 +6,7 @@ merges its own section in, and a failing test records its message under
 first difference under ``mismatch`` (:func:`record_mismatch`), which makes
 the runner raise :class:`sim.runner.Mismatch`.
 """
+
 import contextlib
 import json
 import os

@@ -5,6 +5,7 @@ Parameters flow one way: the design's Python parameters make the Verilog, and
 the same parameters reach the testbench as JSON in ``$DESIGN_PARAMS``; the
 testbench writes what it measured as JSON to ``$SIM_RESULTS``.
 """
+
 import contextlib
 import fcntl
 import importlib.util
@@ -18,10 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdl.generate import ports_only, write_verilog, extra_sources, lint_waivers
+from hdl.generate import extra_sources, lint_waivers, ports_only, write_verilog
 
-__all__ = ["SIMULATORS", "SimulationError", "Mismatch", "ToolMissing", "repo_root", "run_cocotb",
-           "verilator_bin_dir", "ensure_simulator", "waves_requested", "mismatch_report"]
+__all__ = [
+    "SIMULATORS",
+    "SimulationError",
+    "Mismatch",
+    "ToolMissing",
+    "repo_root",
+    "run_cocotb",
+    "verilator_bin_dir",
+    "ensure_simulator",
+    "waves_requested",
+    "mismatch_report",
+]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -108,8 +119,12 @@ def _kick_time_zero(path):
     ``initial #0`` assignment gives every such process its event at time 0.
     """
     text = path.read_text()
-    patched = re.sub(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
-                     r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;", text, flags=re.M)
+    patched = re.sub(
+        r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
+        r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;",
+        text,
+        flags=re.M,
+    )
     if patched != text:
         path.write_text(patched)
 
@@ -125,20 +140,21 @@ def _public_ports_config(verilog, toplevel):
     header = re.search(rf"module {re.escape(toplevel)}\((.*?)\);", text, re.S)
     ports = [p.strip() for p in header.group(1).split(",") if p.strip()]
     path = Path(verilog).with_suffix(".vlt")
-    path.write_text("`verilator_config\n" + "".join(
-        f'public_flat_rw -module "{toplevel}" -var "{p}"\n' for p in ports))
+    path.write_text("`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{p}"\n' for p in ports))
     return path
 
 
 def _tag(design, params):
     """``design-<key><value>...``: one build directory per design and parameters."""
+
     def text(v):
         return "_".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
     return re.sub(r"[^\w.-]", "", "-".join([design] + [f"{k}{text(v)}" for k, v in sorted(params.items())]))
 
 
 @contextlib.contextmanager
-def _locked(build_dir, mode):
+def locked(build_dir, mode):
     """Hold ``build_dir/build.lock``: exclusive while the build is made, shared
     while a run uses it, so that no run starts on a half-made build and no
     build rewrites one that a run is simulating."""
@@ -169,8 +185,20 @@ def _new_run_dir(build_dir):
     return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-", dir=runs))
 
 
-def run_cocotb(design, test_module, *, simulator="verilator", params=None, testcase=None,
-               env=None, waves=False, seed=None, build_dir=None, quiet=False, tag=None):
+def run_cocotb(
+    design,
+    test_module,
+    *,
+    simulator="verilator",
+    params=None,
+    testcase=None,
+    env=None,
+    waves=False,
+    seed=None,
+    build_dir=None,
+    quiet=False,
+    tag=None,
+):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
 
     The Verilog and the build live in ``build/sim/<design>-<params>/<simulator>``,
@@ -188,7 +216,7 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
     result as ``waves``.
     A testbench that recorded a ``mismatch`` raises :class:`Mismatch`.
     """
-    from cocotb_tools.runner import get_runner, get_results
+    from cocotb_tools.runner import get_results, get_runner
 
     ensure_simulator(simulator)
     params = dict(params or {})
@@ -200,7 +228,7 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
 
     runner = get_runner(simulator)
     makeflags = os.environ.get("MAKEFLAGS", "")
-    with _locked(build_dir, fcntl.LOCK_EX):
+    with locked(build_dir, fcntl.LOCK_EX):
         toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
         if simulator == "icarus":
             _kick_time_zero(build_dir / f"{design}.v")
@@ -212,12 +240,19 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
             build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
             os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
         try:
-            runner.build(sources=[build_dir / f"{design}.v", *extra_sources(design)], hdl_toplevel=toplevel,
-                         build_dir=build_dir, build_args=build_args, waves=waves,
-                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+            runner.build(
+                sources=[build_dir / f"{design}.v", *extra_sources(design)],
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                build_args=build_args,
+                waves=waves,
+                timescale=("1ns", "1ps"),
+                log_file=build_dir / "build.log",
+            )
         except (subprocess.CalledProcessError, RuntimeError) as e:
-            raise SimulationError(f"{simulator} could not build {design} ({e}); "
-                                  f"log: {build_dir / 'build.log'}") from None
+            raise SimulationError(
+                f"{simulator} could not build {design} ({e}); log: {build_dir / 'build.log'}"
+            ) from None
         finally:
             os.environ["MAKEFLAGS"] = makeflags
 
@@ -226,23 +261,37 @@ def run_cocotb(design, test_module, *, simulator="verilator", params=None, testc
     # cocotb hands this process's sys.path to the simulator's Python.
     if str(repo_root()) not in sys.path:
         sys.path.insert(0, str(repo_root()))
-    test_env = {"DESIGN_PARAMS": json.dumps(params), "SIM_RESULTS": str(results_json),
-                "SIMULATOR": simulator,
-                # cocotb rewrites assertions in every imported file by default,
-                # which makes NumPy/scikit-learn imports crawl: only ours.
-                "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
-                **(env or {})}
+    test_env = {
+        "DESIGN_PARAMS": json.dumps(params),
+        "SIM_RESULTS": str(results_json),
+        "SIMULATOR": simulator,
+        # cocotb rewrites assertions in every imported file by default,
+        # which makes NumPy/scikit-learn imports crawl: only ours.
+        "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",
+        **(env or {}),
+    }
     # Verilator writes dump.vcd in its working directory (the run's); Icarus
     # takes the FST's path as a plusarg (cocotb's default is in the build).
     wave = run_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
     plusargs = [f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else []
     log = run_dir / "test.log" if quiet else None
     results_xml = run_dir / "results.xml"
-    with _locked(build_dir, fcntl.LOCK_SH):
+    with locked(build_dir, fcntl.LOCK_SH):
         try:
-            runner.test(test_module=test_module, hdl_toplevel=toplevel, testcase=testcase, build_dir=build_dir,
-                        test_dir=run_dir, results_xml=str(results_xml), extra_env=test_env, waves=waves,
-                        seed=seed, plusargs=plusargs, timescale=("1ns", "1ps"), log_file=log)
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                testcase=testcase,
+                build_dir=build_dir,
+                test_dir=run_dir,
+                results_xml=str(results_xml),
+                extra_env=test_env,
+                waves=waves,
+                seed=seed,
+                plusargs=plusargs,
+                timescale=("1ns", "1ps"),
+                log_file=log,
+            )
         except SystemExit:
             # cocotb's runner exits when the simulator fails, and (under
             # pytest, whose $PYTEST_CURRENT_TEST subprocesses inherit) when a

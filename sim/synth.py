@@ -6,6 +6,7 @@ yosys's ``stat`` of the flattened top: LUTs (LUT1..LUT6), flip-flops
 (FD*E), DSP48E1, block RAM in RAMB36 equivalents (a RAMB18E1 is half) and
 LUT RAM cells.
 """
+
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from hdl.generate import write_verilog
+
 from .runner import ToolMissing, repo_root
 
 __all__ = ["XC7A100T", "synthesize", "yosys_command"]
@@ -31,14 +33,20 @@ def yosys_command():
 
 def _parse_stat(text):
     # The last cell list is the whole (flattened) design.
-    block = text[text.rfind("Number of cells"):]
+    block = text[text.rfind("Number of cells") :]
     cells = {name: int(count) for name, count in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", block, re.M)}
     lut = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
     ff = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E(_1)?", k))
     bram36 = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
     lutram = sum(v for k, v in cells.items() if k.startswith("RAM") and not k.startswith("RAMB"))
-    return {"lut": lut, "ff": ff, "dsp48e1": cells.get("DSP48E1", 0), "bram36": bram36,
-            "lutram_cells": lutram, "carry4": cells.get("CARRY4", 0)}
+    return {
+        "lut": lut,
+        "ff": ff,
+        "dsp48e1": cells.get("DSP48E1", 0),
+        "bram36": bram36,
+        "lutram_cells": lutram,
+        "carry4": cells.get("CARRY4", 0),
+    }
 
 
 def synthesize(design, out_dir=None, **params):
@@ -50,13 +58,15 @@ def synthesize(design, out_dir=None, **params):
     yosys = yosys_command()
     start = time.perf_counter()
     script = f"read_verilog {design}.v; synth_xilinx -family xc7 -top {top}; tee -o stat.txt stat"
-    result = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out_dir,
-                            capture_output=True, text=True)
+    result = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out_dir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"yosys failed on {design}: see {out_dir / 'yosys.log'}")
     figures = _parse_stat((out_dir / "stat.txt").read_text())
-    return {"design": tag, **figures,
-            "fits_xc7a100t": all(figures[k] <= XC7A100T[k] for k in XC7A100T),
-            "share_of_xc7a100t": {k: round(figures[k] / XC7A100T[k], 4) for k in XC7A100T},
-            "yosys_seconds": round(time.perf_counter() - start, 1),
-            "yosys": subprocess.run([yosys, "-V"], capture_output=True, text=True).stdout.strip()}
+    return {
+        "design": tag,
+        **figures,
+        "fits_xc7a100t": all(figures[k] <= XC7A100T[k] for k in XC7A100T),
+        "share_of_xc7a100t": {k: round(figures[k] / XC7A100T[k], 4) for k in XC7A100T},
+        "yosys_seconds": round(time.perf_counter() - start, 1),
+        "yosys": subprocess.run([yosys, "-V"], capture_output=True, text=True).stdout.strip(),
+    }

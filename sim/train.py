@@ -6,6 +6,7 @@ training core (:class:`hdl.training.core.TrainCore`) in cocotb, with the
 golden model beside it checking every step (:mod:`sim.training.tb_train`).
 The float twin runs here, on the same batches, for both.
 """
+
 import json
 import sys
 import time
@@ -15,23 +16,25 @@ import numpy as np
 
 from reference.digits import load_split
 from reference.training import init_state, quantize_input
-from .training.session import TrainError, FixedRun, run_config, schedule, total_steps
+
+from .training.session import FixedRun, TrainError, run_config, schedule, total_steps
 
 __all__ = ["TrainError", "train"]
 
 
 def _float_curves(cfg):
     """The float twin trained on the same batches from the same initial weights."""
-    from reference.float_training import FloatMlp          # torch: only where the float model runs
+    from reference.float_training import FloatMlp  # torch: only where the float model runs
+
     x_train, y_train, x_test, y_test = load_split()
     state = init_state(cfg["layers"], seed=cfg["seed"])
     n = state.numerics
     model = FloatMlp.from_state(state, cfg["activation"])
-    x_train = quantize_input(x_train, n) / 2.0 ** n.x_frac
-    x_test = quantize_input(x_test, n) / 2.0 ** n.x_frac
+    x_train = quantize_input(x_train, n) / 2.0**n.x_frac
+    x_test = quantize_input(x_test, n) / 2.0**n.x_frac
     curves = {"float_loss": [], "float_accuracy": []}
     losses = []
-    momentum = (1 - 2.0 ** -n.momentum_shift) if cfg["momentum"] else 0.0
+    momentum = (1 - 2.0**-n.momentum_shift) if cfg["momentum"] else 0.0
     for _, idx, closes in schedule(cfg, len(x_train)):
         losses.append(model.step(x_train[idx], y_train[idx], cfg["lr_applied"], loss=cfg["loss"], momentum=momentum))
         if closes:
@@ -41,9 +44,23 @@ def _float_curves(cfg):
     return curves
 
 
-def train(layers=(64, 32, 10), epochs=20, batch=32, lr=0.2, momentum=0.0, loss="ce", seed=0,
-          activation="relu", dump=None, plot=None, progress=True, backend="reference", check="weights",
-          waves=False, max_steps=None):
+def train(
+    layers=(64, 32, 10),
+    epochs=20,
+    batch=32,
+    lr=0.2,
+    momentum=0.0,
+    loss="ce",
+    seed=0,
+    activation="relu",
+    dump=None,
+    plot=None,
+    progress=True,
+    backend="reference",
+    check="weights",
+    waves=False,
+    max_steps=None,
+):
     """Train both models; return the summary (``python -m sim train --json``'s keys and curves).
 
     With an RTL backend the golden model runs beside the training core and
@@ -62,12 +79,21 @@ def train(layers=(64, 32, 10), epochs=20, batch=32, lr=0.2, momentum=0.0, loss="
         _plot(curves, plot)
     # The reference backend measures none of the hardware's figures; the RTL
     # backends' results fill them (and their wall_seconds is the RTL loop's).
-    summary = {"bit_exact": None, "cycles": None, "cycles_by_phase": {"forward": None, "backward": None,
-                                                                    "update": None},
-               "utilization": None, "sim_cycles_per_second": None, "wall_seconds": time.perf_counter() - start}
+    summary = {
+        "bit_exact": None,
+        "cycles": None,
+        "cycles_by_phase": {"forward": None, "backward": None, "update": None},
+        "utilization": None,
+        "sim_cycles_per_second": None,
+        "wall_seconds": time.perf_counter() - start,
+    }
     summary.update(result)
-    summary.update(test_accuracy=curves["fixed_accuracy"][-1], float_test_accuracy=curves["float_accuracy"][-1],
-                   lr_applied=cfg["lr_applied"], curves=curves)
+    summary.update(
+        test_accuracy=curves["fixed_accuracy"][-1],
+        float_test_accuracy=curves["float_accuracy"][-1],
+        lr_applied=cfg["lr_applied"],
+        curves=curves,
+    )
     return summary
 
 
@@ -76,8 +102,10 @@ def _run_reference(cfg):
     bar = None
     if cfg["progress"]:
         from tqdm import tqdm
-        bar = tqdm(total=total_steps(cfg, len(run.x_train)), unit="step", desc="training",
-                   leave=False, disable=None)          # None: no bar when stderr is not a terminal
+
+        bar = tqdm(
+            total=total_steps(cfg, len(run.x_train)), unit="step", desc="training", leave=False, disable=None
+        )  # None: no bar when stderr is not a terminal
     for epoch, idx, closes in run.batches():
         out = run.step(idx)
         if cfg["dump"] and run.steps == 1:
@@ -95,6 +123,7 @@ def rtl_geometry():
     """The training core's parameters: one build serves every run; a run that
     does not fit it is refused with the limit it hit."""
     from hdl.training.program import CoreGeometry
+
     return CoreGeometry()
 
 
@@ -103,13 +132,21 @@ def _run_rtl(cfg, backend, waves):
     (a small JSON file it rewrites each step) to this process's bar."""
     import tempfile
     import threading
-    from hdl.training.program import plan_step, PlanError
+
+    from hdl.training.program import PlanError, plan_step
+
     from .runner import run_cocotb
 
     geometry = rtl_geometry()
     try:
-        plan_step(cfg["layers"], cfg["batch"], geometry, loss=cfg["loss"], activation=cfg["activation"],
-                  momentum=cfg["momentum"])
+        plan_step(
+            cfg["layers"],
+            cfg["batch"],
+            geometry,
+            loss=cfg["loss"],
+            activation=cfg["activation"],
+            momentum=cfg["momentum"],
+        )
     except PlanError as e:
         raise TrainError(str(e)) from None
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,10 +156,17 @@ def _run_rtl(cfg, backend, waves):
         def work():
             try:
                 outcome["results"] = run_cocotb(
-                    "train", "sim.training.tb_train", simulator=backend, params=geometry.params,
-                    testcase="train_run", waves=waves, quiet=True, tag="train",
-                    env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)})
-            except BaseException as e:       # re-raised below, in this thread
+                    "train",
+                    "sim.training.tb_train",
+                    simulator=backend,
+                    params=geometry.params,
+                    testcase="train_run",
+                    waves=waves,
+                    quiet=True,
+                    tag="train",
+                    env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)},
+                )
+            except BaseException as e:  # re-raised below, in this thread
                 outcome["error"] = e
 
         thread = threading.Thread(target=work, daemon=True)
@@ -135,12 +179,12 @@ def _run_rtl(cfg, backend, waves):
             if cfg["progress"] and progress.exists():
                 try:
                     p = json.loads(progress.read_text())
-                except ValueError:           # caught mid-write
+                except ValueError:  # caught mid-write
                     continue
                 if bar is None:
                     from tqdm import tqdm
-                    bar = tqdm(total=p["total"], unit="step", desc=f"training on {backend}", leave=False,
-                               disable=None)
+
+                    bar = tqdm(total=p["total"], unit="step", desc=f"training on {backend}", leave=False, disable=None)
                 bar.update(p["steps"] - bar.n)
                 bar.set_postfix(epoch=p["epoch"], cycles_per_step=p["cycles"])
         if bar:
@@ -152,6 +196,7 @@ def _run_rtl(cfg, backend, waves):
 
 def _plot(curves, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

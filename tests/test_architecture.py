@@ -1,5 +1,6 @@
 """The dependency runs one way, sim -> hdl -> reference: the spec in
 ``reference/`` is plain Python and never loads the design it checks."""
+
 import ast
 import json
 import subprocess
@@ -22,8 +23,13 @@ print(json.dumps({{"modules": names, "loaded": loaded}}))
 
 
 def test_reference_modules_load_neither_hdl_nor_amaranth():
-    out = subprocess.run([sys.executable, "-c", _IMPORT_ALL.format(forbidden=set(FORBIDDEN))], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL.format(forbidden=set(FORBIDDEN))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout)
     assert "reference.gemm" in result["modules"] and "reference.cfu_isa" in result["modules"]
     assert result["loaded"] == [], f"importing reference/ loaded {result['loaded']}"
@@ -40,7 +46,10 @@ def _imported_roots(path):
 
 def test_no_reference_file_imports_hdl_or_amaranth():
     # Also catches imports the first test cannot reach (inside functions).
-    bad = [f"{path.relative_to(ROOT)}:{line}: {root}"
-           for path in sorted((ROOT / "reference").rglob("*.py"))
-           for root, line in _imported_roots(path) if root in FORBIDDEN]
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: {root}"
+        for path in sorted((ROOT / "reference").rglob("*.py"))
+        for root, line in _imported_roots(path)
+        if root in FORBIDDEN
+    ]
     assert bad == []

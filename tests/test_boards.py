@@ -1,7 +1,8 @@
 """The Nexys A7 build plan: the files Vivado needs, for the right part and pins."""
+
 import pytest
 
-from hdl.boards.nexys_a7 import write_build_plan, SEGMENTS
+from hdl.boards.nexys_a7 import SEGMENTS, write_build_plan
 
 
 @pytest.fixture(scope="module")
@@ -11,21 +12,42 @@ def plan(tmp_path_factory):
 
 
 def test_plan_files(plan):
-    assert {"nexys_a7_selftest.v", "nexys_a7_selftest.xdc", "nexys_a7_selftest.tcl",
-            "build_nexys_a7_selftest.sh"} <= set(plan)
+    assert {
+        "nexys_a7_selftest.v",
+        "nexys_a7_selftest.xdc",
+        "nexys_a7_selftest.tcl",
+        "build_nexys_a7_selftest.sh",
+    } <= set(plan)
     tcl = plan["nexys_a7_selftest.tcl"].read_text()
     assert "-part xc7a100tcsg324-1" in tcl and "write_bitstream" in tcl
     verilog = plan["nexys_a7_selftest.v"].read_text()
-    assert "module \\nexys_a7_selftest.bist.engine.array " in verilog   # the self-test and its array
+    assert "module \\nexys_a7_selftest.bist.engine.array " in verilog  # the self-test and its array
 
 
 def test_plan_pins(plan):
     xdc = plan["nexys_a7_selftest.xdc"].read_text()
-    for pin in ["E3",                        # 100 MHz clock
-                "C12",                       # CPU RESET: re-runs the self-test
-                "H17", "K15", "J13",         # LD0 passed, LD1 failed, LD2 running
-                "T10", "R10", "K16", "K13", "P15", "T11", "L18",   # segments a..g
-                "J17", "J18", "T9", "J14", "P14", "T14", "K2", "U13"]:   # digit anodes
+    for pin in [
+        "E3",  # 100 MHz clock
+        "C12",  # CPU RESET: re-runs the self-test
+        "H17",
+        "K15",
+        "J13",  # LD0 passed, LD1 failed, LD2 running
+        "T10",
+        "R10",
+        "K16",
+        "K13",
+        "P15",
+        "T11",
+        "L18",  # segments a..g
+        "J17",
+        "J18",
+        "T9",
+        "J14",
+        "P14",
+        "T14",
+        "K2",
+        "U13",
+    ]:  # digit anodes
         assert f"LOC {pin} " in xdc, pin
 
 

@@ -1,5 +1,6 @@
 """The CFU Playground kit's C: the FC kernel builds for RV32IM with custom-0
 instructions, and on the host both versions give TFLM's int8 outputs."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,7 +30,7 @@ def _instructions(objdump):
     for line in objdump.splitlines():
         if line.endswith(">:"):
             name = line.split("<")[1][:-2]
-            if not name.startswith(".L"):        # local labels stay in their function
+            if not name.startswith(".L"):  # local labels stay in their function
                 current = name
                 funcs[current] = []
         elif current and "\t" in line:
@@ -44,48 +45,102 @@ def test_kernel_builds_for_rv32im_with_custom0(kit, tmp_path):
     if shutil.which(RISCV_GCC) is None:
         pytest.fail(f"{RISCV_GCC} is missing: run `make install`")
     obj = tmp_path / "fc_kernel.o"
-    subprocess.run([RISCV_GCC, "-march=rv32im", "-mabi=ilp32", "-O2", "-ffreestanding", "-Wall", "-Werror",
-                    f"-I{kit}", "-c", str(kit / "fc_kernel.c"), "-o", str(obj)], check=True)
-    dump = subprocess.run(["riscv64-unknown-elf-objdump", "-d", str(obj)], capture_output=True,
-                          text=True, check=True).stdout
+    subprocess.run(
+        [
+            RISCV_GCC,
+            "-march=rv32im",
+            "-mabi=ilp32",
+            "-O2",
+            "-ffreestanding",
+            "-Wall",
+            "-Werror",
+            f"-I{kit}",
+            "-c",
+            str(kit / "fc_kernel.c"),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
+    dump = subprocess.run(
+        ["riscv64-unknown-elf-objdump", "-d", str(obj)], capture_output=True, text=True, check=True
+    ).stdout
     funcs = _instructions(dump)
     custom = [w for w in funcs["fc_int8_cfu"] if w & 0x7F == CUSTOM0]
     funct3s = {(w >> 12) & 7 for w in custom}
-    assert funct3s == {0, 1, 5}, f"custom-0 funct3s in fc_int8_cfu: {sorted(funct3s)}"   # MAC4, SET, POST
+    assert funct3s == {0, 1, 5}, f"custom-0 funct3s in fc_int8_cfu: {sorted(funct3s)}"  # MAC4, SET, POST
     assert not [w for w in funcs["fc_int8_ref"] if w & 0x7F == CUSTOM0]
 
 
 def _layers():
     mlp, _ = digits_mlp()
     x = mlp.quantize_input(load_split()[2][:3])
-    for p in mlp.layers:                        # the real digits model, layer by layer
+    for p in mlp.layers:  # the real digits model, layer by layer
         yield x, p
         x = fully_connected(x, p)
     rng = np.random.default_rng(5)
-    for n_in, n_out in [(1, 1), (5, 3), (7, 2), (13, 9)]:   # sizes that are not multiples of 4
-        p = FcParams(filter=rng.integers(-128, 128, (n_out, n_in)), bias=rng.integers(-5000, 5000, n_out),
-                     input_offset=int(rng.choice([-127, 0, 83, 128])),
-                     output_multiplier=int(rng.integers(1 << 30, 1 << 31)),
-                     output_shift=int(rng.integers(-12, 2)), output_offset=int(rng.integers(-128, 128)),
-                     act_min=-128, act_max=127, input_scale=1.0, output_scale=1.0)
+    for n_in, n_out in [(1, 1), (5, 3), (7, 2), (13, 9)]:  # sizes that are not multiples of 4
+        p = FcParams(
+            filter=rng.integers(-128, 128, (n_out, n_in)),
+            bias=rng.integers(-5000, 5000, n_out),
+            input_offset=int(rng.choice([-127, 0, 83, 128])),
+            output_multiplier=int(rng.integers(1 << 30, 1 << 31)),
+            output_shift=int(rng.integers(-12, 2)),
+            output_offset=int(rng.integers(-128, 128)),
+            act_min=-128,
+            act_max=127,
+            input_scale=1.0,
+            output_scale=1.0,
+        )
         yield rng.integers(-128, 128, (2, n_in)), p
 
 
 def test_both_kernels_match_tflm_reference(kit, tmp_path):
     exe = tmp_path / "fc"
-    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-DCFU_SOFTWARE_DEFINED",
-                    f"-I{kit}", str(kit / "fc_kernel.c"), str(kit / "cfu_emu.c"),
-                    str(Path(__file__).parent / "c" / "fc_kernel_driver.c"), "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-DCFU_SOFTWARE_DEFINED",
+            f"-I{kit}",
+            str(kit / "fc_kernel.c"),
+            str(kit / "cfu_emu.c"),
+            str(Path(__file__).parent / "c" / "fc_kernel_driver.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     cases, expected = [], []
     for x, p in _layers():
         for row in x:
             n_out, n_in = p.filter.shape
-            cases.append(" ".join(str(int(v)) for v in [
-                n_in, n_out, p.input_offset, p.output_multiplier, p.output_shift, p.output_offset,
-                p.act_min, p.act_max, *row, *p.filter.ravel(), *p.bias]))
+            cases.append(
+                " ".join(
+                    str(int(v))
+                    for v in [
+                        n_in,
+                        n_out,
+                        p.input_offset,
+                        p.output_multiplier,
+                        p.output_shift,
+                        p.output_offset,
+                        p.act_min,
+                        p.act_max,
+                        *row,
+                        *p.filter.ravel(),
+                        *p.bias,
+                    ]
+                )
+            )
             expected.append(fully_connected(row[None, :], p)[0])
-    out = subprocess.run([str(exe)], input="\n".join(cases) + "\n", capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    out = subprocess.run(
+        [str(exe)], input="\n".join(cases) + "\n", capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert len(out) == 2 * len(cases)
     for i, want in enumerate(expected):
         ref = [int(v) for v in out[2 * i].split()]

@@ -1,17 +1,20 @@
 """The CFU golden model: hand-worked ops, and the C emulation against it."""
+
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from reference.cfu_isa import Funct3, Reg, MAC4_FIRST, function_id
+from hdl.cfu.core import LANES
 from hdl.cfu.kit import write_cfu_kit
-from reference.cfu import CfuModel
+from reference.cfu import CfuModel, mac4_sum
+from reference.cfu_isa import MAC4_FIRST, Funct3, Reg, function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.stimulus import random_commands
-from sim.cfu.workload import fc_commands, pack_lanes
+from sim.cfu.workload import fc_commands
+from sim.common import pack_words, unpack_words
 
 MAC, MAC_FIRST = function_id(Funct3.MAC4), function_id(Funct3.MAC4, MAC4_FIRST)
 
@@ -25,7 +28,7 @@ def GET(reg):
 
 
 def word(*lanes):
-    return int(pack_lanes(lanes)[0])
+    return pack_words(LANES, lanes)[0]
 
 
 def test_mac4_hand_worked():
@@ -48,9 +51,9 @@ def test_acc_wraps_at_32_bits():
 
 def test_set_truncates_and_sign_extends():
     cfu = CfuModel()
-    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x1FF, 0) == 0xFFFFFFFF      # 9-bit -1
-    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x100, 0) == 0xFFFFFF00      # 9-bit -256
-    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0xFFFFFFE0, 0) == 0xFFFFFFE0 # -32
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x1FF, 0) == 0xFFFFFFFF  # 9-bit -1
+    assert cfu.step(SET(Reg.INPUT_OFFSET), 0x100, 0) == 0xFFFFFF00  # 9-bit -256
+    assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0xFFFFFFE0, 0) == 0xFFFFFFE0  # -32
     assert cfu.step(SET(Reg.OUTPUT_SHIFT), 0x1F, 0) == 31
     assert cfu.step(GET(Reg.OUTPUT_SHIFT), 0, 0) == 31
 
@@ -59,8 +62,15 @@ def test_reset_values_and_undefined():
     cfu = CfuModel()
     assert [cfu.step(GET(r), 0, 0) for r in Reg] == [0, 0, 0, 0, 0, 0xFFFFFF80, 127]
     before = dict(cfu.regs)
-    for fid in [function_id(6, 0), function_id(7, 5), function_id(Funct3.MAC4, 2), SET(7), GET(127),
-                function_id(Funct3.SRDHM, 1), function_id(Funct3.POST, 3)]:
+    for fid in [
+        function_id(6, 0),
+        function_id(7, 5),
+        function_id(Funct3.MAC4, 2),
+        SET(7),
+        GET(127),
+        function_id(Funct3.SRDHM, 1),
+        function_id(Funct3.POST, 3),
+    ]:
         assert cfu.step(fid, 0x12345678, 0x9ABCDEF0) == 0
     assert cfu.regs == before
 
@@ -72,9 +82,9 @@ def test_post_hand_worked():
     cfu.step(SET(Reg.ACC), 1000, 0)
     # (1000 + 24) * 0.5 / 4 = 128, -10 -> 118
     assert cfu.step(function_id(Funct3.POST), 24, 0) == 118
-    assert cfu.step(function_id(Funct3.POST), 2000, 0) == 127            # clamped to act_max
-    assert cfu.step(function_id(Funct3.POST), (-5000) & 0xFFFFFFFF, 0) == 0xFFFFFF80   # act_min
-    assert cfu.step(GET(Reg.ACC), 0, 0) == 1000                          # POST leaves acc
+    assert cfu.step(function_id(Funct3.POST), 2000, 0) == 127  # clamped to act_max
+    assert cfu.step(function_id(Funct3.POST), (-5000) & 0xFFFFFFFF, 0) == 0xFFFFFF80  # act_min
+    assert cfu.step(GET(Reg.ACC), 0, 0) == 1000  # POST leaves acc
 
 
 def test_layer_as_commands_equals_tflm_kernel():
@@ -101,9 +111,23 @@ def test_int8_mlp_accuracy_close_to_float():
 def test_c_emulation_matches_golden_model(tmp_path):
     kit = write_cfu_kit(tmp_path / "kit")[0].parent
     exe = tmp_path / "emu"
-    subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-DCFU_SOFTWARE_DEFINED",
-                    f"-I{kit}", str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "cfu_emu_driver.c"), "-o", str(exe)],
-                   check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-DCFU_SOFTWARE_DEFINED",
+            f"-I{kit}",
+            str(kit / "cfu_emu.c"),
+            str(Path(__file__).parent / "c" / "cfu_emu_driver.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     commands = random_commands(20000, seed=7)
     stdin = "".join(f"{f} {a} {b}\n" for f, a, b in commands)
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout
@@ -112,3 +136,15 @@ def test_c_emulation_matches_golden_model(tmp_path):
     assert len(got) == len(commands)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"command #{i} {commands[i]}: C emulation 0x{g:08x}, golden 0x{int(e):08x}"
+
+
+def test_golden_lanes_agree_with_the_rtl_layout():
+    """The golden model splits lanes on its own (it may not import hdl); it must agree with LANES."""
+    rng = np.random.default_rng(7)
+    words = [int(w) for w in rng.integers(0, 1 << 32, size=50)] + [0x80FF7F01, 0xFFFFFFFF, 0]
+    lanes = unpack_words(LANES, words)
+    assert pack_words(LANES, lanes) == words
+    for w, row in zip(words, lanes):
+        for j, lane in enumerate(row):
+            one_hot = pack_words(LANES, [int(j == k) for k in range(LANES.length)])[0]
+            assert mac4_sum(w, one_hot, 0) == lane

@@ -6,21 +6,25 @@ waiting; reset values; throughput and latencies; the int8 digits MLP as CFU
 commands. Every response is compared bit for bit inside the testbench; a
 mismatch fails the cocotb test and so this one.
 """
+
 from sim.runner import run_cocotb
 
 OPS = 10_000
 
 
 def test_cfu_rtl(simulator, waves, report):
-    results = run_cocotb("cfu", "sim.cfu.tb_cfu", simulator=simulator, waves=waves,
-                         env={"CFU_OPS": str(OPS), "WORKLOAD_SAMPLES": "8"})
+    results = run_cocotb(
+        "cfu", "sim.cfu.tb_cfu", simulator=simulator, waves=waves, env={"CFU_OPS": str(OPS), "WORKLOAD_SAMPLES": "8"}
+    )
     stream = results["random_stream"]
     assert stream["checked"] + stream["dropped_by_reset"] == OPS
     assert results["throughput"]["mixed"]["ops_per_cycle"] == 1.0
     workload = results["mlp_workload"]
     assert workload["bit_exact"]
-    report(f"cfu on {simulator}: {stream['checked']} random commands checked "
-           f"({stream['dropped_by_reset']} dropped by the mid-stream reset); int8 MLP on "
-           f"{workload['samples']} images: {workload['commands']} commands in {workload['cycles']} cycles")
+    report(
+        f"cfu on {simulator}: {stream['checked']} random commands checked "
+        f"({stream['dropped_by_reset']} dropped by the mid-stream reset); int8 MLP on "
+        f"{workload['samples']} images: {workload['commands']} commands in {workload['cycles']} cycles"
+    )
     if waves:
         report(f"cfu on {simulator}: waves in {results['waves']}")

@@ -1,6 +1,7 @@
 """The command line: bad arguments get one error line naming the cause; --json
 gets exactly its keys; a faulty design is reported as such; concurrent runs
 each report their own results."""
+
 import json
 import os
 import re
@@ -15,56 +16,63 @@ from reference.gemm import gemm, gemm_cycles
 
 
 def _sim(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def _popen(*args):
-    return subprocess.Popen([sys.executable, "-m", "sim", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sim", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
 
 
-@pytest.mark.parametrize("args, cause", [
-    ([], r"choose a command"),
-    (["frobnicate"], r"invalid choice: 'frobnicate'"),
-    (["gemm", "--m", "0", "--k", "3", "--n", "3"], r"--m: must be at least 1, not 0"),
-    (GEMM + ["--mode", "tt"], r"--mode: invalid choice: 'tt'"),
-    (["gemm", "--m", "3", "--k", "x", "--n", "3"], r"--k: 'x' is not a whole number"),
-    (GEMM + ["--rows", "3"], r"--rows must be a power of two"),
-    (GEMM + ["--simulator", "vcs"], r"--simulator: invalid choice"),
-    (GEMM + ["--seed", "-1"], r"--seed: must be 0 or more"),
-    (GEMM + ["--rows", "1024", "--cols", "1024"], r"at most 32 here, not 1024x1024"),
-    (GEMM + ["--cols", "64"], r"at most 32 here, not 8x64"),
-    (GEMM + ["--rows", "2", "--cols", "2", "--inject-fault", "stuck-pe=2,0"], r"PE 2,0 is outside the 2x2 array"),
-    (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
-    (["cfu", "--samples", "0"], r"--samples: must be at least 1"),
-    (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
-    (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
-    (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
-    (["train", "--layers", "64,x,10"], r"'64,x,10' is not a comma-separated list"),
-    (["train", "--momentum", "0.5"], r"--momentum must be 0 or 0.875"),
-    (["train", "--lr", "0"], r"--lr must be a finite number above 0, not 0.0"),
-    (["train", "--lr", "-1"], r"--lr must be a finite number above 0, not -1.0"),
-    (["train", "--lr", "nan"], r"--lr must be a finite number above 0, not nan"),
-    (["train", "--lr", "inf"], r"--lr must be a finite number above 0, not inf"),
-    (["train", "--lr", "1e9"], r"does not fit the 16-bit fixed-point learning rate .* below 31.99"),
-    (["train", "--seed", "-1"], r"--seed: must be 0 or more"),
-    (["train", "--loss", "hinge"], r"--loss: invalid choice: 'hinge'"),
-    (["train", "--check", "full"], r"--check and --waves apply to the RTL backends"),
-    (["train", "--dump", "/dev/null/step"], r"--dump: cannot write in /dev/null/step"),
-    (["train", "--plot", "/dev/null/curves.png"], r"--plot: cannot write in /dev/null"),
-    (["train", "--plot", "curves.xyz"], r"--plot: cannot write a .xyz file"),
-    (["train", "--backend", "verilator", "--batch", "300"], r"batch 300 is outside 1..256"),
-    (["train", "--backend", "icarus", "--layers", "64,300,10"], r"need 2784 words of operand buffer A"),
-    (["train", "--backend", "verilator", "--layers", "64,32,32,32,32,32,32,10", "--batch", "64"],
-     r"need 4160 words of operand buffer A; the hardware has 2048"),
-    (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
-    (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
-    (["synth", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
-])
+@pytest.mark.parametrize(
+    "args, cause",
+    [
+        ([], r"choose a command"),
+        (["frobnicate"], r"invalid choice: 'frobnicate'"),
+        (["gemm", "--m", "0", "--k", "3", "--n", "3"], r"--m: must be at least 1, not 0"),
+        (GEMM + ["--mode", "tt"], r"--mode: invalid choice: 'tt'"),
+        (["gemm", "--m", "3", "--k", "x", "--n", "3"], r"--k: 'x' is not a whole number"),
+        (GEMM + ["--rows", "3"], r"--rows must be a power of two"),
+        (GEMM + ["--simulator", "vcs"], r"--simulator: invalid choice"),
+        (GEMM + ["--seed", "-1"], r"--seed: must be 0 or more"),
+        (GEMM + ["--rows", "1024", "--cols", "1024"], r"at most 32 here, not 1024x1024"),
+        (GEMM + ["--cols", "64"], r"at most 32 here, not 8x64"),
+        (GEMM + ["--rows", "2", "--cols", "2", "--inject-fault", "stuck-pe=2,0"], r"PE 2,0 is outside the 2x2 array"),
+        (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
+        (["cfu", "--samples", "0"], r"--samples: must be at least 1"),
+        (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
+        (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
+        (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
+        (["train", "--layers", "64,x,10"], r"'64,x,10' is not a comma-separated list"),
+        (["train", "--momentum", "0.5"], r"--momentum must be 0 or 0.875"),
+        (["train", "--lr", "0"], r"--lr must be a finite number above 0, not 0.0"),
+        (["train", "--lr", "-1"], r"--lr must be a finite number above 0, not -1.0"),
+        (["train", "--lr", "nan"], r"--lr must be a finite number above 0, not nan"),
+        (["train", "--lr", "inf"], r"--lr must be a finite number above 0, not inf"),
+        (["train", "--lr", "1e9"], r"does not fit the 16-bit fixed-point learning rate .* below 31.99"),
+        (["train", "--seed", "-1"], r"--seed: must be 0 or more"),
+        (["train", "--loss", "hinge"], r"--loss: invalid choice: 'hinge'"),
+        (["train", "--check", "full"], r"--check and --waves apply to the RTL backends"),
+        (["train", "--dump", "/dev/null/step"], r"--dump: cannot write in /dev/null/step"),
+        (["train", "--plot", "/dev/null/curves.png"], r"--plot: cannot write in /dev/null"),
+        (["train", "--plot", "curves.xyz"], r"--plot: cannot write a .xyz file"),
+        (["train", "--backend", "verilator", "--batch", "300"], r"batch 300 is outside 1..256"),
+        (["train", "--backend", "icarus", "--layers", "64,300,10"], r"need 2784 words of operand buffer A"),
+        (
+            ["train", "--backend", "verilator", "--layers", "64,32,32,32,32,32,32,10", "--batch", "64"],
+            r"need 4160 words of operand buffer A; the hardware has 2048",
+        ),
+        (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
+        (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
+        (["synth", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
+    ],
+)
 def test_bad_arguments_one_line(args, cause):
     result = _sim(*args)
     assert result.returncode != 0
@@ -81,6 +89,7 @@ def test_train_waves_warning(monkeypatch, capsys):
 
     def stop(**kw):
         raise sim.train.TrainError("stopped before the run")
+
     monkeypatch.setattr(sim.train, "train", stop)
     assert main(["train", "--backend", "verilator", "--waves", "--json", "--plot", ""]) == 2
     err = capsys.readouterr().err.splitlines()
@@ -95,17 +104,23 @@ def test_train_mismatch_says_no(monkeypatch, capsys):
     from sim.cli import main
     from sim.runner import Mismatch
 
-    where = {"design": "train", "where": "train_run, check weights",
-             "detail": "step 3, layer 0, tensor w_new, index (1, 2): expected 5, got 7"}
+    where = {
+        "design": "train",
+        "where": "train_run, check weights",
+        "detail": "step 3, layer 0, tensor w_new, index (1, 2): expected 5, got 7",
+    }
 
     def disagree(**kw):
         raise Mismatch(where, {})
+
     monkeypatch.setattr(sim.train, "train", disagree)
     assert main(["train", "--backend", "verilator", "--steps", "4", "--json", "--plot", ""]) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["bit_exact"] is False and json.loads(out)["mismatch"] == where
-    assert err.splitlines() == ["sim: error: mismatch in train (train_run, check weights): step 3, layer 0, "
-                                "tensor w_new, index (1, 2): expected 5, got 7"]
+    assert err.splitlines() == [
+        "sim: error: mismatch in train (train_run, check weights): step 3, layer 0, "
+        "tensor w_new, index (1, 2): expected 5, got 7"
+    ]
 
 
 def _operands(seed, M, K, N):
@@ -115,12 +130,21 @@ def _operands(seed, M, K, N):
 
 
 def test_gemm_json_keys():
-    result = _sim("gemm", "--rows", "2", "--cols", "3", "--m", "5", "--k", "7", "--n", "4",
-                  "--mode", "tn", "--json")
+    result = _sim("gemm", "--rows", "2", "--cols", "3", "--m", "5", "--k", "7", "--n", "4", "--mode", "tn", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"cycles", "transfer_cycles", "macs", "ideal_cycles", "utilization",
-                        "model_cycles", "scalesim_cycles", "bit_exact", "seed", "c_sum"}
+    assert set(out) == {
+        "cycles",
+        "transfer_cycles",
+        "macs",
+        "ideal_cycles",
+        "utilization",
+        "model_cycles",
+        "scalesim_cycles",
+        "bit_exact",
+        "seed",
+        "c_sum",
+    }
     assert out["bit_exact"] is True
     assert out["cycles"] == out["model_cycles"] == gemm_cycles(2, 3, 5, 7, 4, "tn")
     assert out["macs"] == 5 * 7 * 4
@@ -130,22 +154,56 @@ def test_gemm_json_keys():
 
 def test_gemm_fault_says_no():
     """A PE stuck at 0: bit_exact false in --json, one report line, exit 1."""
-    result = _sim("gemm", "--rows", "2", "--cols", "2", "--m", "3", "--k", "4", "--n", "3", "--simulator", "icarus",
-                  "--inject-fault", "stuck-pe=1,0", "--json")
+    result = _sim(
+        "gemm",
+        "--rows",
+        "2",
+        "--cols",
+        "2",
+        "--m",
+        "3",
+        "--k",
+        "4",
+        "--n",
+        "3",
+        "--simulator",
+        "icarus",
+        "--inject-fault",
+        "stuck-pe=1,0",
+        "--json",
+    )
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)
     assert out["bit_exact"] is False and out["mismatch"]["design"] == "gemm"
     assert out["cycles"] == gemm_cycles(2, 2, 3, 4, 3)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert re.fullmatch(r"sim: error: mismatch in gemm \(gemm_cli\): 3x4x3 nn on 2x2: C\[\d, \d\] expected -?\d+, "
-                        r"got -?\d+; it left the array in cycle \d+ after start .*", lines[0]), lines[0]
+    assert re.fullmatch(
+        r"sim: error: mismatch in gemm \(gemm_cli\): 3x4x3 nn on 2x2: C\[\d, \d\] expected -?\d+, "
+        r"got -?\d+; it left the array in cycle \d+ after start .*",
+        lines[0],
+    ), lines[0]
 
 
 def test_waves_env_path_reported():
     """WAVES=1 (which cocotb's runner honours by itself) writes the run's own waveform and says where."""
-    result = _sim("gemm", "--rows", "2", "--cols", "2", "--m", "2", "--k", "2", "--n", "2", "--simulator", "icarus",
-                  "--json", env={"WAVES": "1"})
+    result = _sim(
+        "gemm",
+        "--rows",
+        "2",
+        "--cols",
+        "2",
+        "--m",
+        "2",
+        "--k",
+        "2",
+        "--n",
+        "2",
+        "--simulator",
+        "icarus",
+        "--json",
+        env={"WAVES": "1"},
+    )
     assert result.returncode == 0, result.stderr
     (line,) = [l for l in result.stderr.splitlines() if l.startswith("waves: ")]
     path = Path(line.removeprefix("waves: "))
@@ -155,8 +213,27 @@ def test_waves_env_path_reported():
 def test_concurrent_gemm_runs_own_results():
     """Two runs of one shape and build at once, different seeds: each reports its own product."""
     shape = dict(M=6, K=5, N=7)
-    procs = {seed: _popen("gemm", "--rows", "2", "--cols", "2", "--m", "6", "--k", "5", "--n", "7",
-                          "--simulator", "icarus", "--seed", str(seed), "--json") for seed in (11, 12)}
+    procs = {
+        seed: _popen(
+            "gemm",
+            "--rows",
+            "2",
+            "--cols",
+            "2",
+            "--m",
+            "6",
+            "--k",
+            "5",
+            "--n",
+            "7",
+            "--simulator",
+            "icarus",
+            "--seed",
+            str(seed),
+            "--json",
+        )
+        for seed in (11, 12)
+    }
     for seed, (returncode, stdout, stderr) in _outputs(procs, 600).items():
         assert returncode == 0, stderr
         out = json.loads(stdout)
@@ -186,7 +263,7 @@ def test_concurrent_train_runs_own_results():
     model reaches with its own seed."""
     from sim.train import train
 
-    seeds = (4, 6)      # after 2 steps, 23.6% and 10.8% (seeds 1, 2 and 3 all give 15.3%)
+    seeds = (4, 6)  # after 2 steps, 23.6% and 10.8% (seeds 1, 2 and 3 all give 15.3%)
     args = ["train", "--backend", "verilator", "--steps", "2", "--json", "--plot", ""]
     procs = {seed: _popen(*args, "--seed", str(seed)) for seed in seeds}
     try:
@@ -205,8 +282,16 @@ def test_train_rtl_json():
     result = _sim("train", "--backend", "verilator", "--steps", "3", "--json", "--plot", "")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles",
-                        "cycles_by_phase", "utilization", "sim_cycles_per_second"}
+    assert set(out) == {
+        "bit_exact",
+        "test_accuracy",
+        "float_test_accuracy",
+        "steps",
+        "cycles",
+        "cycles_by_phase",
+        "utilization",
+        "sim_cycles_per_second",
+    }
     assert out["bit_exact"] is True and out["steps"] == 3
     assert out["cycles"] == sum(out["cycles_by_phase"].values()) > 0
     assert 0 < out["utilization"] < 1 and out["sim_cycles_per_second"] > 0

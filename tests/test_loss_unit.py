@@ -1,4 +1,5 @@
 """The training datapath's softmax/loss-error unit against the golden model, on both simulators."""
+
 import pytest
 
 from sim.runner import run_cocotb
@@ -6,8 +7,15 @@ from sim.runner import run_cocotb
 
 @pytest.mark.parametrize("classes,lanes", [(10, 8), (16, 4)])
 def test_loss_unit(simulator, classes, lanes, report):
-    r = run_cocotb("loss_unit", "sim.training.tb_loss_unit", simulator=simulator,
-                   params={"classes": classes, "lanes": lanes}, env={"LOSS_ROWS": "150"})["loss_unit"]
+    r = run_cocotb(
+        "loss_unit",
+        "sim.training.tb_loss_unit",
+        simulator=simulator,
+        params={"classes": classes, "lanes": lanes},
+        env={"LOSS_ROWS": "150"},
+    )["loss_unit"]
     assert r["rows"] == 150
-    report(f"loss unit ({classes} classes, {lanes} lanes) on {simulator}: 150 rows of 2..{classes} logits, "
-           f"every error bit-exact")
+    report(
+        f"loss unit ({classes} classes, {lanes} lanes) on {simulator}: 150 rows of 2..{classes} logits, "
+        f"every error bit-exact"
+    )

@@ -2,6 +2,7 @@
 firmware, rebuilt from source here, in software and with the CFU; every
 int8 output is checked against the golden model, and the CFU must be at
 least 3x faster."""
+
 import json
 import subprocess
 import sys
@@ -14,13 +15,16 @@ def test_firmware_on_vexriscv(simulator, report):
     assert r["exit_code"] == 0, f"the firmware exited with 0x{r['exit_code']:08x}"
     assert r["bit_exact"], r["mismatches"]
     assert r["speedup"] >= 3.0, f"speedup {r['speedup']:.2f}"
-    report(f"soc on {simulator}: 1 image, software {r['software_cycles']} cycles, CFU {r['cfu_cycles']} "
-           f"cycles, speedup {r['speedup']:.2f}x, bit-exact")
+    report(
+        f"soc on {simulator}: 1 image, software {r['software_cycles']} cycles, CFU {r['cfu_cycles']} "
+        f"cycles, speedup {r['speedup']:.2f}x, bit-exact"
+    )
 
 
 def test_soc_json_keys():
-    result = subprocess.run([sys.executable, "-m", "sim", "soc", "--samples", "1", "--json"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", "soc", "--samples", "1", "--json"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"software_cycles", "cfu_cycles", "speedup", "bit_exact", "instructions_retired"}

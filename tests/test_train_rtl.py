@@ -5,11 +5,12 @@ core keeps (x, y, dy, dx, dW, db and the int8 weights), must equal
 :func:`reference.training.train_step`'s bit for bit. The cycle counters are
 deterministic: each phase's GEMM cycles must equal the engine's cycle model.
 """
+
 import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, plan_step, KIND, PHASE
+from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
 from reference.gemm import gemm_cycles
 from sim.runner import run_cocotb
 from sim.train import train
@@ -25,13 +26,13 @@ def _step_cycles(layers, batch, **kw):
     plan = plan_step(layers, batch, CoreGeometry(), **kw)
     R, total = plan.geometry.rows, 0
     for op in plan.ops:
-        kind = next(k for k, v in KIND.items() if v == op["kind"])
-        if kind == "gemm":
+        kind = op["kind"]
+        if kind == Kind.GEMM:
             total += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
-        elif kind in ("fwd", "dx", "update"):
+        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             total += 5 + op["m"] * op["k"]
-        elif kind == "loss":
-            total += 3 + op["m"] * ((2 if op["loss"] else 3) * op["k"] + 1)
+        elif kind == Kind.LOSS:
+            total += 3 + op["m"] * ((2 if op["loss"] == Loss.MSE else 3) * op["k"] + 1)
         else:
             total += 2
     return total
@@ -40,11 +41,10 @@ def _step_cycles(layers, batch, **kw):
 def _gemm_cycles_per_step(layers, batch, **kw):
     plan = plan_step(layers, batch, CoreGeometry(), **kw)
     R = plan.geometry.rows
-    out = {name: 0 for name in PHASE}
+    out = {name: 0 for name in plan.macs}
     for op in plan.ops:
-        if op["kind"] == KIND["gemm"]:
-            name = next(k for k, v in PHASE.items() if v == op["phase"])
-            out[name] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
+        if op["kind"] == Kind.GEMM:
+            out[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
     return out
 
 
@@ -59,28 +59,48 @@ def test_train_bit_exact(simulator, variant, report):
     for phase, cycles in want.items():
         assert r["gemm_cycles_by_phase"][phase] == cycles * steps, phase
     assert r["step_cycles"] == [_step_cycles(SMALL["layers"], SMALL["batch"], **plan_kw)]
-    report(f"training core on {simulator} ({variant}): {steps} steps of 64-16-10 batch 8, every kept tensor "
-           f"bit-exact, {r['cycles_per_step']} cycles a step = timing model, GEMM cycles = engine model")
+    report(
+        f"training core on {simulator} ({variant}): {steps} steps of 64-16-10 batch 8, every kept tensor "
+        f"bit-exact, {r['cycles_per_step']} cycles a step = timing model, GEMM cycles = engine model"
+    )
 
 
 def test_train_default_network(simulator, report):
     """The default 64-32-10, batch 32: weights checked every step."""
     steps = 2 if simulator == "icarus" else 8
-    r = train(layers=(64, 32, 10), batch=32, epochs=1, plot=None, progress=False, backend=simulator,
-              check="weights", max_steps=steps)
+    r = train(
+        layers=(64, 32, 10),
+        batch=32,
+        epochs=1,
+        plot=None,
+        progress=False,
+        backend=simulator,
+        check="weights",
+        max_steps=steps,
+    )
     assert r["bit_exact"] is True and r["steps"] == steps
     want = _gemm_cycles_per_step((64, 32, 10), 32)
     assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
     assert r["step_cycles"] == [_step_cycles((64, 32, 10), 32)]
-    report(f"training core on {simulator}: 64-32-10 batch 32, {steps} steps bit-exact, "
-           f"{r['cycles_per_step']} cycles a step, utilization {100 * r['utilization']:.1f}%")
+    report(
+        f"training core on {simulator}: 64-32-10 batch 32, {steps} steps bit-exact, "
+        f"{r['cycles_per_step']} cycles a step, utilization {100 * r['utilization']:.1f}%"
+    )
 
 
 @pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
 def test_train_core_robustness(simulator, testcase, report):
     cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
-    r = run_cocotb("train", "sim.training.tb_train", simulator=simulator, params=CoreGeometry().params,
-                   testcase=testcase, env={"TRAIN_CONFIG": json.dumps(cfg)}, quiet=True, tag="train")
+    r = run_cocotb(
+        "train",
+        "sim.training.tb_train",
+        simulator=simulator,
+        params=CoreGeometry().params,
+        testcase=testcase,
+        env={"TRAIN_CONFIG": json.dumps(cfg)},
+        quiet=True,
+        tag="train",
+    )
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
@@ -91,5 +111,7 @@ def test_train_accuracy_targets(report):
     assert r["bit_exact"] is True
     assert r["test_accuracy"] >= 0.94
     assert r["test_accuracy"] >= r["float_test_accuracy"] - 0.02
-    report(f"training core, 20 epochs on verilator: fixed {100 * r['test_accuracy']:.1f}%, "
-           f"float {100 * r['float_test_accuracy']:.1f}%, {r['sim_cycles_per_second']:,.0f} cycles/s")
+    report(
+        f"training core, 20 epochs on verilator: fixed {100 * r['test_accuracy']:.1f}%, "
+        f"float {100 * r['float_test_accuracy']:.1f}%, {r['sim_cycles_per_second']:,.0f} cycles/s"
+    )

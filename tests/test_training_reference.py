@@ -1,5 +1,6 @@
 """The training golden models: hand-worked values, the course's two-layer
 backprop example, fixed-point gradients against autograd, and training."""
+
 import copy
 import json
 import subprocess
@@ -11,41 +12,51 @@ import torch
 
 from reference.digits import load_split
 from reference.float_training import FloatMlp
-from reference.training import (Numerics, Lfsr16, exp_table, init_state, loss_error, lr_to_fixed,
-                                quantize_input, round_half_up_shift, stochastic_round_shift, train_step)
+from reference.training import (
+    Lfsr16,
+    Numerics,
+    exp_table,
+    init_state,
+    loss_error,
+    lr_to_fixed,
+    quantize_input,
+    round_half_up_shift,
+    stochastic_round_shift,
+    train_step,
+)
 
 N = Numerics()
 
 
 def test_round_half_up_shift_hand_worked():
     assert list(round_half_up_shift(np.array([3, -3, 5, 6, -6, -5, 7]), 1)) == [2, -1, 3, 3, -3, -2, 4]
-    assert list(round_half_up_shift(np.array([5, 6, -6, -7]), 2)) == [1, 2, -1, -2]   # 1.25 1.5 -1.5 -1.75
+    assert list(round_half_up_shift(np.array([5, 6, -6, -7]), 2)) == [1, 2, -1, -2]  # 1.25 1.5 -1.5 -1.75
     assert list(round_half_up_shift(np.array([3]), -2)) == [12]
 
 
 def test_lfsr():
     lfsr = Lfsr16(0xACE1)
-    assert lfsr.next() == 0xE270          # 0xACE1 >> 1 = 0x5670, lsb 1: ^ 0xB400
-    assert lfsr.next() == 0x7138          # 0xE270 >> 1, lsb 0
+    assert lfsr.next() == 0xE270  # 0xACE1 >> 1 = 0x5670, lsb 1: ^ 0xB400
+    assert lfsr.next() == 0x7138  # 0xE270 >> 1, lsb 0
     seen, lfsr = set(), Lfsr16(1)
     for _ in range(65535):
         seen.add(lfsr.next())
-    assert len(seen) == 65535 and 0 not in seen   # maximal length
+    assert len(seen) == 65535 and 0 not in seen  # maximal length
 
 
 def test_stochastic_rounding_is_unbiased_and_bounded():
-    x = np.full(20000, 5 * 256 + 64)     # 5.25 in units of 2^8
+    x = np.full(20000, 5 * 256 + 64)  # 5.25 in units of 2^8
     r = stochastic_round_shift(x, 8, Lfsr16(7))
     assert set(np.unique(r)) == {5, 6}
     assert abs(r.mean() - 5.25) < 0.01
     r2 = stochastic_round_shift(x, 8, Lfsr16(7))
-    assert np.array_equal(r, r2)         # the same LFSR seed: the same bits
+    assert np.array_equal(r, r2)  # the same LFSR seed: the same bits
 
 
 def test_exp_table():
     e = exp_table(N)
     assert e[0] == 1 << 15
-    assert e[1 << N.a_frac] == 12055     # round(32768 / e)
+    assert e[1 << N.a_frac] == 12055  # round(32768 / e)
     assert np.all(np.diff(e) <= 0)
 
 
@@ -79,11 +90,16 @@ def test_two_layer_backprop_hand_worked():
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "leaky_relu"])
 def test_float_reference_activations_match_their_definitions(activation):
     z = np.linspace(-3, 3, 13)
-    model = FloatMlp([np.eye(13), np.eye(13)], [np.zeros(13), np.zeros(13)], activation, leaky_slope=0.125,
-                     dtype=torch.float64)
+    model = FloatMlp(
+        [np.eye(13), np.eye(13)], [np.zeros(13), np.zeros(13)], activation, leaky_slope=0.125, dtype=torch.float64
+    )
     got = model.forward(z[None, :]).detach().numpy()[0]
-    want = {"sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z), "relu": np.maximum(z, 0),
-            "leaky_relu": np.where(z > 0, z, z / 8)}[activation]
+    want = {
+        "sigmoid": 1 / (1 + np.exp(-z)),
+        "tanh": np.tanh(z),
+        "relu": np.maximum(z, 0),
+        "leaky_relu": np.where(z > 0, z, z / 8),
+    }[activation]
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -95,13 +111,15 @@ def test_fixed_point_gradients_against_autograd():
     x_train, y_train, _, _ = load_split()
     state = init_state((64, 32, 10), seed=0)
     x8 = quantize_input(x_train, N)
-    for i in range(0, 640, 32):       # away from the initial weights
-        train_step(state, x8[i:i + 32], y_train[i:i + 32], lr_to_fixed(0.2, 32, N))
+    for i in range(0, 640, 32):  # away from the initial weights
+        train_step(state, x8[i : i + 32], y_train[i : i + 32], lr_to_fixed(0.2, 32, N))
     idx = np.arange(700, 732)
-    model = FloatMlp([state.weights8(l) * 2.0 ** -N.w_frac for l in range(2)],
-                     [state.bias(l) * 2.0 ** -(state.x_frac(l) + N.w_frac) for l in range(2)],
-                     dtype=torch.float64)
-    (model.loss(x8[idx] / 2.0 ** N.x_frac, y_train[idx]) * len(idx)).backward()
+    model = FloatMlp(
+        [state.weights8(l) * 2.0**-N.w_frac for l in range(2)],
+        [state.bias(l) * 2.0 ** -(state.x_frac(l) + N.w_frac) for l in range(2)],
+        dtype=torch.float64,
+    )
+    (model.loss(x8[idx] / 2.0**N.x_frac, y_train[idx]) * len(idx)).backward()
     step = train_step(copy.deepcopy(state), x8[idx], y_train[idx], lr_to_fixed(0.2, 32, N))
     for l, (min_cos, max_rel) in enumerate([(0.95, 0.35), (0.99, 0.10)]):
         e = 2.0 ** -N.e_frac("ce", 1 - l)
@@ -128,19 +146,42 @@ def test_backward_tensors_follow_their_equations():
 def test_training_reaches_the_targets():
     """20 epochs: fixed point >= 94% on the test split and within 2 points of float."""
     from sim.train import train
+
     r = train(epochs=20, progress=False, plot=None)
     assert r["test_accuracy"] >= 0.94
     assert r["test_accuracy"] >= r["float_test_accuracy"] - 0.02
 
 
 def test_train_command_json_and_dump(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sim", "train", "--epochs", "1", "--json",
-                             "--dump", str(tmp_path), "--plot", str(tmp_path / "curves.png")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim",
+            "train",
+            "--epochs",
+            "1",
+            "--json",
+            "--dump",
+            str(tmp_path),
+            "--plot",
+            str(tmp_path / "curves.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"bit_exact", "test_accuracy", "float_test_accuracy", "steps", "cycles",
-                        "cycles_by_phase", "utilization", "sim_cycles_per_second"}
+    assert set(out) == {
+        "bit_exact",
+        "test_accuracy",
+        "float_test_accuracy",
+        "steps",
+        "cycles",
+        "cycles_by_phase",
+        "utilization",
+        "sim_cycles_per_second",
+    }
     assert out["steps"] == 1437 // 32 and out["sim_cycles_per_second"] is None
     dump = np.load(tmp_path / "step0.npz")
     for l in range(2):

@@ -1,4 +1,5 @@
 """`make verilog`'s CFU Playground kit: the module, its ports, the lint."""
+
 import re
 import subprocess
 
@@ -7,18 +8,22 @@ from hdl.generate import lint_waivers
 from sim.runner import ensure_simulator
 
 CFU_PLAYGROUND_PORTS = {
-    "cmd_valid": ("input", 1), "cmd_ready": ("output", 1),
+    "cmd_valid": ("input", 1),
+    "cmd_ready": ("output", 1),
     "cmd_payload_function_id": ("input", 10),
-    "cmd_payload_inputs_0": ("input", 32), "cmd_payload_inputs_1": ("input", 32),
-    "rsp_valid": ("output", 1), "rsp_ready": ("input", 1),
+    "cmd_payload_inputs_0": ("input", 32),
+    "cmd_payload_inputs_1": ("input", 32),
+    "rsp_valid": ("output", 1),
+    "rsp_ready": ("input", 1),
     "rsp_payload_outputs_0": ("output", 32),
-    "reset": ("input", 1), "clk": ("input", 1),
+    "reset": ("input", 1),
+    "clk": ("input", 1),
 }
 
 
 def _ports(verilog, module):
-    body = verilog[verilog.index(f"module {module}("):]
-    body = body[:body.index("endmodule")]
+    body = verilog[verilog.index(f"module {module}(") :]
+    body = body[: body.index("endmodule")]
     ports = {}
     for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
         ports[name] = (direction, int(msb) + 1 if msb else 1)
@@ -27,18 +32,27 @@ def _ports(verilog, module):
 
 def test_kit_files_and_ports(tmp_path):
     paths = write_cfu_kit(tmp_path)
-    assert sorted(p.name for p in paths) == ["README.md", "cfu.v", "cfu_emu.c", "cfu_ops.h",
-                                             "fc_kernel.c", "fc_kernel.h"]
+    assert sorted(p.name for p in paths) == [
+        "README.md",
+        "cfu.v",
+        "cfu_emu.c",
+        "cfu_ops.h",
+        "fc_kernel.c",
+        "fc_kernel.h",
+    ]
     verilog = (tmp_path / "cfu.v").read_text()
     assert _ports(verilog, "Cfu") == CFU_PLAYGROUND_PORTS
-    assert "/work" not in verilog and "src =" not in verilog   # no checkout paths in the text
+    assert "/work" not in verilog and "src =" not in verilog  # no checkout paths in the text
 
 
 def test_cfu_lints_clean_with_only_the_width_waiver(tmp_path):
     write_cfu_kit(tmp_path)
     ensure_simulator("verilator")
     assert lint_waivers("cfu") == ["WIDTH"]
-    result = subprocess.run(["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", "Cfu",
-                             str(tmp_path / "cfu.v")], capture_output=True, text=True)
+    result = subprocess.run(
+        ["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", "Cfu", str(tmp_path / "cfu.v")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "%Warning" not in result.stderr

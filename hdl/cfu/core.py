@@ -1,12 +1,15 @@
 """The CFU-Playground SIMD int8 MAC unit.
 
-:class:`CfuCore` is the design, in Amaranth's ``sync`` domain. :class:`Cfu`
-wraps it with CFU Playground's exact port list, including its own ``clk`` and
-synchronous active-high ``reset`` ports, and is what ``cfu.v`` holds.
+:class:`CfuCore` is the design, in Amaranth's ``sync`` domain, with a
+``lib.stream`` command input (:data:`COMMAND`) and response output
+(:data:`RESPONSE`). :class:`Cfu` wraps it with CFU Playground's exact port
+list, including its own ``clk`` and synchronous active-high ``reset`` ports,
+and is what ``cfu.v`` holds: ``cmd_payload_inputs_0`` is ``cmd.payload.inputs_0``
+and so on.
 
 Timing (see ``docs/cfu_isa.md`` for the sketch):
 
-* A command is taken in a cycle where ``cmd_valid & cmd_ready``; its operands
+* A command is taken in a cycle where ``cmd.valid & cmd.ready``; its operands
   are read only in that cycle.
 * All architectural state (registers, ``acc``) changes at the clock edge that
   ends the accepting cycle, in command order, so a command always sees every
@@ -18,20 +21,33 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
   flight. So a fast op answers :attr:`CfuCore.FAST_LATENCY` cycles after it is
   taken (when nothing older is in flight) and a slow op
   :attr:`CfuCore.SLOW_LATENCY` cycles after.
-* ``rsp_valid`` holds, with ``rsp_payload_outputs_0`` stable, until
-  ``rsp_ready``. While it waits, ``cmd_ready`` is low and nothing moves.
-* During reset ``cmd_ready`` and ``rsp_valid`` are low; reset discards every
+* ``rsp.valid`` holds, with ``rsp.payload`` stable, until ``rsp.ready``.
+  While it waits, ``cmd.ready`` is low and nothing moves.
+* During reset ``cmd.ready`` and ``rsp.valid`` are low; reset discards every
   op in flight (its response is never given) and restores the registers.
 """
-from amaranth.hdl import (Signal, Module, Mux, Const, ClockDomain, ClockSignal, ResetSignal, DomainRenamer,
-                          signed)
-from amaranth.lib import wiring, data
+
+from amaranth.hdl import ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference import cfu_isa
-from reference.cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, FUNCTION_ID_BITS, MAC4_FIRST
+from reference.cfu_isa import FUNCTION_ID_BITS, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg
 
-__all__ = ["CFU_PORTS", "CfuCore", "Cfu"]
+__all__ = ["CFU_PORTS", "LANES", "FUNCTION_ID", "COMMAND", "RESPONSE", "CfuCore", "Cfu"]
+
+#: The four int8 lanes of a MAC4 operand word: lane i is bits [8i+7:8i].
+#: Benches pack and unpack operand words with this layout.
+LANES = data.ArrayLayout(signed(8), 4)
+
+#: CFU Playground's ``function_id``: ``{funct7, funct3}``.
+FUNCTION_ID = data.StructLayout({"funct3": 3, "funct7": FUNCTION_ID_BITS - 3})
+
+#: A command: the op and ``rs1``, ``rs2``.
+COMMAND = data.StructLayout({"function_id": FUNCTION_ID, "inputs_0": 32, "inputs_1": 32})
+
+#: A response: the 32-bit result.
+RESPONSE = data.StructLayout({"outputs_0": 32})
 
 #: CFU Playground's command/response ports, in its order and with its names.
 CFU_PORTS = {
@@ -49,49 +65,48 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 # One op in flight between acceptance and the multiply (stage 1).
-_Stage1 = data.StructLayout({
-    "valid": 1,
-    "done": 1,              # result is final (a fast op)
-    "result": 32,           # fast op's response, or RDBPOT's dividend
-    "use_mul": 1,           # the dividend is SRDHM(a, b), not result
-    "a": signed(32),
-    "b": signed(32),
-    "exp": 5,               # RoundingDivideByPOT exponent
-    "offset": signed(32),   # output stage; identity for SRDHM/RDBPOT
-    "lo": signed(32),
-    "hi": signed(32),
-})
+_Stage1 = data.StructLayout(
+    {
+        "valid": 1,
+        "done": 1,  # result is final (a fast op)
+        "result": 32,  # fast op's response, or RDBPOT's dividend
+        "use_mul": 1,  # the dividend is SRDHM(a, b), not result
+        "a": signed(32),
+        "b": signed(32),
+        "exp": 5,  # RoundingDivideByPOT exponent
+        "offset": signed(32),  # output stage; identity for SRDHM/RDBPOT
+        "lo": signed(32),
+        "hi": signed(32),
+    }
+)
 
 # After the multiply (stage 2).
-_Stage2 = data.StructLayout({
-    "valid": 1,
-    "done": 1,
-    "result": 32,
-    "use_mul": 1,
-    "prod": signed(64),
-    "overflow": 1,          # a == b == INT32_MIN: SRDHM saturates
-    "exp": 5,
-    "offset": signed(32),
-    "lo": signed(32),
-    "hi": signed(32),
-})
+_Stage2 = data.StructLayout(
+    {
+        "valid": 1,
+        "done": 1,
+        "result": 32,
+        "use_mul": 1,
+        "prod": signed(64),
+        "overflow": 1,  # a == b == INT32_MIN: SRDHM saturates
+        "exp": 5,
+        "offset": signed(32),
+        "lo": signed(32),
+        "hi": signed(32),
+    }
+)
 
 
 class CfuCore(wiring.Component):
-    """CFU Playground's command/response interface, in the ``sync`` domain.
+    """CFU Playground's command/response interface as two streams, in the ``sync`` domain.
 
     Attributes
     ----------
-    cmd_valid, cmd_ready : 1 bit
-        Command handshake; taken when both are high in a cycle.
-    cmd_payload_function_id : 10 bits
-        ``{funct7, funct3}``.
-    cmd_payload_inputs_0, cmd_payload_inputs_1 : 32 bits
-        ``rs1`` and ``rs2``; read only in the accepting cycle.
-    rsp_valid, rsp_ready : 1 bit
-        Response handshake; the payload holds until taken.
-    rsp_payload_outputs_0 : 32 bits
-        The response.
+    cmd : In(stream.Signature(COMMAND))
+        Commands; one is taken in a cycle where ``valid`` and ``ready`` are
+        both high, and its payload is read only in that cycle.
+    rsp : Out(stream.Signature(RESPONSE))
+        Responses, in command order; the payload holds until taken.
     """
 
     #: Cycles from the accepting cycle to ``rsp_valid`` for MAC4, SET, GET and
@@ -102,13 +117,13 @@ class CfuCore(wiring.Component):
     SLOW_LATENCY = cfu_isa.SLOW_LATENCY
 
     def __init__(self):
-        super().__init__(CFU_PORTS)
+        super().__init__({"cmd": In(stream.Signature(COMMAND)), "rsp": Out(stream.Signature(RESPONSE))})
 
     def elaborate(self, platform):
         m = Module()
+        cmd, rsp = self.cmd, self.rsp
 
-        regs = {reg: Signal(signed(REG_WIDTH[reg]), name=reg.name.lower(), init=REG_RESET[reg])
-                for reg in Reg}
+        regs = {reg: Signal(signed(REG_WIDTH[reg]), name=reg.name.lower(), init=REG_RESET[reg]) for reg in Reg}
         acc = regs[Reg.ACC]
         shift = regs[Reg.OUTPUT_SHIFT]
 
@@ -119,35 +134,35 @@ class CfuCore(wiring.Component):
 
         # -- handshake ------------------------------------------------------
         in_reset = ResetSignal()
-        stall = out_valid & ~self.rsp_ready
+        stall = out_valid & ~rsp.ready
         advance = ~stall
         take = Signal()
         m.d.comb += [
-            self.cmd_ready.eq(advance & ~in_reset),
-            take.eq(self.cmd_valid & self.cmd_ready),
-            self.rsp_valid.eq(out_valid & ~in_reset),
-            self.rsp_payload_outputs_0.eq(out_data),
+            cmd.ready.eq(advance & ~in_reset),
+            take.eq(cmd.valid & cmd.ready),
+            rsp.valid.eq(out_valid & ~in_reset),
+            rsp.payload.outputs_0.eq(out_data),
         ]
 
         # -- decode, in the accepting cycle ---------------------------------
-        fid = self.cmd_payload_function_id
-        funct3, funct7 = fid[0:3], fid[3:10]
-        in0, in1 = self.cmd_payload_inputs_0, self.cmd_payload_inputs_1
+        funct3, funct7 = cmd.payload.function_id.funct3, cmd.payload.function_id.funct7
+        in0, in1 = cmd.payload.inputs_0, cmd.payload.inputs_1
         reg_defined = funct7 < len(Reg)
+        plain = ~funct7.any()  # SRDHM, RDBPOT and POST have no funct7 variants
         is_mac = (funct3 == Funct3.MAC4) & (funct7 <= MAC4_FIRST)
         is_set = (funct3 == Funct3.SET) & reg_defined
         is_get = (funct3 == Funct3.GET) & reg_defined
-        is_srdhm = (funct3 == Funct3.SRDHM) & (funct7 == 0)
-        is_rdbpot = (funct3 == Funct3.RDBPOT) & (funct7 == 0)
-        is_post = (funct3 == Funct3.POST) & (funct7 == 0)
+        is_srdhm = (funct3 == Funct3.SRDHM) & plain
+        is_rdbpot = (funct3 == Funct3.RDBPOT) & plain
+        is_post = (funct3 == Funct3.POST) & plain
         is_slow = is_srdhm | is_rdbpot | is_post
 
         # MAC4: four 9x8-bit signed products, summed into acc (wraps at 32).
-        products = [(in0.word_select(i, 8).as_signed() + regs[Reg.INPUT_OFFSET])
-                    * in1.word_select(i, 8).as_signed() for i in range(4)]
+        lanes0, lanes1 = LANES(in0), LANES(in1)
+        products = [(lanes0[i] + regs[Reg.INPUT_OFFSET]) * lanes1[i] for i in range(LANES.length)]
         mac_base = Mux(funct7 == MAC4_FIRST, 0, acc)
         new_acc = Signal(signed(32))
-        m.d.comb += new_acc.eq(mac_base + products[0] + products[1] + products[2] + products[3])
+        m.d.comb += new_acc.eq(sum(products, mac_base))
 
         # GET: the register, sign-extended; SET: in0 truncated to the register.
         reg_value = Signal(signed(32))
@@ -155,8 +170,7 @@ class CfuCore(wiring.Component):
         with m.Switch(funct7):
             for reg in Reg:
                 with m.Case(reg):
-                    m.d.comb += [reg_value.eq(regs[reg]),
-                                 set_value.eq(in0[:REG_WIDTH[reg]].as_signed())]
+                    m.d.comb += [reg_value.eq(regs[reg]), set_value.eq(in0[: REG_WIDTH[reg]].as_signed())]
             with m.Default():
                 m.d.comb += [reg_value.eq(0), set_value.eq(0)]
 
@@ -168,7 +182,7 @@ class CfuCore(wiring.Component):
         with m.Elif(is_get):
             m.d.comb += fast_result.eq(reg_value)
         with m.Elif(is_rdbpot):
-            m.d.comb += fast_result.eq(in0)      # the dividend, not a response
+            m.d.comb += fast_result.eq(in0)  # the dividend, not a response
 
         # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits.
         left = Mux(shift > 0, shift[:5], 0)
@@ -209,8 +223,7 @@ class CfuCore(wiring.Component):
         mask = Signal(32)
         m.d.comb += mask.eq((Const(1, 33) << s2.exp) - 1)
         rounded = Signal(signed(32))
-        m.d.comb += rounded.eq((dividend >> s2.exp) +
-                               ((dividend.as_unsigned() & mask) > ((mask >> 1) + dividend[31])))
+        m.d.comb += rounded.eq((dividend >> s2.exp) + ((dividend.as_unsigned() & mask) > ((mask >> 1) + dividend[31])))
         offset_added = Signal(signed(32))
         m.d.comb += offset_added.eq(rounded + s2.offset)
         lower = Signal(signed(32))
@@ -224,8 +237,7 @@ class CfuCore(wiring.Component):
             s1_jumps = s1.valid & s1.done & ~s2.valid
             new_jumps = new.valid & new.done & ~s1.valid & ~s2.valid
             with m.If(s2.valid):
-                m.d.sync += [out_valid.eq(1),
-                             out_data.eq(Mux(s2.done, s2.result, slow_result))]
+                m.d.sync += [out_valid.eq(1), out_data.eq(Mux(s2.done, s2.result, slow_result))]
             with m.Elif(s1_jumps):
                 m.d.sync += [out_valid.eq(1), out_data.eq(s1.result)]
             with m.Elif(new_jumps):
@@ -253,8 +265,10 @@ class CfuCore(wiring.Component):
 class Cfu(wiring.Component):
     """:class:`CfuCore` with CFU Playground's port list, for ``cfu.v``.
 
-    ``clk`` clocks the unit; ``reset`` is synchronous and active high. All
-    other ports are :class:`CfuCore`'s, with the same timing.
+    ``clk`` clocks the unit; ``reset`` is synchronous and active high. The
+    other ports are :class:`CfuCore`'s stream members under CFU Playground's
+    names (``cmd_payload_inputs_0`` is ``cmd.payload.inputs_0``), with the
+    same timing.
     """
 
     FAST_LATENCY = CfuCore.FAST_LATENCY
@@ -270,10 +284,15 @@ class Cfu(wiring.Component):
         m.domains.cfu = ClockDomain("cfu", local=True)
         m.d.comb += [ClockSignal("cfu").eq(self.clk), ResetSignal("cfu").eq(self.reset)]
         m.submodules.core = core = DomainRenamer("cfu")(CfuCore())
-        for name, member in CFU_PORTS.items():
-            port, inner = getattr(self, name), getattr(core, name)
-            if member.flow == wiring.In:
-                m.d.comb += inner.eq(port)
-            else:
-                m.d.comb += port.eq(inner)
+        # CFU Playground's names for the two streams' members.
+        m.d.comb += [
+            core.cmd.valid.eq(self.cmd_valid),
+            self.cmd_ready.eq(core.cmd.ready),
+            core.cmd.payload.function_id.eq(self.cmd_payload_function_id),
+            core.cmd.payload.inputs_0.eq(self.cmd_payload_inputs_0),
+            core.cmd.payload.inputs_1.eq(self.cmd_payload_inputs_1),
+            self.rsp_valid.eq(core.rsp.valid),
+            core.rsp.ready.eq(self.rsp_ready),
+            self.rsp_payload_outputs_0.eq(core.rsp.payload.outputs_0),
+        ]
         return m

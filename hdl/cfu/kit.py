@@ -1,10 +1,12 @@
 """The CFU Playground kit written by ``make verilog``: ``cfu.v``, the generated
 C header of CFU ops, their C software emulation, an int8 fully-connected
 kernel in plain C and with CFU ops, and a short guide."""
+
 import shutil
 from pathlib import Path
 
-from reference.cfu_isa import Funct3, Reg, REG_WIDTH, REG_RESET, MAC4_ACCUMULATE, MAC4_FIRST
+from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg
+
 from ..generate import write_verilog
 
 __all__ = ["c_header", "write_cfu_kit", "C_DIR"]
@@ -88,8 +90,12 @@ void cfu_emu_reset(void);
 
 
 #: Hand-written kit files, copied as they are.
-KIT_SOURCES = {"cfu_emu.c": "cfu_emu.c", "fc_kernel.c": "fc_kernel.c", "fc_kernel.h": "fc_kernel.h",
-               "KIT_README.md": "README.md"}
+KIT_SOURCES = {
+    "cfu_emu.c": "cfu_emu.c",
+    "fc_kernel.c": "fc_kernel.c",
+    "fc_kernel.h": "fc_kernel.h",
+    "KIT_README.md": "README.md",
+}
 
 
 def write_cfu_kit(out_dir):

@@ -12,11 +12,12 @@
   the next cycle), so a testbench reads results after the run without the
   CPU.
 """
+
 import importlib.util
 from pathlib import Path
 
-from amaranth.hdl import Signal, Module, Instance, ClockSignal, ResetSignal, Const, Cat
-from amaranth.lib import wiring, memory
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..cfu import Cfu
@@ -39,18 +40,22 @@ def vexriscv_verilog():
 
 class CfuSoc(wiring.Component):
     def __init__(self, firmware, ram_words=16384):
-        if isinstance(firmware, (str, Path)):      # a raw binary image, little-endian words
+        if isinstance(firmware, (str, Path)):  # a raw binary image, little-endian words
             data = Path(firmware).read_bytes()
             data += bytes(-len(data) % 4)
-            firmware = [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+            firmware = [int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)]
         firmware = list(firmware)
         if len(firmware) > ram_words:
             raise ValueError(f"the firmware ({len(firmware)} words) does not fit in {ram_words} words of RAM")
         self.firmware, self.ram_words = firmware, ram_words
-        super().__init__({
-            "halted": Out(1), "exit_code": Out(32),
-            "dbg_addr": In(range(ram_words)), "dbg_data": Out(32),
-        })
+        super().__init__(
+            {
+                "halted": Out(1),
+                "exit_code": Out(32),
+                "dbg_addr": In(range(ram_words)),
+                "dbg_data": Out(32),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -60,36 +65,73 @@ class CfuSoc(wiring.Component):
         d_wr = ram.write_port(granularity=8)
         m.d.comb += [dbg_rd.addr.eq(self.dbg_addr), self.dbg_data.eq(dbg_rd.data)]
 
-        ibus = {n: Signal(w, name=f"ibus_{n}") for n, w in
-                [("cyc", 1), ("stb", 1), ("ack", 1), ("we", 1), ("adr", 30), ("miso", 32), ("mosi", 32),
-                 ("sel", 4), ("cti", 3), ("bte", 2)]}
-        dbus = {n: Signal(w, name=f"dbus_{n}") for n, w in
-                [("cyc", 1), ("stb", 1), ("ack", 1), ("we", 1), ("adr", 30), ("miso", 32), ("mosi", 32),
-                 ("sel", 4), ("cti", 3), ("bte", 2)]}
+        ibus = {
+            n: Signal(w, name=f"ibus_{n}")
+            for n, w in [
+                ("cyc", 1),
+                ("stb", 1),
+                ("ack", 1),
+                ("we", 1),
+                ("adr", 30),
+                ("miso", 32),
+                ("mosi", 32),
+                ("sel", 4),
+                ("cti", 3),
+                ("bte", 2),
+            ]
+        }
+        dbus = {
+            n: Signal(w, name=f"dbus_{n}")
+            for n, w in [
+                ("cyc", 1),
+                ("stb", 1),
+                ("ack", 1),
+                ("we", 1),
+                ("adr", 30),
+                ("miso", 32),
+                ("mosi", 32),
+                ("sel", 4),
+                ("cti", 3),
+                ("bte", 2),
+            ]
+        }
 
         m.submodules.cfu = cfu = Cfu()
         m.d.comb += [cfu.clk.eq(ClockSignal()), cfu.reset.eq(ResetSignal())]
 
         def bus_ports(prefix, bus):
             return {
-                f"o_{prefix}_CYC": bus["cyc"], f"o_{prefix}_STB": bus["stb"], f"i_{prefix}_ACK": bus["ack"],
-                f"o_{prefix}_WE": bus["we"], f"o_{prefix}_ADR": bus["adr"], f"i_{prefix}_DAT_MISO": bus["miso"],
-                f"o_{prefix}_DAT_MOSI": bus["mosi"], f"o_{prefix}_SEL": bus["sel"], f"i_{prefix}_ERR": Const(0),
-                f"o_{prefix}_CTI": bus["cti"], f"o_{prefix}_BTE": bus["bte"],
+                f"o_{prefix}_CYC": bus["cyc"],
+                f"o_{prefix}_STB": bus["stb"],
+                f"i_{prefix}_ACK": bus["ack"],
+                f"o_{prefix}_WE": bus["we"],
+                f"o_{prefix}_ADR": bus["adr"],
+                f"i_{prefix}_DAT_MISO": bus["miso"],
+                f"o_{prefix}_DAT_MOSI": bus["mosi"],
+                f"o_{prefix}_SEL": bus["sel"],
+                f"i_{prefix}_ERR": Const(0),
+                f"o_{prefix}_CTI": bus["cti"],
+                f"o_{prefix}_BTE": bus["bte"],
             }
 
         m.submodules.cpu = Instance(
             "VexRiscv",
-            i_clk=ClockSignal(), i_reset=ResetSignal(),
-            i_externalResetVector=Const(0, 32), i_timerInterrupt=Const(0), i_softwareInterrupt=Const(0),
+            i_clk=ClockSignal(),
+            i_reset=ResetSignal(),
+            i_externalResetVector=Const(0, 32),
+            i_timerInterrupt=Const(0),
+            i_softwareInterrupt=Const(0),
             i_externalInterruptArray=Const(0, 32),
-            o_CfuPlugin_bus_cmd_valid=cfu.cmd_valid, i_CfuPlugin_bus_cmd_ready=cfu.cmd_ready,
+            o_CfuPlugin_bus_cmd_valid=cfu.cmd_valid,
+            i_CfuPlugin_bus_cmd_ready=cfu.cmd_ready,
             o_CfuPlugin_bus_cmd_payload_function_id=cfu.cmd_payload_function_id,
             o_CfuPlugin_bus_cmd_payload_inputs_0=cfu.cmd_payload_inputs_0,
             o_CfuPlugin_bus_cmd_payload_inputs_1=cfu.cmd_payload_inputs_1,
-            i_CfuPlugin_bus_rsp_valid=cfu.rsp_valid, o_CfuPlugin_bus_rsp_ready=cfu.rsp_ready,
+            i_CfuPlugin_bus_rsp_valid=cfu.rsp_valid,
+            o_CfuPlugin_bus_rsp_ready=cfu.rsp_ready,
             i_CfuPlugin_bus_rsp_payload_outputs_0=cfu.rsp_payload_outputs_0,
-            **bus_ports("iBusWishbone", ibus), **bus_ports("dBusWishbone", dbus),
+            **bus_ports("iBusWishbone", ibus),
+            **bus_ports("dBusWishbone", dbus),
         )
 
         # Instruction bus: RAM reads, acknowledged the cycle after the address.
@@ -101,8 +143,10 @@ class CfuSoc(wiring.Component):
         request = dbus["cyc"] & dbus["stb"] & ~dbus["ack"]
         m.d.sync += dbus["ack"].eq(request)
         m.d.comb += [
-            d_rd.addr.eq(dbus["adr"][:abits]), dbus["miso"].eq(d_rd.data),
-            d_wr.addr.eq(dbus["adr"][:abits]), d_wr.data.eq(dbus["mosi"]),
+            d_rd.addr.eq(dbus["adr"][:abits]),
+            dbus["miso"].eq(d_rd.data),
+            d_wr.addr.eq(dbus["adr"][:abits]),
+            d_wr.data.eq(dbus["mosi"]),
             d_wr.en.eq(Cat(*[request & dbus["we"] & ~is_io & dbus["sel"][i] for i in range(4)])),
         ]
         with m.If(request & dbus["we"] & is_io):

@@ -1,10 +1,13 @@
 """``LossUnit``: dL/dY of one sample's logits, softmax cross-entropy or MSE,
 a word of ``lanes`` classes a cycle.
 
-A sample's ``count`` int8 logits arrive as words (class j in lane
-``j mod lanes`` of word ``j div lanes``; ``in_last`` on the last word;
-``label``, ``loss`` and ``count`` held while they come in); its int8 errors
-leave as words in the same layout, lanes past ``count`` zero. Cross-entropy,
+A sample's ``count`` int8 logits arrive on the ``logits`` stream as words
+(class j in lane ``j mod lanes`` of word ``j div lanes``; ``last`` on the
+last word; ``label``, ``loss`` and ``count`` held while they come in); its
+int8 errors leave on the ``errors`` stream as words in the same layout,
+lanes past ``count`` zero, ``last`` on the row's last word. Both streams
+follow ``lib.stream``'s rules: a word moves in a cycle where valid and
+ready are both high. Cross-entropy,
 as :func:`reference.training.loss_error`:
 
 1. load: keep the logits, track their maximum (a tree over the lanes);
@@ -16,17 +19,35 @@ as :func:`reference.training.loss_error`:
 
 MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, straight from the logits.
 A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
-to be taken; ``in_ready`` is high only while loading.
+to be taken; ``logits.ready`` is high only while loading (it does not
+depend on ``logits.valid``), ``errors.valid`` only while emitting.
 """
-from amaranth.hdl import Signal, Module, Mux, Const, Cat, Array, signed, unsigned
-from amaranth.lib import wiring, memory, data
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.training_numerics import Numerics, exp_rom
 
-__all__ = ["LossUnit", "LOSS_CE", "LOSS_MSE"]
+__all__ = ["LossUnit", "Loss", "State", "word_layout"]
 
-LOSS_CE, LOSS_MSE = 0, 1
+
+class Loss(enum.Enum, shape=1):
+    """The loss whose dL/dY the unit computes."""
+
+    CE = 0  #: softmax cross-entropy
+    MSE = 1  #: mean squared error
+
+
+class State(enum.Enum, shape=2):
+    LOAD = 0  #: taking a row's logit words
+    EXP = 1  #: exponents and their sum (cross-entropy only)
+    EMIT = 2  #: giving out the error words
+
+
+def word_layout(lanes):
+    """One stream word: ``lanes`` int8 and the row's ``last`` flag."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(8), lanes), "last": 1})
 
 
 class LossUnit(wiring.Component):
@@ -37,14 +58,15 @@ class LossUnit(wiring.Component):
             raise ValueError(f"lanes must be in 1..64, not {lanes}")
         self.classes, self.lanes, self.numerics = classes, lanes, numerics
         self.words = -(-classes // lanes)
-        word = data.ArrayLayout(signed(8), lanes)
-        super().__init__({
-            "loss": In(1),
-            "label": In(range(classes)),
-            "count": In(range(classes + 1)),
-            "in_valid": In(1), "in_ready": Out(1), "in_data": In(word), "in_last": In(1),
-            "out_valid": Out(1), "out_ready": In(1), "out_data": Out(word), "out_last": Out(1),
-        })
+        super().__init__(
+            {
+                "loss": In(Loss),
+                "label": In(range(classes)),
+                "count": In(range(classes + 1)),
+                "logits": In(stream.Signature(word_layout(lanes))),
+                "errors": Out(stream.Signature(word_layout(lanes))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -56,12 +78,12 @@ class LossUnit(wiring.Component):
         m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
         rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
 
-        w = Signal(range(NW + 1))            # word being loaded / exponentiated / emitted
+        w = Signal(range(NW + 1))  # word being loaded / exponentiated / emitted
         y_max = Signal(signed(8))
-        total = Signal(unsigned(24))         # S = Σ e_j <= 256 · 2^15
-        label, loss, count = Signal.like(self.label), Signal(), Signal.like(self.count)
-        LOAD, EXP, EMIT = range(3)
-        state = Signal(range(3), init=LOAD)
+        total = Signal(unsigned(24))  # S = Σ e_j <= 256 · 2^15
+        label, loss, count = Signal.like(self.label), Signal(Loss), Signal.like(self.count)
+        state = Signal(State)
+        in_data = self.logits.payload.data
 
         def valid(word, lane, cnt):
             return (word * P + lane) < cnt
@@ -71,7 +93,7 @@ class LossUnit(wiring.Component):
         best = Mux(w == 0, Const(-128, signed(8)), y_max)
         for j in range(P):
             cand = Signal(signed(8), name=f"max{j}")
-            m.d.comb += cand.eq(Mux(valid(w, j, self.count) & (self.in_data[j] > best), self.in_data[j], best))
+            m.d.comb += cand.eq(Mux(valid(w, j, self.count) & (in_data[j] > best), in_data[j], best))
             best = cand
         m.d.comb += in_max.eq(best)
 
@@ -81,8 +103,10 @@ class LossUnit(wiring.Component):
         e_word = Signal(data.ArrayLayout(unsigned(16), P))
         e_sum = 0
         for j in range(P):
-            m.d.comb += [rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
-                         e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0))]
+            m.d.comb += [
+                rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
+                e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0)),
+            ]
             e_sum = e_sum + e_word[j]
 
         # -- errors of word w
@@ -105,27 +129,36 @@ class LossUnit(wiring.Component):
             mse_error = Signal(signed(10), name=f"mse{j}")
             m.d.comb += mse_error.eq(cur_y[j] - Mux(is_label, Const(1 << n.a_frac, 9), 0))
             mse_sat = Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error))
-            m.d.comb += out[j].eq(Mux(valid(w, j, count), Mux(loss == LOSS_MSE, mse_sat, ce_error), 0))
+            m.d.comb += out[j].eq(Mux(valid(w, j, count), Mux(loss == Loss.MSE, mse_sat, ce_error), 0))
 
         last_word = Signal()
         m.d.comb += last_word.eq((w + 1) * P >= count)
         with m.Switch(state):
-            with m.Case(LOAD):
-                m.d.comb += self.in_ready.eq(1)
-                with m.If(self.in_valid):
-                    m.d.sync += [ys[w].eq(self.in_data), y_max.eq(in_max), label.eq(self.label),
-                                 loss.eq(self.loss), count.eq(self.count), w.eq(w + 1)]
-                    with m.If(self.in_last | ((w + 1) * P >= self.count) | (w == NW - 1)):
-                        m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == LOSS_MSE, EMIT, EXP))]
-            with m.Case(EXP):
+            with m.Case(State.LOAD):
+                m.d.comb += self.logits.ready.eq(1)
+                with m.If(self.logits.valid):
+                    m.d.sync += [
+                        ys[w].eq(in_data),
+                        y_max.eq(in_max),
+                        label.eq(self.label),
+                        loss.eq(self.loss),
+                        count.eq(self.count),
+                        w.eq(w + 1),
+                    ]
+                    with m.If(self.logits.payload.last | ((w + 1) * P >= self.count) | (w == NW - 1)):
+                        m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == Loss.MSE, State.EMIT, State.EXP))]
+            with m.Case(State.EXP):
                 m.d.sync += [es[w].eq(e_word), total.eq(total + e_sum), w.eq(w + 1)]
                 with m.If(last_word | (w == NW - 1)):
-                    m.d.sync += [w.eq(0), state.eq(EMIT)]
-            with m.Default():                # EMIT one word of errors
-                m.d.comb += [self.out_valid.eq(1), self.out_last.eq(last_word | (w == NW - 1)),
-                             self.out_data.eq(out)]
-                with m.If(self.out_ready):
+                    m.d.sync += [w.eq(0), state.eq(State.EMIT)]
+            with m.Default():  # EMIT one word of errors
+                m.d.comb += [
+                    self.errors.valid.eq(1),
+                    self.errors.payload.last.eq(last_word | (w == NW - 1)),
+                    self.errors.payload.data.eq(out),
+                ]
+                with m.If(self.errors.ready):
                     m.d.sync += w.eq(w + 1)
                     with m.If(last_word | (w == NW - 1)):
-                        m.d.sync += [w.eq(0), state.eq(LOAD)]
+                        m.d.sync += [w.eq(0), state.eq(State.LOAD)]
         return m

@@ -21,38 +21,117 @@ The bias trick: each layer's input X is stored with one more column, all
 ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 ``db = Σ_batch dY`` in its last, bit-exact, from the array.
 """
+
+import enum as py_enum
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from amaranth.hdl import Shape, signed
-from amaranth.lib import data
+from amaranth.lib import data, enum
 
 from reference.training_numerics import Numerics
 
-__all__ = ["OP_LAYOUT", "KIND", "PHASE", "ACT", "DST", "TARGET", "CoreGeometry", "StepPlan", "plan_step",
-           "pack_op", "PlanError"]
+from ..systolic.signatures import Mode
+from .loss_unit import Loss
 
-#: Op kinds, by their encoding. Any other value stops the step with ``error``.
-KIND = {"end": 0, "gemm": 1, "fwd": 2, "loss": 3, "dx": 4, "update": 5}
-#: Which cycle counter an op's cycles go to.
-PHASE = {"forward": 0, "backward": 1, "update": 2}
-#: Activation (FWD) or the derivative mask it implies (DX).
-ACT = {"none": 0, "relu": 1, "leaky": 2}
-#: Where a post-op writes int8 words: nowhere, operand buffer A, B or both.
-DST = {"none": 0, "a": 1, "b": 2, "both": 3}
-#: Host port targets (``wr_target`` / ``rd_target``).
-TARGET = {"a": 0, "b": 1, "wmem": 2, "bmem": 3, "mmem": 4, "labels": 5, "results": 6, "vmem": 7}
+__all__ = [
+    "OP_LAYOUT",
+    "Kind",
+    "Phase",
+    "Act",
+    "Dst",
+    "Target",
+    "Mode",
+    "Loss",
+    "CoreGeometry",
+    "StepPlan",
+    "plan_step",
+    "pack_op",
+    "PlanError",
+]
+
+
+class Kind(enum.Enum, shape=3):
+    """Op kinds, by their encoding. Any other value (6, 7) stops the step with ``error``."""
+
+    END = 0
+    GEMM = 1
+    FWD = 2
+    LOSS = 3
+    DX = 4
+    UPDATE = 5
+
+
+class Phase(enum.Enum, shape=2):
+    """Which cycle counter an op's cycles go to (results name them in lower case)."""
+
+    FORWARD = 0
+    BACKWARD = 1
+    UPDATE = 2
+
+
+class Act(enum.Enum, shape=2):
+    """Activation (FWD) or the derivative mask it implies (DX)."""
+
+    NONE = 0
+    RELU = 1
+    LEAKY = 2
+
+
+class Dst(enum.Enum, shape=2):
+    """Where a post-op writes int8 words: nowhere, operand buffer A, B or both."""
+
+    NONE = 0
+    A = 1
+    B = 2
+    BOTH = 3
+
+
+class Target(enum.Enum, shape=3):
+    """Host port targets (``wr_target`` / ``rd_target``): each memory the host reaches."""
+
+    A = 0
+    B = 1
+    WMEM = 2
+    BMEM = 3
+    MMEM = 4
+    LABELS = 5
+    RESULTS = 6
+    VMEM = 7
+
 
 ADDR = 16
-OP_LAYOUT = data.StructLayout({
-    "kind": 3, "phase": 2, "mode": 2, "act": 2, "ones": 1, "dst": 2, "loss": 1, "momentum": 1,
-    "shift0": signed(7), "shift1": signed(7),
-    "m": ADDR, "k": ADDR, "n": ADDR,
-    "a_base": ADDR, "a_stride": ADDR, "b_base": ADDR, "b_stride": ADDR, "r_base": ADDR,
-    "dst_base": ADDR, "dst_stride": ADDR,
-    "vr_base": ADDR, "vr_stride": ADDR, "vw_base": ADDR, "vw_stride": ADDR,
-    "p_base": ADDR, "q_base": ADDR, "bb_base": ADDR,
-})
+OP_LAYOUT = data.StructLayout(
+    {
+        "kind": Kind,
+        "phase": Phase,
+        "mode": Mode,
+        "act": Act,
+        "ones": 1,
+        "dst": Dst,
+        "loss": Loss,
+        "momentum": 1,
+        "shift0": signed(7),
+        "shift1": signed(7),
+        "m": ADDR,
+        "k": ADDR,
+        "n": ADDR,
+        "a_base": ADDR,
+        "a_stride": ADDR,
+        "b_base": ADDR,
+        "b_stride": ADDR,
+        "r_base": ADDR,
+        "dst_base": ADDR,
+        "dst_stride": ADDR,
+        "vr_base": ADDR,
+        "vr_stride": ADDR,
+        "vw_base": ADDR,
+        "vw_stride": ADDR,
+        "p_base": ADDR,
+        "q_base": ADDR,
+        "bb_base": ADDR,
+    }
+)
 
 
 class PlanError(ValueError):
@@ -63,16 +142,17 @@ class PlanError(ValueError):
 class CoreGeometry:
     """The generated hardware's sizes (all in words; an operand word is R int8,
     the other memories' words are R lanes too)."""
-    rows: int = 8                 #: the array is rows × rows
-    operand_depth: int = 1024     #: per half of each operand buffer (the plan uses both halves)
-    result_depth: int = 512       #: per half of the result buffer
-    vmem_depth: int = 1024        #: y and dx (int8)
-    wmem_depth: int = 1024        #: master weights (int16)
-    bmem_depth: int = 64          #: master biases (int32)
-    mmem_depth: int = 1024        #: momenta (int32)
-    label_depth: int = 256        #: the largest batch
+
+    rows: int = 8  #: the array is rows × rows
+    operand_depth: int = 1024  #: per half of each operand buffer (the plan uses both halves)
+    result_depth: int = 512  #: per half of the result buffer
+    vmem_depth: int = 1024  #: y and dx (int8)
+    wmem_depth: int = 1024  #: master weights (int16)
+    bmem_depth: int = 64  #: master biases (int32)
+    mmem_depth: int = 1024  #: momenta (int32)
+    label_depth: int = 256  #: the largest batch
     program_depth: int = 32
-    classes: int = 16             #: the loss unit's largest output layer
+    classes: int = 16  #: the loss unit's largest output layer
 
     @property
     def params(self):
@@ -91,11 +171,12 @@ class StepPlan:
     ops: list = field(default_factory=list)
     #: tensor -> SimpleNamespace(space, base, stride, rows, cols) for the host
     regions: dict = field(default_factory=dict)
-    macs: dict = field(default_factory=lambda: {name: 0 for name in PHASE})
+    macs: dict = field(default_factory=lambda: {p.name.lower(): 0 for p in Phase})
 
 
-def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss="ce", activation="relu",
-              momentum=False):
+def plan_step(
+    layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss="ce", activation="relu", momentum=False
+):
     """The program of one training step and where every tensor lives.
 
     Raises :class:`PlanError` when the network or the batch does not fit.
@@ -114,12 +195,19 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
         raise PlanError(f"unknown loss {loss!r} or activation {activation!r}")
     plan = StepPlan(layers, batch, g)
     free = {"a": 0, "b": 0, "results": 0, "vmem": 0, "wmem": 0, "bmem": 0, "mmem": 0}
-    size = {"a": 2 * g.operand_depth, "b": 2 * g.operand_depth, "results": 2 * g.result_depth,
-            "vmem": g.vmem_depth, "wmem": g.wmem_depth, "bmem": g.bmem_depth, "mmem": g.mmem_depth}
+    size = {
+        "a": 2 * g.operand_depth,
+        "b": 2 * g.operand_depth,
+        "results": 2 * g.result_depth,
+        "vmem": g.vmem_depth,
+        "wmem": g.wmem_depth,
+        "bmem": g.bmem_depth,
+        "mmem": g.mmem_depth,
+    }
 
     def region(name, space, rows, cols, stride=None, shared_with=None):
         stride = stride if stride is not None else _words(cols, R)
-        if shared_with:                          # the same words in A and B
+        if shared_with:  # the same words in A and B
             base = max(free[space], free[shared_with])
             free[shared_with] = base + rows * stride
         else:
@@ -131,81 +219,175 @@ def plan_step(layers, batch, geometry=CoreGeometry(), numerics=Numerics(), loss=
     ins, outs = layers[:-1], layers[1:]
     # dY_l lives at the same words of A (dX GEMM's A) and B (dW GEMM's B).
     dy = [region(f"dy{l}", "a", batch, outs[l], shared_with="b") for l in range(L)]
-    x = [region(f"x{l}", "a", batch, ins[l] + 1) for l in range(L)]          # with the ones column
+    x = [region(f"x{l}", "a", batch, ins[l] + 1) for l in range(L)]  # with the ones column
     w8 = [region(f"w{l}", "b", ins[l], outs[l]) for l in range(L)]
-    y = [region(f"y{l}", "vmem", batch, outs[l] + (l < L - 1), stride=_words(outs[l] + (l < L - 1), R))
-         for l in range(L)]
+    y = [
+        region(f"y{l}", "vmem", batch, outs[l] + (l < L - 1), stride=_words(outs[l] + (l < L - 1), R)) for l in range(L)
+    ]
     dxv = [region(f"dx{l}", "vmem", batch, ins[l]) if l else None for l in range(L)]
     acc = [region(f"acc{l}", "results", batch, outs[l], stride=_words(outs[l], R)) for l in range(L)]
-    dxacc = [region(f"dxacc{l}", "results", batch, ins[l], stride=_words(ins[l], R)) if l else None
-             for l in range(L)]
+    dxacc = [region(f"dxacc{l}", "results", batch, ins[l], stride=_words(ins[l], R)) if l else None for l in range(L)]
     dw = [region(f"dw{l}", "results", ins[l] + 1, outs[l], stride=_words(outs[l], R)) for l in range(L)]
     wm = [region(f"w{l}_master", "wmem", ins[l], outs[l]) for l in range(L)]
     bm = [region(f"b{l}_master", "bmem", 1, outs[l]) for l in range(L)]
     mm = [region(f"m{l}", "mmem", ins[l] + 1, outs[l]) for l in range(L)]
     for space, used in free.items():
         if used > size[space]:
-            what = {"a": "operand buffer A", "b": "operand buffer B", "results": "the result buffer",
-                    "vmem": "the activation memory", "wmem": "the weight memory", "bmem": "the bias memory",
-                    "mmem": "the momentum memory"}[space]
-            raise PlanError(f"layers {','.join(map(str, layers))} with batch {batch} need {used} words of "
-                            f"{what}; the hardware has {size[space]}")
+            what = {
+                "a": "operand buffer A",
+                "b": "operand buffer B",
+                "results": "the result buffer",
+                "vmem": "the activation memory",
+                "wmem": "the weight memory",
+                "bmem": "the bias memory",
+                "mmem": "the momentum memory",
+            }[space]
+            raise PlanError(
+                f"layers {','.join(map(str, layers))} with batch {batch} need {used} words of "
+                f"{what}; the hardware has {size[space]}"
+            )
 
     x_frac = lambda l: n.x_frac if l == 0 else n.a_frac
     e_frac = lambda l: n.e_frac(loss, L - 1 - l)
 
     def op(kind, phase, **fields):
-        plan.ops.append({"kind": KIND[kind], "phase": PHASE[phase], **fields})
+        plan.ops.append({"kind": kind, "phase": phase, **fields})
+
+    act = Act[activation.upper()]
 
     for l in range(L):
         hidden = l < L - 1
-        op("gemm", "forward", mode=0, m=batch, k=ins[l], n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
-           b_base=w8[l].base, b_stride=w8[l].stride, r_base=acc[l].base)
+        op(
+            Kind.GEMM,
+            Phase.FORWARD,
+            mode=Mode.NN,
+            m=batch,
+            k=ins[l],
+            n=outs[l],
+            a_base=x[l].base,
+            a_stride=x[l].stride,
+            b_base=w8[l].base,
+            b_stride=w8[l].stride,
+            r_base=acc[l].base,
+        )
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
             raise PlanError(f"layer {l}'s requantization shifts must be in 0..31 for the hardware")
-        op("fwd", "forward", m=batch, k=y[l].stride, n=outs[l], r_base=acc[l].base, bb_base=bm[l].base,
-           vw_base=y[l].base, vw_stride=y[l].stride, shift0=shift,
-           act=ACT[activation] if hidden else ACT["none"], ones=int(hidden),
-           dst=DST["a"] if hidden else DST["none"],
-           dst_base=x[l + 1].base if hidden else 0, dst_stride=x[l + 1].stride if hidden else 0)
-    op("loss", "backward", m=batch, k=_words(outs[-1], R), n=outs[-1], loss=int(loss == "mse"), vr_base=y[-1].base,
-       vr_stride=y[-1].stride, dst=DST["both"], dst_base=dy[-1].base, dst_stride=dy[-1].stride)
+        op(
+            Kind.FWD,
+            Phase.FORWARD,
+            m=batch,
+            k=y[l].stride,
+            n=outs[l],
+            r_base=acc[l].base,
+            bb_base=bm[l].base,
+            vw_base=y[l].base,
+            vw_stride=y[l].stride,
+            shift0=shift,
+            act=act if hidden else Act.NONE,
+            ones=int(hidden),
+            dst=Dst.A if hidden else Dst.NONE,
+            dst_base=x[l + 1].base if hidden else 0,
+            dst_stride=x[l + 1].stride if hidden else 0,
+        )
+    op(
+        Kind.LOSS,
+        Phase.BACKWARD,
+        m=batch,
+        k=_words(outs[-1], R),
+        n=outs[-1],
+        loss=Loss[loss.upper()],
+        vr_base=y[-1].base,
+        vr_stride=y[-1].stride,
+        dst=Dst.BOTH,
+        dst_base=dy[-1].base,
+        dst_stride=dy[-1].stride,
+    )
     for l in reversed(range(L)):
         if l:
-            op("gemm", "backward", mode=1, m=batch, k=outs[l], n=ins[l], a_base=dy[l].base, a_stride=dy[l].stride,
-               b_base=w8[l].base, b_stride=w8[l].stride, r_base=dxacc[l].base)
+            op(
+                Kind.GEMM,
+                Phase.BACKWARD,
+                mode=Mode.NT,
+                m=batch,
+                k=outs[l],
+                n=ins[l],
+                a_base=dy[l].base,
+                a_stride=dy[l].stride,
+                b_base=w8[l].base,
+                b_stride=w8[l].stride,
+                r_base=dxacc[l].base,
+            )
             plan.macs["backward"] += batch * outs[l] * ins[l]
-            op("dx", "backward", m=batch, k=dxv[l].stride, n=ins[l], r_base=dxacc[l].base,
-               vr_base=y[l - 1].base, vr_stride=y[l - 1].stride, vw_base=dxv[l].base, vw_stride=dxv[l].stride,
-               shift0=n.w_frac - n.dx_extra, act=ACT[activation], dst=DST["both"],
-               dst_base=dy[l - 1].base, dst_stride=dy[l - 1].stride)
-        op("gemm", "backward", mode=2, m=ins[l] + 1, k=batch, n=outs[l], a_base=x[l].base, a_stride=x[l].stride,
-           b_base=dy[l].base, b_stride=dy[l].stride, r_base=dw[l].base)
+            op(
+                Kind.DX,
+                Phase.BACKWARD,
+                m=batch,
+                k=dxv[l].stride,
+                n=ins[l],
+                r_base=dxacc[l].base,
+                vr_base=y[l - 1].base,
+                vr_stride=y[l - 1].stride,
+                vw_base=dxv[l].base,
+                vw_stride=dxv[l].stride,
+                shift0=n.w_frac - n.dx_extra,
+                act=act,
+                dst=Dst.BOTH,
+                dst_base=dy[l - 1].base,
+                dst_stride=dy[l - 1].stride,
+            )
+        op(
+            Kind.GEMM,
+            Phase.BACKWARD,
+            mode=Mode.TN,
+            m=ins[l] + 1,
+            k=batch,
+            n=outs[l],
+            a_base=x[l].base,
+            a_stride=x[l].stride,
+            b_base=dy[l].base,
+            b_stride=dy[l].stride,
+            r_base=dw[l].base,
+        )
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
         s_b = n.lr_frac + e_frac(l) - (x_frac(l) + n.w_frac + n.master_extra)
         for s in (s_w, s_b):
             if not -15 <= s <= 47:
                 raise PlanError(f"layer {l}'s update shift {s} is outside the hardware's -15..47")
-        op("update", "update", m=ins[l] + 1, k=wm[l].stride, n=outs[l], r_base=dw[l].base,
-           p_base=wm[l].base, q_base=mm[l].base, bb_base=bm[l].base, shift0=s_w, shift1=s_b,
-           momentum=int(momentum), dst=DST["b"], dst_base=w8[l].base, dst_stride=w8[l].stride)
-    op("end", "update")
+        op(
+            Kind.UPDATE,
+            Phase.UPDATE,
+            m=ins[l] + 1,
+            k=wm[l].stride,
+            n=outs[l],
+            r_base=dw[l].base,
+            p_base=wm[l].base,
+            q_base=mm[l].base,
+            bb_base=bm[l].base,
+            shift0=s_w,
+            shift1=s_b,
+            momentum=int(momentum),
+            dst=Dst.B,
+            dst_base=w8[l].base,
+            dst_stride=w8[l].stride,
+        )
+    op(Kind.END, Phase.UPDATE)
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
     return plan
 
 
 def pack_op(fields):
-    """An op (a dict of field values) as the integer the program memory holds."""
-    value = 0
+    """An op (a dict of field values: enum members or their values) as the integer the program memory holds."""
     for name, v in fields.items():
-        member = OP_LAYOUT[name]
-        shape = Shape.cast(member.shape)
+        shape = Shape.cast(OP_LAYOUT[name].shape)
+        v = v.value if isinstance(v, py_enum.Enum) else int(v)
         lo, hi = (-(1 << (shape.width - 1)), 1 << (shape.width - 1)) if shape.signed else (0, 1 << shape.width)
-        if not lo <= int(v) < hi:
+        if not lo <= v < hi:
             raise PlanError(f"op field {name} = {v} does not fit {shape}")
-        value |= (int(v) & ((1 << shape.width) - 1)) << member.offset
-    return value
+        kinds = OP_LAYOUT[name].shape
+        if isinstance(kinds, enum.EnumType) and v not in {member.value for member in kinds}:
+            raise PlanError(f"op field {name} = {v} is not a {kinds.__name__}")
+    return OP_LAYOUT.const(fields).as_bits()

@@ -1,25 +1,30 @@
 """Drive and watch CFU Playground's cmd/rsp interface in cocotb.
 
-:class:`CfuBus` presents commands (with random gaps), answers with random
-back-pressure, can pulse ``reset`` mid-stream, and checks the handshake rules
-every cycle. :class:`CfuScoreboard` holds the golden model and compares every
-response bit for bit, raising on the first mismatch with the op, its inputs,
-the expected and actual values and the cycles.
+:class:`CfuBus` is built on :mod:`sim.common`: the command side is a
+:class:`~sim.common.StreamSource` (random gaps), the response side a
+:class:`~sim.common.StreamSink` (random back-pressure), and
+:class:`CfuScoreboard` an :class:`~sim.common.InOrderScoreboard` holding the
+golden model, which compares every response bit for bit and raises
+:class:`~sim.common.Mismatch` on the first difference, naming the op, its
+inputs, the expected and actual values and the cycles. The bus can pulse
+``reset`` mid-stream and checks the handshake rules every cycle.
 
-Every cycle the bus writes its inputs just after the rising edge and samples
-at ``ReadOnly``, so a handshake seen in cycle ``t`` is the one the RTL
-registers at the edge ending cycle ``t``, on any simulator.
+Sampling follows :mod:`sim.common`: inputs change at the falling edge and
+the handshakes are sampled at ``ReadOnly`` after it (``cmd_ready`` depends on
+this cycle's ``rsp_ready``), so a handshake seen in cycle ``t`` is the one
+the RTL registers at the rising edge ending cycle ``t``, on any simulator.
 """
+
+import functools
 import random
 import time
-from collections import deque
 
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly
 
-from reference.cfu_isa import Funct3, Reg, split_function_id
 from reference.cfu import CfuModel
+from reference.cfu_isa import Funct3, Reg, split_function_id
 from reference.fixedpoint import sx
+from sim.common import InOrderScoreboard, StreamSink, StreamSource, cycle_now, edge, pauses, reset, start_clock
 
 __all__ = ["CfuBus", "CfuScoreboard", "describe_command"]
 
@@ -37,36 +42,41 @@ def describe_command(fid, in0, in1):
     return f"{name} in0=0x{in0:08x} ({sx(in0, 32)}) in1=0x{in1:08x} ({sx(in1, 32)})"
 
 
-class CfuScoreboard:
-    """In-order checker: each accepted command must get exactly its golden response."""
+def _word(value):
+    return f"0x{value:08x} ({sx(value, 32)})"
+
+
+def _where(index, command, accepted_at):
+    return f"command #{index} {describe_command(*command)}, accepted in cycle {accepted_at}, answered"
+
+
+class CfuScoreboard(InOrderScoreboard):
+    """In-order checker: each accepted command must get exactly its golden response.
+
+    ``responses`` lists ``(index, value, latency)`` of every checked
+    response, ``index`` counting accepted commands; ``dropped`` counts ops a
+    reset discarded in flight."""
 
     def __init__(self, model=None):
+        super().__init__("cfu", describe=_word)
         self.model = model or CfuModel()
-        self.outstanding = deque()   # (index, command, expected, accept_cycle)
-        self.responses = []          # (index, value, latency)
+        self.responses = []
         self.accepted = 0
-        self.dropped = 0             # discarded in flight by a reset
 
     def accept(self, command, cycle):
         expected = self.model.step(*command)
-        self.outstanding.append((self.accepted, command, expected, cycle))
+        # The op is named only if it mismatches: formatting every command would slow the bench.
+        self.expect(expected, where=functools.partial(_where, self.accepted, command, cycle), cycle=cycle)
         self.accepted += 1
 
     def respond(self, value, cycle):
-        if not self.outstanding:
-            raise AssertionError(f"cycle {cycle}: response 0x{value:08x} with no command outstanding")
-        index, command, expected, accepted_at = self.outstanding.popleft()
-        if value != expected:
-            raise AssertionError(
-                f"command #{index} {describe_command(*command)}: expected 0x{expected:08x} "
-                f"({sx(expected, 32)}), got 0x{value:08x} ({sx(value, 32)}); "
-                f"accepted in cycle {accepted_at}, answered in cycle {cycle}")
-        self.responses.append((index, value, cycle - accepted_at))
+        index = self.checked + self.dropped  # a reset drops every op in flight, so this is the oldest
+        self.observe(value, cycle)
+        self.responses.append((index, value, self.latencies[-1]))
 
     def reset(self):
         """A reset discards every op in flight and restores the registers."""
-        self.dropped += len(self.outstanding)
-        self.outstanding.clear()
+        self.flush()
         self.model.reset()
 
 
@@ -80,27 +90,26 @@ class CfuBus:
 
     def __init__(self, dut, rng=None):
         self.dut = dut
+        # Gaps and back-pressure draw from this one stream, in that order, each cycle.
         self.rng = rng or random.Random(0)
         self.cycle = 0
         self.scoreboard = CfuScoreboard()
         self._clock_started = False
+        self.source = self.sink = None
 
     async def start(self, reset_cycles=2):
-        """Start the clock and apply a reset."""
-        if not self._clock_started:
-            Clock(self.dut.clk, 10, unit="ns").start()
-            self._clock_started = True
+        """Start the clock and apply a reset; returns at a falling edge."""
         dut = self.dut
-        dut.cmd_valid.value = 0
-        dut.rsp_ready.value = 0
-        dut.cmd_payload_function_id.value = 0
-        dut.cmd_payload_inputs_0.value = 0
-        dut.cmd_payload_inputs_1.value = 0
-        dut.reset.value = 1
-        for _ in range(reset_cycles):
-            await RisingEdge(dut.clk)
-        dut.reset.value = 0
+        if not self._clock_started:
+            start_clock(dut.clk)
+            self._clock_started = True
+        payload = (dut.cmd_payload_function_id, dut.cmd_payload_inputs_0, dut.cmd_payload_inputs_1)
+        await reset(dut.clk, dut.reset, reset_cycles, zero=(dut.cmd_valid, dut.rsp_ready) + payload)
+        # Fresh ones: what they last drove is what the reset zeroed.
+        self.source = StreamSource(dut.cmd_valid, dut.cmd_ready, payload)
+        self.sink = StreamSink(dut.rsp_valid, dut.rsp_ready, dut.rsp_payload_outputs_0, name="response")
         self.scoreboard.reset()
+        self.cycle = cycle_now()
 
     async def run(self, commands, *, gap=0.0, backpressure=0.0, reset_cycles=(), drain=True):
         """Stream ``commands`` ((function_id, in0, in1) tuples) through the unit.
@@ -108,88 +117,89 @@ class CfuBus:
         ``gap``: probability of an idle cycle before presenting a command.
         ``backpressure``: probability that ``rsp_ready`` is low in a cycle.
         ``reset_cycles``: cycles, counted from this call, in which ``reset`` is high.
-        Returns a dict of counts and timings.
+        Returns a dict of counts and timings: ``cycles`` (clock cycles the
+        call stepped, not counting the one it ends on), ``busy_cycles``
+        (first accept to last response, both included), ``accept_span``
+        (first to last accept, both included), ``wall_seconds`` and
+        ``cycles_per_second``.
         """
-        dut, rng, sb = self.dut, self.rng, self.scoreboard
-        clk = dut.clk
-        cmd_valid, cmd_ready = dut.cmd_valid, dut.cmd_ready
-        fid_h, in0_h, in1_h = dut.cmd_payload_function_id, dut.cmd_payload_inputs_0, dut.cmd_payload_inputs_1
-        rsp_valid, rsp_ready, rsp_data = dut.rsp_valid, dut.rsp_ready, dut.rsp_payload_outputs_0
-        reset = dut.reset
+        dut, sb, src, snk = self.dut, self.scoreboard, self.source, self.sink
+        fall, read_only = edge(dut.clk), ReadOnly()
+        reset_h = dut.reset
+        src.pause = pauses(gap, self.rng)
+        snk.pause = pauses(backpressure, self.rng)
+        src.send(commands)
 
-        pending = deque(commands)
-        resets = {c for c in reset_cycles}
-        current = None
-        shown = None                 # command whose payload is on the bus
-        ready_shown = None           # rsp_ready as last written
-        waiting = None               # payload of a response not taken last cycle
-        idle = refused = 0
-        start_cycle, start_time = self.cycle, time.perf_counter()
+        resets = set(reset_cycles)
+        refused = idle = 0
+        start_time = time.perf_counter()
         first_accept = last_accept = last_response = None
         local = 0
 
         last_reset = max(resets, default=0)
-        while pending or current is not None or (drain and sb.outstanding) or local < last_reset:
-            await RisingEdge(clk)
+        while not src.idle or (drain and sb.outstanding) or local < last_reset:
+            await fall
             local += 1
             self.cycle += 1
+            cycle = self.cycle
             in_reset = local in resets
             if in_reset or (local - 1) in resets:
-                reset.value = int(in_reset)
-            if current is None and pending and (gap == 0.0 or rng.random() >= gap):
-                current = pending.popleft()
-            if current is not shown:
-                if current is not None:
-                    fid_h.value, in0_h.value, in1_h.value = current
-                cmd_valid.value = int(current is not None)
-                shown = current
-            ready = backpressure == 0.0 or rng.random() >= backpressure
-            if ready != ready_shown:
-                rsp_ready.value = int(ready)
-                ready_shown = ready
+                reset_h.value = int(in_reset)
+            src.drive()
+            snk.drive()
+            presented = src.current is not None
 
-            await ReadOnly()
-            c_ready, r_valid = int(cmd_ready.value), int(rsp_valid.value)
+            await read_only
             if in_reset:
-                assert not c_ready and not r_valid, \
-                    f"cycle {self.cycle}: cmd_ready={c_ready} rsp_valid={r_valid} during reset"
+                snk.clear()  # a reset withdraws a waiting response
+            command = src.sample()
+            value = snk.sample()  # checks that a waiting response neither changes nor disappears
+            c_ready, r_valid, r_ready = src.ready_now, snk.valid_now, snk.ready_now
+            if in_reset:
+                assert not c_ready and not r_valid, (
+                    f"cycle {cycle}: cmd_ready={int(c_ready)} rsp_valid={int(r_valid)} during reset"
+                )
                 sb.reset()
-                waiting = None
                 continue
-            r_data = int(rsp_data.value) if r_valid else None
-            if waiting is not None:
-                assert r_valid and r_data == waiting, \
-                    f"cycle {self.cycle}: a waiting response changed (0x{waiting:08x} -> {r_data}) or was withdrawn"
-            if r_valid and not ready:
-                assert not c_ready, f"cycle {self.cycle}: cmd_ready high while a response waits"
-            if current is not None and not c_ready and not (r_valid and not ready):
+            waits = r_valid and not r_ready
+            if waits:
+                assert not c_ready, f"cycle {cycle}: cmd_ready high while a response waits"
+            if presented and not c_ready and not waits:
                 refused += 1
-                assert refused < self.HANG_LIMIT, \
-                    f"cycle {self.cycle}: cmd_ready low for {refused} cycles with no response waiting"
+                assert refused < self.HANG_LIMIT, (
+                    f"cycle {cycle}: cmd_ready low for {refused} cycles with no response waiting"
+                )
             else:
                 refused = 0
-            if current is not None and c_ready:
-                sb.accept(current, self.cycle)
-                first_accept = first_accept or self.cycle
-                last_accept = self.cycle
-                current = None
-            if r_valid and ready:
-                sb.respond(r_data, self.cycle)
-                last_response = self.cycle
+            if command is not None:
+                sb.accept(command, cycle)
+                if first_accept is None:
+                    first_accept = cycle
+                last_accept = cycle
+            if value is not None:
+                sb.respond(value, cycle)
+                last_response = cycle
                 idle = 0
-            elif sb.outstanding and ready:
+            elif sb.outstanding and r_ready:
                 idle += 1
-                assert idle < self.HANG_LIMIT, \
-                    f"cycle {self.cycle}: no response for {idle} cycles with {len(sb.outstanding)} outstanding"
-            waiting = r_data if r_valid and not ready else None
+                assert idle < self.HANG_LIMIT, (
+                    f"cycle {cycle}: no response for {idle} cycles with {sb.outstanding} outstanding"
+                )
 
-        await RisingEdge(clk)
-        cmd_valid.value = 0
-        rsp_ready.value = 0
-        reset.value = 0
+        # One more cycle to end on: the last handshakes register at the coming rising edge.
+        await fall
+        self.cycle += 1
+        src.drive()  # nothing left: valid falls
+        snk.stop()
+        reset_h.value = 0
         wall = time.perf_counter() - start_time
-        cycles = self.cycle - start_cycle
-        busy = (last_response - first_accept + 1) if first_accept and last_response else 0
-        accept_span = (last_accept - first_accept + 1) if first_accept else 0
-        return {"commands": len(commands), "cycles": cycles, "busy_cycles": busy, "accept_span": accept_span,
-                "wall_seconds": wall, "cycles_per_second": cycles / wall if wall else None}
+        busy = (last_response - first_accept + 1) if first_accept is not None and last_response is not None else 0
+        accept_span = (last_accept - first_accept + 1) if first_accept is not None else 0
+        return {
+            "commands": len(commands),
+            "cycles": local,
+            "busy_cycles": busy,
+            "accept_span": accept_span,
+            "wall_seconds": wall,
+            "cycles_per_second": local / wall if wall else None,
+        }

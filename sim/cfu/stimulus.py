@@ -5,9 +5,12 @@ offsets -128, -83, 0, 127 and 128; every output shift from -32 to 31;
 SRDHM's INT32_MIN * INT32_MIN; RDBPOT ties; and every kind of undefined
 function_id.
 """
+
 import numpy as np
 
-from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+from hdl.cfu.core import LANES
+from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id
+from sim.common import pack_words
 
 __all__ = ["random_commands"]
 
@@ -23,9 +26,11 @@ def _u32(v):
 
 def _lane_word(rng):
     """Four int8 lanes, each an extreme (-128, 127, 0, -1) one time in two."""
-    lanes = [int(rng.choice([-128, 127, 0, -1])) if rng.random() < 0.5 else int(rng.integers(-128, 128))
-             for _ in range(4)]
-    return sum((lane & 0xFF) << (8 * i) for i, lane in enumerate(lanes))
+    lanes = [
+        int(rng.choice([-128, 127, 0, -1])) if rng.random() < 0.5 else int(rng.integers(-128, 128))
+        for _ in range(LANES.length)
+    ]
+    return pack_words(LANES, lanes)[0]
 
 
 def _word(rng):
@@ -81,7 +86,7 @@ def random_commands(n, seed=0):
         elif kind == "rdbpot":
             x = _word(rng)
             e = int(rng.integers(0, 32))
-            if rng.random() < 0.3 and e:   # an exact tie: x = (2k + 1) * 2**(e-1)
+            if rng.random() < 0.3 and e:  # an exact tie: x = (2k + 1) * 2**(e-1)
                 x = (int(rng.integers(-(1 << (31 - e)), 1 << (31 - e))) * 2 + 1) << (e - 1)
             cmd = (function_id(Funct3.RDBPOT), x, e | (int(rng.integers(0, 1 << 27)) << 5))
         elif kind == "post":

@@ -5,20 +5,21 @@ Environment (set by :func:`sim.runner.run_cocotb`):
 ``WORKLOAD_SAMPLES`` digits test images in ``mlp_workload`` (default 16);
 ``STIMULUS_SEED`` seed of the random streams (default cocotb's seed).
 """
+
 import random
 
 import cocotb
 import numpy as np
 
 from hdl.cfu import Cfu
-from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, function_id
+from reference.cfu_isa import MAC4_ACCUMULATE, Funct3, Reg, function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.bus import CfuBus
 from sim.cfu.stimulus import random_commands
 from sim.cfu.workload import fc_commands
-from sim.results import record, record_mismatch, errors_recorded, env_int
+from sim.results import env_int, errors_recorded, record, record_mismatch
 
 
 def _seed():
@@ -41,15 +42,23 @@ async def random_stream(dut):
     half = n // 2
     with errors_recorded():
         # First half: random gaps and back-pressure, with a reset in the middle.
-        stats_a = await bus.run(commands[:half], gap=0.3, backpressure=0.3,
-                                reset_cycles=range(half // 2, half // 2 + 3))
+        stats_a = await bus.run(
+            commands[:half], gap=0.3, backpressure=0.3, reset_cycles=range(half // 2, half // 2 + 3)
+        )
         # Second half: back to back, rsp_ready always high.
         stats_b = await bus.run(commands[half:])
     sb = bus.scoreboard
     assert sb.accepted == n, f"{n - sb.accepted} commands were never accepted"
     assert len(sb.responses) + sb.dropped == n, "a response was lost or duplicated"
-    record(random_stream={"commands": n, "checked": len(sb.responses), "dropped_by_reset": sb.dropped,
-                          "seed": seed, "cycles": stats_a["cycles"] + stats_b["cycles"]})
+    record(
+        random_stream={
+            "commands": n,
+            "checked": len(sb.responses),
+            "dropped_by_reset": sb.dropped,
+            "seed": seed,
+            "cycles": stats_a["cycles"] + stats_b["cycles"],
+        }
+    )
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -57,15 +66,19 @@ async def reset_mid_flight(dut):
     """A reset while responses wait discards them, restores the registers, and the unit goes on."""
     bus = await _bus(dut, 0)
     setup = [(function_id(Funct3.SET, Reg.ACC), 1234, 0), (function_id(Funct3.SET, Reg.ACT_MAX), 55, 0)]
-    in_flight = [(function_id(Funct3.POST), 7, 0), (function_id(Funct3.MAC4), 0x01010101, 0x02020202),
-                 (function_id(Funct3.SRDHM), 1 << 30, 1 << 30)]
+    in_flight = [
+        (function_id(Funct3.POST), 7, 0),
+        (function_id(Funct3.MAC4), 0x01010101, 0x02020202),
+        (function_id(Funct3.SRDHM), 1 << 30, 1 << 30),
+    ]
     after = [(function_id(Funct3.GET, r), 0, 0) for r in Reg] + random_commands(200, 3)
     with errors_recorded():
         await bus.run(setup)
         # rsp_ready stays low: the three ops fill the pipeline and wait; then reset.
         await bus.run(in_flight, backpressure=1.0, reset_cycles=range(8, 10))
-        assert bus.scoreboard.dropped == len(in_flight), \
+        assert bus.scoreboard.dropped == len(in_flight), (
             f"{bus.scoreboard.dropped} ops dropped by reset, expected {len(in_flight)}"
+        )
         await bus.run(after)
     assert len(bus.scoreboard.responses) == len(setup) + len(after)
 
@@ -86,26 +99,36 @@ async def throughput_and_latency(dut):
     seed = _seed()
     bus = await _bus(dut, seed)
     rng = np.random.default_rng(seed)
-    fast = [(function_id(Funct3.MAC4, MAC4_ACCUMULATE), int(a), int(b))
-            for a, b in rng.integers(0, 1 << 32, size=(200, 2))]
+    fast = [
+        (function_id(Funct3.MAC4, MAC4_ACCUMULATE), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))
+    ]
     slow = [(function_id(Funct3.SRDHM), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))]
     mixed = random_commands(2000, seed + 1)
     results = {}
     with errors_recorded():
-        for name, commands, latency in [("fast", fast, Cfu.FAST_LATENCY), ("slow", slow, Cfu.SLOW_LATENCY),
-                                        ("mixed", mixed, None)]:
+        for name, commands, latency in [
+            ("fast", fast, Cfu.FAST_LATENCY),
+            ("slow", slow, Cfu.SLOW_LATENCY),
+            ("mixed", mixed, None),
+        ]:
             done = len(bus.scoreboard.responses)
             stats = await bus.run(commands)
             latencies = [lat for _, _, lat in bus.scoreboard.responses[done:]]
             if latency is not None:
-                assert set(latencies) == {latency}, f"{name} ops: latencies {sorted(set(latencies))}, documented {latency}"
+                assert set(latencies) == {latency}, (
+                    f"{name} ops: latencies {sorted(set(latencies))}, documented {latency}"
+                )
             # One command accepted every cycle, and the last answer its latency later.
-            assert stats["accept_span"] == len(commands), \
+            assert stats["accept_span"] == len(commands), (
                 f"{name}: {len(commands)} commands were accepted over {stats['accept_span']} cycles"
+            )
             assert stats["busy_cycles"] == len(commands) + latencies[-1]
-            results[name] = {"ops": len(commands), "busy_cycles": stats["busy_cycles"],
-                             "ops_per_cycle": len(commands) / stats["accept_span"],
-                             "cycles_per_second": stats["cycles_per_second"]}
+            results[name] = {
+                "ops": len(commands),
+                "busy_cycles": stats["busy_cycles"],
+                "ops_per_cycle": len(commands) / stats["accept_span"],
+                "cycles_per_second": stats["cycles_per_second"],
+            }
     record(throughput=results)
 
 
@@ -119,7 +142,7 @@ async def mlp_workload(dut):
     x = mlp.quantize_input(x_test[:samples])
     bus = await _bus(dut, 0)
     layers, cycles, ops, wall = [], 0, 0, 0.0
-    exact = []                      # one entry per layer whose outputs were all compared equal
+    exact = []  # one entry per layer whose outputs were all compared equal
     with errors_recorded():
         for l, p in enumerate(mlp.layers):
             commands, post_indices = fc_commands(x, p)
@@ -133,14 +156,29 @@ async def mlp_workload(dut):
             if len(bad):
                 first = tuple(int(i) for i in bad[0])
                 record(mlp_workload={"samples": samples, "layers": layers, "bit_exact": False})
-                record_mismatch("cfu", f"mlp_workload, layer {l}", tensor="output", index=list(first),
-                                expected=int(expected[first]), got=int(rtl[first]),
-                                detail=f"{len(bad)} of {rtl.size} outputs differ")
-            assert not len(bad), (f"layer {l} output [{bad[0][0]}, {bad[0][1]}]: expected "
-                                  f"{expected[tuple(bad[0])]}, got {rtl[tuple(bad[0])]}")
+                record_mismatch(
+                    "cfu",
+                    f"mlp_workload, layer {l}",
+                    tensor="output",
+                    index=list(first),
+                    expected=int(expected[first]),
+                    got=int(rtl[first]),
+                    detail=f"{len(bad)} of {rtl.size} outputs differ",
+                )
+            assert not len(bad), (
+                f"layer {l} output [{bad[0][0]}, {bad[0][1]}]: expected "
+                f"{expected[tuple(bad[0])]}, got {rtl[tuple(bad[0])]}"
+            )
             exact.append(True)
-            layers.append({"layer": l, "in": int(p.filter.shape[1]), "out": int(p.filter.shape[0]),
-                           "commands": len(commands), "cycles": stats["busy_cycles"]})
+            layers.append(
+                {
+                    "layer": l,
+                    "in": int(p.filter.shape[1]),
+                    "out": int(p.filter.shape[0]),
+                    "commands": len(commands),
+                    "cycles": stats["busy_cycles"],
+                }
+            )
             cycles += stats["cycles"]
             ops += len(commands)
             wall += stats["wall_seconds"]
@@ -148,8 +186,16 @@ async def mlp_workload(dut):
     predicted = np.argmax(x, axis=1)
     reference_predicted = mlp.predict(mlp.quantize_input(x_test[:samples]))
     assert np.array_equal(predicted, reference_predicted)
-    record(mlp_workload={
-        "samples": samples, "layers": layers, "commands": ops, "cycles": cycles,
-        "bit_exact": len(exact) == len(mlp.layers), "int8_accuracy": float(np.mean(predicted == y_test[:samples])),
-        "float_accuracy_full_test_split": float_accuracy,
-        "sim_cycles_per_second": cycles / wall if wall else None, "wall_seconds": wall})
+    record(
+        mlp_workload={
+            "samples": samples,
+            "layers": layers,
+            "commands": ops,
+            "cycles": cycles,
+            "bit_exact": len(exact) == len(mlp.layers),
+            "int8_accuracy": float(np.mean(predicted == y_test[:samples])),
+            "float_accuracy_full_test_split": float_accuracy,
+            "sim_cycles_per_second": cycles / wall if wall else None,
+            "wall_seconds": wall,
+        }
+    )

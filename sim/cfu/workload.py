@@ -4,18 +4,19 @@ Per layer: SET the six output-stage registers, then per (sample, output):
 MAC4 with funct7=1 on the first four inputs, MAC4 on each further four, and
 POST with the bias, whose response is the int8 output.
 """
+
 import numpy as np
 
-from reference.cfu_isa import Funct3, Reg, MAC4_ACCUMULATE, MAC4_FIRST, function_id
+from hdl.cfu.core import LANES
+from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id
+from sim.common import pack_words
 
-__all__ = ["pack_lanes", "fc_commands"]
+__all__ = ["fc_commands"]
 
 
-def pack_lanes(v):
-    """Pack int8 values (last axis a multiple of 4) into 32-bit words, lane i = bits [8i+7:8i]."""
-    v = np.asarray(v, dtype=np.int64) & 0xFF
-    v = v.reshape(*v.shape[:-1], -1, 4)
-    return (v[..., 0] | (v[..., 1] << 8) | (v[..., 2] << 16) | (v[..., 3] << 24)).astype(np.int64)
+def _words(v):
+    """Rows of int8 values (length a multiple of the lanes) as rows of MAC4 operand words."""
+    return np.array(pack_words(LANES, v), dtype=np.int64).reshape(len(v), -1)
 
 
 def fc_commands(x, p):
@@ -27,14 +28,21 @@ def fc_commands(x, p):
     """
     x = np.asarray(x, dtype=np.int64)
     n_in = x.shape[1]
-    pad = (-n_in) % 4
-    x_words = pack_lanes(np.pad(x, ((0, 0), (0, pad))))
-    w_words = pack_lanes(np.pad(p.filter, ((0, 0), (0, pad))))
+    pad = (-n_in) % LANES.length
+    x_words = _words(np.pad(x, ((0, 0), (0, pad))))
+    w_words = _words(np.pad(p.filter, ((0, 0), (0, pad))))
     u32 = lambda v: int(v) & 0xFFFFFFFF
-    cmds = [(function_id(Funct3.SET, reg), u32(value), 0) for reg, value in [
-        (Reg.INPUT_OFFSET, p.input_offset), (Reg.OUTPUT_MULTIPLIER, p.output_multiplier),
-        (Reg.OUTPUT_SHIFT, p.output_shift), (Reg.OUTPUT_OFFSET, p.output_offset),
-        (Reg.ACT_MIN, p.act_min), (Reg.ACT_MAX, p.act_max)]]
+    cmds = [
+        (function_id(Funct3.SET, reg), u32(value), 0)
+        for reg, value in [
+            (Reg.INPUT_OFFSET, p.input_offset),
+            (Reg.OUTPUT_MULTIPLIER, p.output_multiplier),
+            (Reg.OUTPUT_SHIFT, p.output_shift),
+            (Reg.OUTPUT_OFFSET, p.output_offset),
+            (Reg.ACT_MIN, p.act_min),
+            (Reg.ACT_MAX, p.act_max),
+        ]
+    ]
     mac_first, mac = function_id(Funct3.MAC4, MAC4_FIRST), function_id(Funct3.MAC4, MAC4_ACCUMULATE)
     post = function_id(Funct3.POST)
     post_indices = np.zeros((len(x), p.filter.shape[0]), dtype=np.int64)

@@ -7,12 +7,28 @@ computed from ``valid``) is sampled at ``ReadOnly`` after that falling edge.
 Either way, what a bench sees in a cycle is what the next rising edge
 registers, on Icarus and on Verilator alike.
 """
-from .clock import PERIOD_NS, start_clock, reset, cycle_now, edge
-from .lanes import pack_words, unpack_words, pack_value, unpack_value
-from .memport import write_words, read_words
-from .scoreboard import Mismatch, InOrderScoreboard
-from .stream import StreamSource, StreamSink, pauses
 
-__all__ = ["PERIOD_NS", "start_clock", "reset", "cycle_now", "edge", "pack_words", "unpack_words", "pack_value",
-           "unpack_value", "write_words", "read_words", "Mismatch", "InOrderScoreboard", "StreamSource",
-           "StreamSink", "pauses"]
+from .clock import PERIOD_NS, cycle_now, edge, reset, start_clock
+from .lanes import pack_value, pack_words, unpack_value, unpack_words
+from .memport import read_words, write_words
+from .scoreboard import InOrderScoreboard, Mismatch
+from .stream import StreamSink, StreamSource, pauses
+
+__all__ = [
+    "PERIOD_NS",
+    "start_clock",
+    "reset",
+    "cycle_now",
+    "edge",
+    "pack_words",
+    "unpack_words",
+    "pack_value",
+    "unpack_value",
+    "write_words",
+    "read_words",
+    "Mismatch",
+    "InOrderScoreboard",
+    "StreamSource",
+    "StreamSink",
+    "pauses",
+]

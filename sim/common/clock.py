@@ -1,4 +1,5 @@
 """Clock, reset and the cycle count, written once for every bench."""
+
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge

@@ -5,6 +5,7 @@ A port of shape ``data.ArrayLayout(signed(8), R)`` carries lane ``i`` in bits
 declares, never retyped here. Packing is NumPy over whole transfers, so a
 bench spends its time in the simulator, not here.
 """
+
 import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data

@@ -6,6 +6,7 @@ falling edge is read at the next rising edge and the word is sampled at the
 falling edge after it, while the next address goes out: ``n`` words in
 ``n + 1`` cycles, one trigger a cycle.
 """
+
 from cocotb.triggers import FallingEdge
 
 __all__ = ["write_words", "read_words"]

@@ -1,4 +1,5 @@
 """In-order checking of what a design answers against what its golden model says."""
+
 from collections import deque
 
 __all__ = ["Mismatch", "InOrderScoreboard"]
@@ -28,7 +29,9 @@ class Mismatch(AssertionError):
 class InOrderScoreboard:
     """Each observed item must equal the oldest expected one.
 
-    ``expect(item, where=...)`` queues what the golden model says;
+    ``expect(item, where=...)`` queues what the golden model says (``where``
+    may be a callable, called only to word a mismatch, so that a bench
+    checking an item a cycle formats nothing on the way);
     ``observe(item, cycle)`` checks the next answer and raises
     :class:`Mismatch` on the first difference, or on an answer nothing
     asked for. ``flush()`` drops what is in flight (a reset) and counts it.
@@ -36,7 +39,7 @@ class InOrderScoreboard:
 
     def __init__(self, design, describe=repr):
         self.design, self.describe = design, describe
-        self.pending = deque()      # (expected, where, cycle expected at)
+        self.pending = deque()  # (expected, where, cycle expected at)
         self.checked = 0
         self.dropped = 0
         self.latencies = []
@@ -46,12 +49,19 @@ class InOrderScoreboard:
 
     def observe(self, item, cycle=None):
         if not self.pending:
-            raise Mismatch(design=self.design, where="an answer with nothing outstanding", expected="nothing",
-                           got=self.describe(item), cycle=cycle)
+            raise Mismatch(
+                design=self.design,
+                where="an answer with nothing outstanding",
+                expected="nothing",
+                got=self.describe(item),
+                cycle=cycle,
+            )
         expected, where, since = self.pending.popleft()
         if item != expected:
-            raise Mismatch(design=self.design, where=where, expected=self.describe(expected),
-                           got=self.describe(item), cycle=cycle)
+            where = where() if callable(where) else where
+            raise Mismatch(
+                design=self.design, where=where, expected=self.describe(expected), got=self.describe(item), cycle=cycle
+            )
         self.checked += 1
         if since is not None and cycle is not None:
             self.latencies.append(cycle - since)

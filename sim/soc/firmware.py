@@ -1,6 +1,7 @@
 """Build the co-simulation firmware from source: the layer header from the
 golden model, then crt0.S + main.c + the CFU kit's fc_kernel.c for RV32IM
 with Debian's riscv64-unknown-elf-gcc."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 from hdl.cfu.kit import write_cfu_kit
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
+
 from ..runner import ToolMissing
 
 __all__ = ["build_firmware", "firmware_layer", "FIRMWARE_DIR", "CFLAGS", "FirmwareError"]
@@ -17,6 +19,7 @@ __all__ = ["build_firmware", "firmware_layer", "FIRMWARE_DIR", "CFLAGS", "Firmwa
 
 class FirmwareError(RuntimeError):
     """The firmware did not build."""
+
 
 FIRMWARE_DIR = Path(__file__).parent / "firmware"
 GCC = "riscv64-unknown-elf-gcc"
@@ -31,18 +34,21 @@ def firmware_layer(samples, layer=0):
     x = mlp.quantize_input(load_split()[2][:samples])
     for p in mlp.layers[:layer]:
         from reference.tflm import fully_connected
+
         x = fully_connected(x, p)
     return mlp.layers[layer], x
 
 
 def _c_array(decl, values, per_line=16):
     """A C initializer: one brace level per dimension of ``values``."""
+
     def body(v):
         v = np.asarray(v)
         if v.ndim > 1:
             return "{\n  " + ",\n  ".join(body(row) for row in v) + "\n}"
         items = [str(int(x)) for x in v]
-        return "{" + ",\n   ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)) + "}"
+        return "{" + ",\n   ".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)) + "}"
+
     return f"{decl} __attribute__((aligned(4))) = {body(values)};\n"
 
 
@@ -55,7 +61,8 @@ def _layer_header(p, x):
         f"{p.output_offset}, {p.act_min}, {p.act_max}}}\n"
         + _c_array("static const int8_t filter[N_OUT * N_IN]", np.ravel(p.filter))
         + _c_array("static const int32_t bias[N_OUT]", p.bias)
-        + _c_array("static const int8_t inputs[N_SAMPLES][N_IN]", x))
+        + _c_array("static const int8_t inputs[N_SAMPLES][N_IN]", x)
+    )
 
 
 def build_firmware(out_dir, samples=2):
@@ -69,15 +76,30 @@ def build_firmware(out_dir, samples=2):
     p, x = firmware_layer(samples)
     (out_dir / "layer.h").write_text(_layer_header(p, x))
     elf = out_dir / "firmware.elf"
-    result = subprocess.run([GCC, *CFLAGS, f"-I{kit}", f"-I{out_dir}", "-T", str(FIRMWARE_DIR / "link.ld"),
-                             str(FIRMWARE_DIR / "crt0.S"), str(FIRMWARE_DIR / "main.c"),
-                             str(kit / "fc_kernel.c"), "-o", str(elf)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            GCC,
+            *CFLAGS,
+            f"-I{kit}",
+            f"-I{out_dir}",
+            "-T",
+            str(FIRMWARE_DIR / "link.ld"),
+            str(FIRMWARE_DIR / "crt0.S"),
+            str(FIRMWARE_DIR / "main.c"),
+            str(kit / "fc_kernel.c"),
+            "-o",
+            str(elf),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode:
         first = next((l for l in result.stderr.splitlines() if "error" in l), result.stderr.strip())
         raise FirmwareError(f"the firmware does not compile: {first}")
     binary = out_dir / "firmware.bin"
     subprocess.run(["riscv64-unknown-elf-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
     nm = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], check=True, capture_output=True, text=True).stdout
-    symbols = {name: int(addr, 16) for addr, _, name in (line.split() for line in nm.splitlines()
-                                                        if len(line.split()) == 3)}
+    symbols = {
+        name: int(addr, 16) for addr, _, name in (line.split() for line in nm.splitlines() if len(line.split()) == 3)
+    }
     return binary, symbols, p, x

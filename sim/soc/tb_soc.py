@@ -7,36 +7,30 @@ the golden model (:func:`reference.tflm.fully_connected`).
 
 Environment: ``SOC_SAMPLES`` (images), ``SOC_SYMBOLS`` (JSON: symbol -> address).
 """
+
 import json
 import os
 import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from reference.tflm import fully_connected
-from sim.results import record, record_mismatch, env_int
+from sim.common import PERIOD_NS, edge, read_words, reset, start_clock
+from sim.results import env_int, record, record_mismatch
 from sim.soc.firmware import firmware_layer
 
 
-async def read_words(dut, address, count):
-    words = []
-    for i in range(count + 1):
-        await RisingEdge(dut.clk)
-        if i < count:
-            dut.dbg_addr.value = (address >> 2) + i
-        await ReadOnly()
-        if i:
-            words.append(int(dut.dbg_data.value))
-    return words
+async def read_ram(dut, address, count):
+    """``count`` 32-bit words of RAM from byte ``address`` on, through the debug port (a sync read)."""
+    return await read_words(dut.clk, None, dut.dbg_addr, dut.dbg_data, range(address >> 2, (address >> 2) + count))
 
 
 async def read_int8(dut, address, count):
-    words = await read_words(dut, address & ~3, (count + (address & 3) + 3) // 4)
-    data = b"".join(w.to_bytes(4, "little") for w in words)[address & 3:][:count]
+    words = await read_ram(dut, address & ~3, (count + (address & 3) + 3) // 4)
+    data = b"".join(w.to_bytes(4, "little") for w in words)[address & 3 :][:count]
     return np.frombuffer(data, dtype=np.int8).astype(np.int64)
 
 
@@ -48,34 +42,45 @@ async def firmware(dut):
     expected = fully_connected(x, p)
     n_out = p.filter.shape[0]
 
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.dbg_addr.value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
-    start_ns, t0 = get_sim_time("ns"), time.perf_counter()
+    start_clock(dut.clk)
+    await reset(dut.clk, dut.rst, cycles=5, zero=(dut.dbg_addr,))
+    # Counted from the last rising edge in reset, half a period ago.
+    start_ns, t0 = get_sim_time("ns") - PERIOD_NS / 2, time.perf_counter()
     await RisingEdge(dut.halted)
     wall = time.perf_counter() - t0
-    run_cycles = int(get_sim_time("ns") - start_ns) // 10
-    await ReadOnly()
+    run_cycles = int(get_sim_time("ns") - start_ns) // PERIOD_NS
+    await edge(dut.clk)
     exit_code = int(dut.exit_code.value)
 
     out_sw = (await read_int8(dut, symbols["out_sw"], samples * n_out)).reshape(samples, n_out)
     out_cfu = (await read_int8(dut, symbols["out_cfu"], samples * n_out)).reshape(samples, n_out)
-    sw_cycles, cfu_cycles, sw_instret, cfu_instret = await read_words(dut, symbols["stats"], 4)
+    sw_cycles, cfu_cycles, sw_instret, cfu_instret = await read_ram(dut, symbols["stats"], 4)
     mismatches = []
     for name, got in (("software", out_sw), ("cfu", out_cfu)):
         bad = np.argwhere(got != expected)
         if len(bad):
             s, o = bad[0]
-            mismatches.append(f"{name} output [{s}, {o}]: expected {expected[s, o]}, got {got[s, o]} "
-                              f"({len(bad)} differ)")
-    record(soc={
-        "samples": samples, "exit_code": exit_code, "bit_exact": not mismatches and exit_code == 0,
-        "mismatches": mismatches, "software_cycles": sw_cycles, "cfu_cycles": cfu_cycles,
-        "software_instructions": sw_instret, "cfu_instructions": cfu_instret,
-        "run_cycles": run_cycles, "sim_cycles_per_second": run_cycles / wall if wall else None,
-        "macs": int(samples * p.filter.size)})
+            mismatches.append(
+                f"{name} output [{s}, {o}]: expected {expected[s, o]}, got {got[s, o]} ({len(bad)} differ)"
+            )
+    record(
+        soc={
+            "samples": samples,
+            "exit_code": exit_code,
+            "bit_exact": not mismatches and exit_code == 0,
+            "mismatches": mismatches,
+            "software_cycles": sw_cycles,
+            "cfu_cycles": cfu_cycles,
+            "software_instructions": sw_instret,
+            "cfu_instructions": cfu_instret,
+            "run_cycles": run_cycles,
+            "sim_cycles_per_second": run_cycles / wall if wall else None,
+            "macs": int(samples * p.filter.size),
+        }
+    )
     if mismatches or exit_code:
-        record_mismatch("soc", f"firmware, {samples} samples", "; ".join(mismatches)
-                        or f"the firmware's own check failed: it exited with 0x{exit_code:08x}")
+        record_mismatch(
+            "soc",
+            f"firmware, {samples} samples",
+            "; ".join(mismatches) or f"the firmware's own check failed: it exited with 0x{exit_code:08x}",
+        )

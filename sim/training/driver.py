@@ -2,91 +2,102 @@
 state once, then per step write the inputs and labels, start, wait, and read
 back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
-import numpy as np
-from cocotb.clock import Clock
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hdl.training.program import TARGET, PHASE, pack_op
-from reference.gemm_layout import pack_operand, unpack_operand, unpack_results, int_to_lanes
+import numpy as np
+from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
+
+from hdl.training.core import TrainCore
+from hdl.training.program import Target, pack_op
+from reference.gemm_layout import pack_operand, unpack_operand, unpack_results
+from sim.common import Mismatch, cycle_now, edge, pack_words, read_words, reset, start_clock, unpack_words, write_words
 
 __all__ = ["TrainDriver", "Mismatch"]
-
-
-class Mismatch(AssertionError):
-    """The RTL and the golden model disagree: the first differing element."""
 
 
 class TrainDriver:
     def __init__(self, dut, plan):
         self.dut, self.plan = dut, plan
         self.R = plan.geometry.rows
+        # The lanes of the host port and the counters, as the core declares them.
+        self.ports = {
+            name: member.shape
+            for name, member in TrainCore(**plan.geometry.params).signature.members.items()
+            if member.is_port
+        }
 
     @property
     def cycle(self):
-        """The current clock cycle of the run (the clock period is 10 ns)."""
-        return int(get_sim_time("ns")) // 10
+        """The current clock cycle of the run."""
+        return cycle_now()
 
     async def start(self):
         dut = self.dut
-        Clock(dut.clk, 10, unit="ns").start()
-        for name in ("start", "lr", "prog_wr_en", "prog_wr_addr", "prog_wr_data", "wr_en", "wr_target", "wr_addr",
-                     "wr_data", "rd_en", "rd_target", "rd_addr"):
-            getattr(dut, name).value = 0
-        await RisingEdge(dut.clk)
-        dut.rst.value = 1
-        await RisingEdge(dut.clk)
-        await RisingEdge(dut.clk)
-        dut.rst.value = 0
+        start_clock(dut.clk)
+        await reset(
+            dut.clk,
+            dut.rst,
+            zero=[
+                getattr(dut, name)
+                for name in (
+                    "start",
+                    "lr",
+                    "prog_wr_en",
+                    "prog_wr_addr",
+                    "prog_wr_data",
+                    "wr_en",
+                    "wr_target",
+                    "wr_addr",
+                    "wr_data",
+                    "rd_en",
+                    "rd_target",
+                    "rd_addr",
+                )
+            ],
+        )
 
     # Transfers change the inputs at falling edges and sample the outputs
-    # there too: one trigger a cycle, and nothing races the rising edge.
+    # there too (sim.common's convention): one trigger a cycle.
 
     async def load_program(self, ops=None):
+        """The plan's program (or ``ops``: op dicts, or already packed words) into the program memory."""
+        ops = self.plan.ops if ops is None else ops
         dut = self.dut
-        for addr, op in enumerate(self.plan.ops if ops is None else ops):
-            await FallingEdge(dut.clk)
-            dut.prog_wr_en.value, dut.prog_wr_addr.value, dut.prog_wr_data.value = 1, addr, pack_op(op)
-        await FallingEdge(dut.clk)
-        dut.prog_wr_en.value = 0
-
-    def _pack(self, words):
-        """Words (rows of R lane values) as the integers ``wr_data`` takes, lane 0 lowest."""
-        words = np.asarray(words, dtype=np.int64).reshape(-1, self.R) & 0xFFFFFFFF
-        return [sum(int(v) << (32 * e) for e, v in enumerate(row)) for row in words.tolist()]
+        await write_words(
+            dut.clk,
+            dut.prog_wr_en,
+            dut.prog_wr_addr,
+            dut.prog_wr_data,
+            [op if isinstance(op, int) else pack_op(op) for op in ops],
+            range(len(ops)),
+        )
 
     async def write_words(self, target, base, words, addrs=None):
-        """Words to consecutive addresses from ``base`` (or to ``addrs``), one a cycle."""
+        """Words (rows of R lane values) to consecutive addresses from ``base`` (or to ``addrs``), one a cycle."""
         dut = self.dut
-        edge = FallingEdge(dut.clk)
-        values = self._pack(words)
+        values = pack_words(self.ports["wr_data"], words)
         addrs = range(base, base + len(values)) if addrs is None else addrs
-        await edge
-        dut.wr_en.value, dut.wr_target.value = 1, TARGET[target]
-        addr, data = dut.wr_addr, dut.wr_data
-        for i, (a, value) in enumerate(zip(addrs, values)):
-            if i:
-                await edge
-            addr.value = a
-            data.value = value
-        await edge
-        dut.wr_en.value = 0
+        await write_words(
+            dut.clk,
+            dut.wr_en,
+            dut.wr_addr,
+            dut.wr_data,
+            values,
+            addrs,
+            setup=[(dut.wr_target, Target[target.upper()].value)],
+        )
 
     async def read_words(self, target, base, count):
+        """``count`` words from ``base`` as rows of R lane values, one a cycle."""
         dut = self.dut
-        edge = FallingEdge(dut.clk)
-        raw = []
-        await edge
-        dut.rd_en.value, dut.rd_target.value = 1, TARGET[target]
-        addr, data = dut.rd_addr, dut.rd_data
-        for i in range(count + 1):
-            if i:
-                await edge
-                raw.append(int(data.value))
-            if i < count:
-                addr.value = base + i
-        dut.rd_en.value = 0
-        return np.array([int_to_lanes(v, self.R, 32) for v in raw], dtype=np.int64).reshape(count, self.R)
+        raw = await read_words(
+            dut.clk,
+            dut.rd_en,
+            dut.rd_addr,
+            dut.rd_data,
+            range(base, base + count),
+            setup=[(dut.rd_target, Target[target.upper()].value)],
+        )
+        return unpack_words(self.ports["rd_data"], raw)
 
     # -- tensors, by the plan's regions ------------------------------------
 
@@ -137,8 +148,12 @@ class TrainDriver:
         reg = self._region("x0")
         x = np.hstack([np.asarray(x8, dtype=np.int64), np.ones((len(x8), 1), dtype=np.int64)])
         words, _ = pack_operand(x, self.R)
-        keep = [r * reg.stride + w for r in range(len(x)) for w in range(reg.stride)
-                if ones_too or w * self.R < x.shape[1] - 1]
+        keep = [
+            r * reg.stride + w
+            for r in range(len(x))
+            for w in range(reg.stride)
+            if ones_too or w * self.R < x.shape[1] - 1
+        ]
         await self.write_words("a", 0, words[keep], addrs=[reg.base + i for i in keep])
 
     async def begin_step(self, x8, labels, lr_q):
@@ -146,9 +161,9 @@ class TrainDriver:
         dut = self.dut
         await self.write_inputs(x8)
         await self.write_labels(labels)
-        await FallingEdge(dut.clk)
+        await edge(dut.clk)
         dut.lr.value, dut.start.value = lr_q, 1
-        await FallingEdge(dut.clk)
+        await edge(dut.clk)
         dut.start.value = 0
 
     async def step(self, x8, labels, lr_q):
@@ -158,35 +173,55 @@ class TrainDriver:
         await FallingEdge(dut.busy)
         await ReadOnly()
         if int(dut.error.value):
-            raise Mismatch("the training core stopped on an op it cannot run (error is set)")
-        lanes = lambda sig: int_to_lanes(int(sig.value), len(PHASE), 32)
-        to_u = lambda v: v & 0xFFFFFFFF
-        return {"cycles": [to_u(v) for v in lanes(dut.cnt_cycles)],
-                "gemm": [to_u(v) for v in lanes(dut.cnt_gemm)],
-                "active": [to_u(v) for v in lanes(dut.cnt_active)]}
+            raise Mismatch(
+                design="train",
+                tensor="error (the core stopped on an op it cannot run)",
+                expected=0,
+                got=1,
+                cycle=self.cycle,
+            )
+        counters = {key: int(getattr(dut, f"cnt_{key}").value) for key in ("cycles", "gemm", "active")}
+        return {
+            key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [value])[0]] for key, value in counters.items()
+        }
 
     async def check(self, step_no, golden, full=False):
         """Compare the RTL's state (and with ``full`` every kept tensor) with the golden step."""
         L = len(self.plan.layers) - 1
         checks = []
         for l in range(L):
-            checks += [(l, "w_new", f"w{l}_master", golden["w_new"][l]),
-                       (l, "b_new", f"b{l}_master", golden["b_new"][l])]
+            checks += [
+                (l, "w_new", f"w{l}_master", golden["w_new"][l]),
+                (l, "b_new", f"b{l}_master", golden["b_new"][l]),
+            ]
         if full:
             for l in range(L):
-                checks += [(l, "x", f"x{l}", golden["x"][l]), (l, "y", f"y{l}", golden["y"][l]),
-                           (l, "dy", f"dy{l}", golden["dy"][l]), (l, "dw", f"dw{l}", golden["dw"][l]),
-                           (l, "db", f"dw{l}", golden["db"][l]), (l, "w_new (int8)", f"w{l}", golden["w_new8"][l]),
-                           (l, "momentum", f"m{l}", golden["momentum_new"][l])]
+                checks += [
+                    (l, "x", f"x{l}", golden["x"][l]),
+                    (l, "y", f"y{l}", golden["y"][l]),
+                    (l, "dy", f"dy{l}", golden["dy"][l]),
+                    (l, "dw", f"dw{l}", golden["dw"][l]),
+                    (l, "db", f"dw{l}", golden["db"][l]),
+                    (l, "w_new (int8)", f"w{l}", golden["w_new8"][l]),
+                    (l, "momentum", f"m{l}", golden["momentum_new"][l]),
+                ]
                 if l:
                     checks.append((l, "dx", f"dx{l}", golden["dx"][l]))
         for l, tensor, region, want in checks:
             want = np.asarray(want, dtype=np.int64)
-            if want.ndim == 1:            # a bias: the last row of its region
-                got = (await self.read_matrix(region))[-1, :want.shape[0]]
+            if want.ndim == 1:  # a bias: the last row of its region
+                got = (await self.read_matrix(region))[-1, : want.shape[0]]
             else:
                 got = await self.read_matrix(region, *want.shape)
             if not np.array_equal(got, want):
                 idx = tuple(int(i) for i in np.argwhere(got != want)[0])
-                raise Mismatch(f"step {step_no}, layer {l}, tensor {tensor}, index {idx}: "
-                               f"expected {int(want[idx])}, got {int(got[idx])}")
+                raise Mismatch(
+                    design="train",
+                    step=step_no,
+                    layer=l,
+                    tensor=tensor,
+                    index=idx,
+                    expected=int(want[idx]),
+                    got=int(got[idx]),
+                    cycle=self.cycle,
+                )

@@ -6,13 +6,14 @@ through it (:class:`FixedRun`).
 Nothing here parses arguments or prints; a configuration the hardware cannot
 run raises :class:`TrainError` with the limit it hit.
 """
+
 import math
 from pathlib import Path
 
 import numpy as np
 
 from reference.digits import load_split
-from reference.training import Numerics, init_state, quantize_input, train_step, predict, lr_to_fixed
+from reference.training import Numerics, init_state, lr_to_fixed, predict, quantize_input, train_step
 
 __all__ = ["TrainError", "run_config", "total_steps", "schedule", "FixedRun", "dump_step", "fixed_loss"]
 
@@ -23,8 +24,9 @@ class TrainError(ValueError):
 
 def _check_layers(layers):
     if len(layers) < 2 or layers[0] != 64 or layers[-1] != 10 or min(layers) < 1:
-        raise TrainError(f"--layers must start with 64 (8x8 pixels) and end with 10 (classes), not "
-                         f"{','.join(map(str, layers))}")
+        raise TrainError(
+            f"--layers must start with 64 (8x8 pixels) and end with 10 (classes), not {','.join(map(str, layers))}"
+        )
 
 
 def run_config(layers, epochs, batch, lr, momentum, loss, seed, activation, max_steps=None):
@@ -36,9 +38,11 @@ def run_config(layers, epochs, batch, lr, momentum, loss, seed, activation, max_
         raise TrainError(f"--seed must be a whole number >= 0 (it seeds NumPy's generator), not {seed}")
     n = Numerics()
     if momentum not in (0.0, 0):
-        if abs(momentum - (1 - 2.0 ** -n.momentum_shift)) > 1e-9:
-            raise TrainError(f"--momentum must be 0 or {1 - 2.0 ** -n.momentum_shift} "
-                             f"(s = 1 - 2^-{n.momentum_shift}, a shift in hardware)")
+        if abs(momentum - (1 - 2.0**-n.momentum_shift)) > 1e-9:
+            raise TrainError(
+                f"--momentum must be 0 or {1 - 2.0**-n.momentum_shift} "
+                f"(s = 1 - 2^-{n.momentum_shift}, a shift in hardware)"
+            )
     n_train = len(load_split()[0])
     if not 1 <= batch <= n_train:
         raise TrainError(f"--batch must be between 1 and {n_train}")
@@ -46,16 +50,27 @@ def run_config(layers, epochs, batch, lr, momentum, loss, seed, activation, max_
         raise TrainError(f"--lr must be a finite number above 0, not {lr}")
     # The core applies lr/batch as a 16-bit unsigned fraction of 2^-lr_frac.
     # lr_to_fixed rounds lr/batch · 2^lr_frac to nearest: it fits below 2^16 - 1/2.
-    lr_max = ((1 << 16) - 0.5) * batch / 2.0 ** n.lr_frac
+    lr_max = ((1 << 16) - 0.5) * batch / 2.0**n.lr_frac
     if lr >= lr_max:
-        raise TrainError(f"--lr {lr} with batch {batch} does not fit the 16-bit fixed-point learning rate "
-                         f"(lr/batch below {2.0 ** (16 - n.lr_frac):g}): use an lr below {lr_max:.6g}")
+        raise TrainError(
+            f"--lr {lr} with batch {batch} does not fit the 16-bit fixed-point learning rate "
+            f"(lr/batch below {2.0 ** (16 - n.lr_frac):g}): use an lr below {lr_max:.6g}"
+        )
     lr_q = lr_to_fixed(lr, batch, n)
     if lr_q == 0:
         raise TrainError(f"learning rate {lr} with batch {batch} rounds to 0 in the 16-bit format")
-    return {"layers": list(layers), "epochs": epochs, "batch": batch, "lr_q": lr_q, "momentum": bool(momentum),
-            "loss": loss, "seed": seed, "activation": activation, "max_steps": max_steps,
-            "lr_applied": lr_q * batch / 2.0 ** n.lr_frac}
+    return {
+        "layers": list(layers),
+        "epochs": epochs,
+        "batch": batch,
+        "lr_q": lr_q,
+        "momentum": bool(momentum),
+        "loss": loss,
+        "seed": seed,
+        "activation": activation,
+        "max_steps": max_steps,
+        "lr_applied": lr_q * batch / 2.0**n.lr_frac,
+    }
 
 
 def total_steps(cfg, n_train):
@@ -78,7 +93,7 @@ def schedule(cfg, n_train):
         epoch, i = divmod(step, per_epoch)
         if i == 0:
             order = _epoch_order(cfg["seed"], epoch, n_train)
-        yield epoch, order[i * batch:(i + 1) * batch], i == per_epoch - 1 or step == total - 1
+        yield epoch, order[i * batch : (i + 1) * batch], i == per_epoch - 1 or step == total - 1
 
 
 def _scales(state, loss):
@@ -89,10 +104,22 @@ def _scales(state, loss):
         x = 2.0 ** -state.x_frac(l)
         e = 2.0 ** -n.e_frac(loss, len(state.w_master) - 1 - l)
         e_below = 2.0 ** -n.e_frac(loss, len(state.w_master) - l)
-        out.update({f"x{l}": x, f"w{l}": 2.0 ** -n.w_frac, f"b{l}": x * 2.0 ** -n.w_frac,
-                    f"y{l}": 2.0 ** -n.a_frac, f"dy{l}": e, f"dx{l}": e_below, f"dw{l}": x * e, f"db{l}": e,
-                    f"w{l}_master": 2.0 ** -n.master_frac, f"b{l}_master": x * 2.0 ** -n.master_frac,
-                    f"w{l}_new": 2.0 ** -n.master_frac, f"b{l}_new": x * 2.0 ** -n.master_frac})
+        out.update(
+            {
+                f"x{l}": x,
+                f"w{l}": 2.0**-n.w_frac,
+                f"b{l}": x * 2.0**-n.w_frac,
+                f"y{l}": 2.0**-n.a_frac,
+                f"dy{l}": e,
+                f"dx{l}": e_below,
+                f"dw{l}": x * e,
+                f"db{l}": e,
+                f"w{l}_master": 2.0**-n.master_frac,
+                f"b{l}_master": x * 2.0**-n.master_frac,
+                f"w{l}_new": 2.0**-n.master_frac,
+                f"b{l}_new": x * 2.0**-n.master_frac,
+            }
+        )
     return out
 
 
@@ -100,7 +127,7 @@ def dump_step(path, step, state, loss, lr_applied):
     """``step0.npz``: a step's tensors as integers, each with ``KEY_scale`` (real = int · scale)."""
     arrays = {}
     for key, scale in _scales(state, loss).items():
-        name, _, suffix = key.partition("_")          # "w0_master" -> "w0", "master"
+        name, _, suffix = key.partition("_")  # "w0_master" -> "w0", "master"
         tensor, l = name.rstrip("0123456789"), int(name.lstrip("abcdefghijklmnopqrstuvwxyz"))
         value = step[f"{tensor}_{suffix}" if suffix else tensor][l]
         arrays[key] = np.asarray(value, dtype=np.int64)
@@ -113,7 +140,7 @@ def dump_step(path, step, state, loss, lr_applied):
 
 def fixed_loss(logits8, labels, loss, n):
     """The loss of the int8 logits, evaluated in float (for the curves only)."""
-    y = np.asarray(logits8) / 2.0 ** n.a_frac
+    y = np.asarray(logits8) / 2.0**n.a_frac
     if loss == "ce":
         z = y - y.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(labels)), labels]))
@@ -142,8 +169,15 @@ class FixedRun:
 
     def step(self, idx):
         cfg = self.cfg
-        out = train_step(self.state, self.x8_train[idx], self.y_train[idx], cfg["lr_q"], loss=cfg["loss"],
-                         activation=cfg["activation"], momentum=cfg["momentum"])
+        out = train_step(
+            self.state,
+            self.x8_train[idx],
+            self.y_train[idx],
+            cfg["lr_q"],
+            loss=cfg["loss"],
+            activation=cfg["activation"],
+            momentum=cfg["momentum"],
+        )
         self._losses.append(fixed_loss(out["y"][-1], self.y_train[idx], cfg["loss"], self.n))
         self.steps += 1
         # What else the hardware keeps after the step: its int8 weights and [W; b]'s momenta.
@@ -155,7 +189,8 @@ class FixedRun:
         self.curves["epoch"].append(epoch + 1)
         self.curves["fixed_loss"].append(float(np.mean(self._losses)))
         self.curves["fixed_accuracy"].append(
-            float(np.mean(predict(self.state, self.x8_test, self.cfg["activation"]) == self.y_test)))
+            float(np.mean(predict(self.state, self.x8_test, self.cfg["activation"]) == self.y_test))
+        )
         self._losses = []
 
     def dump(self, path, out):

@@ -1,20 +1,19 @@
 """cocotb test of ``LossUnit`` against :func:`reference.training.loss_error`:
 random logit rows (with ties, extremes and all-equal rows) of random lengths
 up to the unit's ``classes``, random labels, both losses, random gaps on the
-input and back-pressure on the output. Logits and errors travel as words of
-``lanes`` int8."""
-import random
+input and back-pressure on the output, through :mod:`sim.common`'s stream
+source and sink. Logits and errors travel as the unit's stream words
+(``lanes`` int8 and ``last``), packed from its own port layout."""
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly
 
-from hdl.training.loss_unit import LOSS_CE, LOSS_MSE
-from reference.gemm_layout import lanes_to_int, int_to_lanes
+from hdl.training.loss_unit import Loss, LossUnit
 from reference.training import loss_error
 from reference.training_numerics import Numerics
-from sim.results import record, errors_recorded, design_params, env_int
+from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
+from sim.results import design_params, env_int, errors_recorded, record
 
 
 def rows(rng, classes, count):
@@ -25,14 +24,14 @@ def rows(rng, classes, count):
         if kind == 0:
             y = rng.integers(-128, 128, n)
         elif kind == 1:
-            y = np.full(n, int(rng.integers(-128, 128)))                  # all equal
+            y = np.full(n, int(rng.integers(-128, 128)))  # all equal
         elif kind == 2:
-            y = rng.choice([-128, 127, 0], n)                              # extremes
+            y = rng.choice([-128, 127, 0], n)  # extremes
         elif kind == 3:
-            y = rng.integers(-4, 5, n)                                     # ties
+            y = rng.integers(-4, 5, n)  # ties
         else:
             y = rng.integers(-40, 41, n)
-        out.append((y, int(rng.integers(0, n)), LOSS_MSE if k % 3 == 2 else LOSS_CE))
+        out.append((y, int(rng.integers(0, n)), Loss.MSE if k % 3 == 2 else Loss.CE))
     return out
 
 
@@ -42,50 +41,50 @@ async def loss_rows(dut):
     classes, lanes = params.get("classes", 10), params.get("lanes", 8)
     n = Numerics()
     rng = np.random.default_rng(env_int("STIMULUS_SEED", 1))
-    prng = random.Random(2)
-    Clock(dut.clk, 10, unit="ns").start()
-    for name in ("in_valid", "in_data", "in_last", "label", "loss", "count", "out_ready"):
-        getattr(dut, name).value = 0
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    word = LossUnit(classes, lanes).signature.members["logits"].signature.members["payload"].shape
+    src = StreamSource(dut.logits__valid, dut.logits__ready, dut.logits__payload, pause=pauses(0.2, seed=2))
+    snk = StreamSink(dut.errors__valid, dut.errors__ready, dut.errors__payload, pause=pauses(0.3, seed=3))
+    start_clock(dut.clk)
+    await reset(
+        dut.clk,
+        dut.rst,
+        zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
+    )
     cases = rows(rng, classes, env_int("LOSS_ROWS", 200))
     cycles = 0
     with errors_recorded():
         for r, (y, label, loss) in enumerate(cases):
             count = len(y)
             words = -(-count // lanes)
-            padded = np.pad(y, (0, words * lanes - count), constant_values=77)   # junk past count
-            expected = loss_error(y[None, :], np.array([label]), "ce" if loss == LOSS_CE else "mse", n)[0]
-            k = 0
-            while k < words:
-                await RisingEdge(dut.clk)
-                cycles += 1
-                present = prng.random() > 0.2
-                dut.in_valid.value = int(present)
-                dut.in_data.value = lanes_to_int(padded[k * lanes:(k + 1) * lanes], 8)
-                dut.in_last.value = int(k == words - 1)
-                dut.label.value, dut.loss.value, dut.count.value = label, loss, count
-                await ReadOnly()
-                if present and int(dut.in_ready.value):
-                    k += 1
-            await RisingEdge(dut.clk)
-            dut.in_valid.value = 0
+            padded = np.pad(y, (0, words * lanes - count), constant_values=77)  # junk past count
+            expected = loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0]
+            sent_before = src.sent
+            src.send(
+                pack_value(
+                    word, {"data": [int(v) for v in padded[k * lanes : (k + 1) * lanes]], "last": int(k == words - 1)}
+                )
+                for k in range(words)
+            )
             got = []
             while len(got) < words:
-                ready = prng.random() > 0.3
-                dut.out_ready.value = int(ready)
+                await edge(dut.clk)
+                if not got and src.sent == sent_before:  # label, loss and count: held while the row comes in
+                    dut.label.value, dut.loss.value, dut.count.value = label, loss.value, count
+                src.drive()
+                snk.drive()
                 await ReadOnly()
-                if ready and int(dut.out_valid.value):
-                    got.append(int_to_lanes(int(dut.out_data.value), lanes, 8))
-                    assert int(dut.out_last.value) == (len(got) == words), f"row {r}: out_last misplaced"
-                await RisingEdge(dut.clk)
+                src.sample()
+                out = snk.sample()
+                if out is not None:
+                    out = unpack_value(word, out)
+                    got.append([int(v) for v in out.data])
+                    assert int(out.last) == (len(got) == words), f"row {r}: last misplaced"
                 cycles += 1
                 assert cycles < 200 * (r + 1) * classes, "the loss unit stopped answering"
-            dut.out_ready.value = 0
-            got = [v for word in got for v in word]
+            assert src.idle, f"row {r}: errors came out before all its logits went in"
+            got = [v for w in got for v in w]
             want = [int(v) for v in expected] + [0] * (words * lanes - count)
             assert got == want, (
-                f"row {r} ({'ce' if loss == LOSS_CE else 'mse'}, label {label}) logits {[int(v) for v in y]}: "
-                f"expected {want}, got {got}")
+                f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
+            )
     record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})

@@ -6,28 +6,35 @@
 back and compared with :func:`reference.training.train_step`'s; the first
 mismatch records ``bit_exact: false`` and the mismatch, then fails the test
 with the step, layer, tensor, index and both values."""
+
 import json
 import os
 import time
 from pathlib import Path
 
 import cocotb
-
 from cocotb.triggers import FallingEdge
 
+from hdl.training.program import OP_LAYOUT, CoreGeometry, Kind, Phase, Target, plan_step
 from reference.training_numerics import LFSR_SEED
-from hdl.training.program import CoreGeometry, plan_step, PHASE, KIND, TARGET
-from sim.results import record, errors_recorded, design_params
-from sim.training.session import FixedRun, total_steps
+from sim.results import design_params, errors_recorded, record
 from sim.training.driver import TrainDriver
+from sim.training.session import FixedRun, total_steps
 
 
 async def _setup(dut):
     """The run ``$TRAIN_CONFIG`` names: its golden model, its plan, and the core loaded with both."""
     cfg = json.loads(os.environ["TRAIN_CONFIG"])
     run = FixedRun(cfg)
-    plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**design_params()), run.n, loss=cfg["loss"],
-                     activation=cfg["activation"], momentum=cfg["momentum"])
+    plan = plan_step(
+        cfg["layers"],
+        cfg["batch"],
+        CoreGeometry(**design_params()),
+        run.n,
+        loss=cfg["loss"],
+        activation=cfg["activation"],
+        momentum=cfg["momentum"],
+    )
     drv = TrainDriver(dut, plan)
     await drv.start()
     await drv.load_program()
@@ -40,19 +47,19 @@ async def train_run(dut):
     cfg, run, plan, drv = await _setup(dut)
     total = total_steps(cfg, len(run.x_train))
     progress = Path(os.environ["TRAIN_PROGRESS"]) if os.environ.get("TRAIN_PROGRESS") else None
-    phases = {name: {"cycles": 0, "gemm": 0, "active": 0} for name in PHASE}
+    phases = {p.name.lower(): {"cycles": 0, "gemm": 0, "active": 0} for p in Phase}
     step_cycles = []
     wall0, cycle0 = time.perf_counter(), drv.cycle
-    checked = 0                     # steps whose comparisons all passed
+    checked = 0  # steps whose comparisons all passed
     with errors_recorded("train", f"train_run, check {cfg.get('check', 'weights')}"):
         for epoch, idx, closes in run.batches():
             golden = run.step(idx)
             counters = await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
             await drv.check(run.steps - 1, golden, full=cfg.get("check") == "full")
             checked += 1
-            for name, p in PHASE.items():
+            for p in Phase:
                 for key in ("cycles", "gemm", "active"):
-                    phases[name][key] += counters[key][p]
+                    phases[p.name.lower()][key] += counters[key][p.value]
             step_cycles.append(sum(counters["cycles"]))
             if cfg.get("dump") and run.steps == 1:
                 run.dump(Path(cfg["dump"]) / "step0.npz", golden)
@@ -60,8 +67,9 @@ async def train_run(dut):
                 run.end_epoch(epoch)
             if progress:
                 tmp = progress.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"steps": run.steps, "total": total, "epoch": epoch + 1,
-                                           "cycles": step_cycles[-1]}))
+                tmp.write_text(
+                    json.dumps({"steps": run.steps, "total": total, "epoch": epoch + 1, "cycles": step_cycles[-1]})
+                )
                 tmp.replace(progress)
     wall = time.perf_counter() - wall0
     sim_cycles = drv.cycle - cycle0
@@ -69,14 +77,18 @@ async def train_run(dut):
     steps = run.steps
     cycles = sum(p["cycles"] for p in phases.values())
     record(
-        bit_exact=0 < checked == steps, steps=steps, cycles=cycles,
+        bit_exact=0 < checked == steps,
+        steps=steps,
+        cycles=cycles,
         cycles_by_phase={name: p["cycles"] for name, p in phases.items()},
         gemm_cycles_by_phase={name: p["gemm"] for name, p in phases.items()},
         active_rows_by_phase={name: p["active"] for name, p in phases.items()},
         macs_by_phase={name: v * steps for name, v in plan.macs.items()},
         utilization=sum(plan.macs.values()) * steps / (R * R * cycles),
-        utilization_by_phase={name: (plan.macs[name] * steps / (R * R * p["cycles"]) if p["cycles"] else None)
-                              for name, p in phases.items()},
+        utilization_by_phase={
+            name: (plan.macs[name] * steps / (R * R * p["cycles"]) if p["cycles"] else None)
+            for name, p in phases.items()
+        },
         step_cycles=sorted(set(step_cycles)),
         cycles_per_step=step_cycles[0],
         host_cycles=sim_cycles - cycles,
@@ -116,11 +128,16 @@ async def bad_ops(dut):
     cfg, run, plan, drv = await _setup(dut)
     classes = plan.geometry.classes
     with errors_recorded():
-        for bad in ({"kind": 7}, {"kind": KIND["loss"], "m": 4, "n": classes + 1, "k": 3},
-                    {"kind": KIND["loss"], "m": 0, "n": 4, "k": 1}, {"kind": KIND["loss"], "m": 4, "n": 4, "k": 2}):
+        unknown = 7 << OP_LAYOUT["kind"].offset  # no Kind has this encoding: packed by hand
+        for bad in (
+            unknown,
+            {"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3},
+            {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
+            {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2},
+        ):
             assert await _run_program(dut, drv, [bad], 10) == 1, f"op {bad} did not raise error"
         # Empty GEMMs and post-ops end at once, without error.
-        empty = [{"kind": KIND["gemm"]}, {"kind": KIND["fwd"]}, {"kind": KIND["update"]}, {"kind": KIND["end"]}]
+        empty = [{"kind": Kind.GEMM}, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
         assert await _run_program(dut, drv, empty, 40) == 0, "a program of empty ops raised error"
 
         await drv.load_program()
@@ -134,15 +151,17 @@ async def bad_ops(dut):
         await drv.begin_step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
         for target in ("wmem", "bmem", "mmem", "a", "b", "labels", "vmem"):
             dut.start.value = 1
-            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, TARGET[target], 0
+            dut.wr_en.value, dut.wr_target.value, dut.wr_addr.value = 1, Target[target.upper()].value, 0
             dut.wr_data.value = (1 << (32 * plan.geometry.rows)) - 1
             await FallingEdge(dut.clk)
         dut.start.value = dut.wr_en.value = 0
         await _idle_within(dut, 100_000)
         assert int(dut.error.value) == 0
         await drv.check(1, golden, full=True)
-    record(bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
-                   "start and writes while busy were ignored")
+    record(
+        bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
+        "start and writes while busy were ignored"
+    )
 
 
 @cocotb.test()

@@ -1,0 +1,81 @@
+"""``GemmPort``: the training core's one connection to :class:`~hdl.systolic.engine.GemmEngine`.
+
+Everything the core knows of the engine's ports is here; the other
+components speak :mod:`.ports`' signatures. When the engine's interface
+changes, this file is what changes.
+"""
+
+from amaranth.hdl import Module, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..systolic.engine import GemmEngine
+from . import ports
+
+__all__ = ["GemmPort"]
+
+
+class GemmPort(wiring.Component):
+    """The engine, driven in the core's terms.
+
+    ``run.go`` starts a GEMM with the fields of ``ctl.op`` (m, k, n, mode,
+    strides, bases; read in that cycle); ``run.done`` pulses in the cycle its
+    last result is written. ``busy`` and ``active`` are the engine's (for the
+    phase counters). ``write`` (operand words, bank order), ``results`` (int32
+    result words) and ``operands`` (stored operand words) are the engine's
+    host ports, with flat addresses over both halves; reads answer the next
+    cycle.
+    """
+
+    def __init__(self, geometry):
+        self.geometry = g = geometry
+        R = g.rows
+        super().__init__(
+            {
+                "ctl": In(ports.control()),
+                "run": In(ports.run()),
+                "busy": Out(1),
+                "active": Out(1),
+                "write": In(ports.operand_write(R, 2 * g.operand_depth)),
+                "results": In(ports.mem_read(2 * g.result_depth, data.ArrayLayout(signed(32), R), en=True)),
+                "operands": In(ports.operand_read(R, 2 * g.operand_depth)),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        op_abits = (g.operand_depth - 1).bit_length()
+        res_abits = (g.result_depth - 1).bit_length()
+        m.submodules.engine = eng = GemmEngine(g.rows, g.rows, g.operand_depth, g.result_depth, operand_read=True)
+        op = self.ctl.op
+        m.d.comb += [
+            eng.cfg_m.eq(op.m),
+            eng.cfg_k.eq(op.k),
+            eng.cfg_n.eq(op.n),
+            eng.cfg_mode.eq(op.mode),
+            eng.cfg_a_stride.eq(op.a_stride),
+            eng.cfg_b_stride.eq(op.b_stride),
+            eng.cfg_a_base.eq(op.a_base),
+            eng.cfg_b_base.eq(op.b_base),
+            eng.cfg_result_base.eq(op.r_base),
+            eng.start.eq(self.run.go),
+            self.run.done.eq(eng.done),
+            self.busy.eq(eng.busy),
+            self.active.eq(eng.active),
+            eng.wr_en.eq(self.write.en),
+            eng.wr_sel.eq(self.write.sel),
+            eng.wr_both.eq(self.write.both),
+            eng.wr_addr.eq(self.write.addr[:op_abits]),
+            eng.wr_half.eq(self.write.addr[op_abits]),
+            eng.wr_data.eq(self.write.data),
+            eng.rd_en.eq(self.results.en),
+            eng.rd_addr.eq(self.results.addr[:res_abits]),
+            eng.rd_half.eq(self.results.addr[res_abits]),
+            self.results.data.eq(eng.rd_data),
+            eng.op_rd_en.eq(self.operands.en),
+            eng.op_rd_sel.eq(self.operands.sel),
+            eng.op_rd_addr.eq(self.operands.addr),
+            self.operands.data.eq(eng.op_rd_data),
+        ]
+        return m

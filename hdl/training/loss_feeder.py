@@ -1,0 +1,85 @@
+"""``LossFeeder``: the LOSS op, from the logits in vmem through the loss unit to dY."""
+
+from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import ports
+from .loss_unit import Loss, word_layout
+from .program import Kind
+
+__all__ = ["LossFeeder"]
+
+
+class LossFeeder(wiring.Component):
+    """Feeds each row of the held LOSS op's logits to a :class:`~.loss_unit.LossUnit`
+    and writes its error words to the operand buffers.
+
+    ``run.go`` starts it at row 0. A row's W logit words (``vmem_rd``, from
+    ``vr_base + row · vr_stride``) go out on ``logits`` one a cycle, each
+    the cycle after its address: the loss unit takes a row's words in
+    consecutive cycles (its ready is high while it loads), so each is shown
+    once. Meanwhile ``loss``, ``count`` (the op's n) and the row's ``label``
+    (read from ``labels_rd``, R labels a word) are held for the unit. Error
+    words are taken from ``errors`` while a LOSS op runs, each written the
+    same cycle through ``dst`` (at ``dst_base + row · dst_stride + word``).
+    The row's last error word starts the next row; ``run.done`` is high in
+    the cycle the last row's last word is taken.
+    """
+
+    def __init__(self, geometry):
+        self.geometry = g = geometry
+        R = g.rows
+        super().__init__(
+            {
+                "ctl": In(ports.control()),
+                "run": In(ports.run()),
+                "vmem_rd": Out(ports.mem_read(g.vmem_depth, data.ArrayLayout(signed(8), R))),
+                "labels_rd": Out(ports.mem_read(-(-g.label_depth // R), data.ArrayLayout(range(g.classes), R))),
+                "logits": Out(stream.Signature(word_layout(R))),
+                "errors": In(stream.Signature(word_layout(R))),
+                "loss": Out(Loss),
+                "label": Out(range(g.classes)),
+                "count": Out(range(g.classes + 1)),
+                "dst": Out(ports.operand_word(R)),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        R = self.geometry.rows
+        lg = R.bit_length() - 1
+        op = self.ctl.op
+        row, lk, lout = Signal(16), Signal(16), Signal(16)  # row; next word to read; error words taken
+        feeding, fed_valid, fed_k = Signal(), Signal(), Signal(16)
+        labels = self.labels_rd.data
+        m.d.comb += [
+            self.loss.eq(op.loss),
+            self.count.eq(op.n),
+            self.labels_rd.addr.eq(row >> lg),
+            self.label.eq(Array(labels[e] for e in range(R))[row[:lg] if lg else 0]),
+            self.vmem_rd.addr.eq(op.vr_base + row * op.vr_stride + lk),
+        ]
+        with m.If(self.run.go):
+            m.d.sync += [row.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0)]
+        read_now = feeding & (lk < op.k)
+        m.d.sync += [fed_valid.eq(read_now), fed_k.eq(lk)]
+        with m.If(read_now):
+            m.d.sync += lk.eq(lk + 1)
+            with m.If(lk + 1 >= op.k):
+                m.d.sync += feeding.eq(0)
+        m.d.comb += [
+            self.logits.valid.eq(fed_valid),
+            self.logits.payload.data.eq(self.vmem_rd.data),
+            self.logits.payload.last.eq(fed_valid & (fed_k + 1 >= op.k)),
+            self.errors.ready.eq(self.ctl.busy & (op.kind == Kind.LOSS)),
+            self.dst.row.eq(row),
+            self.dst.data.eq(self.errors.payload.data),
+        ]
+        with m.If(self.errors.valid & self.errors.ready):
+            m.d.comb += [self.dst.addr.eq(op.dst_base + row * op.dst_stride + lout), self.dst.en.eq(1)]
+            m.d.sync += lout.eq(lout + 1)
+            with m.If(self.errors.payload.last):
+                m.d.sync += [row.eq(row + 1), lout.eq(0), lk.eq(0), feeding.eq(row + 1 < op.m)]
+                m.d.comb += self.run.done.eq(row + 1 >= op.m)
+        return m

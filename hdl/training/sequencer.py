@@ -1,0 +1,145 @@
+"""``Sequencer``: runs a training step's program, one op at a time."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..systolic.signatures import COUNTER_BITS
+from . import ports
+from .program import OP_LAYOUT, Kind, Phase
+
+__all__ = ["Sequencer", "State"]
+
+
+class State(enum.Enum, shape=4):
+    IDLE = 0
+    FETCH = 1  #: the program memory answers next cycle
+    DECODE = 2  #: take the op; pick its unit, or stop
+    GEMM_START = 3  #: one cycle: ``gemm.go``
+    GEMM_WAIT = 4  #: until ``gemm.done``
+    POST_START = 5
+    POST_WAIT = 6
+    LOSS_START = 7
+    LOSS_WAIT = 8
+
+
+class Sequencer(wiring.Component):
+    """The program memory and the FSM that steps through it.
+
+    ``prog`` writes one op (honoured while idle). ``start`` (taken while idle,
+    with ``lr``) raises ``busy`` the next cycle and clears the counters; each
+    op then costs FETCH, DECODE and one START cycle before its unit runs
+    (``gemm``, ``post`` or ``loss``: ``go`` for one cycle, then the wait for
+    ``done``). END, an unknown kind, or a LOSS op whose row the loss unit
+    cannot take, pulses ``done`` in its DECODE cycle and drops ``busy`` the
+    next; the last two also set ``error`` until the next ``start``.
+
+    ``cnt_cycles[p]`` counts the busy cycles while the held op's phase is
+    ``p``; ``cnt_gemm[p]`` and ``cnt_active[p]`` those in which
+    ``gemm_busy`` / ``gemm_active`` were high too.
+    """
+
+    def __init__(self, geometry):
+        self.geometry = g = geometry
+        counters = data.ArrayLayout(COUNTER_BITS, len(Phase))
+        super().__init__(
+            {
+                "start": In(1),
+                "lr": In(16),
+                "busy": Out(1),
+                "done": Out(1),
+                "error": Out(1),
+                "prog": In(ports.mem_write(g.program_depth, OP_LAYOUT)),
+                "ctl": Out(ports.control()),
+                "gemm": Out(ports.run()),
+                "post": Out(ports.run()),
+                "loss": Out(ports.run()),
+                "gemm_busy": In(1),
+                "gemm_active": In(1),
+                "cnt_cycles": Out(counters),
+                "cnt_gemm": Out(counters),
+                "cnt_active": Out(counters),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        R = g.rows
+        m.submodules.program = program = memory.Memory(shape=OP_LAYOUT, depth=g.program_depth, init=[])
+        p_wr, p_rd = program.write_port(), program.read_port()
+        pc = Signal(range(g.program_depth + 1))
+        state = Signal(State)
+        busy, op, error = self.ctl.busy, self.ctl.op, self.error
+        m.d.comb += [
+            self.busy.eq(busy),
+            p_wr.en.eq(self.prog.en & ~busy),
+            p_wr.addr.eq(self.prog.addr),
+            p_wr.data.eq(self.prog.data),
+            p_rd.addr.eq(pc),
+        ]
+
+        def stop(bad):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += busy.eq(0)
+            if bad:
+                m.d.sync += error.eq(1)
+            m.d.sync += state.eq(State.IDLE)
+
+        new = p_rd.data
+        with m.Switch(state):
+            with m.Case(State.IDLE):
+                with m.If(self.start):
+                    m.d.sync += [
+                        busy.eq(1),
+                        pc.eq(0),
+                        self.ctl.lr.eq(self.lr),
+                        error.eq(0),
+                        op.phase.eq(Phase.FORWARD),
+                        state.eq(State.FETCH),
+                    ]
+            with m.Case(State.FETCH):
+                m.d.sync += state.eq(State.DECODE)
+            with m.Case(State.DECODE):
+                m.d.sync += op.eq(new)
+                with m.Switch(new.kind):
+                    with m.Case(Kind.END):
+                        stop(bad=False)
+                    with m.Case(Kind.GEMM):
+                        m.d.sync += state.eq(State.GEMM_START)
+                    with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
+                        m.d.sync += state.eq(State.POST_START)
+                    with m.Case(Kind.LOSS):
+                        with m.If((new.m == 0) | (new.n == 0) | (new.n > g.classes) | (new.k != (new.n + R - 1) // R)):
+                            stop(bad=True)  # a row the loss unit cannot take
+                        with m.Else():
+                            m.d.sync += state.eq(State.LOSS_START)
+                    with m.Default():  # an unknown op: stop, and say so
+                        stop(bad=True)
+            for unit, start, wait in (
+                (self.gemm, State.GEMM_START, State.GEMM_WAIT),
+                (self.post, State.POST_START, State.POST_WAIT),
+                (self.loss, State.LOSS_START, State.LOSS_WAIT),
+            ):
+                with m.Case(start):
+                    m.d.comb += unit.go.eq(1)
+                    m.d.sync += state.eq(wait)
+                with m.Case(wait):
+                    with m.If(unit.done):
+                        m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+
+        # Per-phase counters, cleared by start.
+        for p in Phase:
+            with m.If(self.start & ~busy):
+                m.d.sync += [
+                    self.cnt_cycles[p.value].eq(0),
+                    self.cnt_gemm[p.value].eq(0),
+                    self.cnt_active[p.value].eq(0),
+                ]
+            with m.Elif(busy & (op.phase == p)):
+                m.d.sync += self.cnt_cycles[p.value].eq(self.cnt_cycles[p.value] + 1)
+                with m.If(self.gemm_busy):
+                    m.d.sync += self.cnt_gemm[p.value].eq(self.cnt_gemm[p.value] + 1)
+                with m.If(self.gemm_active):
+                    m.d.sync += self.cnt_active[p.value].eq(self.cnt_active[p.value] + 1)
+        return m

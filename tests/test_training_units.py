@@ -1,0 +1,448 @@
+"""Fast amaranth.sim tests of the training core's components, one at a time
+(no Verilator build): the post-processor's lane arithmetic against
+:mod:`reference.training`'s formulas, a whole UPDATE (LFSR draws in the
+golden model's order), the sequencer on good and bad programs, the loss
+feeder with the loss unit on a few rows, and the operand writer's rotation."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, signed
+from amaranth.lib import data, memory, wiring
+from amaranth.sim import Simulator
+
+from hdl.training.loss_feeder import LossFeeder
+from hdl.training.loss_unit import Loss, LossUnit
+from hdl.training.post import PostLane
+from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
+from hdl.training.sequencer import Sequencer
+from reference.training import Lfsr16, loss_error, round_half_up_shift, sat, stochastic_round_shift
+from reference.training_numerics import Numerics
+
+NM = Numerics()
+
+
+def _run(top, bench, deadline=None):
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run_until(deadline) if deadline else sim.run()
+
+
+# -- PostLane -----------------------------------------------------------------
+
+
+def _lane_ctl(s=0, post_shift=0, act=Act.RELU, momentum=0, lr=0):
+    """LANE_CONTROL for the update shift ``s``, split as its docstring says."""
+    s_eff = min(max(s, 0), 16)
+    return {
+        "act": act,
+        "momentum": momentum,
+        "lr": lr,
+        "post_shift": post_shift,
+        "round": int(s > 0),
+        "pre_shift": max(s - 16, 0),
+        "s_eff": s_eff,
+        "s_left": max(-s, 0),
+        "frac_mask": (1 << s_eff) - 1,
+    }
+
+
+def _lane_bench(cases, check):
+    lane = PostLane(NM)
+
+    async def bench(ctx):
+        for inputs, ctl in cases:
+            for name, v in inputs.items():
+                ctx.set(getattr(lane, name), v)
+            ctx.set(lane.ctl, lane.ctl.shape().const(ctl))
+            check(
+                inputs,
+                ctl,
+                {
+                    name: ctx.get(getattr(lane, name))
+                    for name in ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
+                },
+            )
+
+    sim = Simulator(lane)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.LEAKY])
+def test_lane_fwd_and_dx(act):
+    rng = np.random.default_rng(act.value)
+    cases = []
+    for i in range(150):
+        shift = int(rng.integers(0, 32))
+        inputs = {
+            "acc": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
+            "bias": int(rng.integers(-(1 << 31), 1 << 31)) >> int(rng.integers(0, 24)),
+            "y_prev": int(rng.integers(-128, 128)),
+            "in_range": int(i % 7 != 0),
+            "ones": int(i % 2),
+            "weight": 0,
+            "mom": 0,
+            "rand": 0,
+        }
+        cases.append((inputs, _lane_ctl(post_shift=shift, act=act)))
+
+    def check(i, c, got):
+        if not i["in_range"]:
+            assert (got["y"], got["fwd"], got["dx"], got["dx_masked"]) == (0, i["ones"], 0, 0)
+            return
+        y = int(
+            sat(
+                round_half_up_shift(
+                    i["acc"] + sat(round_half_up_shift(i["bias"], NM.master_extra), 32), c["post_shift"]
+                ),
+                8,
+            )
+        )
+        fwd = {Act.NONE: y, Act.RELU: max(y, 0), Act.LEAKY: y if y > 0 else y >> NM.leaky_shift}[act]
+        dx = int(sat(round_half_up_shift(i["acc"], c["post_shift"]), 8))
+        masked = dx if i["y_prev"] > 0 else (dx >> NM.leaky_shift if act == Act.LEAKY else 0)
+        assert (got["y"], got["fwd"], got["dx"], got["dx_masked"]) == (y, fwd, dx, masked), (i, c)
+
+    _lane_bench(cases, check)
+
+
+class _Draws:
+    """A stand-in LFSR for the golden formula: hands out the draw the lane got."""
+
+    def __init__(self, rand):
+        self.rand = rand
+
+    def draws(self, n):
+        return np.array([self.rand] * n, dtype=np.int64)
+
+
+@pytest.mark.parametrize("momentum", [0, 1])
+def test_lane_update_stochastic_rounding(momentum):
+    rng = np.random.default_rng(10 + momentum)
+    lfsr = Lfsr16()
+    cases = []
+    for i in range(200):
+        s = int(rng.integers(-15, 48))
+        inputs = {
+            "acc": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
+            "mom": int(rng.integers(-(1 << 28), 1 << 28)) >> int(rng.integers(0, 20)),
+            "weight": int(rng.integers(-(1 << 15), 1 << 15)),
+            "bias": int(rng.integers(-(1 << 31), 1 << 31)),
+            "rand": lfsr.next(),
+            "in_range": int(i % 9 != 0),
+            "ones": 0,
+            "y_prev": 0,
+        }
+        cases.append((inputs, _lane_ctl(s=s, momentum=momentum, lr=int(rng.integers(0, 1 << 16)))))
+
+    def check(i, c, got):
+        if not i["in_range"]:
+            assert (got["weight_new"], got["bias_new"], got["mom_new"], got["weight8"]) == (
+                i["weight"],
+                i["bias"],
+                i["mom"],
+                0,
+            )
+            return
+        s = c["s_eff"] + c["pre_shift"] if c["round"] else -c["s_left"]
+        q = i["mom"] + ((i["acc"] - i["mom"]) >> NM.momentum_shift)
+        g = q if momentum else i["acc"]
+        step = int(stochastic_round_shift(np.int64(g * c["lr"]), s, _Draws(i["rand"])))
+        w = int(sat(i["weight"] - step, 16))
+        want = (w, int(sat(i["bias"] - step, 32)), q, int(sat(round_half_up_shift(w, NM.master_extra), 8)))
+        assert (got["weight_new"], got["bias_new"], got["mom_new"], got["weight8"]) == want, (i, c)
+
+    _lane_bench(cases, check)
+
+
+# -- Sequencer ----------------------------------------------------------------
+
+
+def _sequencer_run(ops, gemm_cycles=4, limit=200):
+    """Load ``ops`` (dicts or packed words), start, and play every unit (done
+    ``gemm_cycles`` cycles after go). Returns (error, busy cycles, units in order, counters)."""
+    seq = Sequencer(CoreGeometry())
+    out = {}
+
+    async def bench(ctx):
+        for addr, op in enumerate(ops):
+            ctx.set(seq.prog.en, 1)
+            ctx.set(seq.prog.addr, addr)
+            ctx.set(seq.prog.data.as_value(), op if isinstance(op, int) else pack_op(op))
+            await ctx.tick()
+        ctx.set(seq.prog.en, 0)
+        ctx.set(seq.start, 1)
+        await ctx.tick()
+        ctx.set(seq.start, 0)
+        units, pending, cycles = [], None, 0
+        while ctx.get(seq.busy):
+            assert cycles < limit, "the sequencer hung"
+            for name in ("gemm", "post", "loss"):
+                if ctx.get(getattr(seq, name).go):
+                    units.append(name)
+                    pending = [name, gemm_cycles]
+            for name in ("gemm", "post", "loss"):
+                ctx.set(getattr(seq, name).done, 0)
+            if pending:
+                pending[1] -= 1
+                if pending[1] < 0:
+                    ctx.set(getattr(seq, pending[0]).done, 1)
+                    pending = None
+            await ctx.tick()
+            cycles += 1
+        out.update(
+            error=ctx.get(seq.error),
+            cycles=cycles,
+            units=units,
+            counters=[ctx.get(seq.cnt_cycles[p.value]) for p in Phase],
+        )
+
+    _run(seq, bench)
+    return out
+
+
+def test_sequencer_runs_a_program():
+    ops = [
+        {"kind": Kind.GEMM, "phase": Phase.FORWARD},
+        {"kind": Kind.FWD, "phase": Phase.FORWARD},
+        {"kind": Kind.LOSS, "phase": Phase.BACKWARD, "m": 2, "n": 10, "k": 2},
+        {"kind": Kind.UPDATE, "phase": Phase.UPDATE},
+        {"kind": Kind.END, "phase": Phase.UPDATE},
+    ]
+    r = _sequencer_run(ops, gemm_cycles=4)
+    assert r["error"] == 0 and r["units"] == ["gemm", "post", "loss", "post"]
+    # Each op: FETCH, DECODE, START, then the unit's 4 cycles until done; END: FETCH and DECODE.
+    assert r["cycles"] == 4 * (3 + 4) + 2
+    # Each cycle goes to the held op's phase: an op's FETCH and DECODE to the op before it.
+    assert r["counters"] == [7 + 7 + 2, 5 + 2, 5 + 2]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        6,
+        7,
+        {"kind": Kind.LOSS, "m": 4, "n": 17, "k": 3},
+        {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
+        {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2},
+    ],
+    ids=str,
+)
+def test_sequencer_stops_on_bad_ops(bad):
+    """An unknown kind or a row the loss unit cannot take: error, never a hang."""
+    r = _sequencer_run([{"kind": Kind.GEMM}, bad, {"kind": Kind.END}])
+    assert r["error"] == 1 and r["units"] == ["gemm"]
+    assert _sequencer_run([{"kind": Kind.END}])["error"] == 0
+
+
+def test_pack_op_checks_its_fields():
+    assert pack_op({"kind": Kind.LOSS, "m": 3}) == OP_LAYOUT.const({"kind": Kind.LOSS, "m": 3}).as_bits()
+    with pytest.raises(PlanError, match="op field m = 65536 does not fit"):
+        pack_op({"m": 1 << 16})
+    with pytest.raises(PlanError, match="op field kind = 7 is not a Kind"):
+        pack_op({"kind": 7})
+
+
+# -- LossFeeder and LossUnit -----------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
+def test_loss_feeder_through_the_loss_unit(loss):
+    g = CoreGeometry(rows=4, classes=10)
+    R, rows, n = g.rows, 5, 10
+    rng = np.random.default_rng(3)
+    logits = rng.integers(-60, 60, (rows, n))
+    logits[1] = 7  # all equal
+    labels = rng.integers(0, n, rows)
+    W = -(-n // R)
+    stride = W + 1  # a gap between the rows
+    vmem_words = np.zeros((rows * stride + 4, R), dtype=np.int64)
+    for r in range(rows):
+        vmem_words[2 + r * stride : 2 + r * stride + W] = np.pad(logits[r], (0, W * R - n)).reshape(W, R)
+    m = Module()
+    m.submodules.feeder = feeder = LossFeeder(g)
+    m.submodules.unit = unit = LossUnit(g.classes, R, NM)
+    m.submodules.vmem = vmem = memory.Memory(
+        shape=data.ArrayLayout(signed(8), R), depth=g.vmem_depth, init=[[int(v) for v in w] for w in vmem_words]
+    )
+    lab_words = np.pad(labels, (0, -rows % R)).reshape(-1, R)
+    m.submodules.labels = lab = memory.Memory(
+        shape=data.ArrayLayout(range(g.classes), R),
+        depth=g.label_depth // R,
+        init=[[int(v) for v in w] for w in lab_words],
+    )
+    v_rd, l_rd = vmem.read_port(), lab.read_port()
+    wiring.connect(m, feeder.logits, unit.logits)
+    wiring.connect(m, unit.errors, feeder.errors)
+    m.d.comb += [
+        unit.loss.eq(feeder.loss),
+        unit.label.eq(feeder.label),
+        unit.count.eq(feeder.count),
+        v_rd.addr.eq(feeder.vmem_rd.addr),
+        feeder.vmem_rd.data.eq(v_rd.data),
+        l_rd.addr.eq(feeder.labels_rd.addr),
+        feeder.labels_rd.data.eq(l_rd.data),
+    ]
+    got, took = {}, []
+
+    async def bench(ctx):
+        ctx.set(
+            feeder.ctl.op,
+            OP_LAYOUT.const(
+                {
+                    "kind": Kind.LOSS,
+                    "m": rows,
+                    "n": n,
+                    "k": W,
+                    "loss": loss,
+                    "vr_base": 2,
+                    "vr_stride": stride,
+                    "dst_base": 100,
+                    "dst_stride": W,
+                }
+            ),
+        )
+        ctx.set(feeder.ctl.busy, 1)
+        ctx.set(feeder.run.go, 1)
+        await ctx.tick()
+        ctx.set(feeder.run.go, 0)
+        for cycle in range(1, rows * (3 * W + 1) + 2):
+            if ctx.get(feeder.dst.en):
+                got[ctx.get(feeder.dst.addr)] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
+            if ctx.get(feeder.run.done):
+                took.append(cycle)
+                return
+            await ctx.tick()
+
+    _run(m, bench)
+    # The timing model: 3W + 1 cycles a row for cross-entropy, 2W + 1 for MSE.
+    assert took == [rows * ((2 if loss == Loss.MSE else 3) * W + 1)], "the feeder did not finish in time"
+    want = loss_error(logits, labels, loss.name.lower(), NM)
+    for r in range(rows):
+        row = [v for w in range(W) for v in got[100 + r * W + w][1]]
+        assert row == [int(v) for v in want[r]] + [0] * (W * R - n), r
+        assert {got[100 + r * W + w][0] for w in range(W)} == {r}
+
+
+# -- PostProcessor: an UPDATE, LFSR draws in the golden model's order -----------
+
+
+@pytest.mark.parametrize("s_w,s_b,momentum", [(20, 5, 0), (3, -2, 1), (9, 17, 0)])
+def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
+    """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes): masters,
+    biases and momenta, and the LFSR after it, as reference.training's update
+    with Lfsr16 drawing row-major, then the biases."""
+    from hdl.training.post import PostProcessor
+
+    g = CoreGeometry(
+        rows=4,
+        operand_depth=16,
+        result_depth=16,
+        vmem_depth=16,
+        wmem_depth=16,
+        bmem_depth=4,
+        mmem_depth=16,
+        label_depth=8,
+        program_depth=4,
+        classes=4,
+    )
+    R, ins, n, lr = g.rows, 3, 6, 3000
+    W = -(-n // R)
+    rows = ins + 1
+    rng = np.random.default_rng(s_w)
+    grad = rng.integers(-5000, 5000, (rows, n))
+    w = rng.integers(-(1 << 15), 1 << 15, (ins, n))
+    b = rng.integers(-(1 << 20), 1 << 20, n)
+    mom = rng.integers(-3000, 3000, (rows, n))
+    pad = lambda a: np.pad(a, ((0, 0), (0, W * R - n)))
+    words = lambda a: [[int(v) for v in row] for row in pad(a).reshape(-1, R)]
+    res = np.zeros((W * rows, R), dtype=np.int64)
+    for pm in range(rows):
+        for pt in range(W):
+            res[pt * rows + pm] = pad(grad)[pm, pt * R : (pt + 1) * R]
+    m = Module()
+    m.submodules.post = post = PostProcessor(g, NM)
+    lanes = lambda shape: data.ArrayLayout(shape, R)
+    mems = {
+        "results": memory.Memory(
+            shape=lanes(signed(32)), depth=2 * g.result_depth, init=[[int(v) for v in r] for r in res]
+        ),
+        "wmem": memory.Memory(shape=lanes(signed(16)), depth=g.wmem_depth, init=words(w)),
+        "bmem": memory.Memory(shape=lanes(signed(32)), depth=g.bmem_depth, init=words(b[None, :])),
+        "mmem": memory.Memory(shape=lanes(signed(32)), depth=g.mmem_depth, init=words(mom)),
+        "vmem": memory.Memory(shape=lanes(signed(8)), depth=g.vmem_depth, init=[]),
+    }
+    for name, mem in mems.items():
+        m.submodules[name] = mem
+        rd = mem.read_port()
+        port = post.results if name == "results" else getattr(post, f"{name}_rd")
+        m.d.comb += [rd.addr.eq(port.addr), port.data.eq(rd.data)]
+        if name != "results":
+            wr, src = mem.write_port(), getattr(post, f"{name}_wr")
+            m.d.comb += [wr.en.eq(src.en), wr.addr.eq(src.addr), wr.data.eq(src.data)]
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(
+            post.ctl.op,
+            OP_LAYOUT.const(
+                {"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w, "shift1": s_b, "momentum": momentum}
+            ),
+        )
+        ctx.set(post.ctl.busy, 1)
+        ctx.set(post.ctl.lr, lr)
+        ctx.set(post.run.go, 1)
+        await ctx.tick()
+        ctx.set(post.run.go, 0)
+        for cycle in range(1, rows * W + 3):
+            await ctx.tick()
+            if ctx.get(post.run.done):
+                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2
+                break
+        read = lambda name, count: np.array([list(ctx.get(mems[name].data[i])) for i in range(count)])
+        out.update(w=read("wmem", ins * W), b=read("bmem", W), mom=read("mmem", rows * W), lfsr=ctx.get(post.lfsr))
+
+    _run(m, bench)
+
+    assert out["cycles"] == rows * W + 2
+    lfsr = Lfsr16()
+    if momentum:
+        mom_new = mom + ((grad - mom) >> NM.momentum_shift)
+        grad = mom_new
+        assert np.array_equal(out["mom"].reshape(rows, -1)[:, :n], mom_new)
+    w_new = sat(w - stochastic_round_shift(grad[:-1] * lr, s_w, lfsr), 16)
+    b_new = sat(b - stochastic_round_shift(grad[-1] * lr, s_b, lfsr), 32)
+    assert np.array_equal(out["w"].reshape(ins, -1)[:, :n], w_new)
+    assert np.array_equal(out["b"].reshape(-1)[:n], b_new)
+    assert out["lfsr"] == lfsr.state
+
+
+def test_operand_writer_rotates_and_picks_its_source():
+    """Lane e of row r goes to bank (r + e) mod R; LOSS takes the feeder's word, other ops the post-processor's."""
+    from hdl.training.operand_writer import OperandWriter
+    from hdl.training.program import Dst
+
+    g = CoreGeometry()
+    R = g.rows
+    wr = OperandWriter(g)
+    word = list(range(1, R + 1))
+
+    async def bench(ctx):
+        for kind, dst in ((Kind.FWD, Dst.A), (Kind.LOSS, Dst.BOTH), (Kind.UPDATE, Dst.B), (Kind.FWD, Dst.NONE)):
+            src, other = (wr.loss, wr.post) if kind == Kind.LOSS else (wr.post, wr.loss)
+            ctx.set(wr.ctl.op, OP_LAYOUT.const({"kind": kind, "dst": dst}))
+            for row in range(R + 1):
+                ctx.set(src.en, 1)
+                ctx.set(other.en, 0)
+                ctx.set(src.addr, 40 + row)
+                ctx.set(src.row, row)
+                ctx.set(src.data, word)
+                assert ctx.get(wr.write.en) == (dst != Dst.NONE)
+                assert (ctx.get(wr.write.sel), ctx.get(wr.write.both)) == (dst == Dst.B, dst == Dst.BOTH)
+                assert ctx.get(wr.write.addr) == 40 + row
+                assert list(ctx.get(wr.write.data)) == [word[(b - row) % R] for b in range(R)]
+
+    sim = Simulator(wr)
+    sim.add_testbench(bench)
+    sim.run()
