@@ -39,10 +39,10 @@ from .counters import PerfCounters
 from .launcher import TileLauncher
 from .operand_buffer import OperandBuffer
 from .result_buffer import ResultBuffer
-from .signatures import COUNTER_BITS, GemmCounters, OperandRead, OperandWrite, ResultRead, start_signature
+from .signatures import GemmCounters, OperandRead, OperandWrite, ResultRead, start_signature
 from .streamer import TileStreamer
 
-__all__ = ["GemmEngine", "COUNTER_BITS"]
+__all__ = ["GemmEngine"]
 
 DEFAULT_OPERAND_DEPTH = 1024
 DEFAULT_RESULT_DEPTH = 512
