@@ -6,12 +6,25 @@ schedule documented in ``hdl/systolic/engine.py`` and ``docs/systolic.md``;
 tests compare the two over sweeps of shapes and array sizes. The modes, their
 encoding and the array latency are the spec the RTL reads from here.
 """
+
 from math import ceil
 
 import numpy as np
 
-__all__ = ["MODES", "MODE_CODE", "stored_shapes", "array_latency", "logical_operands", "gemm", "tile_launches",
-           "gemm_cycles", "weight_stall_cycles", "row_exit_cycle", "scalesim_cycles", "ideal_cycles"]
+__all__ = [
+    "MODES",
+    "MODE_CODE",
+    "stored_shapes",
+    "array_latency",
+    "logical_operands",
+    "gemm",
+    "tile_launches",
+    "gemm_cycles",
+    "weight_stall_cycles",
+    "row_exit_cycle",
+    "scalesim_cycles",
+    "ideal_cycles",
+]
 
 #: Transpose modes; a mode's encoding (``GemmConfig.mode``) is its index.
 MODES = ("nn", "nt", "tn")

@@ -1,12 +1,20 @@
 """The GEMM golden model, the cycle model's closed forms, and the engine's parameters."""
+
 import numpy as np
 import pytest
 
 from hdl.generate import to_verilog
 from hdl.systolic import GemmEngine
-from reference.gemm import (gemm, gemm_cycles, ideal_cycles, scalesim_cycles, tile_launches,
-                            weight_stall_cycles, array_latency)
-from reference.gemm_layout import pack_operand, unpack_operand, pack_results, unpack_results
+from reference.gemm import (
+    array_latency,
+    gemm,
+    gemm_cycles,
+    ideal_cycles,
+    scalesim_cycles,
+    tile_launches,
+    weight_stall_cycles,
+)
+from reference.gemm_layout import pack_operand, pack_results, unpack_operand, unpack_results
 
 
 def test_modes_are_the_transposes():
@@ -45,7 +53,7 @@ def test_cycle_model_closed_forms():
 
 def test_64_cubed_targets():
     cycles = gemm_cycles(8, 8, 64, 64, 64)
-    assert 64 ** 3 / (64 * cycles) >= 0.95
+    assert 64**3 / (64 * cycles) >= 0.95
     assert cycles <= 0.8 * scalesim_cycles(8, 8, 64, 64, 64)
 
 
@@ -65,11 +73,14 @@ def test_elaborates(rows, cols):
     assert module == "GemmEngine" and "module GemmEngine(" in text
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"rows": 3}, "rows must be a power of two"),
-    ({"cols": 0}, "cols must be a positive integer"),
-    ({"operand_depth": 100}, "operand_depth must be a power of two"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"rows": 3}, "rows must be a power of two"),
+        ({"cols": 0}, "cols must be a positive integer"),
+        ({"operand_depth": 100}, "operand_depth must be a power of two"),
+    ],
+)
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GemmEngine(**kwargs)
@@ -79,5 +90,5 @@ def test_result_layout_round_trip():
     c = np.arange(5 * 7).reshape(5, 7)
     words = pack_results(c, 3)
     assert words.shape == (3 * 5, 3)
-    assert words[2 * 5 + 4][0] == c[4, 6]          # C[m, n] = lane n mod C of word (n div C)·M + m
+    assert words[2 * 5 + 4][0] == c[4, 6]  # C[m, n] = lane n mod C of word (n div C)·M + m
     np.testing.assert_array_equal(unpack_results(words, 5, 7, 3), c)

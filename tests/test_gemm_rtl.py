@@ -7,6 +7,7 @@ it with NumPy's int64 product, and compares the cycle, row and stall
 counters with reference/gemm.py's model. A second test resets the engine in
 the middle of a GEMM and between GEMMs.
 """
+
 import json
 
 import pytest
@@ -28,9 +29,15 @@ def _params(rows, cols):
 @pytest.mark.parametrize("rows,cols,n_random", ARRAYS, ids=[f"{r}x{c}" for r, c, _ in ARRAYS])
 def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     jobs = job_list(rows, cols, n_random, seed=rows * 100 + cols)
-    results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=simulator, waves=waves,
-                         params=_params(rows, cols), env={"GEMM_JOBS": json.dumps(jobs)},
-                         testcase=["gemm_jobs", "reset_between_gemms"])
+    results = run_cocotb(
+        "gemm",
+        "sim.systolic.tb_gemm",
+        simulator=simulator,
+        waves=waves,
+        params=_params(rows, cols),
+        env={"GEMM_JOBS": json.dumps(jobs)},
+        testcase=["gemm_jobs", "reset_between_gemms"],
+    )
     done = results["gemm_jobs"]
     assert [j["shape"] + [j["mode"]] for j in done] == [j[:4] for j in jobs]
     for job in done:
@@ -39,8 +46,10 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     # the second starts in the cycle after the first one's last write.
     assert results["idle_between"][-1] == 0
     assert len(results["reset_between_gemms"]) == 2
-    report(f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
-           f"back-to-back idle cycles {results['idle_between'][-1]}")
+    report(
+        f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
+        f"back-to-back idle cycles {results['idle_between'][-1]}"
+    )
 
 
 REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]
@@ -52,8 +61,13 @@ def test_gemm_sweep(simulator, rows, cols, report):
     """A longer sweep: 30 random shapes per array, every mode, sizes up to 5 tiles a side."""
     jobs = job_list(rows, cols, 30, seed=7 + rows * 100 + cols, max_dim=5 * max(rows, cols))
     # Buffers for shapes up to 5 tiles a side (80x80 results on 16x4 are 1,600 words).
-    results = run_cocotb("gemm", "sim.systolic.tb_gemm", simulator=simulator,
-                         params={"rows": rows, "cols": cols, "operand_depth": 2048, "result_depth": 2048},
-                         env={"GEMM_JOBS": json.dumps(jobs)}, testcase=["gemm_jobs"])
+    results = run_cocotb(
+        "gemm",
+        "sim.systolic.tb_gemm",
+        simulator=simulator,
+        params={"rows": rows, "cols": cols, "operand_depth": 2048, "result_depth": 2048},
+        env={"GEMM_JOBS": json.dumps(jobs)},
+        testcase=["gemm_jobs"],
+    )
     assert len(results["gemm_jobs"]) == len(jobs)
     report(f"gemm sweep {rows}x{cols} on {simulator}: {len(jobs)} GEMMs bit-exact, cycles = model")

@@ -1,6 +1,7 @@
 """The GEMM engine's components, one at a time, in amaranth.sim (no Verilog
 build): each against the spec in reference/ (the operand layout, the tile
 schedule, the golden GEMM and the cycle model)."""
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -35,6 +36,7 @@ async def write_operand(ctx, write, words, sel, half, base=0):
 
 # -- OperandBuffer -----------------------------------------------------------
 
+
 def test_operand_buffer_reads_rows_and_columns():
     """A row read (starting at a column that is a multiple of R) and a column read
     (starting at such a row) both give R elements of the stored matrix in element
@@ -45,14 +47,14 @@ def test_operand_buffer_reads_rows_and_columns():
     words, stride = pack_operand(mat, R)
     padded = np.pad(mat, ((0, 0), (0, stride * R - mat.shape[1])))
     dut = OperandBuffer(R, depth, select=1, host_read=True)
-    reads = []        # (row, col, column, mask, expected vector)
+    reads = []  # (row, col, column, mask, expected vector)
     for r in range(mat.shape[0]):
         for c in range(0, stride * R, R):
             mask = int(rng.integers(0, 1 << R))
             reads.append((r, c, 0, mask, [padded[r, c + t] if mask >> t & 1 else 0 for t in range(R)]))
     for r in range(0, mat.shape[0], R):
         for c in range(mat.shape[1]):
-            mask = sum(1 << t for t in range(R) if r + t < mat.shape[0])     # rows past the matrix
+            mask = sum(1 << t for t in range(R) if r + t < mat.shape[0])  # rows past the matrix
             reads.append((r, c, 1, mask, [mat[r + t, c] if mask >> t & 1 else 0 for t in range(R)]))
 
     async def bench(ctx):
@@ -84,8 +86,11 @@ def test_operand_buffer_reads_rows_and_columns():
 
 # -- TileLauncher ------------------------------------------------------------
 
-@pytest.mark.parametrize("R,C,M,K,N", [(2, 3, 1, 4, 3), (4, 1, 1, 12, 1), (2, 2, 5, 5, 5), (4, 4, 3, 9, 9),
-                                       (1, 1, 2, 3, 2), (8, 8, 20, 16, 17)])
+
+@pytest.mark.parametrize(
+    "R,C,M,K,N",
+    [(2, 3, 1, 4, 3), (4, 1, 1, 12, 1), (2, 2, 5, 5, 5), (4, 4, 3, 9, 9), (1, 1, 2, 3, 2), (8, 8, 20, 16, 17)],
+)
 def test_launcher_follows_the_schedule(R, C, M, K, N):
     """Tile T is launched in cycle P_T of reference.gemm.tile_launches, counted from the cycle ``start`` is taken."""
     dut = TileLauncher(R, C, 16, 16)
@@ -103,7 +108,7 @@ def test_launcher_follows_the_schedule(R, C, M, K, N):
                 launched.append(cycle + 1)
         assert launched == expected
         assert ctx.get(dut.busy) and not ctx.get(dut.pending)
-        ctx.set(dut.last_written, 1)        # the result buffer's word: the GEMM ends
+        ctx.set(dut.last_written, 1)  # the result buffer's word: the GEMM ends
         assert ctx.get(dut.done)
         await ctx.tick()
         assert not ctx.get(dut.busy) and ctx.get(dut.start.ready)
@@ -128,6 +133,7 @@ def test_launcher_ends_an_empty_gemm_at_once():
 
 # -- ResultBuffer ------------------------------------------------------------
 
+
 def test_result_buffer_accumulates_over_k():
     """Rows tagged first_k are written, the others added; the sums arrive latency + 1 cycles after the tag."""
     C, depth, latency, M, tiles, half, base = 3, 8, 4, 3, 3, 1, 2
@@ -135,11 +141,16 @@ def test_result_buffer_accumulates_over_k():
     parts = rng.integers(-(1 << 20), 1 << 20, (tiles, M, C))
     dut = ResultBuffer(C, depth, latency)
     tags, sums = {}, {}
-    for k in range(tiles):           # tiles back to back, a row a cycle
+    for k in range(tiles):  # tiles back to back, a row a cycle
         for m in range(M):
             t = k * M + m
-            tags[t] = {"valid": 1, "addr": base + m, "half": half, "first_k": int(k == 0),
-                       "last": int(k == tiles - 1 and m == M - 1)}
+            tags[t] = {
+                "valid": 1,
+                "addr": base + m,
+                "half": half,
+                "first_k": int(k == 0),
+                "last": int(k == tiles - 1 and m == M - 1),
+            }
             sums[t + latency + 1] = parts[k, m]
     last_tag = max(tags)
 
@@ -163,8 +174,10 @@ def test_result_buffer_accumulates_over_k():
 
 # -- the whole engine --------------------------------------------------------
 
-@pytest.mark.parametrize("R,C,M,K,N,mode", [(2, 3, 3, 5, 4, "nn"), (2, 3, 1, 2, 7, "nt"), (4, 2, 5, 6, 3, "tn"),
-                                            (1, 1, 2, 2, 2, "nt")])
+
+@pytest.mark.parametrize(
+    "R,C,M,K,N,mode", [(2, 3, 3, 5, 4, "nn"), (2, 3, 1, 2, 7, "nt"), (4, 2, 5, 6, 3, "tn"), (1, 1, 2, 2, 2, "nt")]
+)
 def test_engine_gemm(R, C, M, K, N, mode):
     """C equals the golden GEMM bit for bit; the counters equal the cycle model."""
     rng = np.random.default_rng(R * 100 + M)
@@ -178,9 +191,21 @@ def test_engine_gemm(R, C, M, K, N, mode):
     async def bench(ctx):
         await write_operand(ctx, dut.write, a_words, sel=0, half=half)
         await write_operand(ctx, dut.write, b_words, sel=1, half=half)
-        ctx.set(dut.start.payload, GemmConfig.const({
-            "m": M, "k": K, "n": N, "mode": Mode[mode.upper()], "a_stride": a_stride, "b_stride": b_stride,
-            "operand_half": half, "result_half": half}))
+        ctx.set(
+            dut.start.payload,
+            GemmConfig.const(
+                {
+                    "m": M,
+                    "k": K,
+                    "n": N,
+                    "mode": Mode[mode.upper()],
+                    "a_stride": a_stride,
+                    "b_stride": b_stride,
+                    "operand_half": half,
+                    "result_half": half,
+                }
+            ),
+        )
         ctx.set(dut.start.valid, 1)
         assert ctx.get(dut.start.ready)
         cycle = 0

@@ -1,12 +1,14 @@
 """The board's self-test logic, without the board's I/O, on both simulators:
 it passes on the real array with the cycle count the model predicts, runs
 again after a reset, and fails when a PE's weights are stuck at zero."""
+
 from sim.runner import run_cocotb
 
 
 def _run(simulator, **params):
-    return run_cocotb("selftest", "sim.selftest.tb_selftest", simulator=simulator,
-                      params={"rows": 4, "cols": 4, **params})["selftest"]
+    return run_cocotb(
+        "selftest", "sim.selftest.tb_selftest", simulator=simulator, params={"rows": 4, "cols": 4, **params}
+    )["selftest"]
 
 
 def _check_passes(r):
@@ -19,8 +21,10 @@ def _check_passes(r):
 def test_selftest_passes(simulator, report):
     r = _run(simulator)
     _check_passes(r)
-    report(f"self-test 4x4 on {simulator}: passed, {r['first']['cycles']} GEMM cycles "
-           f"(model {r['expected_cycles']}), {r['first']['run_cycles']} cycles in all")
+    report(
+        f"self-test 4x4 on {simulator}: passed, {r['first']['cycles']} GEMM cycles "
+        f"(model {r['expected_cycles']}), {r['first']['run_cycles']} cycles in all"
+    )
 
 
 def test_board_selftest_8x8(report):

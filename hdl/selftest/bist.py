@@ -7,6 +7,7 @@ with ``passed`` or ``failed``; ``errors`` counts the result words that
 differed and ``cycles`` sums the engine's ``counters.total`` over the vectors (a
 deterministic number: the cycle model's). A reset runs it again.
 """
+
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
@@ -46,14 +47,22 @@ class GemmSelfTest(wiring.Component):
         if not self.vectors:
             raise ValueError("a self-test needs at least one vector")
         self.stuck_pe = tuple(stuck_pe) if stuck_pe is not None else None
-        def pow2(n):                 # buffers just large enough for the largest vector
+
+        def pow2(n):  # buffers just large enough for the largest vector
             return max(4, 1 << (n - 1).bit_length())
+
         self.operand_depth = pow2(max(max(len(v.a_words), len(v.b_words)) for v in self.vectors))
         self.result_depth = pow2(max(len(v.c_words) for v in self.vectors))
-        super().__init__({
-            "done": Out(1), "passed": Out(1), "failed": Out(1),
-            "errors": Out(16), "cycles": Out(32), "vector": Out(8),
-        })
+        super().__init__(
+            {
+                "done": Out(1),
+                "passed": Out(1),
+                "failed": Out(1),
+                "errors": Out(16),
+                "cycles": Out(32),
+                "vector": Out(8),
+            }
+        )
 
     def expected_cycles(self):
         return sum(v.cycles(self.rows, self.cols) for v in self.vectors)
@@ -62,8 +71,9 @@ class GemmSelfTest(wiring.Component):
         m = Module()
         R, C = self.rows, self.cols
         vecs = self.vectors
-        m.submodules.engine = eng = GemmEngine(R, C, operand_depth=self.operand_depth,
-                                               result_depth=self.result_depth, stuck_pe=self.stuck_pe)
+        m.submodules.engine = eng = GemmEngine(
+            R, C, operand_depth=self.operand_depth, result_depth=self.result_depth, stuck_pe=self.stuck_pe
+        )
         op_word, res_word = eng.write.data.shape(), eng.read.data.shape()
 
         # ROMs: every vector's A then B words; every vector's expected results.
@@ -71,16 +81,30 @@ class GemmSelfTest(wiring.Component):
         op_init, exp_init, configs = [], [], []
         rom = {name: {"base": [], "last": []} for name in "abc"}
         for v in vecs:
-            for name, words, init, layout in (("a", v.a_words, op_init, op_word), ("b", v.b_words, op_init, op_word),
-                                              ("c", v.c_words, exp_init, res_word)):
+            for name, words, init, layout in (
+                ("a", v.a_words, op_init, op_word),
+                ("b", v.b_words, op_init, op_word),
+                ("c", v.c_words, exp_init, res_word),
+            ):
                 rom[name]["base"].append(len(init))
                 rom[name]["last"].append(len(words) - 1)
                 init += [layout.const([int(x) for x in w]).as_bits() for w in words]
-            configs.append(GemmConfig.const({"m": v.M, "k": v.K, "n": v.N, "mode": Mode[v.mode.upper()],
-                                             "a_stride": v.a_stride, "b_stride": v.b_stride}))
+            configs.append(
+                GemmConfig.const(
+                    {
+                        "m": v.M,
+                        "k": v.K,
+                        "n": v.N,
+                        "mode": Mode[v.mode.upper()],
+                        "a_stride": v.a_stride,
+                        "b_stride": v.b_stride,
+                    }
+                )
+            )
         m.submodules.op_rom = op_rom = memory.Memory(shape=unsigned(op_word.size), depth=len(op_init), init=op_init)
-        m.submodules.exp_rom = exp_rom = memory.Memory(shape=unsigned(res_word.size), depth=len(exp_init),
-                                                       init=exp_init)
+        m.submodules.exp_rom = exp_rom = memory.Memory(
+            shape=unsigned(res_word.size), depth=len(exp_init), init=exp_init
+        )
         op_rd = op_rom.read_port()
         exp_rd = exp_rom.read_port()
 
@@ -93,18 +117,26 @@ class GemmSelfTest(wiring.Component):
                 out = Mux(idx == k, Const(int(x), width), out)
             return out
 
-        m.d.comb += [eng.start.payload.eq(table([c.as_bits() for c in configs], GemmConfig.as_shape().size)),
-                     self.vector.eq(idx)]
+        m.d.comb += [
+            eng.start.payload.eq(table([c.as_bits() for c in configs], GemmConfig.as_shape().size)),
+            self.vector.eq(idx),
+        ]
         (a_base, a_last), (b_base, b_last), (c_base, c_last) = (
-            (table(rom[name]["base"]), table(rom[name]["last"])) for name in "abc")
+            (table(rom[name]["base"]), table(rom[name]["last"])) for name in "abc"
+        )
 
         i = Signal(16)
         # Operand writes trail their ROM reads by one cycle; so do compares.
         wr_pending, wr_sel_d, wr_addr_d = Signal(), Signal(), Signal(16)
         cmp_pending = Signal()
         m.d.sync += [wr_pending.eq(0), cmp_pending.eq(0)]
-        m.d.comb += [eng.write.en.eq(wr_pending), eng.write.sel.eq(wr_sel_d), eng.write.half.eq(0),
-                     eng.write.addr.eq(wr_addr_d), eng.write.data.eq(op_rd.data)]
+        m.d.comb += [
+            eng.write.en.eq(wr_pending),
+            eng.write.sel.eq(wr_sel_d),
+            eng.write.half.eq(0),
+            eng.write.addr.eq(wr_addr_d),
+            eng.write.data.eq(op_rd.data),
+        ]
         errors = Signal(16)
         with m.If(cmp_pending & (eng.read.data.as_value() != exp_rd.data)):
             m.d.sync += errors.eq(Mux(errors == 0xFFFF, errors, errors + 1))
@@ -128,7 +160,7 @@ class GemmSelfTest(wiring.Component):
                 with m.If(eng.start.ready):
                     m.next = "WAIT"
             with m.State("WAIT"):
-                with m.If(eng.start.ready):        # busy has fallen: the counters are final
+                with m.If(eng.start.ready):  # busy has fallen: the counters are final
                     m.d.sync += self.cycles.eq(self.cycles + eng.counters.total)
                     m.next = "READ"
             with m.State("READ"):

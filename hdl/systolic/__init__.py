@@ -1,4 +1,5 @@
 """The weight-stationary systolic array and its GEMM engine."""
+
 from .array import SystolicArray
 from .engine import GemmEngine
 from .signatures import GemmConfig, GemmCounters, Mode

@@ -17,8 +17,9 @@ Timing, with ``t`` the cycle in which ``a_data`` is presented:
 * ``w_en`` in cycle ``x`` writes ``w_data`` (R weights, one per row) into bank
   ``w_bank`` of column ``w_col``; PE (i, w_col) uses it from cycle ``x + 1``.
 """
-from amaranth.hdl import Signal, Module, Mux, signed
-from amaranth.lib import wiring, data
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.gemm import array_latency
@@ -52,16 +53,18 @@ class SystolicArray(wiring.Component):
             raise ValueError(f"stuck_pe {stuck_pe!r} is outside the {rows}x{cols} array")
         self.rows, self.cols = rows, cols
         self.stuck_pe = tuple(stuck_pe) if stuck_pe is not None else None
-        super().__init__({
-            "a_valid": In(1),
-            "a_bank": In(1),
-            "a_data": In(data.ArrayLayout(signed(8), rows)),
-            "w_en": In(1),
-            "w_bank": In(1),
-            "w_col": In(range(max(cols, 2))),   # at least 1 bit: no zero-width port
-            "w_data": In(data.ArrayLayout(signed(8), rows)),
-            "out_data": Out(data.ArrayLayout(signed(32), cols)),
-        })
+        super().__init__(
+            {
+                "a_valid": In(1),
+                "a_bank": In(1),
+                "a_data": In(data.ArrayLayout(signed(8), rows)),
+                "w_en": In(1),
+                "w_bank": In(1),
+                "w_col": In(range(max(cols, 2))),  # at least 1 bit: no zero-width port
+                "w_data": In(data.ArrayLayout(signed(8), rows)),
+                "out_data": Out(data.ArrayLayout(signed(32), cols)),
+            }
+        )
 
     @property
     def latency(self):

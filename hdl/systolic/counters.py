@@ -1,4 +1,5 @@
 """``PerfCounters``: the GEMM engine's performance counters (:class:`GemmCounters`)."""
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -28,8 +29,17 @@ class PerfCounters(wiring.Component):
     """
 
     def __init__(self):
-        super().__init__({"begin": In(1), "busy": In(1), "active": In(1), "waiting": In(1), "transfer": In(1),
-                          "clear": In(1), "counters": Out(GemmCounters)})
+        super().__init__(
+            {
+                "begin": In(1),
+                "busy": In(1),
+                "active": In(1),
+                "waiting": In(1),
+                "transfer": In(1),
+                "clear": In(1),
+                "counters": Out(GemmCounters),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

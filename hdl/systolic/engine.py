@@ -26,6 +26,7 @@ The components, one file each, each stating its ports' timing:
 
 See ``docs/systolic.md`` for the host interface and the timing.
 """
+
 from types import SimpleNamespace
 
 from amaranth.hdl import Module, Mux, Signal
@@ -87,8 +88,15 @@ class GemmEngine(wiring.Component):
         Restart ``counters.transfer``.
     """
 
-    def __init__(self, rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH,
-                 stuck_pe=None, operand_read=False):
+    def __init__(
+        self,
+        rows=8,
+        cols=8,
+        operand_depth=DEFAULT_OPERAND_DEPTH,
+        result_depth=DEFAULT_RESULT_DEPTH,
+        stuck_pe=None,
+        operand_read=False,
+    ):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
         if not (isinstance(cols, int) and cols >= 1):
@@ -103,24 +111,31 @@ class GemmEngine(wiring.Component):
         self.has_operand_read = operand_read
         ports = {
             "start": In(start_signature()),
-            "busy": Out(1), "done": Out(1), "active": Out(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "active": Out(1),
             "write": In(OperandWrite(rows, operand_depth)),
             "read": In(ResultRead(cols, result_depth)),
-            "counters": Out(GemmCounters), "cnt_clear": In(1),
+            "counters": Out(GemmCounters),
+            "cnt_clear": In(1),
         }
         if operand_read:
             ports["operand_read"] = In(OperandRead(rows, operand_depth))
         super().__init__(ports)
 
     @staticmethod
-    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH,
-                 stuck_pe=None):
+    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH, stuck_pe=None):
         """The sizes an engine built with these parameters has, without building one;
         ``operand_word`` and ``result_word`` are the layouts of its write and read ports' data."""
-        return SimpleNamespace(rows=rows, cols=cols, operand_depth=operand_depth, result_depth=result_depth,
-                               array_latency=array_latency(rows, cols),
-                               operand_word=OperandWrite(rows, operand_depth).members["data"].shape,
-                               result_word=ResultRead(cols, result_depth).members["data"].shape)
+        return SimpleNamespace(
+            rows=rows,
+            cols=cols,
+            operand_depth=operand_depth,
+            result_depth=result_depth,
+            array_latency=array_latency(rows, cols),
+            operand_word=OperandWrite(rows, operand_depth).members["data"].shape,
+            result_word=ResultRead(cols, result_depth).members["data"].shape,
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -143,18 +158,27 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.read), results.read)
         m.d.comb += [
             streamer.config.eq(launcher.config),
-            array.w_en.eq(streamer.w_en), array.w_bank.eq(streamer.w_bank), array.w_col.eq(streamer.w_col),
+            array.w_en.eq(streamer.w_en),
+            array.w_bank.eq(streamer.w_bank),
+            array.w_col.eq(streamer.w_col),
             array.w_data.eq(b_buf.vector),
-            array.a_valid.eq(streamer.a_valid), array.a_bank.eq(streamer.a_bank), array.a_data.eq(a_buf.vector),
+            array.a_valid.eq(streamer.a_valid),
+            array.a_bank.eq(streamer.a_bank),
+            array.a_data.eq(a_buf.vector),
             results.sums.eq(array.out_data),
             launcher.last_written.eq(results.last_written),
-            self.busy.eq(launcher.busy), self.done.eq(launcher.done), self.active.eq(streamer.a_valid),
+            self.busy.eq(launcher.busy),
+            self.done.eq(launcher.done),
+            self.active.eq(streamer.a_valid),
         ]
 
         m.d.comb += [
-            perf.begin.eq(self.start.valid & self.start.ready), perf.busy.eq(launcher.busy),
-            perf.active.eq(streamer.a_valid), perf.waiting.eq(launcher.pending | streamer.streaming),
-            perf.transfer.eq(self.write.en | self.read.en), perf.clear.eq(self.cnt_clear),
+            perf.begin.eq(self.start.valid & self.start.ready),
+            perf.busy.eq(launcher.busy),
+            perf.active.eq(streamer.a_valid),
+            perf.waiting.eq(launcher.pending | streamer.streaming),
+            perf.transfer.eq(self.write.en | self.read.en),
+            perf.clear.eq(self.cnt_clear),
             self.counters.eq(perf.counters),
         ]
 

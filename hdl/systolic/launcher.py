@@ -7,6 +7,7 @@ which ``start`` is taken: tile 0 is launched in ``P_0 = 1`` and tile T in
 C cycles a tile; the bank that tile T-2 used must have drained), which is
 :func:`reference.gemm.tile_launches`.
 """
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -18,12 +19,13 @@ __all__ = ["Tile", "TileLaunch", "TileLauncher"]
 
 class Tile(data.Struct):
     """One weight tile: ``k0``..``k0 + R - 1`` by ``n0``..``n0 + C - 1`` of ``B'``."""
-    n0: DIM_BITS                #: n_t·C
-    k0: DIM_BITS                #: k_t·R
-    c_base: 2 * DIM_BITS        #: n_t·M: the result word of the tile's row 0
-    first_k: 1                  #: k_t = 0: its sums are written, not added
-    last: 1                     #: the GEMM's last tile
-    bank: 1                     #: the weight bank it uses, T mod 2
+
+    n0: DIM_BITS  #: n_t·C
+    k0: DIM_BITS  #: k_t·R
+    c_base: 2 * DIM_BITS  #: n_t·M: the result word of the tile's row 0
+    first_k: 1  #: k_t = 0: its sums are written, not added
+    last: 1  #: the GEMM's last tile
+    bank: 1  #: the weight bank it uses, T mod 2
 
 
 class TileLaunch(wiring.Signature):
@@ -59,10 +61,17 @@ class TileLauncher(wiring.Component):
     def __init__(self, rows, cols, operand_depth, result_depth):
         self.rows, self.cols = rows, cols
         self.operand_depth, self.result_depth = operand_depth, result_depth
-        super().__init__({
-            "start": In(start_signature()), "config": Out(GemmConfig), "launch": Out(TileLaunch()),
-            "pending": Out(1), "last_written": In(1), "busy": Out(1), "done": Out(1),
-        })
+        super().__init__(
+            {
+                "start": In(start_signature()),
+                "config": Out(GemmConfig),
+                "launch": Out(TileLaunch()),
+                "pending": Out(1),
+                "last_written": In(1),
+                "busy": Out(1),
+                "done": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -72,36 +81,55 @@ class TileLauncher(wiring.Component):
         take = Signal()
         m.d.comb += [self.start.ready.eq(~busy), take.eq(self.start.valid & ~busy)]
 
-        interval = Signal(DIM_BITS + 1)     # max(M, C): one weight port
-        bank_free = Signal(DIM_BITS + 1)    # M + R - 1: tile T-2 has drained its bank
-        n_t, k_t = Signal(DIM_BITS), Signal(DIM_BITS)   # the next tile
+        interval = Signal(DIM_BITS + 1)  # max(M, C): one weight port
+        bank_free = Signal(DIM_BITS + 1)  # M + R - 1: tile T-2 has drained its bank
+        n_t, k_t = Signal(DIM_BITS), Signal(DIM_BITS)  # the next tile
         n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(res_bits), Signal()
-        first = Signal()                    # no tile launched yet
-        since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)     # cycles since P_{T-1}, P_{T-2}
+        first = Signal()  # no tile launched yet
+        since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)  # cycles since P_{T-1}, P_{T-2}
         sat = (1 << (DIM_BITS + 2)) - 1
         last_k, last_n = k0 + R >= cfg.k, n0 + C >= cfg.n
 
         launch = self.launch.valid
         m.d.comb += [
             launch.eq(busy & self.pending & (first | ((since_last >= interval) & (since_prev >= bank_free)))),
-            tile.n0.eq(n0), tile.k0.eq(k0), tile.c_base.eq(c_base), tile.first_k.eq(k_t == 0),
-            tile.last.eq(last_k & last_n), tile.bank.eq(bank),
+            tile.n0.eq(n0),
+            tile.k0.eq(k0),
+            tile.c_base.eq(c_base),
+            tile.first_k.eq(k_t == 0),
+            tile.last.eq(last_k & last_n),
+            tile.bank.eq(bank),
         ]
         with m.If(take):
             m.d.sync += [
-                cfg.eq(new), busy.eq(1),
-                cfg.a_base.eq(new.a_base[:op_bits]), cfg.b_base.eq(new.b_base[:op_bits]),
-                cfg.a_stride.eq(new.a_stride[:op_bits]), cfg.b_stride.eq(new.b_stride[:op_bits]),
+                cfg.eq(new),
+                busy.eq(1),
+                cfg.a_base.eq(new.a_base[:op_bits]),
+                cfg.b_base.eq(new.b_base[:op_bits]),
+                cfg.a_stride.eq(new.a_stride[:op_bits]),
+                cfg.b_stride.eq(new.b_stride[:op_bits]),
                 cfg.result_base.eq(new.result_base[:res_bits]),
-                interval.eq(Mux(new.m > C, new.m, C)), bank_free.eq(new.m + R - 1),
-                n_t.eq(0), k_t.eq(0), n0.eq(0), k0.eq(0), c_base.eq(0), bank.eq(0), first.eq(1),
+                interval.eq(Mux(new.m > C, new.m, C)),
+                bank_free.eq(new.m + R - 1),
+                n_t.eq(0),
+                k_t.eq(0),
+                n0.eq(0),
+                k0.eq(0),
+                c_base.eq(0),
+                bank.eq(0),
+                first.eq(1),
                 # A GEMM with an empty dimension has no tiles: it ends at once.
                 self.pending.eq((new.m != 0) & (new.k != 0) & (new.n != 0)),
-                since_last.eq(sat), since_prev.eq(sat),     # no earlier tiles to wait for
+                since_last.eq(sat),
+                since_prev.eq(sat),  # no earlier tiles to wait for
             ]
         with m.Elif(launch):
-            m.d.sync += [first.eq(0), bank.eq(~bank),
-                         since_last.eq(1), since_prev.eq(Mux(since_last == sat, sat, since_last + 1))]
+            m.d.sync += [
+                first.eq(0),
+                bank.eq(~bank),
+                since_last.eq(1),
+                since_prev.eq(Mux(since_last == sat, sat, since_last + 1)),
+            ]
             with m.If(last_k):
                 m.d.sync += [k_t.eq(0), k0.eq(0), n_t.eq(n_t + 1), n0.eq(n0 + C), c_base.eq(c_base + cfg.m)]
                 with m.If(last_n):
@@ -109,8 +137,10 @@ class TileLauncher(wiring.Component):
             with m.Else():
                 m.d.sync += [k_t.eq(k_t + 1), k0.eq(k0 + R)]
         with m.Else():
-            m.d.sync += [since_last.eq(Mux(since_last == sat, sat, since_last + 1)),
-                         since_prev.eq(Mux(since_prev == sat, sat, since_prev + 1))]
+            m.d.sync += [
+                since_last.eq(Mux(since_last == sat, sat, since_last + 1)),
+                since_prev.eq(Mux(since_prev == sat, sat, since_prev + 1)),
+            ]
 
         m.d.comb += self.done.eq(busy & (self.last_written | (~self.pending & first)))
         with m.If(self.done):

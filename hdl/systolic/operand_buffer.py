@@ -6,6 +6,7 @@ Element (r, c) of a stored matrix with W words a row lives in lane
 ``(r + c) mod R`` of word ``base + r·W + c div R`` (``docs/systolic.md``).
 The buffer is one space of ``2·depth`` words; ``half`` is its top address bit.
 """
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -26,10 +27,18 @@ class VectorRead(wiring.Signature):
     """
 
     def __init__(self, rows, depth):
-        super().__init__({
-            "en": Out(1), "line": Out(DIM_BITS), "start": Out(DIM_BITS), "column": Out(1), "mask": Out(rows),
-            "stride": Out(DIM_BITS), "base": Out(range(2 * depth)), "half": Out(1),
-        })
+        super().__init__(
+            {
+                "en": Out(1),
+                "line": Out(DIM_BITS),
+                "start": Out(DIM_BITS),
+                "column": Out(1),
+                "mask": Out(rows),
+                "stride": Out(DIM_BITS),
+                "base": Out(range(2 * depth)),
+                "half": Out(1),
+            }
+        )
 
 
 class OperandBuffer(wiring.Component):
@@ -59,8 +68,11 @@ class OperandBuffer(wiring.Component):
 
     def __init__(self, rows, depth, select, host_read=False):
         self.rows, self.depth, self.select, self.host_read = rows, depth, select, host_read
-        ports = {"write": In(OperandWrite(rows, depth)), "read": In(VectorRead(rows, depth)),
-                 "vector": Out(data.ArrayLayout(signed(8), rows))}
+        ports = {
+            "write": In(OperandWrite(rows, depth)),
+            "read": In(VectorRead(rows, depth)),
+            "vector": Out(data.ArrayLayout(signed(8), rows)),
+        }
         if host_read:
             ports["host"] = In(OperandRead(rows, depth))
         super().__init__(ports)
@@ -69,9 +81,9 @@ class OperandBuffer(wiring.Component):
         m = Module()
         R, rd, wr = self.rows, self.read, self.write
         lg = R.bit_length() - 1
-        abits = (self.depth - 1).bit_length()       # address bits of one half
+        abits = (self.depth - 1).bit_length()  # address bits of one half
 
-        def lane(x):                                # x mod R, as a lane number
+        def lane(x):  # x mod R, as a lane number
             return x[:lg] if lg else 0
 
         # The word of the vector's first element, (row, col); element t is in lane
@@ -79,8 +91,10 @@ class OperandBuffer(wiring.Component):
         row, col = Mux(rd.column, rd.start, rd.line), Mux(rd.column, rd.line, rd.start)
         rot = Signal(lg or 1)
         first = Signal(2 * DIM_BITS)
-        m.d.comb += [rot.eq(lane(rd.line)),
-                     first.eq(row * rd.stride + (col >> lg) + rd.base + Cat(Const(0, abits), rd.half))]
+        m.d.comb += [
+            rot.eq(lane(rd.line)),
+            first.eq(row * rd.stride + (col >> lg) + rd.base + Cat(Const(0, abits), rd.half)),
+        ]
         # A column read: lane b holds element t = (b - rot) mod R, t rows down,
         # t * stride words on; t * stride by shifts and adds (no multiplier).
         multiples = []
@@ -102,13 +116,16 @@ class OperandBuffer(wiring.Component):
                 wp.data.eq(wr.data[b]),
                 offset.eq(Mux(rd.column, multiples[lane(b - rot)], 0)),
                 rp.en.eq(rd.en),
-                rp.addr.eq((first + offset)[:abits + 1]),
+                rp.addr.eq((first + offset)[: abits + 1]),
             ]
             lanes.append(rp.data)
             if self.host_read:
                 hp = mem.read_port()
-                m.d.comb += [hp.en.eq(self.host.en & (self.host.sel == self.select)), hp.addr.eq(self.host.addr),
-                             self.host.data[b].eq(hp.data)]
+                m.d.comb += [
+                    hp.en.eq(self.host.en & (self.host.sel == self.select)),
+                    hp.addr.eq(self.host.addr),
+                    self.host.data[b].eq(hp.data),
+                ]
 
         # The words arrive a cycle later: undo the rotation and mask with that cycle's request.
         rot_d, mask_d = Signal.like(rot), Signal(R)

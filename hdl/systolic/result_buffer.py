@@ -7,6 +7,7 @@ when the row's C sums leave the array. The buffer is one space of
 ``2·depth`` words; ``half`` is its top address bit. ``C[m, n]`` is lane
 ``n mod C`` of word ``(n div C)·M + m`` (``docs/systolic.md``).
 """
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -23,8 +24,9 @@ class RowTag(wiring.Signature):
     (write the sum, don't add); ``last``: the GEMM's last row."""
 
     def __init__(self, depth):
-        super().__init__({"valid": Out(1), "addr": Out(range(2 * depth)), "half": Out(1), "first_k": Out(1),
-                          "last": Out(1)})
+        super().__init__(
+            {"valid": Out(1), "addr": Out(range(2 * depth)), "half": Out(1), "first_k": Out(1), "last": Out(1)}
+        )
 
 
 class ResultBuffer(wiring.Component):
@@ -51,18 +53,26 @@ class ResultBuffer(wiring.Component):
 
     def __init__(self, cols, depth, latency):
         self.cols, self.depth, self.latency = cols, depth, latency
-        super().__init__({
-            "row": In(RowTag(depth)), "sums": In(data.ArrayLayout(signed(32), cols)),
-            "read": In(ResultRead(cols, depth)), "last_written": Out(1),
-        })
+        super().__init__(
+            {
+                "row": In(RowTag(depth)),
+                "sums": In(data.ArrayLayout(signed(32), cols)),
+                "read": In(ResultRead(cols, depth)),
+                "last_written": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         abits = (self.depth - 1).bit_length()
         meta_layout = data.StructLayout({"valid": 1, "addr": abits + 1, "first_k": 1, "last": 1})
         meta = Signal(meta_layout)
-        m.d.comb += [meta.valid.eq(self.row.valid), meta.addr.eq(self.row.addr + Cat(Const(0, abits), self.row.half)),
-                     meta.first_k.eq(self.row.first_k), meta.last.eq(self.row.last)]
+        m.d.comb += [
+            meta.valid.eq(self.row.valid),
+            meta.addr.eq(self.row.addr + Cat(Const(0, abits), self.row.half)),
+            meta.first_k.eq(self.row.first_k),
+            meta.last.eq(self.row.last),
+        ]
         pipe = [meta]
         for s in range(self.latency + 1):
             nxt = Signal(meta_layout, name=f"meta_{s}")

@@ -4,14 +4,25 @@ the self-test) reads these, so no field is copied by hand.
 
 The transpose modes' encodings come from the spec, :data:`reference.gemm.MODES`.
 """
+
 from amaranth.hdl import signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.gemm import MODES
 
-__all__ = ["DIM_BITS", "ADDR_BITS", "COUNTER_BITS", "Mode", "GemmConfig", "GemmCounters", "OperandWrite",
-           "ResultRead", "OperandRead", "start_signature"]
+__all__ = [
+    "DIM_BITS",
+    "ADDR_BITS",
+    "COUNTER_BITS",
+    "Mode",
+    "GemmConfig",
+    "GemmCounters",
+    "OperandWrite",
+    "ResultRead",
+    "OperandRead",
+    "start_signature",
+]
 
 #: Width of M, K, N and the strides.
 DIM_BITS = 16
@@ -22,6 +33,7 @@ COUNTER_BITS = 32
 
 class Mode(enum.Enum, shape=2):
     """``C = A'·B'`` with the operands as stored: nn ``A·B``, nt ``A·Bᵀ``, tn ``Aᵀ·B``."""
+
     NN = MODES.index("nn")
     NT = MODES.index("nt")
     TN = MODES.index("tn")
@@ -29,23 +41,25 @@ class Mode(enum.Enum, shape=2):
 
 class GemmConfig(data.Struct):
     """One GEMM, as ``start`` takes it (read in the cycle it is taken)."""
+
     m: DIM_BITS
     k: DIM_BITS
     n: DIM_BITS
     mode: Mode
-    a_stride: DIM_BITS          #: words per stored row of A
-    b_stride: DIM_BITS          #: words per stored row of B
-    a_base: ADDR_BITS           #: first word of A, added to every A address in the selected half
+    a_stride: DIM_BITS  #: words per stored row of A
+    b_stride: DIM_BITS  #: words per stored row of B
+    a_base: ADDR_BITS  #: first word of A, added to every A address in the selected half
     b_base: ADDR_BITS
-    result_base: ADDR_BITS      #: first word of C in the selected result half
+    result_base: ADDR_BITS  #: first word of C in the selected result half
     operand_half: 1
     result_half: 1
 
 
 class GemmCounters(data.Struct):
     """Performance counters; ``transfer`` counts host reads and writes since ``cnt_clear``."""
-    total: COUNTER_BITS         #: cycles busy in the last GEMM
-    active: COUNTER_BITS        #: cycles an activation row entered the array
+
+    total: COUNTER_BITS  #: cycles busy in the last GEMM
+    active: COUNTER_BITS  #: cycles an activation row entered the array
     weight_stall: COUNTER_BITS  #: cycles the array waited for a tile's weights between rows
     transfer: COUNTER_BITS
 
@@ -62,20 +76,30 @@ class OperandWrite(wiring.Signature):
     """
 
     def __init__(self, rows, depth):
-        super().__init__({
-            "en": Out(1), "sel": Out(1), "both": Out(1), "half": Out(1),
-            "addr": Out(range(depth)), "data": Out(data.ArrayLayout(signed(8), rows)),
-        })
+        super().__init__(
+            {
+                "en": Out(1),
+                "sel": Out(1),
+                "both": Out(1),
+                "half": Out(1),
+                "addr": Out(range(depth)),
+                "data": Out(data.ArrayLayout(signed(8), rows)),
+            }
+        )
 
 
 class ResultRead(wiring.Signature):
     """Host read of one result word (C int32): ``data`` is valid the cycle after ``en``."""
 
     def __init__(self, cols, depth):
-        super().__init__({
-            "en": Out(1), "half": Out(1), "addr": Out(range(depth)),
-            "data": In(data.ArrayLayout(signed(32), cols)),
-        })
+        super().__init__(
+            {
+                "en": Out(1),
+                "half": Out(1),
+                "addr": Out(range(depth)),
+                "data": In(data.ArrayLayout(signed(32), cols)),
+            }
+        )
 
 
 class OperandRead(wiring.Signature):
@@ -83,7 +107,11 @@ class OperandRead(wiring.Signature):
     halves), ``data`` valid the cycle after ``en``."""
 
     def __init__(self, rows, depth):
-        super().__init__({
-            "en": Out(1), "sel": Out(1), "addr": Out(range(2 * depth)),
-            "data": In(data.ArrayLayout(signed(8), rows)),
-        })
+        super().__init__(
+            {
+                "en": Out(1),
+                "sel": Out(1),
+                "addr": Out(range(2 * depth)),
+                "data": In(data.ArrayLayout(signed(8), rows)),
+            }
+        )

@@ -13,6 +13,7 @@ Reads are given as lines of the operands as stored: ``tn`` reads a column of
 the stored K×M A, ``nt`` a row of the stored N×K B. Elements past K (and
 columns past N) read as zero.
 """
+
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -51,12 +52,21 @@ class TileStreamer(wiring.Component):
 
     def __init__(self, rows, cols, operand_depth, result_depth):
         self.rows, self.cols = rows, cols
-        super().__init__({
-            "config": In(GemmConfig), "launch": In(TileLaunch()),
-            "a_read": Out(VectorRead(rows, operand_depth)), "b_read": Out(VectorRead(rows, operand_depth)),
-            "w_en": Out(1), "w_bank": Out(1), "w_col": Out(range(cols + 1)), "a_valid": Out(1), "a_bank": Out(1),
-            "row": Out(RowTag(result_depth)), "streaming": Out(1),
-        })
+        super().__init__(
+            {
+                "config": In(GemmConfig),
+                "launch": In(TileLaunch()),
+                "a_read": Out(VectorRead(rows, operand_depth)),
+                "b_read": Out(VectorRead(rows, operand_depth)),
+                "w_en": Out(1),
+                "w_bank": Out(1),
+                "w_col": Out(range(cols + 1)),
+                "a_valid": Out(1),
+                "a_bank": Out(1),
+                "row": Out(RowTag(result_depth)),
+                "streaming": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -64,7 +74,7 @@ class TileStreamer(wiring.Component):
         cfg, launch = self.config, self.launch
         is_nt, is_tn = cfg.mode == Mode.NT, cfg.mode == Mode.TN
 
-        def k_mask(k0, extra=1):            # element t is k0 + t of K
+        def k_mask(k0, extra=1):  # element t is k0 + t of K
             return Cat(*[(k0 + t < cfg.k) & extra for t in range(R)])
 
         # Weights: C columns, one a cycle, from the cycle after launch.
@@ -97,18 +107,35 @@ class TileStreamer(wiring.Component):
         a, b, row = self.a_read, self.b_read, self.row
         m.d.comb += [
             # Row m of A' is row m of A, or column m of the stored K×M A in tn.
-            a.en.eq(a_issue), a.line.eq(a_m), a.start.eq(a_tile.k0), a.column.eq(is_tn),
+            a.en.eq(a_issue),
+            a.line.eq(a_m),
+            a.start.eq(a_tile.k0),
+            a.column.eq(is_tn),
             a.mask.eq(k_mask(a_tile.k0)),
-            a.stride.eq(cfg.a_stride), a.base.eq(cfg.a_base), a.half.eq(cfg.operand_half),
+            a.stride.eq(cfg.a_stride),
+            a.base.eq(cfg.a_base),
+            a.half.eq(cfg.operand_half),
             # Column n of B' is column n of B, or row n of the stored N×K B in nt.
-            b.en.eq(b_act), b.line.eq(b_n), b.start.eq(b_tile.k0), b.column.eq(~is_nt),
+            b.en.eq(b_act),
+            b.line.eq(b_n),
+            b.start.eq(b_tile.k0),
+            b.column.eq(~is_nt),
             b.mask.eq(k_mask(b_tile.k0, b_n < cfg.n)),
-            b.stride.eq(cfg.b_stride), b.base.eq(cfg.b_base), b.half.eq(cfg.operand_half),
-            row.valid.eq(a_issue), row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
-            row.half.eq(cfg.result_half), row.first_k.eq(a_tile.first_k),
+            b.stride.eq(cfg.b_stride),
+            b.base.eq(cfg.b_base),
+            b.half.eq(cfg.operand_half),
+            row.valid.eq(a_issue),
+            row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
+            row.half.eq(cfg.result_half),
+            row.first_k.eq(a_tile.first_k),
             row.last.eq(a_issue & a_tile.last & (a_m + 1 == cfg.m)),
         ]
         # The vectors arrive from the buffers a cycle after their reads.
-        m.d.sync += [self.w_en.eq(b_act), self.w_col.eq(b_j), self.w_bank.eq(b_tile.bank),
-                     self.a_valid.eq(a_issue), self.a_bank.eq(a_tile.bank)]
+        m.d.sync += [
+            self.w_en.eq(b_act),
+            self.w_col.eq(b_j),
+            self.w_bank.eq(b_tile.bank),
+            self.a_valid.eq(a_issue),
+            self.a_bank.eq(a_tile.bank),
+        ]
         return m

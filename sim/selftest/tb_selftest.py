@@ -3,6 +3,7 @@ in the middle of a run starts it again. It records what the self-test
 reported; tests/test_selftest.py decides whether that was right (a design
 with an injected fault must fail). Clock, reset and sampling are
 :mod:`sim.common`'s: the outputs (all registered) are read at falling edges."""
+
 import cocotb
 
 from reference.selftest_vectors import VECTOR_SEED, expected_cycles
@@ -15,14 +16,19 @@ async def _run_to_done(dut, limit):
     for cycle in range(limit):
         await edge(dut.clk)
         if int(dut.done.value):
-            return {"passed": int(dut.passed.value), "failed": int(dut.failed.value),
-                    "errors": int(dut.errors.value), "cycles": int(dut.cycles.value), "run_cycles": cycle + 1}
+            return {
+                "passed": int(dut.passed.value),
+                "failed": int(dut.failed.value),
+                "errors": int(dut.errors.value),
+                "cycles": int(dut.cycles.value),
+                "run_cycles": cycle + 1,
+            }
     raise AssertionError(f"the self-test did not finish in {limit} cycles")
 
 
 @cocotb.test(timeout_time=200, timeout_unit="ms")
 async def selftest(dut):
-    p = design_params()        # the runner passes rows and cols (and seed, if not the default)
+    p = design_params()  # the runner passes rows and cols (and seed, if not the default)
     cycles_model = expected_cycles(p["rows"], p["cols"], p.get("seed", VECTOR_SEED))
     start_clock(dut.clk)
     await reset(dut.clk, dut.rst)

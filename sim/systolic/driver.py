@@ -8,6 +8,7 @@ edges (:mod:`sim.common`'s convention).
 The buffer layouts are :mod:`reference.gemm_layout`'s (``docs/systolic.md``);
 the words are packed as the engine's ports declare them.
 """
+
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
@@ -50,9 +51,20 @@ class GemmDriver:
         self.R, self.C = engine.rows, engine.cols
         self.operand_depth, self.result_depth = engine.operand_depth, engine.result_depth
         self.operand_word, self.result_word = engine.operand_word, engine.result_word
-        self.inputs = [dut.start__valid, dut.start__payload, dut.cnt_clear, dut.write__en, dut.write__sel,
-                       dut.write__both, dut.write__half, dut.write__addr, dut.write__data, dut.read__en,
-                       dut.read__half, dut.read__addr]
+        self.inputs = [
+            dut.start__valid,
+            dut.start__payload,
+            dut.cnt_clear,
+            dut.write__en,
+            dut.write__sel,
+            dut.write__both,
+            dut.write__half,
+            dut.write__addr,
+            dut.write__data,
+            dut.read__en,
+            dut.read__half,
+            dut.read__addr,
+        ]
 
     @property
     def cycle(self):
@@ -68,9 +80,15 @@ class GemmDriver:
 
     async def _write(self, sel, half, words):
         dut = self.dut
-        await write_words(self.clk, dut.write__en, dut.write__addr, dut.write__data,
-                          pack_words(self.operand_word, words), range(len(words)),
-                          setup=((dut.write__sel, sel), (dut.write__half, half), (dut.write__both, 0)))
+        await write_words(
+            self.clk,
+            dut.write__en,
+            dut.write__addr,
+            dut.write__data,
+            pack_words(self.operand_word, words),
+            range(len(words)),
+            setup=((dut.write__sel, sel), (dut.write__half, half), (dut.write__both, 0)),
+        )
 
     async def poison(self, rng):
         """Fill both halves of both operand buffers with random bytes, so that
@@ -83,8 +101,11 @@ class GemmDriver:
         a_words = operand_words(*job.a.shape, self.R)
         b_words = operand_words(*job.b.shape, self.R)
         c_words = result_words(job.M, job.N, self.C)
-        for what, words, depth in (("A", a_words, self.operand_depth), ("B", b_words, self.operand_depth),
-                                   ("C", c_words, self.result_depth)):
+        for what, words, depth in (
+            ("A", a_words, self.operand_depth),
+            ("B", b_words, self.operand_depth),
+            ("C", c_words, self.result_depth),
+        ):
             if words > depth:
                 raise ValueError(f"{what} needs {words} words; the buffer holds {depth}")
 
@@ -98,15 +119,31 @@ class GemmDriver:
     async def read_results(self, job):
         """Read C (M×N) from the job's result half (one word a cycle)."""
         dut = self.dut
-        raw = await read_words(self.clk, dut.read__en, dut.read__addr, dut.read__data,
-                               range(result_words(job.M, job.N, self.C)), setup=((dut.read__half, job.half),))
+        raw = await read_words(
+            self.clk,
+            dut.read__en,
+            dut.read__addr,
+            dut.read__data,
+            range(result_words(job.M, job.N, self.C)),
+            setup=((dut.read__half, job.half),),
+        )
         return unpack_results(unpack_words(self.result_word, raw), job.M, job.N, self.C)
 
     def config(self, job):
         """The job's :class:`GemmConfig`, as ``start``'s payload integer."""
-        return pack_value(GemmConfig, {"m": job.M, "k": job.K, "n": job.N, "mode": Mode[job.mode.upper()],
-                                       "a_stride": job.a_stride, "b_stride": job.b_stride,
-                                       "operand_half": job.half, "result_half": job.half})
+        return pack_value(
+            GemmConfig,
+            {
+                "m": job.M,
+                "k": job.K,
+                "n": job.N,
+                "mode": Mode[job.mode.upper()],
+                "a_stride": job.a_stride,
+                "b_stride": job.b_stride,
+                "operand_half": job.half,
+                "result_half": job.half,
+            },
+        )
 
     async def issue(self, job):
         """Present ``start`` with the job's configuration until the engine takes it.
@@ -125,14 +162,18 @@ class GemmDriver:
                 taken = cycle_now()
                 break
         await edge(self.clk)
-        source.drive()          # nothing left: valid falls
+        source.drive()  # nothing left: valid falls
         return taken
 
     async def counters(self):
         """The engine's counters now, by :class:`GemmCounters`' field names."""
         c = unpack_value(GemmCounters, self.dut.counters.value)
-        return {"cycles": c.total, "active_cycles": c.active, "weight_stall_cycles": c.weight_stall,
-                "transfer_cycles": c.transfer}
+        return {
+            "cycles": c.total,
+            "active_cycles": c.active,
+            "weight_stall_cycles": c.weight_stall,
+            "transfer_cycles": c.transfer,
+        }
 
     async def wait_done(self):
         """Wait for the next end of a GEMM (``busy`` falling); return its counters.
@@ -140,5 +181,5 @@ class GemmDriver:
         Call it before that GEMM ends: a monitor that calls it in a loop sees
         every GEMM, even back to back ones (``busy`` is low for one cycle)."""
         await FallingEdge(self.dut.busy)
-        await edge(self.clk)            # the same cycle's falling edge: the counters are final
+        await edge(self.clk)  # the same cycle's falling edge: the counters are final
         return await self.counters()

@@ -1,4 +1,5 @@
 """GEMM job lists for the tests: random shapes plus the cases that matter."""
+
 import numpy as np
 
 from reference.gemm import MODES

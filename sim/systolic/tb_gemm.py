@@ -4,6 +4,7 @@ Environment (set by :func:`sim.runner.run_cocotb`): ``DESIGN_PARAMS`` (the
 engine's parameters), ``GEMM_JOBS`` (JSON list of [M, K, N, mode, kind]
 with kind ``random`` or ``extreme``), ``STIMULUS_SEED``.
 """
+
 import json
 import os
 import time
@@ -21,7 +22,7 @@ from sim.systolic.driver import GemmDriver, GemmJob
 
 def _operands(rng, M, K, N, mode, kind):
     a_shape, b_shape = stored_shapes(M, K, N, mode)
-    if kind == "extreme":   # -128 * -128 summed over the whole of K
+    if kind == "extreme":  # -128 * -128 summed over the whole of K
         return np.full(a_shape, -128), np.full(b_shape, -128)
     return rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
 
@@ -36,9 +37,11 @@ def first_mismatch(engine, job, got, started_at):
         return None
     m, n = (int(v) for v in bad[0])
     cycle = row_exit_cycle(R, C, job.M, job.K, job.N, m, n)
-    return (f"{job.M}x{job.K}x{job.N} {job.mode} on {R}x{C}: C[{m}, {n}] expected {expected[m, n]}, "
-            f"got {got[m, n]}; it left the array in cycle {cycle} after start "
-            f"(cycle {started_at + cycle} of the run); {len(bad)} elements differ")
+    return (
+        f"{job.M}x{job.K}x{job.N} {job.mode} on {R}x{C}: C[{m}, {n}] expected {expected[m, n]}, "
+        f"got {got[m, n]}; it left the array in cycle {cycle} after start "
+        f"(cycle {started_at + cycle} of the run); {len(bad)} elements differ"
+    )
 
 
 def check_job(engine, job, got, counters, started_at):
@@ -46,8 +49,9 @@ def check_job(engine, job, got, counters, started_at):
     mismatch = first_mismatch(engine, job, got, started_at)
     assert mismatch is None, mismatch
     model = gemm_cycles(R, C, job.M, job.K, job.N, job.mode)
-    assert counters["cycles"] == model, \
+    assert counters["cycles"] == model, (
         f"{job.M}x{job.K}x{job.N} {job.mode}: RTL {counters['cycles']} cycles, model {model}"
+    )
     tiles = -(-job.K // R) * -(-job.N // C)
     assert counters["active_cycles"] == job.M * tiles
     assert counters["weight_stall_cycles"] == weight_stall_cycles(R, C, job.M, job.K, job.N)
@@ -69,8 +73,15 @@ async def run_jobs(drv, engine, jobs, *, reset_between=False):
             taken = await drv.issue(job)
             counters = await drv.wait_done()
             check_job(engine, job, await drv.read_results(job), counters, taken)
-            results.append({"shape": [job.M, job.K, job.N], "mode": job.mode, "started_at": taken,
-                            "ended_at": taken + counters["cycles"], **counters})
+            results.append(
+                {
+                    "shape": [job.M, job.K, job.N],
+                    "mode": job.mode,
+                    "started_at": taken,
+                    "ended_at": taken + counters["cycles"],
+                    **counters,
+                }
+            )
         return results, 0.0
 
     taken = [None] * len(jobs)
@@ -99,17 +110,23 @@ async def run_jobs(drv, engine, jobs, *, reset_between=False):
         got = await drv.read_results(job)
         read[i].set()
         check_job(engine, job, got, counters[i], taken[i])
-        results.append({"shape": [job.M, job.K, job.N], "mode": job.mode, "started_at": taken[i],
-                        "ended_at": taken[i] + counters[i]["cycles"], **counters[i]})
+        results.append(
+            {
+                "shape": [job.M, job.K, job.N],
+                "mode": job.mode,
+                "started_at": taken[i],
+                "ended_at": taken[i] + counters[i]["cycles"],
+                **counters[i],
+            }
+        )
     await feed
     await watch
     return results, time.perf_counter() - t0
 
 
 def _jobs_from_env(rng):
-    spec = json.loads(os.environ.get("GEMM_JOBS", "[[5, 11, 7, \"nn\", \"random\"]]"))
-    return [GemmJob(*_operands(rng, M, K, N, mode, kind), mode, i % 2)
-            for i, (M, K, N, mode, kind) in enumerate(spec)]
+    spec = json.loads(os.environ.get("GEMM_JOBS", '[[5, 11, 7, "nn", "random"]]'))
+    return [GemmJob(*_operands(rng, M, K, N, mode, kind), mode, i % 2) for i, (M, K, N, mode, kind) in enumerate(spec)]
 
 
 @cocotb.test(timeout_time=500, timeout_unit="ms")
@@ -123,9 +140,12 @@ async def gemm_jobs(dut):
         await drv.start()
         await drv.poison(rng)
         results, wall = await run_jobs(drv, engine, jobs)
-    record(gemm_jobs=results, compute_wall_seconds=wall,
-           # Idle cycles between one GEMM's last write and the next one's start.
-           idle_between=[b["started_at"] - a["ended_at"] - 1 for a, b in zip(results, results[1:])])
+    record(
+        gemm_jobs=results,
+        compute_wall_seconds=wall,
+        # Idle cycles between one GEMM's last write and the next one's start.
+        idle_between=[b["started_at"] - a["ended_at"] - 1 for a, b in zip(results, results[1:])],
+    )
 
 
 @cocotb.test(timeout_time=500, timeout_unit="ms")
@@ -134,8 +154,10 @@ async def reset_between_gemms(dut):
     rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED) + 1)
     engine = GemmEngine.geometry(**design_params())
     R, C = engine.rows, engine.cols
-    jobs = [GemmJob(*_operands(rng, M, K, N, mode, "random"), mode, 0)
-            for M, K, N, mode in [(R + 1, 2 * R + 1, C + 2, "nn"), (3, R, 2 * C, "tn")]]
+    jobs = [
+        GemmJob(*_operands(rng, M, K, N, mode, "random"), mode, 0)
+        for M, K, N, mode in [(R + 1, 2 * R + 1, C + 2, "nn"), (3, R, 2 * C, "tn")]
+    ]
     with errors_recorded():
         # Interrupt a GEMM halfway with a reset, then run two clean ones with a reset between.
         drv = GemmDriver(dut, engine)
@@ -166,10 +188,18 @@ async def gemm_cli(dut):
     counters = await drv.wait_done()
     wall = time.perf_counter() - t0
     got = await drv.read_results(job)
-    transfer = (await drv.counters())["transfer_cycles"]     # every read has been counted
+    transfer = (await drv.counters())["transfer_cycles"]  # every read has been counted
     mismatch = first_mismatch(engine, job, got, taken)
-    record(gemm_cli={**counters, "transfer_cycles": transfer, "bit_exact": mismatch is None,
-                     "error": mismatch, "compute_wall_seconds": wall,
-                     "seed": seed, "c_sum": int(np.sum(got, dtype=np.int64))})
+    record(
+        gemm_cli={
+            **counters,
+            "transfer_cycles": transfer,
+            "bit_exact": mismatch is None,
+            "error": mismatch,
+            "compute_wall_seconds": wall,
+            "seed": seed,
+            "c_sum": int(np.sum(got, dtype=np.int64)),
+        }
+    )
     if mismatch:
         record_mismatch("gemm", "gemm_cli", mismatch)
