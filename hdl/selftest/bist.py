@@ -67,6 +67,26 @@ class GemmSelfTest(wiring.Component):
     def expected_cycles(self):
         return sum(v.cycles(self.rows, self.cols) for v in self.vectors)
 
+    def _rom_contents(self, op_word, res_word):
+        """The ROMs' words (every vector's A then B words; every vector's expected
+        results), each vector's :class:`GemmConfig`, and where each vector's A, B
+        and C start and end in the ROMs. The engine computes from and into the
+        start of its first halves, so every config's bases and halves are 0."""
+        op_init, exp_init, configs = [], [], []
+        rom = {name: {"base": [], "last": []} for name in "abc"}
+        for v in self.vectors:
+            for name, words, init, layout in (
+                ("a", v.a_words, op_init, op_word),
+                ("b", v.b_words, op_init, op_word),
+                ("c", v.c_words, exp_init, res_word),
+            ):
+                rom[name]["base"].append(len(init))
+                rom[name]["last"].append(len(words) - 1)
+                init += [layout.const([int(x) for x in w]).as_bits() for w in words]
+            shape = {"m": v.M, "k": v.K, "n": v.N, "mode": Mode[v.mode.upper()]}
+            configs.append(GemmConfig.const({**shape, "a_stride": v.a_stride, "b_stride": v.b_stride}))
+        return op_init, exp_init, configs, rom
+
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
@@ -76,31 +96,7 @@ class GemmSelfTest(wiring.Component):
         )
         op_word, res_word = eng.write.data.shape(), eng.read.data.shape()
 
-        # ROMs: every vector's A then B words; every vector's expected results.
-        # The engine computes from and into the start of its first halves.
-        op_init, exp_init, configs = [], [], []
-        rom = {name: {"base": [], "last": []} for name in "abc"}
-        for v in vecs:
-            for name, words, init, layout in (
-                ("a", v.a_words, op_init, op_word),
-                ("b", v.b_words, op_init, op_word),
-                ("c", v.c_words, exp_init, res_word),
-            ):
-                rom[name]["base"].append(len(init))
-                rom[name]["last"].append(len(words) - 1)
-                init += [layout.const([int(x) for x in w]).as_bits() for w in words]
-            configs.append(
-                GemmConfig.const(
-                    {
-                        "m": v.M,
-                        "k": v.K,
-                        "n": v.N,
-                        "mode": Mode[v.mode.upper()],
-                        "a_stride": v.a_stride,
-                        "b_stride": v.b_stride,
-                    }
-                )
-            )
+        op_init, exp_init, configs, rom = self._rom_contents(op_word, res_word)
         m.submodules.op_rom = op_rom = memory.Memory(shape=unsigned(op_word.size), depth=len(op_init), init=op_init)
         m.submodules.exp_rom = exp_rom = memory.Memory(
             shape=unsigned(res_word.size), depth=len(exp_init), init=exp_init

@@ -22,7 +22,7 @@ class Tile(data.Struct):
 
     n0: DIM_BITS  #: n_t·C
     k0: DIM_BITS  #: k_t·R
-    c_base: 2 * DIM_BITS  #: n_t·M: the result word of the tile's row 0
+    c_base: 2 * DIM_BITS  #: n_t·M: the result word of the tile's row 0 (mod the result space)
     first_k: 1  #: k_t = 0: its sums are written, not added
     last: 1  #: the GEMM's last tile
     bank: 1  #: the weight bank it uses, T mod 2
@@ -83,8 +83,8 @@ class TileLauncher(wiring.Component):
 
         interval = Signal(DIM_BITS + 1)  # max(M, C): one weight port
         bank_free = Signal(DIM_BITS + 1)  # M + R - 1: tile T-2 has drained its bank
-        n_t, k_t = Signal(DIM_BITS), Signal(DIM_BITS)  # the next tile
-        n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(res_bits), Signal()
+        # The next tile: k_t, n0 = n_t·C, k0 = k_t·R, c_base = n_t·M (mod the result space), its bank.
+        k_t, n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS), Signal(res_bits), Signal()
         first = Signal()  # no tile launched yet
         since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)  # cycles since P_{T-1}, P_{T-2}
         sat = (1 << (DIM_BITS + 2)) - 1
@@ -104,6 +104,7 @@ class TileLauncher(wiring.Component):
             m.d.sync += [
                 cfg.eq(new),
                 busy.eq(1),
+                # Addresses wrap at a buffer's size: keep only the bits it decodes.
                 cfg.a_base.eq(new.a_base[:op_bits]),
                 cfg.b_base.eq(new.b_base[:op_bits]),
                 cfg.a_stride.eq(new.a_stride[:op_bits]),
@@ -111,7 +112,6 @@ class TileLauncher(wiring.Component):
                 cfg.result_base.eq(new.result_base[:res_bits]),
                 interval.eq(Mux(new.m > C, new.m, C)),
                 bank_free.eq(new.m + R - 1),
-                n_t.eq(0),
                 k_t.eq(0),
                 n0.eq(0),
                 k0.eq(0),
@@ -131,7 +131,7 @@ class TileLauncher(wiring.Component):
                 since_prev.eq(Mux(since_last == sat, sat, since_last + 1)),
             ]
             with m.If(last_k):
-                m.d.sync += [k_t.eq(0), k0.eq(0), n_t.eq(n_t + 1), n0.eq(n0 + C), c_base.eq(c_base + cfg.m)]
+                m.d.sync += [k_t.eq(0), k0.eq(0), n0.eq(n0 + C), c_base.eq(c_base + cfg.m)]
                 with m.If(last_n):
                     m.d.sync += self.pending.eq(0)
             with m.Else():
