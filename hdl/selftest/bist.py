@@ -8,7 +8,7 @@ differed and ``cycles`` sums the engine's ``counters.total`` over the vectors (a
 deterministic number: the cycle model's). A reset runs it again.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -107,14 +107,21 @@ class GemmSelfTest(wiring.Component):
         idx = Signal(range(len(vecs) + 1))
 
         def table(values, width=16):
-            """values[idx], as a chain of Muxes (no case statement to lint)."""
+            """values[idx], as a chain of Muxes (no case statement to lint); a
+            constant where every vector has the same value, so that synthesis sees it."""
             out = Const(int(values[0]), width)
+            if len(set(values)) == 1:
+                return out
             for k, x in enumerate(values[1:], 1):
                 out = Mux(idx == k, Const(int(x), width), out)
             return out
 
+        # The running vector's GemmConfig, field by field of its layout, so that a field
+        # the same in every vector (the bases, the halves) is a constant.
+        bits = [c.as_bits() for c in configs]
+        fields = [(f.offset, Shape.cast(f.shape).width) for _, f in GemmConfig.as_shape()]
         m.d.comb += [
-            eng.start.payload.eq(table([c.as_bits() for c in configs], GemmConfig.as_shape().size)),
+            eng.start.payload.eq(Cat(table([b >> o & ((1 << w) - 1) for b in bits], w) for o, w in fields)),
             self.vector.eq(idx),
         ]
         (a_base, a_last), (b_base, b_last), (c_base, c_last) = (

@@ -22,7 +22,7 @@ The components, one file each, each stating its ports' timing:
   transposed modes read their operands as stored;
 * the :class:`.SystolicArray`;
 * :class:`.ResultBuffer` sums the array's rows over K;
-* :class:`.PerfCounters`.
+* the performance counters (:class:`GemmCounters`), in the engine itself.
 
 See ``docs/systolic.md`` for the host interface and the timing.
 """
@@ -36,7 +36,6 @@ from amaranth.lib.wiring import In, Out
 from reference.gemm import array_latency
 
 from .array import SystolicArray
-from .counters import PerfCounters
 from .launcher import TileLauncher
 from .operand_buffer import OperandBuffer
 from .result_buffer import ResultBuffer
@@ -147,7 +146,6 @@ class GemmEngine(wiring.Component):
         m.submodules.b = b_buf = OperandBuffer(R, self.operand_depth, 1, self.has_operand_read)
         m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe)
         m.submodules.results = results = ResultBuffer(C, self.result_depth, self.array_latency)
-        m.submodules.perf = perf = PerfCounters()
 
         wiring.connect(m, wiring.flipped(self.start), launcher.start)
         wiring.connect(m, launcher.launch, streamer.launch)
@@ -172,15 +170,7 @@ class GemmEngine(wiring.Component):
             self.active.eq(streamer.a_valid),
         ]
 
-        m.d.comb += [
-            perf.begin.eq(self.start.valid & self.start.ready),
-            perf.busy.eq(launcher.busy),
-            perf.active.eq(streamer.a_valid),
-            perf.waiting.eq(launcher.pending | streamer.streaming),
-            perf.transfer.eq(self.write.en | self.read.en),
-            perf.clear.eq(self.cnt_clear),
-            self.counters.eq(perf.counters),
-        ]
+        self._count(m, launcher, streamer)
 
         if self.has_operand_read:
             # One read port serves both buffers; the word comes from the one selected a cycle ago.
@@ -190,3 +180,22 @@ class GemmEngine(wiring.Component):
             m.d.sync += sel_d.eq(host.sel)
             m.d.comb += host.data.eq(Mux(sel_d, b_buf.host.data, a_buf.host.data))
         return m
+
+    def _count(self, m, launcher, streamer):
+        """The counters (:class:`GemmCounters`). They live in this module, not a
+        component of their own, so that a design that reads only some of them
+        (the self-test reads ``total``) loses the others in synthesis."""
+        cnt, streaming_started = self.counters, Signal()
+        with m.If(self.start.valid & self.start.ready):
+            m.d.sync += [cnt.total.eq(0), cnt.active.eq(0), cnt.weight_stall.eq(0), streaming_started.eq(0)]
+        with m.Elif(launcher.busy):
+            m.d.sync += cnt.total.eq(cnt.total + 1)
+            with m.If(streamer.a_valid):
+                m.d.sync += [cnt.active.eq(cnt.active + 1), streaming_started.eq(1)]
+            # Between the first and the last row, a cycle without a row is a wait for weights.
+            with m.Elif(streaming_started & (launcher.pending | streamer.streaming)):
+                m.d.sync += cnt.weight_stall.eq(cnt.weight_stall + 1)
+        with m.If(self.cnt_clear):
+            m.d.sync += cnt.transfer.eq(0)
+        with m.Elif(self.write.en | self.read.en):
+            m.d.sync += cnt.transfer.eq(cnt.transfer + 1)
