@@ -217,10 +217,10 @@ def test_engine_gemm(R, C, M, K, N, mode):
                 break
             assert cycle < 1000
         await ctx.tick()
-        counters = ctx.get(dut.counters)
-        assert cycle == counters.total == gemm_cycles(R, C, M, K, N, mode)
-        assert counters.active == M * -(-K // R) * -(-N // C)
-        assert counters.weight_stall == weight_stall_cycles(R, C, M, K, N)
+        counters = dut.counters
+        assert cycle == ctx.get(counters.total) == gemm_cycles(R, C, M, K, N, mode)
+        assert ctx.get(counters.active) == M * -(-K // R) * -(-N // C)
+        assert ctx.get(counters.weight_stall) == weight_stall_cycles(R, C, M, K, N)
         ctx.set(dut.read.en, 1)
         ctx.set(dut.read.half, half)
         got = []

@@ -39,7 +39,7 @@ from .array import SystolicArray
 from .launcher import TileLauncher
 from .operand_buffer import OperandBuffer
 from .result_buffer import ResultBuffer
-from .signatures import GemmCounters, OperandRead, OperandWrite, ResultRead, start_signature
+from .signatures import CounterPorts, OperandRead, OperandWrite, ResultRead, start_signature
 from .streamer import TileStreamer
 
 __all__ = ["GemmEngine"]
@@ -80,7 +80,7 @@ class GemmEngine(wiring.Component):
         Host read of one result word, valid the next cycle.
     operand_read : In(OperandRead), with ``operand_read``
         Host read of one stored operand word, valid the next cycle.
-    counters : Out(GemmCounters)
+    counters : Out(CounterPorts)
         Cycles busy, rows entered and weight stalls in the last GEMM; host
         transfer cycles since reset or ``cnt_clear``.
     cnt_clear : In(1)
@@ -115,7 +115,7 @@ class GemmEngine(wiring.Component):
             "active": Out(1),
             "write": In(OperandWrite(rows, operand_depth)),
             "read": In(ResultRead(cols, result_depth)),
-            "counters": Out(GemmCounters),
+            "counters": Out(CounterPorts()),
             "cnt_clear": In(1),
         }
         if operand_read:

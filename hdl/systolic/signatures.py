@@ -15,6 +15,7 @@ __all__ = [
     "DIM_BITS",
     "ADDR_BITS",
     "COUNTER_BITS",
+    "CounterPorts",
     "Mode",
     "GemmConfig",
     "GemmCounters",
@@ -62,6 +63,15 @@ class GemmCounters(data.Struct):
     active: COUNTER_BITS  #: cycles an activation row entered the array
     weight_stall: COUNTER_BITS  #: cycles the array waited for a tile's weights between rows
     transfer: COUNTER_BITS
+
+
+class CounterPorts(wiring.Signature):
+    """The engine's ``counters``: :class:`GemmCounters`' fields, one port member (one
+    signal) each, so that a design that reads only some of them loses the others in
+    synthesis (a struct port is one signal: reading one field keeps them all)."""
+
+    def __init__(self):
+        super().__init__({name: Out(field.shape) for name, field in data.Layout.cast(GemmCounters)})
 
 
 def start_signature():

@@ -10,6 +10,7 @@ the words are packed as the engine's ports declare them.
 """
 
 import numpy as np
+from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from hdl.systolic import GemmConfig, GemmCounters, Mode
@@ -24,7 +25,6 @@ from sim.common import (
     read_words,
     reset,
     start_clock,
-    unpack_value,
     unpack_words,
     write_words,
 )
@@ -166,13 +166,13 @@ class GemmDriver:
         return taken
 
     async def counters(self):
-        """The engine's counters now, by :class:`GemmCounters`' field names."""
-        c = unpack_value(GemmCounters, self.dut.counters.value)
+        """The engine's counters now (its ``counters__<field>`` ports, :class:`GemmCounters`' fields)."""
+        c = {name: int(getattr(self.dut, f"counters__{name}").value) for name, _ in data.Layout.cast(GemmCounters)}
         return {
-            "cycles": c.total,
-            "active_cycles": c.active,
-            "weight_stall_cycles": c.weight_stall,
-            "transfer_cycles": c.transfer,
+            "cycles": c["total"],
+            "active_cycles": c["active"],
+            "weight_stall_cycles": c["weight_stall"],
+            "transfer_cycles": c["transfer"],
         }
 
     async def wait_done(self):
