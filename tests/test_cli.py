@@ -35,7 +35,7 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
     [
         ([], r"choose a command"),
         (["frobnicate"], r"invalid choice: 'frobnicate'"),
-        (["gemm", "--m", "0", "--k", "3", "--n", "3"], r"--m: must be at least 1, not 0"),
+        (["gemm", "--m", "0", "--k", "3", "--n", "3"], r"--m: must be 1 or more, not 0"),
         (GEMM + ["--mode", "tt"], r"--mode: invalid choice: 'tt'"),
         (["gemm", "--m", "3", "--k", "x", "--n", "3"], r"--k: 'x' is not a whole number"),
         (GEMM + ["--rows", "3"], r"--rows must be a power of two"),
@@ -45,7 +45,7 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (GEMM + ["--cols", "64"], r"at most 32 here, not 8x64"),
         (GEMM + ["--rows", "2", "--cols", "2", "--inject-fault", "stuck-pe=2,0"], r"PE 2,0 is outside the 2x2 array"),
         (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
-        (["cfu", "--samples", "0"], r"--samples: must be at least 1"),
+        (["cfu", "--samples", "0"], r"--samples: must be 1 or more"),
         (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
         (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
         (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
