@@ -15,8 +15,6 @@ __all__ = [
     "pack_results",
     "unpack_results",
     "result_words",
-    "lanes_to_int",
-    "int_to_lanes",
 ]
 
 
@@ -71,19 +69,3 @@ def unpack_results(words, M, N, C):
     words = np.asarray(words, dtype=np.int64)
     nt = -(-N // C)
     return words.reshape(nt, M, C).transpose(1, 0, 2).reshape(M, nt * C)[:, :N]
-
-
-def lanes_to_int(lanes, bits):
-    """Pack lane values (two's complement, ``bits`` each) into one integer, lane 0 lowest."""
-    v = 0
-    for i, x in enumerate(lanes):
-        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
-    return v
-
-
-def int_to_lanes(v, n, bits):
-    out = []
-    for i in range(n):
-        x = (v >> (bits * i)) & ((1 << bits) - 1)
-        out.append(x - (1 << bits) if x >> (bits - 1) else x)
-    return out

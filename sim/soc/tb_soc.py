@@ -14,11 +14,10 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.simtime import get_sim_time
 from cocotb.triggers import RisingEdge
 
 from reference.tflm import fully_connected
-from sim.common import PERIOD_NS, edge, read_words, reset, start_clock
+from sim.common import cycle_now, edge, read_words, reset, start_clock
 from sim.results import env_int, record, record_mismatch
 from sim.soc.firmware import firmware_layer
 
@@ -44,11 +43,10 @@ async def firmware(dut):
 
     start_clock(dut.clk)
     await reset(dut.clk, dut.rst, cycles=5, zero=(dut.dbg_addr,))
-    # Counted from the last rising edge in reset, half a period ago.
-    start_ns, t0 = get_sim_time("ns") - PERIOD_NS / 2, time.perf_counter()
+    start, t0 = cycle_now(), time.perf_counter()
     await RisingEdge(dut.halted)
     wall = time.perf_counter() - t0
-    run_cycles = int(get_sim_time("ns") - start_ns) // PERIOD_NS
+    run_cycles = cycle_now() - start
     await edge(dut.clk)
     exit_code = int(dut.exit_code.value)
 
