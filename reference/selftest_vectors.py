@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gemm import MODE_CODE, gemm, gemm_cycles
+from .gemm import MODE_CODE, gemm, gemm_cycles, logical_operands, stored_shapes
 from .gemm_layout import pack_operand, pack_results
 
 __all__ = ["Vector", "make_vector", "default_vectors", "expected_cycles", "VECTOR_SEED"]
@@ -40,7 +40,7 @@ class Vector:
 def make_vector(a, b, mode, R, C):
     c = gemm(a, b, mode)
     M, N = c.shape
-    K = a.shape[0] if mode == "tn" else a.shape[1]
+    K = logical_operands(a, b, mode)[0].shape[1]
     a_words, a_stride = pack_operand(a, R)
     b_words, b_stride = pack_operand(b, R)
     return Vector(M, K, N, mode, a_words, a_stride, b_words, b_stride, pack_results(c, C))
@@ -55,8 +55,9 @@ def default_vectors(R, C, seed=VECTOR_SEED):
         (R + 3, 3 * R + 1, C + 1, "nt"),
         (5, 2 * R + 2, 2 * C + 3, "tn"),
     ]:
-        a = rng.integers(-128, 128, (K, M) if mode == "tn" else (M, K))
-        b = rng.integers(-128, 128, (N, K) if mode == "nt" else (K, N))
+        a_shape, b_shape = stored_shapes(M, K, N, mode)
+        a = rng.integers(-128, 128, a_shape)
+        b = rng.integers(-128, 128, b_shape)
         out.append(make_vector(a, b, mode, R, C))
     out.append(make_vector(np.full((R, 4 * R), -128), np.full((4 * R, C), -128), "nn", R, C))
     return out

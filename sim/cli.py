@@ -175,7 +175,7 @@ def _pow2_at_least(n, floor):
 def _cmd_gemm(args):
     """One random int8 GEMM through the systolic array, checked against NumPy."""
     from hdl.systolic import GemmEngine
-    from reference.gemm import gemm_cycles, ideal_cycles, scalesim_cycles
+    from reference.gemm import gemm_cycles, ideal_cycles, scalesim_cycles, stored_shapes
 
     from .runner import run_cocotb
 
@@ -192,8 +192,7 @@ def _cmd_gemm(args):
         raise _UsageError(f"--inject-fault: PE {stuck[0]},{stuck[1]} is outside the {R}x{C} array")
     if max(M, K, N) >= 1 << 16:
         raise _UsageError("M, K and N must be below 65536 (16-bit configuration registers)")
-    a_rows, a_cols = (K, M) if args.mode == "tn" else (M, K)
-    b_rows, b_cols = (N, K) if args.mode == "nt" else (K, N)
+    (a_rows, a_cols), (b_rows, b_cols) = stored_shapes(M, K, N, args.mode)
     defaults = GemmEngine.geometry(R, C)
     params = {
         "rows": R,
