@@ -130,7 +130,7 @@ def _operands(seed, M, K, N):
 
 
 def test_gemm_json_keys():
-    result = _sim("gemm", "--rows", "2", "--cols", "3", "--m", "5", "--k", "7", "--n", "4", "--mode", "tn", "--json")
+    result = _sim(*"gemm --rows 2 --cols 3 --m 5 --k 7 --n 4 --mode tn --json".split())
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {
@@ -155,22 +155,7 @@ def test_gemm_json_keys():
 def test_gemm_fault_says_no():
     """A PE stuck at 0: bit_exact false in --json, one report line, exit 1."""
     result = _sim(
-        "gemm",
-        "--rows",
-        "2",
-        "--cols",
-        "2",
-        "--m",
-        "3",
-        "--k",
-        "4",
-        "--n",
-        "3",
-        "--simulator",
-        "icarus",
-        "--inject-fault",
-        "stuck-pe=1,0",
-        "--json",
+        *"gemm --rows 2 --cols 2 --m 3 --k 4 --n 3 --simulator icarus --inject-fault stuck-pe=1,0 --json".split()
     )
     assert result.returncode == 1, result.stderr
     out = json.loads(result.stdout)

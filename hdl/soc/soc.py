@@ -38,6 +38,21 @@ def vexriscv_verilog():
     return path
 
 
+#: VexRiscv's Wishbone bus signals (instruction and data bus alike), with their widths.
+_WISHBONE = [
+    ("cyc", 1),
+    ("stb", 1),
+    ("ack", 1),
+    ("we", 1),
+    ("adr", 30),
+    ("miso", 32),
+    ("mosi", 32),
+    ("sel", 4),
+    ("cti", 3),
+    ("bte", 2),
+]
+
+
 class CfuSoc(wiring.Component):
     def __init__(self, firmware, ram_words=16384):
         if isinstance(firmware, (str, Path)):  # a raw binary image, little-endian words
@@ -65,36 +80,8 @@ class CfuSoc(wiring.Component):
         d_wr = ram.write_port(granularity=8)
         m.d.comb += [dbg_rd.addr.eq(self.dbg_addr), self.dbg_data.eq(dbg_rd.data)]
 
-        ibus = {
-            n: Signal(w, name=f"ibus_{n}")
-            for n, w in [
-                ("cyc", 1),
-                ("stb", 1),
-                ("ack", 1),
-                ("we", 1),
-                ("adr", 30),
-                ("miso", 32),
-                ("mosi", 32),
-                ("sel", 4),
-                ("cti", 3),
-                ("bte", 2),
-            ]
-        }
-        dbus = {
-            n: Signal(w, name=f"dbus_{n}")
-            for n, w in [
-                ("cyc", 1),
-                ("stb", 1),
-                ("ack", 1),
-                ("we", 1),
-                ("adr", 30),
-                ("miso", 32),
-                ("mosi", 32),
-                ("sel", 4),
-                ("cti", 3),
-                ("bte", 2),
-            ]
-        }
+        ibus = {n: Signal(w, name=f"ibus_{n}") for n, w in _WISHBONE}
+        dbus = {n: Signal(w, name=f"dbus_{n}") for n, w in _WISHBONE}
 
         m.submodules.cfu = cfu = Cfu()
         m.d.comb += [cfu.clk.eq(ClockSignal()), cfu.reset.eq(ResetSignal())]
