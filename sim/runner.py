@@ -30,6 +30,8 @@ __all__ = [
     "run_cocotb",
     "verilator_bin_dir",
     "ensure_simulator",
+    "locked",
+    "build_tag",
     "waves_requested",
     "mismatch_report",
 ]
@@ -144,7 +146,7 @@ def _public_ports_config(verilog, toplevel):
     return path
 
 
-def _tag(design, params):
+def build_tag(design, params):
     """``design-<key><value>...``: one build directory per design and parameters."""
 
     def text(v):
@@ -221,7 +223,7 @@ def run_cocotb(
     ensure_simulator(simulator)
     params = dict(params or {})
     waves = waves_requested(waves)
-    tag = tag or _tag(design, params)
+    tag = tag or build_tag(design, params)
     # A waves build compiles extra dump code: keep it apart from the plain one.
     build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
     build_dir.mkdir(parents=True, exist_ok=True)

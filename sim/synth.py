@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hdl.generate import write_verilog
 
-from .runner import ToolMissing, repo_root
+from .runner import ToolMissing, build_tag, repo_root
 
 __all__ = ["XC7A100T", "synthesize", "yosys_command"]
 
@@ -54,7 +54,7 @@ def _parse_stat(text):
 
 def synthesize(design, out_dir=None, **params):
     """Synthesize ``design`` for xc7; return its resources, their share of the xc7a100t and the time."""
-    tag = "-".join([design] + [f"{k}{v}" for k, v in sorted(params.items())])
+    tag = build_tag(design, params)
     out_dir = Path(out_dir or repo_root() / "build" / "synth" / tag)
     out_dir.mkdir(parents=True, exist_ok=True)
     top = write_verilog(design, out_dir / f"{design}.v", **params)

@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 import pytest
 
@@ -32,3 +33,16 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured")
         for line in _REPORT:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def build_host_c():
+    """Build C from the CFU kit for the host, its CFU ops emulated in software
+    (``cfu_emu.c``, ``-DCFU_SOFTWARE_DEFINED``), with every warning an error."""
+
+    def build(kit, sources, exe):
+        flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-DCFU_SOFTWARE_DEFINED", f"-I{kit}"]
+        subprocess.run(["gcc", *flags, *map(str, sources), "-o", str(exe)], check=True)
+        return exe
+
+    return build

@@ -95,25 +95,12 @@ def _layers():
         yield rng.integers(-128, 128, (2, n_in)), p
 
 
-def test_both_kernels_match_tflm_reference(kit, tmp_path):
+def test_both_kernels_match_tflm_reference(kit, tmp_path, build_host_c):
     exe = tmp_path / "fc"
-    subprocess.run(
-        [
-            "gcc",
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-DCFU_SOFTWARE_DEFINED",
-            f"-I{kit}",
-            str(kit / "fc_kernel.c"),
-            str(kit / "cfu_emu.c"),
-            str(Path(__file__).parent / "c" / "fc_kernel_driver.c"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
+    build_host_c(
+        kit,
+        [str(kit / "fc_kernel.c"), str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "fc_kernel_driver.c")],
+        exe,
     )
     cases, expected = [], []
     for x, p in _layers():

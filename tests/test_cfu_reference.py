@@ -108,26 +108,10 @@ def test_int8_mlp_accuracy_close_to_float():
     assert int8_accuracy >= float_accuracy - 0.02
 
 
-def test_c_emulation_matches_golden_model(tmp_path):
+def test_c_emulation_matches_golden_model(tmp_path, build_host_c):
     kit = write_cfu_kit(tmp_path / "kit")[0].parent
     exe = tmp_path / "emu"
-    subprocess.run(
-        [
-            "gcc",
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-DCFU_SOFTWARE_DEFINED",
-            f"-I{kit}",
-            str(kit / "cfu_emu.c"),
-            str(Path(__file__).parent / "c" / "cfu_emu_driver.c"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    build_host_c(kit, [str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "cfu_emu_driver.c")], exe)
     commands = random_commands(20000, seed=7)
     stdin = "".join(f"{f} {a} {b}\n" for f, a, b in commands)
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout

@@ -7,8 +7,9 @@ __all__ = ["Mismatch", "InOrderScoreboard"]
 
 class Mismatch(AssertionError):
     """The RTL and the golden model disagree. ``report`` holds the first
-    difference: ``design``, ``where`` (the step or command), ``field``,
-    ``index``, ``expected``, ``got`` and ``cycle`` (what applies)."""
+    difference: ``design``, ``where`` (the step or command), whatever
+    locates it (``step``, ``layer``, ``tensor``, ``index``, ...), ``expected``,
+    ``got`` and ``cycle`` (what applies)."""
 
     def __init__(self, **report):
         self.report = {k: v for k, v in report.items() if v is not None}
@@ -16,10 +17,9 @@ class Mismatch(AssertionError):
 
     @staticmethod
     def describe(report):
-        parts = [str(report[k]) for k in ("design", "where") if k in report]
-        if "field" in report:
-            parts.append(str(report["field"]) + (f"{list(report['index'])}" if "index" in report else ""))
-        text = ", ".join(parts)
+        head = [str(report[k]) for k in ("design", "where") if k in report]
+        locate = [f"{k} {v}" for k, v in report.items() if k not in ("design", "where", "expected", "got", "cycle")]
+        text = ", ".join(head + locate)
         text += f": expected {report.get('expected')}, got {report.get('got')}"
         if "cycle" in report:
             text += f" (cycle {report['cycle']})"

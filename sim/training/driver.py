@@ -4,6 +4,7 @@ back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
 
 import numpy as np
+from amaranth.lib.wiring import In
 from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
 
 from hdl.training.core import TrainCore
@@ -18,12 +19,10 @@ class TrainDriver:
     def __init__(self, dut, plan):
         self.dut, self.plan = dut, plan
         self.R = plan.geometry.rows
-        # The lanes of the host port and the counters, as the core declares them.
-        self.ports = {
-            name: member.shape
-            for name, member in TrainCore(**plan.geometry.params).signature.members.items()
-            if member.is_port
-        }
+        # The lanes of the host port and the counters, and which ports are inputs, as the core declares them.
+        members = TrainCore(**plan.geometry.params).signature.members
+        self.ports = {name: member.shape for name, member in members.items() if member.is_port}
+        self.inputs = [name for name, member in members.items() if member.is_port and member.flow == In]
 
     @property
     def cycle(self):
@@ -33,27 +32,7 @@ class TrainDriver:
     async def start(self):
         dut = self.dut
         start_clock(dut.clk)
-        await reset(
-            dut.clk,
-            dut.rst,
-            zero=[
-                getattr(dut, name)
-                for name in (
-                    "start",
-                    "lr",
-                    "prog_wr_en",
-                    "prog_wr_addr",
-                    "prog_wr_data",
-                    "wr_en",
-                    "wr_target",
-                    "wr_addr",
-                    "wr_data",
-                    "rd_en",
-                    "rd_target",
-                    "rd_addr",
-                )
-            ],
-        )
+        await reset(dut.clk, dut.rst, zero=[getattr(dut, name) for name in self.inputs])
 
     # Transfers change the inputs at falling edges and sample the outputs
     # there too (sim.common's convention): one trigger a cycle.
