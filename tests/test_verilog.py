@@ -39,6 +39,8 @@ def test_kit_files_and_ports(tmp_path):
         "cfu_gemm.h",
         "cfu_gemm_emu.c",
         "cfu_ops.h",
+        "fc_gemm.c",
+        "fc_gemm.h",
         "fc_kernel.c",
         "fc_kernel.h",
     ]

@@ -196,6 +196,8 @@ KIT_SOURCES = {
     "cfu_gemm_emu.c": "cfu_gemm_emu.c",
     "fc_kernel.c": "fc_kernel.c",
     "fc_kernel.h": "fc_kernel.h",
+    "fc_gemm.c": "fc_gemm.c",
+    "fc_gemm.h": "fc_gemm.h",
     "KIT_README.md": "README.md",
 }
 
