@@ -128,6 +128,8 @@ class GemmCfuModel:
         if funct3 != GOP or op not in GemmOp._value2member_map_:
             return 0
         op = GemmOp(op)
+        if op in (GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT) and in1 >= self.g.channels:
+            return 0  # no such entry: bad input, no effect (not even on the counters)
         if op in TRANSFER_OPS:
             self.transfers += 1
         if op in (GemmOp.WRITE_A, GemmOp.WRITE_B):
@@ -142,8 +144,6 @@ class GemmCfuModel:
         if op in (GemmOp.READ32, GemmOp.READ8):
             return self._read(op, cycle)
         if op in (GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT):
-            if in1 >= self.g.channels:
-                return 0
             if op == GemmOp.CH_BIAS:
                 self.bias[in1] = wrap32(in0)
                 return in0
