@@ -30,6 +30,7 @@ from sim.cfu.stimulus import random_commands
 
 M32 = 0xFFFFFFFF
 SMALL = GemmCfuGeometry(cols=4, operand_depth=64, result_depth=32, channels=8)
+FOUR_CHANNELS = GemmCfuGeometry(cols=8, operand_depth=32, result_depth=32, channels=4)
 
 
 def gset(reg, value):
@@ -371,12 +372,15 @@ def _accepts(events):
     return [e for e in events if e[0] == "cmd"]
 
 
-@pytest.mark.parametrize("gap, backpressure, seed", [(0.0, 0.0, 1), (0.3, 0.3, 2), (0.0, 0.6, 3)])
-def test_gemm_core_programs_match_the_model(gap, backpressure, seed):
-    cmds = gemm_program(SMALL, 6, seed=seed, mac_rate=0.0)
-    events, responses = run(GemmCfuCore(SMALL), cmds, gap=gap, backpressure=backpressure, seed=seed)
+@pytest.mark.parametrize(
+    "g, gap, backpressure, seed",
+    [(SMALL, 0.0, 0.0, 1), (SMALL, 0.3, 0.3, 2), (SMALL, 0.0, 0.6, 3), (FOUR_CHANNELS, 0.1, 0.1, 10)],
+)
+def test_gemm_core_programs_match_the_model(g, gap, backpressure, seed):
+    cmds = gemm_program(g, 6, seed=seed, mac_rate=0.0)
+    events, responses = run(GemmCfuCore(g), cmds, gap=gap, backpressure=backpressure, seed=seed)
     assert [e[1] for e in _accepts(events)] == cmds
-    assert check(GemmCfuModel(SMALL), events, responses) == len(cmds)
+    assert check(GemmCfuModel(g), events, responses) == len(cmds)
 
 
 @pytest.mark.parametrize("gap, backpressure, seed", [(0.0, 0.0, 4), (0.2, 0.4, 5)])

@@ -331,7 +331,8 @@ class GemmCfuCore(wiring.Component):
         ):
             ports = []
             for b in range(READ8_LANES):
-                mem = memory.Memory(shape=shape, depth=g.channels // READ8_LANES, init=[])
+                # (At least 2 entries: a 0-bit address port makes a [-1:0] range in the Verilog.)
+                mem = memory.Memory(shape=shape, depth=max(g.channels // READ8_LANES, 2), init=[])
                 m.submodules[f"{o.name.lower()}{b}"] = mem
                 wp, rp = mem.write_port(), mem.read_port()
                 # Bank b serves the one of the four channels first .. first+3 that is b mod 4.
@@ -340,7 +341,7 @@ class GemmCfuCore(wiring.Component):
                     wp.addr.eq(ch_row),
                     wp.data.eq(in0[: len(wp.data)]),
                     rp.en.eq(issue),
-                    rp.addr.eq(issue_ch[2:] + (b < issue_ch[:2])),
+                    rp.addr.eq((issue_ch[2:] + ((b < issue_ch[:2]) if b < READ8_LANES - 1 else 0))[: chb - 2]),
                 ]
                 ports.append(rp.data)
             params[o] = Array(ports)
@@ -388,6 +389,8 @@ class GemmCfuCore(wiring.Component):
         holding = Signal()  # a WAIT, or a READ waiting for the engine, is held in this cycle
         m.d.comb += holding.eq((take & (is_wait | (is_read & read_hold))) | (pend & pend_hold))
         is_transfer = is_gop & Cat(*[funct7 == o for o in TRANSFER_OPS]).any()
+        # CLEAR restarts the engine's own transfer count too (unused here; driven so that it is not a constant).
+        m.d.comb += engine.cnt_clear.eq(take & op(GemmOp.CLEAR))
         with m.If(take & op(GemmOp.CLEAR)):
             m.d.sync += [busy_cnt.eq(0), wait_cnt.eq(0), transfers.eq(0)]
         with m.Else():
