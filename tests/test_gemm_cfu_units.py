@@ -570,3 +570,22 @@ def test_combined_keeps_the_mac_timing_and_interleaves_in_order():
     # The GEMM op behind POST waits for POST's answer (3 cycles) to keep the order.
     assert [b - a for a, b in zip(cycles, cycles[1:])] == [1, 1, 1, cfu_isa.SLOW_LATENCY, 1]
     assert [r[1] - c for r, c in zip(responses, cycles)] == [1, 1, 1, 3, 1, 1]
+
+
+# -- the Verilog -----------------------------------------------------------------
+def test_gemm_cfu_verilog_has_cfu_playgrounds_ports_and_lints_clean(tmp_path):
+    import subprocess
+
+    from hdl.generate import lint_waivers, write_verilog
+    from sim.runner import ensure_simulator
+    from tests.test_verilog import CFU_PLAYGROUND_PORTS, _ports
+
+    path = tmp_path / "gemm_cfu.v"
+    module = write_verilog("gemm_cfu", path, cols=4, channels=4)
+    assert module == "GemmCfu" and _ports(path.read_text(), module) == CFU_PLAYGROUND_PORTS
+    ensure_simulator("verilator")
+    assert lint_waivers("gemm_cfu") == ["WIDTH"]
+    result = subprocess.run(
+        ["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", module, str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "%Warning" not in result.stderr, result.stderr
