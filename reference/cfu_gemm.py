@@ -135,7 +135,7 @@ class GemmCfuModel:
             return self._start(cycle)
         if op == GemmOp.WAIT:
             self._hold(cycle)
-            return self.last
+            return to_u32(self.last)
         if op == GemmOp.STATUS:
             return int(self._running(cycle))
         if op in (GemmOp.READ32, GemmOp.READ8):
@@ -266,7 +266,7 @@ class GemmCfuModel:
 
     def _counter(self, which, cycle):
         if which == Counter.LAST:
-            return self.last
+            return to_u32(self.last)
         if which == Counter.TRANSFERS:
             return self.transfers
         if which not in Counter._value2member_map_:
