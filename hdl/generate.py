@@ -11,11 +11,12 @@ from reference.selftest_vectors import VECTOR_SEED, default_vectors
 __all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
 
-#: name -> (module that defines it, class; also the Verilog module name). Imported when used.
+#: name -> (module that defines it, class; also the Verilog module name unless _MODULE_NAMES says). Imported when used.
 DESIGNS = {
     "train": ("hdl.training.core", "TrainCore"),
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
+    "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below; module Cfu
     "gemm": ("hdl.systolic", "GemmEngine"),
     "selftest": ("hdl.selftest", "GemmSelfTest"),  # built by _selftest, below
     "soc": ("hdl.soc", "CfuSoc"),
@@ -29,9 +30,9 @@ def lint_waivers(design):
     widths on purpose. CASEINCOMPLETE for all but the CFU: Amaranth writes
     each m.Switch as a case statement per signal listing only the cases that
     assign it, after assigning its default, so it cannot latch. The CFU's
-    Verilog has none (tests/test_verilog.py keeps it so).
+    Verilog has none (tests/test_verilog.py keeps it so), nor has the GEMM CFU's.
     """
-    return ["WIDTH"] if design == "cfu" else ["WIDTH", "CASEINCOMPLETE"]
+    return ["WIDTH"] if design in ("cfu", "gemm_cfu") else ["WIDTH", "CASEINCOMPLETE"]
 
 
 def ports_only(design):
@@ -57,8 +58,21 @@ def _selftest(rows=8, cols=8, stuck_pe=None, seed=VECTOR_SEED):
     return GemmSelfTest(rows, cols, default_vectors(rows, cols, seed), stuck_pe=stuck_pe)
 
 
+def _gemm_cfu(**geometry):
+    """The GEMM CFU (``cfu.v``'s combined unit) of a geometry: ``cols``, ``operand_depth``,
+    ``result_depth``, ``channels`` (:class:`reference.cfu_gemm_isa.GemmCfuGeometry`; its defaults)."""
+    from reference.cfu_gemm_isa import GemmCfuGeometry
+
+    from .cfu import GemmCfu
+
+    return GemmCfu(GemmCfuGeometry(**geometry))
+
+
 #: Designs whose parameters are not their class's own: name -> function(**params) returning the top.
-_FACTORIES = {"selftest": _selftest}
+_FACTORIES = {"selftest": _selftest, "gemm_cfu": _gemm_cfu}
+
+#: Verilog module names other than the class's: CFU Playground's cfu.v must define a module named Cfu.
+_MODULE_NAMES = {"gemm_cfu": "Cfu"}
 
 _CONVERTED = {}
 
@@ -70,10 +84,11 @@ def to_verilog(design, **params):
     parameters) is converted once per process."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
-    where, module = DESIGNS[design]
+    where, cls = DESIGNS[design]
+    module = _MODULE_NAMES.get(design, cls)
     key = (design, repr(sorted(params.items())))
     if key not in _CONVERTED:
-        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), module)
+        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), cls)
         top = build(**params)
         # emit_src=False keeps the text free of this checkout's absolute paths.
         _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)
