@@ -14,7 +14,10 @@
  * 6 bits (-32..31, TFLM's are in this range).
  *
  * Double buffering: the engine computes on the addresses named at START; the CPU may meanwhile write other
- * addresses (weights with fc_gemm_load, the next inputs) and load other channel entries. See README.md.
+ * addresses (weights with fc_gemm_load, the next inputs) and load other channel entries. A GEMM's results
+ * must lie in one half of C (c_base mod CFU_GEMM_RESULT_DEPTH + ceil(n_out / CFU_GEMM_COLS) * batch <=
+ * CFU_GEMM_RESULT_DEPTH): a READ waits for the engine only if it reads the half the engine writes.
+ * See README.md and docs/cfu_gemm.md.
  */
 #ifndef FC_GEMM_H
 #define FC_GEMM_H
