@@ -7,7 +7,8 @@
  * then input[batch * n_in]. Ways: 0 fc_int8_gemm / fc_int8_gemm_per_channel a row at a time;
  * 1 fc_int8_gemm_batch; 2 fc_gemm_load/start/finish with "b_base ch_base a_base c_base" read after the
  * layer; 3 two layers chained with the double-buffered flow (layer 2's weights loaded while layer 1
- * computes), printing layer 2's outputs. The buffers start `misalign` bytes past a 4-byte boundary. */
+ * computes), printing layer 2's outputs. The buffers start `misalign` bytes past a 4-byte boundary.
+ * Each case ends with a line "end" on stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -126,6 +127,7 @@ int main(void) {
     }
     for (int i = 0; i < batch * last->n_out; i++) printf("%d ", out[i]);
     printf("\n");
+    fprintf(stderr, "end\n"); /* closes the case in an op trace (cfu_trace.c) */
     free_layer(&l1);
     free(blocks[0]);
     if (way == 3) {
