@@ -8,10 +8,12 @@ timing rules of ``docs/cfu_gemm.md`` that the values cannot show:
 * a WAIT, or a READ of the result half a running GEMM writes, answers only
   after the engine's last busy cycle;
 * with ``strict`` (a run whose ``rsp_ready`` stays high): an op whose older
-  ops have all answered by its accept cycle answers in the documented
-  number of cycles: 1 for the fast GEMM ops and for a WAIT with nothing
-  running, at most :data:`WAIT_SLACK` after the last busy cycle for a WAIT
-  that held, and the MAC4 family's own latencies.
+  ops have all answered by its accept cycle answers in the cycle
+  ``reference/cfu_gemm_isa.py`` documents: its latency after acceptance
+  (:data:`GEMM_FAST_LATENCY`, :data:`READ32_LATENCY`, :data:`READ8_LATENCY`,
+  :data:`WAIT_IDLE_LATENCY`, the MAC4 family's own); a WAIT that held, in the
+  cycle after the engine's last busy cycle; a READ that held, its latency
+  after that cycle.
 
 A response the model calls undefined (None: a READ of a word that a reset
 left half-written) is taken unchecked and counted in ``skipped``. A break of
@@ -23,21 +25,32 @@ import collections
 import functools
 
 from reference.cfu_gemm import CombinedCfuModel
-from reference.cfu_gemm_isa import GOP, GSET, GemmOp
+from reference.cfu_gemm_isa import (
+    GEMM_FAST_LATENCY,
+    GOP,
+    GSET,
+    READ8_LATENCY,
+    READ32_LATENCY,
+    WAIT_IDLE_LATENCY,
+    GemmOp,
+)
 from reference.cfu_isa import FAST_LATENCY, SLOW_LATENCY, Funct3
 from sim.common import Mismatch
 
 from .bus import CfuScoreboard, describe_command
 from .gemm_stimulus import describe_gemm_command
 
-__all__ = ["GemmCfuScoreboard", "op_kind", "WAIT_SLACK", "FAST_GEMM_LATENCY"]
+__all__ = ["GemmCfuScoreboard", "op_kind"]
 
-#: Cycles from acceptance to the response of a fast GEMM op (and of a WAIT with nothing running).
-FAST_GEMM_LATENCY = 1
-#: A held WAIT answers at most this many cycles after the engine's last busy cycle (rsp_ready high).
-WAIT_SLACK = 2
-
-_SLOW_GEMM = {"WAIT", "READ32", "READ8"}
+#: Cycles from acceptance (or, for an op that held, from the cycle after the engine's last busy cycle,
+#: minus one for WAIT, which answers in that cycle) to the response, by op kind.
+_LATENCY = {
+    "WAIT": WAIT_IDLE_LATENCY,
+    "READ32": READ32_LATENCY,
+    "READ8": READ8_LATENCY,
+    "MAC": FAST_LATENCY,
+    "MAC_SLOW": SLOW_LATENCY,
+}
 
 
 def op_kind(fid):
@@ -87,7 +100,7 @@ class GemmCfuScoreboard(CfuScoreboard):
         self.kinds = collections.Counter()  # ops accepted, by kind
         self.checked_kinds = collections.Counter()  # responses compared, by kind
         self.max_latency = {}
-        self.wait_slack = collections.Counter()  # held WAIT: response cycle - last busy cycle
+        self.held_after = collections.Counter()  # (kind, response cycle - the engine's last busy cycle)
         self.resets = []  # one dict per reset: what it interrupted
         self._reset_at = None
 
@@ -129,21 +142,22 @@ class GemmCfuScoreboard(CfuScoreboard):
                 self._fail(
                     index, command, since, f"a response after cycle {held} (the engine's last busy cycle)", cycle, cycle
                 )
-            if kind == "WAIT":
-                self.wait_slack[cycle - held] += 1
+            self.held_after[kind, cycle - held] += 1
         alone = self.last_response is None or self.last_response <= since
         self.last_response = cycle
         if not (self.strict and alone):
             return
-        if kind in _SLOW_GEMM:
-            if kind == "WAIT":
-                want = range(held + 1, held + WAIT_SLACK + 1) if held is not None else [since + FAST_GEMM_LATENCY]
-                if cycle not in want:
-                    self._fail(index, command, since, f"a response in cycle {want[0]}..{want[-1]}", cycle, cycle)
-            return
-        want = {"MAC": FAST_LATENCY, "MAC_SLOW": SLOW_LATENCY}.get(kind, FAST_GEMM_LATENCY)
-        if latency != want:
-            self._fail(index, command, since, f"latency {want}", f"latency {latency}", cycle)
+        lat = _LATENCY.get(kind, GEMM_FAST_LATENCY)
+        if held is None:
+            if latency != lat:
+                self._fail(index, command, since, f"latency {lat}", f"latency {latency}", cycle)
+        else:
+            # A held op acts as if taken in the engine's last busy cycle (WAIT) or the one after (READs).
+            want = held + lat + (kind != "WAIT")
+            if cycle != want:
+                self._fail(
+                    index, command, since, f"a response in cycle {want} (the engine's last busy: {held})", cycle, cycle
+                )
 
     def reset(self, cycle=None):
         """A reset (high in ``cycle``): drop what is in flight, reset the model at that cycle."""
