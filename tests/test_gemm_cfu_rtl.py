@@ -8,7 +8,7 @@ ops and refusals; resets mid-GEMM, mid-transfer, while a READ or a WAIT
 waits; one instruction a cycle. Every response is compared bit for bit
 inside the testbench with the model at the op's accept cycle; a mismatch
 fails the cocotb test and so this one. A deliberately wrong model (one bit
-of every READ32 answer inverted) must fail.
+of every READ32, READ8 or GSET answer inverted) must fail.
 """
 
 import pytest
@@ -18,7 +18,7 @@ from reference.cfu_gemm_isa import GemmCfuGeometry
 from sim.cfu.gemm_stimulus import GemmStream
 from sim.runner import Mismatch, run_cocotb
 
-OPS = 2000
+OPS = 4000
 SEED = 1
 
 
@@ -49,7 +49,12 @@ def _check(results, ops):
 
 def test_gemm_cfu_rtl(simulator, waves, report):
     results = run_cocotb(
-        "gemm_cfu", "sim.cfu.tb_gemm_cfu", simulator=simulator, waves=waves, seed=SEED, env={"GEMM_CFU_OPS": str(OPS)}
+        "gemm_cfu",
+        "sim.cfu.tb_gemm_cfu",
+        simulator=simulator,
+        waves=waves,
+        seed=SEED,
+        env={"GEMM_CFU_OPS": str(OPS), "STIMULUS_SEED": str(SEED)},
     )
     stream = _check(results, OPS)
     odd = results["odd_shapes"]
@@ -63,21 +68,22 @@ def test_gemm_cfu_rtl(simulator, waves, report):
         report(f"gemm_cfu on {simulator}: waves in {results['waves']}")
 
 
-def test_wrong_model_bit_fails():
-    """The bench catches one wrong bit: a model whose READ32 answers have bit 7 inverted."""
+@pytest.mark.parametrize("kind,bit", [("READ32", 7), ("READ8", 0), ("GSET", 31)])
+def test_wrong_model_bit_fails(kind, bit):
+    """The bench catches one wrong bit: a model whose answers to one kind of op have one bit inverted."""
     with pytest.raises(Mismatch) as e:
         run_cocotb(
             "gemm_cfu",
             "sim.cfu.tb_gemm_cfu",
             simulator="icarus",
             testcase="odd_shapes",
-            env={"GEMM_CFU_FLIP": "READ32:7"},
+            env={"GEMM_CFU_FLIP": f"{kind}:{bit}"},
             quiet=True,
         )
     m = e.value.mismatch
-    assert m["design"] == "gemm_cfu" and "READ32" in m["where"], m
+    assert m["design"] == "gemm_cfu" and f" {kind} " in m["where"], m
     expected, got = (int(m[k].split()[0], 16) for k in ("expected", "got"))
-    assert expected ^ got == 1 << 7, m
+    assert expected ^ got == 1 << bit, m
 
 
 # (params, random ops): other array widths and small buffers, where addresses wrap and channels alias.
@@ -99,7 +105,7 @@ def test_gemm_cfu_sweep(simulator, params, ops, report):
             simulator=simulator,
             params=params,
             seed=seed,
-            env={"GEMM_CFU_OPS": str(ops), "GEMM_CFU_MAX_DIM": "40"},
+            env={"GEMM_CFU_OPS": str(ops), "GEMM_CFU_MAX_DIM": "40", "STIMULUS_SEED": str(seed)},
         )
         stream = _check(results, ops)
         report(

@@ -519,12 +519,13 @@ class GemmStream:
         rng = self.rng
         while len(self.commands) < n:
             r = rng.random()
-            if r < 0.4:
+            if r < 0.45:
                 self.single()
-            elif r < 0.7:
+            elif r < 0.75:
                 self.double_buffered()
             else:
-                self.noise()
+                self.noise(int(rng.integers(4, 16)))
+            self.noise(int(rng.integers(1, 5)))
         del self.commands[n:]
         self.checks = [c for c in self.checks if c[0] < n]
         return self.commands
