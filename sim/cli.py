@@ -204,6 +204,7 @@ def _cmd_cfu_gemm(args):
         "result_words_checked": r["read32_checked"] + r["read8_checked"],
         "definition_checks": r["definition_checks"],
         "resets": len(r["resets"]),
+        "resets_mid_gemm": sum(1 for x in r["resets"] if x["engine_busy"]),
         "cycles": r["cycles"],
         "sim_cycles_per_second": r["cycles_per_second"],
         "bit_exact": True,
@@ -216,7 +217,7 @@ def _cmd_cfu_gemm(args):
     print(
         f"  checked:  {summary['checked']:,} responses bit for bit against reference/cfu_gemm.py "
         f"({summary['skipped_undefined']} undefined after a reset, {summary['dropped_by_reset']} dropped by "
-        f"{summary['resets']} resets)"
+        f"{summary['resets']} resets, {summary['resets_mid_gemm']} of them mid-GEMM)"
     )
     print(
         f"  GEMMs:    {summary['gemms']} started; {summary['result_words_checked']:,} result words read back "

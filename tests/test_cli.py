@@ -170,6 +170,7 @@ def test_cfu_gemm_json():
         "result_words_checked",
         "definition_checks",
         "resets",
+        "resets_mid_gemm",
         "cycles",
         "sim_cycles_per_second",
         "bit_exact",
