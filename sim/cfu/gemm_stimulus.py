@@ -90,15 +90,28 @@ class Job:
     b_stride: int
     a: np.ndarray
     b: np.ndarray
+    space: int  # words in A's (and B's) space of two halves: addresses wrap there
+    stride0: str = ""  # "a" or "b": only that matrix's row 0 is written, and the GEMM reads it with stride 0
     params: dict = field(default=None)  # READ8's channel parameters, once written
 
-    @property
-    def a_words(self):
-        return range(self.a_base, self.a_base + self.a.shape[0] * self.a_stride)
+    def stride(self, which):
+        """The stride the GEMM reads with."""
+        return 0 if self.stride0 == which else (self.a_stride if which == "a" else self.b_stride)
+
+    def stored(self, which):
+        """The rows written."""
+        mat = self.a if which == "a" else self.b
+        return mat[:1] if self.stride0 == which else mat
 
     @property
-    def b_words(self):
-        return range(self.b_base, self.b_base + self.b.shape[0] * self.b_stride)
+    def defined(self):
+        """Whether :meth:`product` is the GEMM's result. With stride 0, row r reads row 0's words
+        in row r's lane rotation (``reference.gemm_layout``): a rotated row 0, padding lanes and all."""
+        return not self.stride0
+
+    def words(self, which):
+        base, stride = (self.a_base, self.a_stride) if which == "a" else (self.b_base, self.b_stride)
+        return _region(base, len(self.stored(which)) * stride, self.space)
 
     def product(self):
         return wrap32(gemm(self.a, self.b, self.mode))
@@ -110,8 +123,9 @@ class Job:
         return f"{self.M}x{self.K}x{self.N} {self.mode}"
 
 
-def _overlap(r, s):
-    return r.start < s.stop and s.start < r.stop
+def _region(base, words, space):
+    """The addresses of ``words`` words from ``base``, wrapping at ``space``."""
+    return frozenset((base + i) % space for i in range(words))
 
 
 class GemmStream:
@@ -169,8 +183,11 @@ class GemmStream:
             return int(self.rng.choice([2, 3, 5, 7, 9, 11, 13, 15, 17]))
         return int(self.rng.integers(1, cap + 1))
 
-    def job(self, halves=None, shape=None, mode=None, extra_stride=None, corners=None):
-        """A random job; ``halves`` (A, B, C) picks each buffer's half (random if None)."""
+    def job(self, halves=None, shape=None, mode=None, extra_stride=None, corners=None, wrap=False, stride0=""):
+        """A random job; ``halves`` (A, B, C) picks each buffer's half (random if None).
+
+        ``wrap``: A and B straddle the end of their space (addresses wrap to word 0).
+        ``stride0``: "a" or "b", that matrix's row 0 alone written, and read with stride 0."""
         g, rng = self.g, self.rng
         halves = halves or tuple(int(h) for h in rng.integers(0, 2, 3))
         mode = mode or MODES[int(rng.integers(0, 3))]
@@ -186,23 +203,29 @@ class GemmStream:
         else:
             raise ValueError(f"no job fits {g}")
 
-        def base(half, words, depth):
+        def base(half, words, depth, wraps=False):
+            if wraps:
+                return 2 * depth - (int(rng.integers(1, words)) if words > 1 else 1)
             return half * depth + int(rng.integers(0, depth - words + 1))
 
         corners = rng.random() < 0.15 if corners is None else corners
         draw = (lambda s: rng.choice([-128, 127], size=s)) if corners else (lambda s: rng.integers(-128, 128, size=s))
+        a = np.asarray(draw((ar, ac)), dtype=np.int64)
+        b = np.asarray(draw((br, bc)), dtype=np.int64)
         return Job(
             M,
             K,
             N,
             mode,
-            a_base=base(halves[0], ar * a_stride, g.operand_depth),
-            b_base=base(halves[1], br * b_stride, g.operand_depth),
+            a_base=base(halves[0], ar * a_stride, g.operand_depth, wrap),
+            b_base=base(halves[1], br * b_stride, g.operand_depth, wrap),
             c_base=base(halves[2], c_words, g.result_depth),
             a_stride=a_stride,
             b_stride=b_stride,
-            a=np.asarray(draw((ar, ac)), dtype=np.int64),
-            b=np.asarray(draw((br, bc)), dtype=np.int64),
+            a=a,
+            b=b,
+            space=2 * g.operand_depth,
+            stride0=stride0,
         )
 
     def _extra(self, fixed):
@@ -214,7 +237,9 @@ class GemmStream:
     def _make_room(self, words):
         """A WAIT first if a GEMM that may still run reads any of ``words``."""
         busy = self.running
-        if busy is True or (busy is not None and (_overlap(words, busy.a_words) or _overlap(words, busy.b_words))):
+        if busy is True or (
+            busy is not None and not (words.isdisjoint(busy.words("a")) and words.isdisjoint(busy.words("b")))
+        ):
             self.wait()
 
     def write_matrix(self, which, mat, base, stride, style=None):
@@ -224,7 +249,8 @@ class GemmStream:
         "rows": each row through A_WADDR/A_WROW, in a random row order."""
         rng = self.rng
         rows, cols = mat.shape
-        self._make_room(range(base, base + rows * stride))
+        space = 2 * self.g.operand_depth
+        self._make_room(_region(base, rows * stride, space))
         op = GemmOp.WRITE_A if which == "a" else GemmOp.WRITE_B
         waddr, wrow, wstride = (
             (GemmReg.A_WADDR, GemmReg.A_WROW, GemmReg.A_STRIDE)
@@ -246,7 +272,7 @@ class GemmStream:
                 e = padded[r, ROWS * q : ROWS * (q + 1)]
                 in0 = sum((int(v) & 0xFF) << (8 * i) for i, v in enumerate(e[:4]))
                 in1 = sum((int(v) & 0xFF) << (8 * i) for i, v in enumerate(e[4:]))
-                self.emit(gop(op, in0, in1), check=(base + int(r) * stride + q, f"{op.name} address"))
+                self.emit(gop(op, in0, in1), check=((base + int(r) * stride + q) % space, f"{op.name} address"))
             if which == "b" and rng.random() < 0.15:
                 self.emit(gget(GemmReg.B_ROWSUM), check=(int(padded[r].sum()) & M32, "B_ROWSUM"))
 
@@ -254,8 +280,8 @@ class GemmStream:
         """The job's registers; M, K and N last (see the module's docstring)."""
         first = [
             (GemmReg.MODE, MODES.index(job.mode)),
-            (GemmReg.A_STRIDE, job.a_stride),
-            (GemmReg.B_STRIDE, job.b_stride),
+            (GemmReg.A_STRIDE, job.stride("a")),
+            (GemmReg.B_STRIDE, job.stride("b")),
             (GemmReg.A_BASE, job.a_base),
             (GemmReg.B_BASE, job.b_base),
             (GemmReg.C_BASE, job.c_base),
@@ -282,9 +308,9 @@ class GemmStream:
     def write_job(self, job, order=None):
         for which in order or (("a", "b") if self.rng.random() < 0.5 else ("b", "a")):
             if which == "a":
-                self.write_matrix("a", job.a, job.a_base, job.a_stride)
+                self.write_matrix("a", job.stored("a"), job.a_base, job.a_stride)
             else:
-                self.write_matrix("b", job.b, job.b_base, job.b_stride)
+                self.write_matrix("b", job.stored("b"), job.b_base, job.b_stride)
 
     # -- results -----------------------------------------------------------------
     def point_reads(self, job):
@@ -381,6 +407,7 @@ class GemmStream:
             self.point_reads(job)
         if self.running is not None and (self.running is True or self._same_half(job, self.running)):
             self.running = None  # the first read waits for the engine
+        check &= job.defined
         c = job.product() if check else None
         p = job.params
         for m in range(job.M):
@@ -414,7 +441,8 @@ class GemmStream:
     def single(self):
         """One job: write, configure, START (sometimes twice), WAIT / STATUS / nothing, read it all back."""
         rng = self.rng
-        job = self.job()
+        stride0 = str(rng.choice(["a", "b"])) if rng.random() < 0.05 else ""
+        job = self.job(wrap=rng.random() < 0.1, stride0=stride0)
         read8 = rng.random() < 0.4
         if read8 and rng.random() < 0.5:
             self.channel_params(job)
@@ -444,14 +472,19 @@ class GemmStream:
         for _ in range(n):
             job = self.job(halves=(h, h, h))
             self.write_job(job)  # into half h, while prev (half 1 - h) may compute
+            early = False
             if rng.random() < 0.5:
                 self.configure(job)  # registers may change while the engine runs
+                if prev is not None and rng.random() < 0.4:
+                    # Read prev while it runs (the reads wait): C_BASE already names the other half.
+                    self.read_back(prev, "read32", point=True)
+                    early = True
                 self.wait()
             else:
                 self.wait()
                 self.configure(job)
             self.start(job)
-            if prev is not None:
+            if prev is not None and not early:
                 how = "read8" if rng.random() < 0.4 else "read32"
                 if how == "read8":
                     self.channel_params(prev)  # parameters too may load while the engine runs
