@@ -599,7 +599,7 @@ def test_gemm_cfu_verilog_has_cfu_playgrounds_ports_and_lints_clean(tmp_path):
 
     path = tmp_path / "gemm_cfu.v"
     module = write_verilog("gemm_cfu", path, cols=4, channels=4)
-    assert module == "GemmCfu" and _ports(path.read_text(), module) == CFU_PLAYGROUND_PORTS
+    assert module == "Cfu" and _ports(path.read_text(), module) == CFU_PLAYGROUND_PORTS  # CFU Playground's name
     ensure_simulator("verilator")
     assert lint_waivers("gemm_cfu") == ["WIDTH"]
     result = subprocess.run(
