@@ -515,6 +515,87 @@ def _cmd_bench(args):
     print(json.dumps(out, indent=1))
 
 
+def _cmd_infer(args):
+    """An int8 .tflite model on an engine (NumPy reference, CFU or GEMM RTL), checked against TFLite Micro."""
+    from .infer.engines import EngineUnavailable, engine_spec
+    from .infer.run import InferError, infer, load_checked, prepare_inputs, write_outputs
+    from .infer.tflm import TflmError, tflm_available
+
+    try:
+        spec = engine_spec(args.engine)
+    except EngineUnavailable as e:
+        raise _UsageError(str(e)) from None
+    if args.inputs is not None and args.samples is not None:
+        raise _UsageError("--inputs and --samples: give one (the rows to run, or how many random rows)")
+    if args.quantize and args.inputs is None:
+        raise _UsageError("--quantize applies to --inputs (float rows to quantize)")
+    if spec.design is None and args.waves:
+        raise _UsageError("--waves applies to the RTL engines (cfu, gemm)")
+    check = args.check or ("tflm" if tflm_available() else "none")
+    if check == "tflm" and not tflm_available():
+        raise _UsageError("--check tflm: tflite-micro is not installed (run `make install`)")
+    try:
+        graph, data = load_checked(args.model)
+        if args.outputs:
+            _probe_file(args.outputs, "--outputs", {"npy", "npz"})
+            if Path(args.outputs).suffix.lower() == ".npy" and len(graph.outputs) > 1:
+                raise _UsageError(f"--outputs: the model has {len(graph.outputs)} outputs; write them to a .npz")
+        rows = prepare_inputs(graph, args.inputs, args.quantize, args.samples, args.seed)
+        from reference.tflite_model.run import group_inputs
+
+        group_inputs(graph, rows)  # whole batches, before any simulation
+    except InferError as e:
+        raise _UsageError(str(e)) from None
+    except ValueError as e:  # ModelError from group_inputs
+        raise _UsageError(str(e)) from None
+    try:
+        report, outputs = infer(
+            graph, data, args.model, rows, args.engine, args.simulator, check == "tflm", waves=args.waves
+        )
+    except TflmError as e:
+        raise SimulationError(str(e)) from None
+    if args.outputs:
+        write_outputs(args.outputs, outputs)
+    _print_waves(args, report.get("waves"))
+    if args.json:
+        print(json.dumps(report))
+        return
+    _print_infer(report, graph, args)
+
+
+def _print_infer(r, graph, args):
+    x = graph.tensor(graph.inputs[0])
+    outs = ", ".join(f"{graph.tensor(i).dtype.lower()}{list(graph.tensor(i).shape)}" for i in graph.outputs)
+    print(f"{r['model']}: {len(graph.operators)} ops, input {x.dtype.lower()}{list(x.shape)}, output {outs}")
+    where = f" on {r['simulator']}" if r["simulator"] else ""
+    print(f"engine {r['engine']}: {r['engine_description']}{where}; {r['rows']} rows")
+    print(f"  {'#':>3}  {'op':<16} {'output':<18} {'engine':<9} {'MACs':>11} {'cycles':>10} {'util':>6}  mismatches")
+    for layer in r["layers"]:
+        util = f"{100 * layer['utilization']:5.1f}%" if layer.get("utilization") is not None else "     -"
+        cycles = f"{layer['cycles']:,}" if layer.get("cycles") is not None else "-"
+        mism = "-" if layer["mismatches"] is None else f"{layer['mismatches']}"
+        macs = f"{layer['macs']:,}" if layer["macs"] else "-"
+        print(
+            f"  {layer['index']:>3}  {layer['op']:<16} {str(layer['shape']):<18} {layer['engine']:<9} {macs:>11} "
+            f"{cycles:>10} {util}  {mism}"
+        )
+    t = r["totals"]
+    util = f", {100 * t['utilization']:.1f}% of the engine's peak" if t["utilization"] is not None else ""
+    cycles = f"{t['cycles']:,} cycles{util}" if t["cycles"] else "no cycles (NumPy)"
+    print(f"  total: {t['accelerated_ops']} accelerated ops, {t['macs']:,} MACs, {cycles}")
+    if r["check"]:
+        print(
+            f"  checked against TFLite Micro, every op's output tensor: "
+            f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'} ({t['mismatches']} elements differ)"
+        )
+    else:
+        print("  not checked (--check none, or tflite-micro missing)")
+    if args.outputs:
+        print(f"  outputs: {args.outputs}")
+    if r.get("waves"):
+        print(f"  waves: {r['waves']}")
+
+
 def _rtl_options(parser, simulator_default="verilator"):
     """The options every RTL-running command shares."""
     parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
@@ -614,6 +695,29 @@ def _parser():
         help="loss and accuracy curves (default build/train_curves.png)",
     )
     t.set_defaults(func=_cmd_train)
+
+    i = sub.add_parser("infer", help=_cmd_infer.__doc__)
+    i.add_argument("model", metavar="MODEL.tflite", help="an int8 TFLite model")
+    i.add_argument(
+        "--engine",
+        choices=["reference", "cfu", "gemm", "soc"],
+        default="gemm",
+        help="where FULLY_CONNECTED and CONV_2D run: reference (NumPy), cfu (MAC4/POST on the Cfu RTL), "
+        "gemm (the GemmEngine RTL, default), soc (not available yet); other ops run in NumPy",
+    )
+    i.add_argument("--inputs", metavar="X.npy", help="input rows (rows, *input shape without its batch axis)")
+    i.add_argument("--quantize", action="store_true", help="quantize float --inputs with the input's scale")
+    i.add_argument("--samples", type=_positive_int, default=None, help="random int8 rows (default 1)")
+    i.add_argument("--seed", type=_seed, default=0, help="seed of --samples (NumPy's default_rng)")
+    i.add_argument("--outputs", metavar="Y.npy", help="write the model's outputs, rows first (.npz for several)")
+    i.add_argument(
+        "--check",
+        choices=["tflm", "none"],
+        default=None,
+        help="compare every op's output with TFLite Micro's interpreter (default: tflm when installed)",
+    )
+    _rtl_options(i)
+    i.set_defaults(func=_cmd_infer)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument(

@@ -19,7 +19,8 @@ def mlp_to_tflite(mlp, description="mlhw-sim digits MLP, int8"):
     """The bytes of a .tflite file computing ``mlp`` (:class:`reference.tflm.QuantizedMlp`) on int8
     inputs of shape [1, n_in]; its output is the last layer's int8 logits [1, n_out]."""
     b = ModelBuilder(description)
-    x = b.input([1, mlp.layers[0].filter.shape[1]], scale=mlp.input_scale, zero_point=mlp.input_zero_point)
+    n_in = mlp.layers[0].filter.shape[1]
+    x = b.input([1, n_in], scale=mlp.input_scale, zero_point=mlp.input_zero_point, name="pixels")
     zp = mlp.input_zero_point
     for l, p in enumerate(mlp.layers):
         if p.filter_scale is None:
