@@ -492,14 +492,17 @@ def _cmd_train(args):
 
 
 def _cmd_verilog(args):
-    """The CFU Playground kit and the Nexys A7 self-test build plan."""
+    """The CFU Playground kit, the Nexys A7 self-test build plan and the digits MLP as a .tflite model."""
     from hdl.boards.nexys_a7 import write_build_plan
     from hdl.cfu.kit import write_cfu_kit
+    from reference.tflite_model.export import write_digits_model
 
     _probe_dir(args.out, "--out")
     for path in write_cfu_kit(Path(args.out) / "cfu_playground"):
         print(path)
     for path in write_build_plan(Path(args.out) / "nexys_a7"):
+        print(path)
+    for path in write_digits_model(args.out):  # digits_mlp.tflite and its test images, for `sim infer`
         print(path)
 
 
@@ -721,7 +724,10 @@ def _parser():
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument(
-        "--out", default="build", help="output folder (default: build): writes cfu_playground/ and nexys_a7/ in it"
+        "--out",
+        default="build",
+        help="output folder (default: build): writes cfu_playground/, nexys_a7/, digits_mlp.tflite and "
+        "digits_test.npy in it",
     )
     v.set_defaults(func=_cmd_verilog)
 

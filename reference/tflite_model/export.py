@@ -12,7 +12,7 @@ import numpy as np
 
 from .builder import ModelBuilder
 
-__all__ = ["mlp_to_tflite"]
+__all__ = ["mlp_to_tflite", "write_digits_model"]
 
 
 def mlp_to_tflite(mlp, description="mlhw-sim digits MLP, int8"):
@@ -41,3 +41,21 @@ def mlp_to_tflite(mlp, description="mlhw-sim digits MLP, int8"):
         x, zp = y, p.output_offset
     b.outputs.append(x)
     return b.build()
+
+
+def write_digits_model(out_dir):
+    """Write ``digits_mlp.tflite`` (the project's int8 digits MLP, :func:`reference.float_mlp.digits_mlp`)
+    and ``digits_test.npy`` (its 360 test images as float32 rows of 64 pixels in [0, 1], for
+    ``python -m sim infer ... --inputs digits_test.npy --quantize``) into ``out_dir``; return their paths."""
+    from pathlib import Path
+
+    from ..digits import load_split
+    from ..float_mlp import digits_mlp
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mlp, _ = digits_mlp()
+    model, images = out / "digits_mlp.tflite", out / "digits_test.npy"
+    model.write_bytes(mlp_to_tflite(mlp))
+    np.save(images, load_split()[2].astype(np.float32))
+    return [model, images]
