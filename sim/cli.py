@@ -599,6 +599,85 @@ def _print_infer(r, graph, args):
         print(f"  waves: {r['waves']}")
 
 
+def _cmd_topology(args):
+    """A SCALE-Sim GEMM topology (Layer, M, N, K,): our cycle model against SCALE-Sim's, optionally on the RTL."""
+    from .topology import TopologyError, model_report, plot, read_topology, rtl_params, run_rtl
+
+    R, C = args.rows, args.cols
+    if R & (R - 1):
+        raise _UsageError(f"--rows must be a power of two (the operand buffers bank by rows), not {R}")
+    if args.rtl and max(R, C) > MAX_ARRAY:
+        raise _UsageError(f"--rtl: arrays of at most {MAX_ARRAY}x{MAX_ARRAY} here, not {R}x{C}")
+    if args.plot:
+        import matplotlib.backends.backend_agg as agg
+
+        _probe_file(args.plot, "--plot", set(agg.FigureCanvasAgg.get_supported_filetypes()))
+    try:
+        layers = read_topology(args.topology)
+        if args.rtl:
+            rtl_params(layers, R, C)  # every layer fits, before any simulation
+    except TopologyError as e:
+        raise _UsageError(str(e)) from None
+    records, totals = model_report(layers, R, C)
+    out = {
+        "topology": str(args.topology),
+        "array": [R, C],
+        "dataflow": "weight stationary (K on rows, N on columns, M streamed)",
+    }
+    if args.rtl:
+        measured, params = run_rtl(layers, R, C, args.simulator, jobs=args.jobs, progress=not args.json)
+        out["rtl"] = {"simulator": args.simulator, "engine": params}
+        for r in records:
+            m = measured[r["layer"]]
+            r["rtl_cycles"], r["rtl_bit_exact"] = m["cycles"], m["bit_exact"]
+            if m["error"]:
+                r["rtl_error"] = m["error"]
+        totals["rtl_cycles"] = sum(r["rtl_cycles"] or 0 for r in records)
+        totals["rtl_equals_model"] = all(r["rtl_cycles"] == r["cycles"] for r in records)
+        totals["rtl_bit_exact"] = all(r["rtl_bit_exact"] for r in records)
+    out["layers"], out["totals"] = records, totals
+    if args.plot:
+        plot(args.plot, records, R, C, f"{Path(args.topology).name} on {R}x{C}")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.topology}: {len(records)} GEMM layers on a {R}x{C} weight-stationary array")
+        head = f"  {'layer':<14} {'M':>6} {'N':>6} {'K':>6} {'MACs':>13} {'cycles':>11} {'SCALE-Sim':>11} "
+        head += f"{'ideal':>11} {'util':>6}"
+        print(head + ("  RTL" if args.rtl else ""))
+        for r in records:
+            rtl = ""
+            if args.rtl:
+                rtl = f"  {r['rtl_cycles']:,}" if r["rtl_cycles"] is not None else "  failed"
+                rtl += "" if r["rtl_cycles"] == r["cycles"] else " (differs)"
+            print(
+                f"  {r['layer']:<14} {r['M']:>6} {r['N']:>6} {r['K']:>6} {r['macs']:>13,} {r['cycles']:>11,} "
+                f"{r['scalesim_cycles']:>11,} {r['ideal_cycles']:>11,} {100 * r['utilization']:5.1f}%{rtl}"
+            )
+        t = totals
+        print(
+            f"  total: {t['macs']:,} MACs in {t['cycles']:,} cycles ({100 * t['utilization']:.1f}% utilization); "
+            f"SCALE-Sim {t['scalesim_cycles']:,} ({100 * t['utilization_at_scalesim_cycles']:.1f}%); "
+            f"ours/SCALE-Sim {t['cycles_vs_scalesim']:.2f}"
+        )
+        if args.rtl:
+            print(
+                f"  RTL ({args.simulator}): {t['rtl_cycles']:,} cycles, "
+                f"{'equal to the model on every layer' if t['rtl_equals_model'] else 'DIFFERS from the model'}, "
+                f"products {'bit-exact' if t['rtl_bit_exact'] else 'WRONG'}"
+            )
+        if args.plot:
+            print(f"  plot: {args.plot}")
+    if args.rtl:
+        bad = [r for r in records if r["rtl_cycles"] != r["cycles"] or not r["rtl_bit_exact"]]
+        if bad:
+            r = bad[0]
+            raise SimulationError(
+                r.get("rtl_error")
+                or f"layer {r['layer']}: the RTL took {r['rtl_cycles']} cycles, the cycle model says {r['cycles']}"
+            )
+
+
 def _rtl_options(parser, simulator_default="verilator"):
     """The options every RTL-running command shares."""
     parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
@@ -721,6 +800,21 @@ def _parser():
     )
     _rtl_options(i)
     i.set_defaults(func=_cmd_infer)
+
+    p_top = sub.add_parser("topology", help=_cmd_topology.__doc__)
+    p_top.add_argument("topology", metavar="FILE.csv", help="SCALE-Sim GEMM topology: 'Layer, M, N, K,' rows")
+    p_top.add_argument("--rows", type=_positive_int, default=8, help="array rows R (default 8)")
+    p_top.add_argument("--cols", type=_positive_int, default=8, help="array columns C (default 8)")
+    p_top.add_argument(
+        "--rtl", action="store_true", help="run every layer's GEMM on the RTL; its cycles must equal the model's"
+    )
+    p_top.add_argument(
+        "--jobs", type=_positive_int, default=None, help="--rtl: simulations at once (default: one per core)"
+    )
+    p_top.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    p_top.add_argument("--json", action="store_true", help="print one JSON object")
+    p_top.add_argument("--plot", metavar="PNG", help="cycles and utilization per layer, against SCALE-Sim's")
+    p_top.set_defaults(func=_cmd_topology)
 
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument(
