@@ -135,7 +135,7 @@ SHIFT_BITS = 6
 
 
 class Counter(IntEnum):
-    """Performance counters (COUNTER's in0). All but LAST restart at CLEAR and at reset."""
+    """Performance counters (COUNTER's in0). Reset zeroes them all; CLEAR zeroes all but LAST."""
 
     BUSY = 0  #: cycles the engine was busy
     WAIT = 1  #: busy cycles in which the unit held a WAIT, or a READ waiting for the engine

@@ -46,6 +46,8 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (GEMM + ["--rows", "2", "--cols", "2", "--inject-fault", "stuck-pe=2,0"], r"PE 2,0 is outside the 2x2 array"),
         (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
         (["cfu", "--samples", "0"], r"--samples: must be 1 or more"),
+        (["cfu-gemm", "--ops", "0"], r"--ops: must be 1 or more, not 0"),
+        (["cfu-gemm", "--seed", "-3"], r"--seed: must be 0 or more"),
         (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
         (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
         (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
@@ -150,6 +152,33 @@ def test_gemm_json_keys():
     assert out["macs"] == 5 * 7 * 4
     # Operands in (A: 7 rows of 3 words; B: 7 rows of 2) and results out (5 rows x 2 words).
     assert out["transfer_cycles"] == 7 * 3 + 7 * 2 + 5 * 2
+
+
+def test_cfu_gemm_json():
+    """A short random run of the GEMM CFU: every command answered and checked, exactly its keys."""
+    result = _sim(*"cfu-gemm --ops 300 --seed 3 --simulator icarus --json".split())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {
+        "simulator",
+        "seed",
+        "ops",
+        "checked",
+        "skipped_undefined",
+        "dropped_by_reset",
+        "gemms",
+        "result_words_checked",
+        "definition_checks",
+        "resets",
+        "resets_mid_gemm",
+        "cycles",
+        "sim_cycles_per_second",
+        "bit_exact",
+        "waves",
+    }
+    assert out["bit_exact"] is True and out["seed"] == 3 and out["ops"] == 300
+    assert out["checked"] + out["skipped_undefined"] + out["dropped_by_reset"] == 300
+    assert out["gemms"] > 0 and out["result_words_checked"] > 0
 
 
 def test_gemm_fault_says_no():

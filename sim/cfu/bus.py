@@ -74,8 +74,8 @@ class CfuScoreboard(InOrderScoreboard):
         self.observe(value, cycle)
         self.responses.append((index, value, self.latencies[-1]))
 
-    def reset(self):
-        """A reset discards every op in flight and restores the registers."""
+    def reset(self, cycle=None):
+        """A reset (high in ``cycle``) discards every op in flight and restores the registers."""
         self.flush()
         self.model.reset()
 
@@ -88,12 +88,12 @@ class CfuBus:
     #: counts as hung.
     HANG_LIMIT = 64
 
-    def __init__(self, dut, rng=None):
+    def __init__(self, dut, rng=None, scoreboard=None):
         self.dut = dut
         # Gaps and back-pressure draw from this one stream, in that order, each cycle.
         self.rng = rng or random.Random(0)
         self.cycle = 0
-        self.scoreboard = CfuScoreboard()
+        self.scoreboard = scoreboard or CfuScoreboard()
         self._clock_started = False
         self.source = self.sink = None
 
@@ -108,8 +108,8 @@ class CfuBus:
         # Fresh ones: what they last drove is what the reset zeroed.
         self.source = StreamSource(dut.cmd_valid, dut.cmd_ready, payload)
         self.sink = StreamSink(dut.rsp_valid, dut.rsp_ready, dut.rsp_payload_outputs_0, name="response")
-        self.scoreboard.reset()
         self.cycle = cycle_now()
+        self.scoreboard.reset(self.cycle)
 
     async def run(self, commands, *, gap=0.0, backpressure=0.0, reset_cycles=(), drain=True):
         """Stream ``commands`` ((function_id, in0, in1) tuples) through the unit.
@@ -159,7 +159,7 @@ class CfuBus:
                 assert not c_ready and not r_valid, (
                     f"cycle {cycle}: cmd_ready={int(c_ready)} rsp_valid={int(r_valid)} during reset"
                 )
-                sb.reset()
+                sb.reset(cycle)
                 continue
             waits = r_valid and not r_ready
             if waits:
