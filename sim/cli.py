@@ -620,6 +620,10 @@ def _cmd_infer(args):
         )
     except TflmError as e:
         raise SimulationError(str(e)) from None
+    except Mismatch as e:
+        if not args.json:  # the table shows which layers differ; main() prints the first difference
+            _print_infer(e.summary, graph, args)
+        raise
     if args.outputs:
         write_outputs(args.outputs, outputs)
     _print_waves(args, report.get("waves"))
