@@ -35,7 +35,7 @@ def _check_reference(data, rows):
     groups = group_inputs(graph, rows)
     values, _ = run_reference(graph, groups)
     produced = [i for op in graph.operators for i in op.outputs]
-    expected = tflm_tensors(data, graph, groups, produced)
+    expected = tflm_tensors(data, graph, groups, produced, isolated=False)
     for op in graph.operators:
         for i in op.outputs:
             t = graph.tensor(i)
@@ -228,6 +228,67 @@ def test_small_cnn_and_its_numpy_ops_match_tflm():
     _check_reference(b.build(), rng.normal(0, 4, (5, 6, 5, 3)).astype(np.float32))
 
 
+def _depthwise_pad_add_model(rng, bias=True):
+    """DEPTHWISE_CONV_2D -> PAD -> ADD (a broadcast constant) -> ADD (a residual: the PAD's output)."""
+    h, w, c, dm = int(rng.integers(2, 8)), int(rng.integers(2, 8)), int(rng.integers(1, 5)), int(rng.integers(1, 3))
+    kh, kw, stride = int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    oh, ow, cout = (h + stride - 1) // stride, (w + stride - 1) // stride, c * dm
+    b = ModelBuilder()
+    s_in = float(np.exp(rng.uniform(-5, 0)))
+    x = b.input([1, h, w, c], scale=s_in, zero_point=int(rng.integers(-128, 128)))
+    s_w = np.exp(rng.uniform(-7, -2, cout)).astype(np.float32)
+    wt = b.tensor([1, kh, kw, cout], data=rng.integers(-127, 128, (1, kh, kw, cout)), scale=s_w, quantized_dimension=3)
+    bias_t = -1
+    if bias:
+        bias_t = b.tensor(
+            [cout], "INT32", data=rng.integers(-3000, 3000, cout), scale=np.float32(s_in) * s_w.astype(float)
+        )
+    s_y, zp_y = float(np.exp(rng.uniform(-5, 1))), int(rng.integers(-128, 128))
+    y = b.tensor([1, oh, ow, cout], scale=s_y, zero_point=zp_y)
+    b.operator(
+        "DEPTHWISE_CONV_2D",
+        [x, wt, bias_t],
+        [y],
+        padding="SAME",
+        stride_h=stride,
+        stride_w=stride,
+        depth_multiplier=dm,
+        fused_activation_function="RELU6",
+    )
+    pads = rng.integers(0, 3, (4, 2))
+    pads[0] = 0
+    shape = [1, oh + int(pads[1].sum()), ow + int(pads[2].sum()), cout + int(pads[3].sum())]
+    p = b.tensor(shape, scale=s_y, zero_point=zp_y)
+    b.operator("PAD", [y, b.tensor([4, 2], "INT32", data=pads)], [p])
+    const = b.tensor([shape[3]], data=rng.integers(-128, 128, shape[3]), scale=0.05, zero_point=3)
+    a1 = b.tensor(shape, scale=float(np.exp(rng.uniform(-5, 1))), zero_point=int(rng.integers(-128, 128)))
+    b.operator("ADD", [p, const], [a1], fused_activation_function="RELU")
+    a2 = b.tensor(shape, scale=float(np.exp(rng.uniform(-5, 1))), zero_point=int(rng.integers(-128, 128)))
+    b.operator("ADD", [a1, p], [a2])
+    b.outputs.append(a2)
+    return b.build()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_depthwise_conv_pad_and_add_match_tflm(seed):
+    rng = np.random.default_rng(seed)
+    data = _depthwise_pad_add_model(rng)
+    graph = load_model(data)
+    assert [op.op for op in graph.operators] == ["DEPTHWISE_CONV_2D", "PAD", "ADD", "ADD"]
+    _check_reference(data, _rows(graph, 3, rng))
+
+
+def test_a_tflm_crash_is_one_line(tmp_path):
+    """TFLM's DEPTHWISE_CONV_2D without a bias crashes the interpreter: the check runs in a child process."""
+    path = tmp_path / "dw.tflite"
+    path.write_bytes(_depthwise_pad_add_model(np.random.default_rng(0), bias=False))
+    r = _sim("infer", str(path), "--engine", "reference")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith("sim: error: TFLite Micro's interpreter crashed (signal 11) on this model; --check none")
+    r = _sim("infer", str(path), "--engine", "reference", "--check", "none", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["bit_exact"] is None
+
+
 # -- the digits MLP, exported ----------------------------------------------------------------------------------
 
 
@@ -237,7 +298,8 @@ def test_exported_digits_mlp_is_the_projects_mlp_bit_for_bit():
     data = mlp_to_tflite(mlp)
     graph = _check_reference(data, mlp.quantize_input(load_split()[2]).astype(np.int8))
     x = mlp.quantize_input(load_split()[2])
-    expected = tflm_tensors(data, graph, group_inputs(graph, x.astype(np.int8)), graph.outputs)[graph.outputs[0]]
+    groups = group_inputs(graph, x.astype(np.int8))
+    expected = tflm_tensors(data, graph, groups, graph.outputs, isolated=False)[graph.outputs[0]]
     np.testing.assert_array_equal(ungroup(expected), mlp.forward(x)[-1])
 
 

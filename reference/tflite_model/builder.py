@@ -22,6 +22,7 @@ OPTIONS = {
     "QUANTIZE": "QuantizeOptions",
     "DEQUANTIZE": "DequantizeOptions",
     "ADD": "AddOptions",
+    "PAD": "PadOptions",
     "TANH": None,
     "LOGISTIC": None,
     "RELU": None,

@@ -14,7 +14,9 @@ and ``micro/kernels/*_common.cc``):
   int8 to int8: ``MBQM(x - zp_in, M, shift) + zp_out`` with ``M`` from
   ``s_in / s_out``), DEQUANTIZE (``float(scale · (x - zp))`` in double),
   RESHAPE/SQUEEZE/EXPAND_DIMS (data unchanged), MAX_POOL_2D, AVERAGE_POOL_2D,
-  SOFTMAX (:mod:`.softmax`).
+  SOFTMAX (:mod:`.softmax`), DEPTHWISE_CONV_2D (per channel), ADD (with
+  broadcasting, TFLM's ``left_shift = 20`` rescaling) and PAD (with the
+  output zero point).
 
 Values carry a leading *group* axis: a model built for batch B runs on G
 groups of B rows at once; the kernels fold G into the batch.
@@ -28,7 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fixedpoint import clamp, multiply_by_quantized_multiplier, quantize_multiplier, wrap32
+from ..fixedpoint import (
+    clamp,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    wrap32,
+)
 from ..tflm import quantize_activation, tflite_round
 from .graph import ModelError
 
@@ -402,6 +411,140 @@ class Dequantize:
         return [(scale * (np.asarray(values[0], np.float64) - int(x.zero_point[0]))).astype(np.float32)]
 
 
+class DepthwiseConv2D:
+    """DEPTHWISE_CONV_2D (int8, per channel): TFLM's ``DepthwiseConvPerChannel``, in NumPy.
+    Output channel ``oc`` reads input channel ``oc // depth_multiplier``; filter [1, KH, KW, C_out]."""
+
+    accelerated = False
+
+    @staticmethod
+    def check(graph, op):
+        (x, w, bias), (y,) = _tensors(graph, op, 3, optional=(2,))
+        _need_type(op, x, "input")
+        _need_type(op, y, "output")
+        _need_per_tensor(op, x, "input")
+        _need_per_tensor(op, y, "output")
+        if len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4 or w.shape[0] != 1:
+            raise _unsupported(op, "input and output must be NHWC and the filter [1, KH, KW, C_out]")
+        cout, cin = w.shape[3], x.shape[3]
+        dm = op.options.get("depth_multiplier", 1) or 1
+        if cout != cin * dm:
+            raise _unsupported(op, f"{cout} output channels for {cin} input channels and depth multiplier {dm}")
+        _check_filter(op, w, bias, cout, 3)
+        (sh, sw), (dh, dw) = _conv_geometry(op)
+        padding = op.options.get("padding", "SAME")
+        if min(sh, sw, dh, dw) < 1 or padding not in ("SAME", "VALID"):
+            raise _unsupported(op, f"stride {sh}x{sw}, dilation {dh}x{dw}, padding {padding}")
+        oh, _ = conv_output_size(x.shape[1], w.shape[1], sh, dh, padding)
+        ow, _ = conv_output_size(x.shape[2], w.shape[2], sw, dw, padding)
+        if tuple(y.shape) != (x.shape[0], oh, ow, cout) or min(oh, ow) < 1:
+            raise _unsupported(op, f"output {y.describe()}, expected {[x.shape[0], oh, ow, cout]}")
+        activation_range(op.options.get("fused_activation_function"), y.scale[0], y.zero_point[0], op)
+
+    @staticmethod
+    def run(graph, op, values):
+        (xt, w, bias), (y,) = _tensors(graph, op, 3, optional=(2,))
+        _, kh, kw, cout = w.shape
+        cin = xt.shape[3]
+        dm = cout // cin
+        stride, dilation = _conv_geometry(op)
+        v = np.asarray(values[0], dtype=np.int64)
+        x = v.reshape(-1, *xt.shape[1:])
+        patches, (oh, ow) = im2col(
+            x, kh, kw, stride, dilation, op.options.get("padding", "SAME"), int(xt.zero_point[0])
+        )
+        patches = patches.reshape(-1, kh * kw, cin) - int(xt.zero_point[0])  # x + input_offset
+        channel_in = np.arange(cout) // dm
+        acc = np.einsum("mtc,tc->mc", patches[:, :, channel_in], w.data.astype(np.int64).reshape(kh * kw, cout))
+        if bias is not None:
+            acc = acc + bias.data.astype(np.int64)[None, :]
+        mult, shift = conv_multipliers(xt.scale[0], w.scale, y.scale[0], cout)
+        lo, hi = activation_range(op.options.get("fused_activation_function"), y.scale[0], y.zero_point[0], op)
+        out = wrap32(multiply_by_quantized_multiplier(wrap32(acc), mult[None, :], shift[None, :]))
+        out = clamp(wrap32(out + int(y.zero_point[0])), lo, hi)
+        return [out.reshape(v.shape[0], *y.shape)]
+
+
+def _multiply_smaller_than_one(x, multiplier, shift):
+    """TFLM ``MultiplyByQuantizedMultiplierSmallerThanOneExp``: ``RDBPOT(SRDHM(x, M), -shift)``, shift <= 0."""
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(np.asarray(x, np.int64), multiplier), -shift)
+
+
+class Add:
+    """ADD (int8, with broadcasting): TFLM's quantized add, inputs rescaled to a common scale with
+    ``left_shift = 20``, summed and rescaled to the output (``micro/kernels/add_common.cc``)."""
+
+    accelerated = False
+    LEFT_SHIFT = 20
+
+    @staticmethod
+    def check(graph, op):
+        (a, b), (y,) = _tensors(graph, op, 2)
+        for role, t in (("input 0", a), ("input 1", b), ("output", y)):
+            _need_type(op, t, role)
+            _need_per_tensor(op, t, role)
+        if a.is_constant and b.is_constant:
+            raise _unsupported(op, "both inputs are constants")
+        try:
+            np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        except ValueError:
+            raise _unsupported(op, f"{a.describe()} and {b.describe()} do not broadcast") from None
+        activation_range(op.options.get("fused_activation_function"), y.scale[0], y.zero_point[0], op)
+
+    @staticmethod
+    def params(a, b, y):
+        """``(m1, s1, m2, s2, m_out, s_out)``, as TFLM's ``CalculateOpDataAdd`` computes them in double."""
+        s_a, s_b, s_y = (float(np.float32(t.scale[0])) for t in (a, b, y))
+        twice_max = 2.0 * max(s_a, s_b)
+        m1, s1 = _quantize_multiplier(s_a / twice_max)
+        m2, s2 = _quantize_multiplier(s_b / twice_max)
+        mo, so = _quantize_multiplier(twice_max / ((1 << Add.LEFT_SHIFT) * s_y))
+        return m1, s1, m2, s2, mo, so
+
+    @staticmethod
+    def run(graph, op, values):
+        (a, b), (y,) = _tensors(graph, op, 2)
+        groups = next(v.shape[0] for v in values if v is not None)
+        rank = max(len(a.shape), len(b.shape))
+        operands = []
+        for t, v in ((a, values[0]), (b, values[1] if len(values) > 1 else None)):
+            v = np.broadcast_to(t.data, (groups, *t.shape)) if v is None else np.asarray(v)
+            operands.append(v.astype(np.int64).reshape(groups, *([1] * (rank - len(t.shape))), *t.shape))
+        m1, s1, m2, s2, mo, so = Add.params(a, b, y)
+        x1 = _multiply_smaller_than_one((operands[0] - int(a.zero_point[0])) << Add.LEFT_SHIFT, m1, s1)
+        x2 = _multiply_smaller_than_one((operands[1] - int(b.zero_point[0])) << Add.LEFT_SHIFT, m2, s2)
+        out = wrap32(_multiply_smaller_than_one(wrap32(x1 + x2), mo, so) + int(y.zero_point[0]))
+        lo, hi = activation_range(op.options.get("fused_activation_function"), y.scale[0], y.zero_point[0], op)
+        return [clamp(out, lo, hi).reshape(groups, *y.shape)]
+
+
+class Pad:
+    """PAD (int8): the paddings of a constant [rank, 2] tensor, filled with the output zero point."""
+
+    accelerated = False
+
+    @staticmethod
+    def check(graph, op):
+        (x, p), (y,) = _tensors(graph, op, 2)
+        _need_type(op, x, "input")
+        _need_type(op, y, "output")
+        _need_per_tensor(op, y, "output")
+        if not p.is_constant or p.data.shape != (len(x.shape), 2):
+            raise _unsupported(op, f"paddings {p.describe()} must be a constant [{len(x.shape)}, 2]")
+        if np.any(p.data < 0) or np.any(p.data[0] != 0):
+            raise _unsupported(op, "negative paddings, or padding of the batch axis")
+        if x.zero_point[0] != y.zero_point[0] or np.float32(x.scale[0]) != np.float32(y.scale[0]):
+            raise _unsupported(op, "input and output quantization differ")
+        if tuple(y.shape) != tuple(int(n + lo + hi) for n, (lo, hi) in zip(x.shape, p.data)):
+            raise _unsupported(op, f"output {y.describe()} does not match the paddings")
+
+    @staticmethod
+    def run(graph, op, values):
+        (x, p), (y,) = _tensors(graph, op, 2)
+        pads = [(0, 0)] + [(int(lo), int(hi)) for lo, hi in p.data]
+        return [np.pad(np.asarray(values[0], np.int64), pads, constant_values=int(y.zero_point[0]))]
+
+
 class Pool2D:
     """MAX_POOL_2D and AVERAGE_POOL_2D (int8): the window clipped to the image, as TFLM does."""
 
@@ -497,6 +640,9 @@ KERNELS = {
     "MAX_POOL_2D": Pool2D,
     "AVERAGE_POOL_2D": Pool2D,
     "SOFTMAX": Softmax,
+    "DEPTHWISE_CONV_2D": DepthwiseConv2D,
+    "ADD": Add,
+    "PAD": Pad,
 }
 
 #: The ops an engine runs as GEMMs.
