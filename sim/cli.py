@@ -724,7 +724,7 @@ def _cmd_topology(args):
         t = totals
         print(
             f"  total: {t['macs']:,} MACs in {t['cycles']:,} cycles ({100 * t['utilization']:.1f}% utilization); "
-            f"SCALE-Sim {t['scalesim_cycles']:,} ({100 * t['utilization_at_scalesim_cycles']:.1f}%); "
+            f"SCALE-Sim {t['scalesim_cycles']:,} ({100 * t['scalesim_utilization']:.1f}%); "
             f"ours/SCALE-Sim {t['cycles_vs_scalesim']:.2f}"
         )
         if args.rtl:
