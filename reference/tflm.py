@@ -5,6 +5,12 @@ Written from TFLM ``kernels/internal/reference/integer_ops/fully_connected.h``:
 then ``MultiplyByQuantizedMultiplier``, ``+ output_offset`` and the activation
 clamp. Weights are symmetric per-tensor int8 (zero point 0), activations
 asymmetric int8, biases int32 with scale ``s_input * s_filter``.
+
+Scales are float32, as a .tflite file stores them, and each layer's
+multiplier is TFLM's: ``QuantizeMultiplier(double(s_in) * double(s_w) /
+double(s_out))`` (``kernels/kernel_util.cc``), so that the model exported to a
+.tflite file (:func:`reference.tflite_model.export.mlp_to_tflite`) gives TFLM
+the same multipliers.
 """
 
 from dataclasses import dataclass
@@ -13,7 +19,7 @@ import numpy as np
 
 from .fixedpoint import clamp, multiply_by_quantized_multiplier, quantize_multiplier, wrap32
 
-__all__ = ["FcParams", "fully_connected", "quantize_activation", "quantize_mlp", "QuantizedMlp"]
+__all__ = ["FcParams", "fully_connected", "quantize_activation", "quantize_mlp", "QuantizedMlp", "tflite_round"]
 
 
 @dataclass
@@ -30,6 +36,7 @@ class FcParams:
     act_max: int
     input_scale: float
     output_scale: float
+    filter_scale: float | None = None  # what a .tflite file stores; the multiplier derives from it
 
 
 def fully_connected(x, p):
@@ -40,15 +47,31 @@ def fully_connected(x, p):
     return clamp(y, p.act_min, p.act_max)
 
 
+def tflite_round(x):
+    """``TfLiteRound`` (C's ``round``): to the nearest integer, halves away from zero; exact
+    (``floor(x + 0.5)`` is not: in float32, 0.49999997 + 0.5 rounds to 1)."""
+    x = np.asarray(x)
+    t = np.trunc(x)
+    return t + np.where(np.abs(x - t) >= 0.5, np.sign(x), 0).astype(x.dtype)
+
+
 def quantize_activation(x, scale, zero_point):
-    """Real values to int8: ``clamp(round(x / scale) + zero_point, -128, 127)``."""
-    return np.clip(np.round(np.asarray(x) / scale) + zero_point, -128, 127).astype(np.int64)
+    """Real values to int8 as TFLite's ``AffineQuantize`` (``reference/quantize.h``) does:
+    ``clamp(round(float32(x) / float32(scale)) + zero_point, -128, 127)``, the division in
+    float32 and the rounding half away from zero (``TfLiteRound``)."""
+    q = tflite_round(np.asarray(x, dtype=np.float32) / np.float32(scale))
+    return np.clip(q.astype(np.int64) + int(zero_point), -128, 127)
+
+
+def _f32(v):
+    """``v`` rounded to float32, as a .tflite file stores a scale (returned as a Python float)."""
+    return float(np.float32(v))
 
 
 def _asymmetric(lo, hi):
-    """Scale and int8 zero point covering [lo, hi] (which must contain 0)."""
+    """Scale (float32) and int8 zero point covering [lo, hi] (which must contain 0)."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = (hi - lo) / 255.0 or 1.0
+    scale = _f32((hi - lo) / 255.0 or 1.0)
     zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return scale, zero_point
 
@@ -83,7 +106,7 @@ def quantize_mlp(weights, biases, x_calibration, relu_hidden=True):
     a hidden layer's range starts at 0, so its zero point is -128 and
     ``act_min = -128``.
     """
-    in_scale, in_zp = 1.0 / 255.0, -128
+    in_scale, in_zp = _f32(1.0 / 255.0), -128
     x = np.asarray(x_calibration, dtype=np.float64)
     layers = []
     for l, (w, b) in enumerate(zip(weights, biases)):
@@ -92,10 +115,10 @@ def quantize_mlp(weights, biases, x_calibration, relu_hidden=True):
         if not last and relu_hidden:
             y = np.maximum(y, 0)
         out_scale, out_zp = _asymmetric(float(y.min()), float(y.max()))
-        w_scale = float(np.abs(w).max()) / 127.0 or 1.0
+        w_scale = _f32(float(np.abs(w).max()) / 127.0 or 1.0)
         wq = np.clip(np.round(w / w_scale), -127, 127).astype(np.int64).T
         bq = np.round(b / (in_scale * w_scale)).astype(np.int64)
-        multiplier, shift = quantize_multiplier(in_scale * w_scale / out_scale)
+        multiplier, shift = quantize_multiplier(in_scale * w_scale / out_scale)  # double, from float32 scales
         layers.append(
             FcParams(
                 filter=wq,
@@ -108,7 +131,8 @@ def quantize_mlp(weights, biases, x_calibration, relu_hidden=True):
                 act_max=127,
                 input_scale=in_scale,
                 output_scale=out_scale,
+                filter_scale=w_scale,
             )
         )
         x, in_scale, in_zp = y, out_scale, out_zp
-    return QuantizedMlp(layers=layers, input_scale=1.0 / 255.0, input_zero_point=-128)
+    return QuantizedMlp(layers=layers, input_scale=_f32(1.0 / 255.0), input_zero_point=-128)

@@ -555,14 +555,17 @@ def _cmd_train(args):
 
 
 def _cmd_verilog(args):
-    """The CFU Playground kit and the Nexys A7 self-test build plan."""
+    """The CFU Playground kit, the Nexys A7 self-test build plan and the digits MLP as a .tflite model."""
     from hdl.boards.nexys_a7 import write_build_plan
     from hdl.cfu.kit import write_cfu_kit
+    from reference.tflite_model.export import write_digits_model
 
     _probe_dir(args.out, "--out")
     for path in write_cfu_kit(Path(args.out) / "cfu_playground"):
         print(path)
     for path in write_build_plan(Path(args.out) / "nexys_a7"):
+        print(path)
+    for path in write_digits_model(args.out):  # digits_mlp.tflite and its test images, for `sim infer`
         print(path)
 
 
@@ -576,6 +579,170 @@ def _cmd_bench(args):
     if "gemm" in args.designs:
         out["gemm"] = bench_gemm(args.simulators)
     print(json.dumps(out, indent=1))
+
+
+def _cmd_infer(args):
+    """An int8 .tflite model on an engine (NumPy reference, CFU or GEMM RTL), checked against TFLite Micro."""
+    from .infer.engines import EngineUnavailable, engine_spec
+    from .infer.run import InferError, infer, load_checked, prepare_inputs, write_outputs
+    from .infer.tflm import TflmError, tflm_available
+
+    try:
+        spec = engine_spec(args.engine)
+    except EngineUnavailable as e:
+        raise _UsageError(str(e)) from None
+    if args.inputs is not None and args.samples is not None:
+        raise _UsageError("--inputs and --samples: give one (the rows to run, or how many random rows)")
+    if args.quantize and args.inputs is None:
+        raise _UsageError("--quantize applies to --inputs (float rows to quantize)")
+    if spec.design is None and args.waves:
+        raise _UsageError("--waves applies to the RTL engines (cfu, gemm)")
+    check = args.check or ("tflm" if tflm_available() else "none")
+    if check == "tflm" and not tflm_available():
+        raise _UsageError("--check tflm: tflite-micro is not installed (run `make install`)")
+    try:
+        graph, data = load_checked(args.model)
+        if args.outputs:
+            _probe_file(args.outputs, "--outputs", {"npy", "npz"})
+            if Path(args.outputs).suffix.lower() == ".npy" and len(graph.outputs) > 1:
+                raise _UsageError(f"--outputs: the model has {len(graph.outputs)} outputs; write them to a .npz")
+        rows = prepare_inputs(graph, args.inputs, args.quantize, args.samples, args.seed)
+        from reference.tflite_model.run import group_inputs
+
+        group_inputs(graph, rows)  # whole batches, before any simulation
+    except InferError as e:
+        raise _UsageError(str(e)) from None
+    except ValueError as e:  # ModelError from group_inputs
+        raise _UsageError(str(e)) from None
+    try:
+        report, outputs = infer(
+            graph, data, args.model, rows, args.engine, args.simulator, check == "tflm", waves=args.waves
+        )
+    except TflmError as e:
+        raise SimulationError(str(e)) from None
+    except Mismatch as e:
+        if not args.json:  # the table shows which layers differ; main() prints the first difference
+            _print_infer(e.summary, graph, args)
+        raise
+    if args.outputs:
+        write_outputs(args.outputs, outputs)
+    _print_waves(args, report.get("waves"))
+    if args.json:
+        print(json.dumps(report))
+        return
+    _print_infer(report, graph, args)
+
+
+def _print_infer(r, graph, args):
+    x = graph.tensor(graph.inputs[0])
+    outs = ", ".join(f"{graph.tensor(i).dtype.lower()}{list(graph.tensor(i).shape)}" for i in graph.outputs)
+    print(f"{r['model']}: {len(graph.operators)} ops, input {x.dtype.lower()}{list(x.shape)}, output {outs}")
+    where = f" on {r['simulator']}" if r["simulator"] else ""
+    print(f"engine {r['engine']}: {r['engine_description']}{where}; {r['rows']} rows")
+    print(f"  {'#':>3}  {'op':<16} {'output':<18} {'engine':<9} {'MACs':>11} {'cycles':>10} {'util':>6}  mismatches")
+    for layer in r["layers"]:
+        util = f"{100 * layer['utilization']:5.1f}%" if layer.get("utilization") is not None else "     -"
+        cycles = f"{layer['cycles']:,}" if layer.get("cycles") is not None else "-"
+        mism = "-" if layer["mismatches"] is None else f"{layer['mismatches']}"
+        macs = f"{layer['macs']:,}" if layer["macs"] else "-"
+        print(
+            f"  {layer['index']:>3}  {layer['op']:<16} {str(layer['shape']):<18} {layer['engine']:<9} {macs:>11} "
+            f"{cycles:>10} {util}  {mism}"
+        )
+    t = r["totals"]
+    util = f", {100 * t['utilization']:.1f}% of the engine's peak" if t["utilization"] is not None else ""
+    cycles = f"{t['cycles']:,} cycles{util}" if t["cycles"] else "no cycles (NumPy)"
+    print(f"  total: {t['accelerated_ops']} accelerated ops, {t['macs']:,} MACs, {cycles}")
+    if r["check"]:
+        print(
+            f"  checked against TFLite Micro, every op's output tensor: "
+            f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'} ({t['mismatches']} elements differ)"
+        )
+    else:
+        print("  not checked (--check none, or tflite-micro missing)")
+    if args.outputs:
+        print(f"  outputs: {args.outputs}")
+    if r.get("waves"):
+        print(f"  waves: {r['waves']}")
+
+
+def _cmd_topology(args):
+    """A SCALE-Sim GEMM topology (Layer, M, N, K,): our cycle model against SCALE-Sim's, optionally on the RTL."""
+    from .topology import TopologyError, model_report, plot, read_topology, rtl_params, run_rtl
+
+    R, C = args.rows, args.cols
+    if R & (R - 1):
+        raise _UsageError(f"--rows must be a power of two (the operand buffers bank by rows), not {R}")
+    if args.rtl and max(R, C) > MAX_ARRAY:
+        raise _UsageError(f"--rtl: arrays of at most {MAX_ARRAY}x{MAX_ARRAY} here, not {R}x{C}")
+    if args.plot:
+        import matplotlib.backends.backend_agg as agg
+
+        _probe_file(args.plot, "--plot", set(agg.FigureCanvasAgg.get_supported_filetypes()))
+    try:
+        layers = read_topology(args.topology)
+        if args.rtl:
+            rtl_params(layers, R, C)  # every layer fits, before any simulation
+    except TopologyError as e:
+        raise _UsageError(str(e)) from None
+    records, totals = model_report(layers, R, C)
+    out = {
+        "topology": str(args.topology),
+        "array": [R, C],
+        "dataflow": "weight stationary (K on rows, N on columns, M streamed)",
+    }
+    if args.rtl:
+        measured, params = run_rtl(layers, R, C, args.simulator, jobs=args.jobs, progress=not args.json)
+        out["rtl"] = {"simulator": args.simulator, "engine": params}
+        for r in records:
+            m = measured[r["layer"]]
+            r["rtl_cycles"], r["rtl_bit_exact"] = m["cycles"], m["bit_exact"]
+            if m["error"]:
+                r["rtl_error"] = m["error"]
+        totals["rtl_cycles"] = sum(r["rtl_cycles"] or 0 for r in records)
+        totals["rtl_equals_model"] = all(r["rtl_cycles"] == r["cycles"] for r in records)
+        totals["rtl_bit_exact"] = all(r["rtl_bit_exact"] for r in records)
+    out["layers"], out["totals"] = records, totals
+    if args.plot:
+        plot(args.plot, records, R, C, f"{Path(args.topology).name} on {R}x{C}")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.topology}: {len(records)} GEMM layers on a {R}x{C} weight-stationary array")
+        head = f"  {'layer':<14} {'M':>6} {'N':>6} {'K':>6} {'MACs':>13} {'cycles':>11} {'SCALE-Sim':>11} "
+        head += f"{'ideal':>11} {'util':>6}"
+        print(head + ("  RTL" if args.rtl else ""))
+        for r in records:
+            rtl = ""
+            if args.rtl:
+                rtl = f"  {r['rtl_cycles']:,}" if r["rtl_cycles"] is not None else "  failed"
+                rtl += "" if r["rtl_cycles"] == r["cycles"] else " (differs)"
+            print(
+                f"  {r['layer']:<14} {r['M']:>6} {r['N']:>6} {r['K']:>6} {r['macs']:>13,} {r['cycles']:>11,} "
+                f"{r['scalesim_cycles']:>11,} {r['ideal_cycles']:>11,} {100 * r['utilization']:5.1f}%{rtl}"
+            )
+        t = totals
+        print(
+            f"  total: {t['macs']:,} MACs in {t['cycles']:,} cycles ({100 * t['utilization']:.1f}% utilization); "
+            f"SCALE-Sim {t['scalesim_cycles']:,} ({100 * t['scalesim_utilization']:.1f}%); "
+            f"ours/SCALE-Sim {t['cycles_vs_scalesim']:.2f}"
+        )
+        if args.rtl:
+            print(
+                f"  RTL ({args.simulator}): {t['rtl_cycles']:,} cycles, "
+                f"{'equal to the model on every layer' if t['rtl_equals_model'] else 'DIFFERS from the model'}, "
+                f"products {'bit-exact' if t['rtl_bit_exact'] else 'WRONG'}"
+            )
+        if args.plot:
+            print(f"  plot: {args.plot}")
+    if args.rtl:
+        bad = [r for r in records if r["rtl_cycles"] != r["cycles"] or not r["rtl_bit_exact"]]
+        if bad:
+            r = bad[0]
+            raise SimulationError(
+                r.get("rtl_error")
+                or f"layer {r['layer']}: the RTL took {r['rtl_cycles']} cycles, the cycle model says {r['cycles']}"
+            )
 
 
 def _rtl_options(parser, simulator_default="verilator"):
@@ -684,9 +851,50 @@ def _parser():
     )
     t.set_defaults(func=_cmd_train)
 
+    i = sub.add_parser("infer", help=_cmd_infer.__doc__)
+    i.add_argument("model", metavar="MODEL.tflite", help="an int8 TFLite model")
+    i.add_argument(
+        "--engine",
+        choices=["reference", "cfu", "gemm", "soc"],
+        default="gemm",
+        help="where FULLY_CONNECTED and CONV_2D run: reference (NumPy), cfu (MAC4/POST on the Cfu RTL), "
+        "gemm (the GemmEngine RTL, default), soc (not available yet); other ops run in NumPy",
+    )
+    i.add_argument("--inputs", metavar="X.npy", help="input rows (rows, *input shape without its batch axis)")
+    i.add_argument("--quantize", action="store_true", help="quantize float --inputs with the input's scale")
+    i.add_argument("--samples", type=_positive_int, default=None, help="random int8 rows (default 1)")
+    i.add_argument("--seed", type=_seed, default=0, help="seed of --samples (NumPy's default_rng)")
+    i.add_argument("--outputs", metavar="Y.npy", help="write the model's outputs, rows first (.npz for several)")
+    i.add_argument(
+        "--check",
+        choices=["tflm", "none"],
+        default=None,
+        help="compare every op's output with TFLite Micro's interpreter (default: tflm when installed)",
+    )
+    _rtl_options(i)
+    i.set_defaults(func=_cmd_infer)
+
+    p_top = sub.add_parser("topology", help=_cmd_topology.__doc__)
+    p_top.add_argument("topology", metavar="FILE.csv", help="SCALE-Sim GEMM topology: 'Layer, M, N, K,' rows")
+    p_top.add_argument("--rows", type=_positive_int, default=8, help="array rows R (default 8)")
+    p_top.add_argument("--cols", type=_positive_int, default=8, help="array columns C (default 8)")
+    p_top.add_argument(
+        "--rtl", action="store_true", help="run every layer's GEMM on the RTL; its cycles must equal the model's"
+    )
+    p_top.add_argument(
+        "--jobs", type=_positive_int, default=None, help="--rtl: simulations at once (default: one per core)"
+    )
+    p_top.add_argument("--simulator", choices=SIMULATORS, default="verilator")
+    p_top.add_argument("--json", action="store_true", help="print one JSON object")
+    p_top.add_argument("--plot", metavar="PNG", help="cycles and utilization per layer, against SCALE-Sim's")
+    p_top.set_defaults(func=_cmd_topology)
+
     v = sub.add_parser("verilog", help=_cmd_verilog.__doc__)
     v.add_argument(
-        "--out", default="build", help="output folder (default: build): writes cfu_playground/ and nexys_a7/ in it"
+        "--out",
+        default="build",
+        help="output folder (default: build): writes cfu_playground/, nexys_a7/, digits_mlp.tflite and "
+        "digits_test.npy in it",
     )
     v.set_defaults(func=_cmd_verilog)
 

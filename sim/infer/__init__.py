@@ -1,0 +1,1 @@
+"""``python -m sim infer``: int8 TFLite models on the RTL, checked against TFLite Micro."""
