@@ -47,7 +47,7 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (GEMM + ["--inject-fault", "stuck=1"], r"'stuck=1' is not stuck-pe=R,C"),
         (["cfu", "--samples", "0"], r"--samples: must be 1 or more"),
         (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
-        (["soc", "--samples", "361"], r"--samples: the digits test split has 360 images, not 361"),
+        (["soc", "--samples", "361"], r"--images: the digits test split has 360 images, not 361"),
         (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
         (["train", "--layers", "64,x,10"], r"'64,x,10' is not a comma-separated list"),
         (["train", "--momentum", "0.5"], r"--momentum must be 0 or 0.875"),

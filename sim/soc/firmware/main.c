@@ -1,17 +1,22 @@
-/* One layer of the quantized digits MLP on VexRiscv, twice: in software on
- * the CPU's multiplier, then with the CFU's MAC4 and POST. Both write their
- * int8 outputs to memory; the testbench checks them against the golden
- * model. The firmware itself also compares the two and exits with 1 if they
- * differ. mcycle and minstret are read around each version. */
+/* The whole int8 digits MLP (two fully-connected layers) on VexRiscv, on a
+ * batch of N_IMAGES images, several ways:
+ *   software: fc_int8_ref(), TFLM's reference kernel in plain C;
+ *   cfu:      fc_int8_cfu(), the CFU's MAC4 and POST.
+ * Each way writes its hidden and output activations to memory; the testbench
+ * checks them against the golden model. The firmware also compares the ways
+ * with each other and exits with 1 if they differ. mcycle and minstret are
+ * read around each way (stats[], in the order of sim/soc/firmware.py STATS). */
 #include <stdint.h>
 
 #include "fc_kernel.h"
-#include "layer.h"   /* generated: LAYER_PARAMS, N_IN, N_OUT, N_SAMPLES, filter, bias, inputs */
+#include "mlp.h" /* generated: N_IN, N_HID, N_OUT, N_IMAGES, L1/L2_PARAMS, STAT_*, filter1/2, bias1/2, inputs */
 
-int8_t out_sw[N_SAMPLES][N_OUT];
-int8_t out_cfu[N_SAMPLES][N_OUT];
-/* cycles and instructions retired: software, then CFU */
-uint32_t stats[4];
+#define ALIGNED __attribute__((aligned(4)))
+int8_t hid_software[N_IMAGES][N_HID] ALIGNED, out_software[N_IMAGES][N_OUT] ALIGNED;
+int8_t hid_cfu[N_IMAGES][N_HID] ALIGNED, out_cfu[N_IMAGES][N_OUT] ALIGNED;
+uint32_t stats[N_STATS];
+
+static const fc_params_t l1 = L1_PARAMS, l2 = L2_PARAMS;
 
 static inline uint32_t rdcycle(void) { uint32_t v; __asm__ volatile("rdcycle %0" : "=r"(v)); return v; }
 static inline uint32_t rdinstret(void) { uint32_t v; __asm__ volatile("rdinstret %0" : "=r"(v)); return v; }
@@ -29,19 +34,27 @@ void *memcpy(void *dst, const void *src, unsigned n) {
   return dst;
 }
 
-int main(void) {
-  static const fc_params_t params = LAYER_PARAMS;
-  uint32_t c0 = rdcycle(), i0 = rdinstret();
-  for (int s = 0; s < N_SAMPLES; s++) fc_int8_ref(&params, inputs[s], N_IN, filter, bias, N_OUT, out_sw[s]);
-  uint32_t c1 = rdcycle(), i1 = rdinstret();
-  for (int s = 0; s < N_SAMPLES; s++) fc_int8_cfu(&params, inputs[s], N_IN, filter, bias, N_OUT, out_cfu[s]);
-  uint32_t c2 = rdcycle(), i2 = rdinstret();
-  stats[0] = c1 - c0;
-  stats[1] = c2 - c1;
-  stats[2] = i1 - i0;
-  stats[3] = i2 - i1;
-  for (int s = 0; s < N_SAMPLES; s++)
-    for (int o = 0; o < N_OUT; o++)
-      if (out_sw[s][o] != out_cfu[s][o]) return 1;
+static int differ(const int8_t *a, const int8_t *b, int n) {
+  for (int i = 0; i < n; i++)
+    if (a[i] != b[i]) return 1;
   return 0;
+}
+
+int main(void) {
+  uint32_t c0 = rdcycle(), i0 = rdinstret();
+  for (int s = 0; s < N_IMAGES; s++) {
+    fc_int8_ref(&l1, inputs[s], N_IN, filter1, bias1, N_HID, hid_software[s]);
+    fc_int8_ref(&l2, hid_software[s], N_HID, filter2, bias2, N_OUT, out_software[s]);
+  }
+  uint32_t c1 = rdcycle(), i1 = rdinstret();
+  for (int s = 0; s < N_IMAGES; s++) {
+    fc_int8_cfu(&l1, inputs[s], N_IN, filter1, bias1, N_HID, hid_cfu[s]);
+    fc_int8_cfu(&l2, hid_cfu[s], N_HID, filter2, bias2, N_OUT, out_cfu[s]);
+  }
+  uint32_t c2 = rdcycle(), i2 = rdinstret();
+  stats[STAT_SOFTWARE_CYCLES] = c1 - c0;
+  stats[STAT_CFU_CYCLES] = c2 - c1;
+  stats[STAT_SOFTWARE_INSTRUCTIONS] = i1 - i0;
+  stats[STAT_CFU_INSTRUCTIONS] = i2 - i1;
+  return differ(&hid_software[0][0], &hid_cfu[0][0], sizeof hid_software) || differ(&out_software[0][0], &out_cfu[0][0], sizeof out_software);
 }
