@@ -16,6 +16,7 @@ DESIGNS = {
     "train": ("hdl.training.core", "TrainCore"),
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
+    "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below
     "gemm": ("hdl.systolic", "GemmEngine"),
     "selftest": ("hdl.selftest", "GemmSelfTest"),  # built by _selftest, below
     "soc": ("hdl.soc", "CfuSoc"),
@@ -29,9 +30,9 @@ def lint_waivers(design):
     widths on purpose. CASEINCOMPLETE for all but the CFU: Amaranth writes
     each m.Switch as a case statement per signal listing only the cases that
     assign it, after assigning its default, so it cannot latch. The CFU's
-    Verilog has none (tests/test_verilog.py keeps it so).
+    Verilog has none (tests/test_verilog.py keeps it so), nor has the GEMM CFU's.
     """
-    return ["WIDTH"] if design == "cfu" else ["WIDTH", "CASEINCOMPLETE"]
+    return ["WIDTH"] if design in ("cfu", "gemm_cfu") else ["WIDTH", "CASEINCOMPLETE"]
 
 
 def ports_only(design):
@@ -57,8 +58,18 @@ def _selftest(rows=8, cols=8, stuck_pe=None, seed=VECTOR_SEED):
     return GemmSelfTest(rows, cols, default_vectors(rows, cols, seed), stuck_pe=stuck_pe)
 
 
+def _gemm_cfu(**geometry):
+    """The GEMM CFU (``cfu.v``'s combined unit) of a geometry: ``cols``, ``operand_depth``,
+    ``result_depth``, ``channels`` (:class:`reference.cfu_gemm_isa.GemmCfuGeometry`; its defaults)."""
+    from reference.cfu_gemm_isa import GemmCfuGeometry
+
+    from .cfu import GemmCfu
+
+    return GemmCfu(GemmCfuGeometry(**geometry))
+
+
 #: Designs whose parameters are not their class's own: name -> function(**params) returning the top.
-_FACTORIES = {"selftest": _selftest}
+_FACTORIES = {"selftest": _selftest, "gemm_cfu": _gemm_cfu}
 
 _CONVERTED = {}
 

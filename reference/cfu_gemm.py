@@ -27,6 +27,7 @@ from .cfu_gemm_isa import (
     ROWS,
     SHIFT_BITS,
     SIGNED_REGS,
+    TRANSFER_OPS,
     Counter,
     GemmOp,
     GemmReg,
@@ -37,10 +38,6 @@ from .fixedpoint import sx, to_u32, wrap32
 from .gemm import MODES, gemm_cycles, stored_shapes
 
 __all__ = ["GemmCfuModel", "CombinedCfuModel", "operand_element", "lanes8"]
-
-TRANSFER_OPS = frozenset(
-    {GemmOp.WRITE_A, GemmOp.WRITE_B, GemmOp.READ32, GemmOp.READ8, GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT}
-)
 
 
 def lanes8(in0, in1):

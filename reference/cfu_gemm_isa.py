@@ -23,6 +23,7 @@ __all__ = [
     "ROWS",
     "GemmOp",
     "GemmReg",
+    "TRANSFER_OPS",
     "Counter",
     "REG_BITS",
     "SIGNED_REGS",
@@ -30,6 +31,10 @@ __all__ = [
     "GemmCfuGeometry",
     "DEFAULT_GEOMETRY",
     "info_word",
+    "GEMM_FAST_LATENCY",
+    "WAIT_IDLE_LATENCY",
+    "READ32_LATENCY",
+    "READ8_LATENCY",
 ]
 
 GSET = 6
@@ -55,6 +60,12 @@ class GemmOp(IntEnum):
     COUNTER = 10  #: answers counter[in0] (a :class:`Counter`; 0 for others)
     CLEAR = 11  #: zero the counters; answers 0
     GGET = 12  #: answers register[in0] (a :class:`GemmReg`; 0 for others)
+
+
+#: The ops the TRANSFERS counter counts (data moved through the port).
+TRANSFER_OPS = frozenset(
+    {GemmOp.WRITE_A, GemmOp.WRITE_B, GemmOp.READ32, GemmOp.READ8, GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT}
+)
 
 
 class GemmReg(IntEnum):
@@ -189,3 +200,19 @@ def info_word(g):
     """INFO: ``rows | cols << 8 | log2(operand_depth) << 16 | log2(result_depth) << 20 | log2(channels) << 24``."""
     lg = lambda v: v.bit_length() - 1  # noqa: E731
     return g.rows | g.cols << 8 | lg(g.operand_depth) << 16 | lg(g.result_depth) << 20 | lg(g.channels) << 24
+
+
+# Timing, as the RTL (hdl/cfu/gemm_cfu.py) implements it: cycles from the cycle
+# an op is accepted to the first cycle of its rsp_valid, when no older op is in flight.
+
+#: GSET, WRITE_A/B, START, STATUS, CH_*, COUNTER, CLEAR, GGET and undefined ops; one a cycle.
+GEMM_FAST_LATENCY = 1
+#: WAIT with the engine idle (or in its last busy cycle). With a GEMM started in cycle t and
+#: T busy cycles, a WAIT taken in cycle s answers in cycle max(s, t + T) + 1.
+WAIT_IDLE_LATENCY = 1
+#: READ32 when the engine is not writing the half it reads: the result word's read, then the response.
+#: A READ that waits for the engine reads in cycle t + T + 1 and answers its latency after that.
+READ32_LATENCY = 2
+#: READ8: the word and the four channels' parameters read, acc + bias shifted left,
+#: the four 32x32 products, then rounding, offset and clamp.
+READ8_LATENCY = 4

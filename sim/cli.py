@@ -260,10 +260,12 @@ def _cmd_gemm(args):
 
 
 def _cmd_synth(args):
-    """FPGA resources (yosys synth_xilinx -family xc7): the CFU, GEMM engines, the 8x8 self-test, the training core."""
+    """FPGA resources (yosys synth_xilinx -family xc7): the CFUs, GEMM engines, the 8x8 self-test, the training core."""
     from .synth import XC7A100T, synthesize
 
     targets = [("cfu", {})] if "cfu" in args.designs else []
+    if "gemm_cfu" in args.designs:
+        targets.append(("gemm_cfu", {}))  # cfu.v's combined unit, default geometry: an 8x8 engine
     if "selftest" in args.designs:
         targets.append(("selftest", {"rows": 8, "cols": 8}))
     if "train" in args.designs:
@@ -624,8 +626,8 @@ def _parser():
     y.add_argument(
         "--designs",
         nargs="+",
-        choices=["cfu", "gemm", "selftest", "train"],
-        default=["cfu", "gemm", "selftest", "train"],
+        choices=["cfu", "gemm_cfu", "gemm", "selftest", "train"],
+        default=["cfu", "gemm_cfu", "gemm", "selftest", "train"],
         help="default: all (the training core alone takes yosys about 9 minutes)",
     )
     y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")

@@ -27,12 +27,14 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
   op in flight (its response is never given) and restores the registers.
 """
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference import cfu_isa
 from reference.cfu_isa import FUNCTION_ID_BITS, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg
+
+from .output_stage import INT32_MAX, INT32_MIN, offset_clamp, rounding_divide, shift_amounts, srdhm_high
 
 __all__ = ["CFU_PORTS", "LANES", "FUNCTION_ID", "COMMAND", "RESPONSE", "CfuCore", "Cfu"]
 
@@ -60,9 +62,6 @@ CFU_PORTS = {
     "rsp_ready": In(1),
     "rsp_payload_outputs_0": Out(32),
 }
-
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
 
 # One op in flight between acceptance and the multiply (stage 1).
 _Stage1 = data.StructLayout(
@@ -185,8 +184,7 @@ class CfuCore(wiring.Component):
             m.d.comb += fast_result.eq(in0)  # the dividend, not a response
 
         # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits.
-        left = Mux(shift > 0, shift[:5], 0)
-        right = Mux(shift < 0, Mux(shift == -32, 31, (-shift)[:5]), 0)
+        left, right = shift_amounts(shift)
         post_x = Signal(32)
         m.d.comb += post_x.eq((acc + in0)[:32] << left)
 
@@ -215,21 +213,12 @@ class CfuCore(wiring.Component):
 
         # Stage 2 -> response: SRDHM's rounding, RDBPOT, offset and clamp.
         # SRDHM(a, b) = (a*b + 2**30) >> 31 (floor), saturated when a == b == MIN.
-        srdhm = Signal(signed(32))
-        m.d.comb += srdhm.eq(Mux(s2.overflow, INT32_MAX, (s2.prod + (1 << 30)) >> 31))
+        srdhm = srdhm_high(m, s2.prod, s2.overflow)
         dividend = Signal(signed(32))
         m.d.comb += dividend.eq(Mux(s2.use_mul, srdhm, s2.result))
         # RDBPOT(x, e) = (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
-        mask = Signal(32)
-        m.d.comb += mask.eq((Const(1, 33) << s2.exp) - 1)
-        rounded = Signal(signed(32))
-        m.d.comb += rounded.eq((dividend >> s2.exp) + ((dividend.as_unsigned() & mask) > ((mask >> 1) + dividend[31])))
-        offset_added = Signal(signed(32))
-        m.d.comb += offset_added.eq(rounded + s2.offset)
-        lower = Signal(signed(32))
-        m.d.comb += lower.eq(Mux(offset_added < s2.lo, s2.lo, offset_added))
-        slow_result = Signal(32)
-        m.d.comb += slow_result.eq(Mux(lower > s2.hi, s2.hi, lower))
+        rounded = rounding_divide(m, dividend, s2.exp)
+        slow_result = offset_clamp(m, rounded, s2.offset, s2.lo, s2.hi)
 
         with m.If(advance):
             # The response register takes the oldest finished op. A finished

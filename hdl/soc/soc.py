@@ -1,4 +1,4 @@
-"""``CfuSoc``: VexRiscv_FullCfu, on-chip RAM, this project's ``Cfu`` and an exit register.
+"""``CfuSoc``: VexRiscv_FullCfu, on-chip RAM, this project's CFU and an exit register.
 
 * **CPU**: ``VexRiscv_FullCfu.v`` from PyPI's ``pythondata-cpu-vexriscv``,
   used as it ships, as an ``Instance``. Reset vector 0.
@@ -7,7 +7,10 @@
   two cycles: the acknowledge is registered).
 * **Exit register** at 0x8000_0000 (the CPU treats addresses with bit 31 set
   as I/O, uncached): a store there sets ``halted`` and ``exit_code``.
-* **CFU**: :class:`hdl.cfu.Cfu` on the CPU's CFU bus.
+* **CFU** on the CPU's CFU bus: by default :class:`hdl.cfu.GemmCfu` (the MAC4
+  family on funct3 0-5, bit for bit :class:`hdl.cfu.Cfu`'s, and the GEMM ops on
+  6-7), so one SoC runs firmware in plain C, with MAC4 and with the GEMM engine;
+  ``cfu="mac"`` puts :class:`hdl.cfu.Cfu` alone there.
 * ``dbg_addr``/``dbg_data``: a read port into the RAM (word address, data
   the next cycle), so a testbench reads results after the run without the
   CPU.
@@ -20,9 +23,11 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal,
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..cfu import Cfu
+from reference.cfu_gemm_isa import DEFAULT_GEOMETRY, GemmCfuGeometry
 
-__all__ = ["CfuSoc", "vexriscv_verilog", "EXIT_ADDRESS"]
+from ..cfu import Cfu, GemmCfu
+
+__all__ = ["CfuSoc", "vexriscv_verilog", "EXIT_ADDRESS", "CFU_CHOICES"]
 
 EXIT_ADDRESS = 0x8000_0000
 
@@ -53,8 +58,29 @@ _WISHBONE = [
 ]
 
 
+#: ``cfu`` choices of :class:`CfuSoc`.
+CFU_CHOICES = ("gemm", "mac")
+
+
 class CfuSoc(wiring.Component):
-    def __init__(self, firmware, ram_words=16384):
+    """Parameters
+    ----------
+    firmware : path of a raw binary, or a list of 32-bit words
+        The RAM's initial contents.
+    ram_words : int
+        RAM size in words.
+    cfu : "gemm", "mac", a :class:`~reference.cfu_gemm_isa.GemmCfuGeometry` or a dict of its parameters
+        "gemm" (default): :class:`~hdl.cfu.GemmCfu` of the default geometry; a geometry (or its
+        parameters, as JSON design parameters carry them): a GemmCfu of that geometry; "mac":
+        :class:`~hdl.cfu.Cfu`.
+    """
+
+    def __init__(self, firmware, ram_words=16384, cfu="gemm"):
+        if isinstance(cfu, dict):
+            cfu = GemmCfuGeometry(**cfu)
+        if not (isinstance(cfu, GemmCfuGeometry) or cfu in CFU_CHOICES):
+            raise ValueError(f"cfu must be one of {', '.join(CFU_CHOICES)} or a GemmCfuGeometry, not {cfu!r}")
+        self.cfu = DEFAULT_GEOMETRY if cfu == "gemm" else cfu
         if isinstance(firmware, (str, Path)):  # a raw binary image, little-endian words
             data = Path(firmware).read_bytes()
             data += bytes(-len(data) % 4)
@@ -83,7 +109,7 @@ class CfuSoc(wiring.Component):
         ibus = {n: Signal(w, name=f"ibus_{n}") for n, w in _WISHBONE}
         dbus = {n: Signal(w, name=f"dbus_{n}") for n, w in _WISHBONE}
 
-        m.submodules.cfu = cfu = Cfu()
+        m.submodules.cfu = cfu = Cfu() if self.cfu == "mac" else GemmCfu(self.cfu)
         m.d.comb += [cfu.clk.eq(ClockSignal()), cfu.reset.eq(ResetSignal())]
 
         def bus_ports(prefix, bus):
