@@ -99,7 +99,12 @@ def test_both_kernels_match_tflm_reference(kit, tmp_path, build_host_c):
     exe = tmp_path / "fc"
     build_host_c(
         kit,
-        [str(kit / "fc_kernel.c"), str(kit / "cfu_emu.c"), str(Path(__file__).parent / "c" / "fc_kernel_driver.c")],
+        [
+            kit / "fc_kernel.c",
+            kit / "cfu_emu.c",
+            kit / "cfu_gemm_emu.c",
+            Path(__file__).parent / "c" / "fc_kernel_driver.c",
+        ],
         exe,
     )
     cases, expected = [], []

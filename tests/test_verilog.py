@@ -36,6 +36,8 @@ def test_kit_files_and_ports(tmp_path):
         "README.md",
         "cfu.v",
         "cfu_emu.c",
+        "cfu_gemm.h",
+        "cfu_gemm_emu.c",
         "cfu_ops.h",
         "fc_kernel.c",
         "fc_kernel.h",

@@ -1,13 +1,16 @@
 /*
  * Software emulation of the CFU: CFU Playground's software_cfu().
  *
- * Build firmware with -DCFU_SOFTWARE_DEFINED and link this file, and every
- * cfu_op() in cfu_ops.h calls software_cfu() instead of issuing a custom-0
- * instruction. Written from gemmlowp fixedpoint.h and TFLite Micro
- * common.cc; all arithmetic wraps at 32 bits, as the RTL's does.
+ * Build firmware with -DCFU_SOFTWARE_DEFINED and link this file and
+ * cfu_gemm_emu.c, and every cfu_op() in cfu_ops.h and cfu_gemm.h calls
+ * software_cfu() instead of issuing a custom-0 instruction. The MAC4 family
+ * (funct3 0-5) is here, written from gemmlowp fixedpoint.h and TFLite Micro
+ * common.cc; all arithmetic wraps at 32 bits, as the RTL's does. The GEMM
+ * ops (funct3 6 and 7) are in cfu_gemm_emu.c.
  */
 #include <stdint.h>
 
+#include "cfu_gemm.h"
 #include "cfu_ops.h"
 
 static const int reg_width[CFU_NUM_REGS] = CFU_REG_WIDTHS;
@@ -16,6 +19,7 @@ static int32_t regs[CFU_NUM_REGS] = CFU_REG_RESET_VALUES;
 
 void cfu_emu_reset(void) {
   for (int i = 0; i < CFU_NUM_REGS; i++) regs[i] = reg_reset[i];
+  cfu_gemm_emu_reset();
 }
 
 /* The low `bits` bits of v, sign-extended. */
@@ -90,6 +94,9 @@ uint32_t software_cfu(int funct3, int funct7, uint32_t rs1, uint32_t rs2) {
         return (uint32_t)y;
       }
       break;
+    case CFU_GSET:
+    case CFU_GOP:
+      return cfu_gemm_emu(funct3, funct7, rs1, rs2);
     default:
       break;
   }
