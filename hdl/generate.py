@@ -11,12 +11,12 @@ from reference.selftest_vectors import VECTOR_SEED, default_vectors
 __all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only"]
 
 
-#: name -> (module that defines it, class; also the Verilog module name). Imported when used.
+#: name -> (module that defines it, class; also the Verilog module name unless _MODULE_NAMES says). Imported when used.
 DESIGNS = {
     "train": ("hdl.training.core", "TrainCore"),
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
-    "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below
+    "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below; module Cfu
     "gemm": ("hdl.systolic", "GemmEngine"),
     "selftest": ("hdl.selftest", "GemmSelfTest"),  # built by _selftest, below
     "soc": ("hdl.soc", "CfuSoc"),
@@ -71,6 +71,9 @@ def _gemm_cfu(**geometry):
 #: Designs whose parameters are not their class's own: name -> function(**params) returning the top.
 _FACTORIES = {"selftest": _selftest, "gemm_cfu": _gemm_cfu}
 
+#: Verilog module names other than the class's: CFU Playground's cfu.v must define a module named Cfu.
+_MODULE_NAMES = {"gemm_cfu": "Cfu"}
+
 _CONVERTED = {}
 
 
@@ -81,10 +84,11 @@ def to_verilog(design, **params):
     parameters) is converted once per process."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
-    where, module = DESIGNS[design]
+    where, cls = DESIGNS[design]
+    module = _MODULE_NAMES.get(design, cls)
     key = (design, repr(sorted(params.items())))
     if key not in _CONVERTED:
-        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), module)
+        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), cls)
         top = build(**params)
         # emit_src=False keeps the text free of this checkout's absolute paths.
         _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)

@@ -125,6 +125,8 @@ class GemmCfuModel:
         if funct3 != GOP or op not in GemmOp._value2member_map_:
             return 0
         op = GemmOp(op)
+        if op in (GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT) and in1 >= self.g.channels:
+            return 0  # no such entry: bad input, no effect (not even on the counters)
         if op in TRANSFER_OPS:
             self.transfers += 1
         if op in (GemmOp.WRITE_A, GemmOp.WRITE_B):
@@ -133,14 +135,12 @@ class GemmCfuModel:
             return self._start(cycle)
         if op == GemmOp.WAIT:
             self._hold(cycle)
-            return self.last
+            return to_u32(self.last)
         if op == GemmOp.STATUS:
             return int(self._running(cycle))
         if op in (GemmOp.READ32, GemmOp.READ8):
             return self._read(op, cycle)
         if op in (GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT):
-            if in1 >= self.g.channels:
-                return 0
             if op == GemmOp.CH_BIAS:
                 self.bias[in1] = wrap32(in0)
                 return in0
@@ -266,7 +266,7 @@ class GemmCfuModel:
 
     def _counter(self, which, cycle):
         if which == Counter.LAST:
-            return self.last
+            return to_u32(self.last)
         if which == Counter.TRANSFERS:
             return self.transfers
         if which not in Counter._value2member_map_:

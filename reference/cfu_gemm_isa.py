@@ -54,7 +54,7 @@ class GemmOp(IntEnum):
     STATUS = 4  #: answers at once: bit 0 = the engine is busy
     READ32 = 5  #: C[R_ROW, R_COL] as int32; R_COL += 1
     READ8 = 6  #: 4 channels of row R_ROW through the output stage, int8 packed; R_COL += 4
-    CH_BIAS = 7  #: bias[in1] <- in0; answers in0 (0 and no change if in1 >= channels)
+    CH_BIAS = 7  #: bias[in1] <- in0; answers in0 (in1 >= channels: answers 0, no effect, not counted)
     CH_MULT = 8  #: multiplier[in1] <- in0
     CH_SHIFT = 9  #: shift[in1] <- in0 (6-bit signed, TFLM's sign: positive shifts left)
     COUNTER = 10  #: answers counter[in0] (a :class:`Counter`; 0 for others)

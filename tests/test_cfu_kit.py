@@ -1,5 +1,6 @@
-"""The CFU Playground kit's C: the FC kernel builds for RV32IM with custom-0
-instructions, and on the host both versions give TFLM's int8 outputs."""
+"""The CFU Playground kit's C: the FC kernels build for RV32IM with custom-0
+instructions, and on the host both MAC4 versions give TFLM's int8 outputs
+(the GEMM kernels' outputs: tests/test_fc_gemm.py)."""
 
 import shutil
 import subprocess
@@ -9,9 +10,11 @@ import numpy as np
 import pytest
 
 from hdl.cfu.kit import write_cfu_kit
+from reference.cfu_gemm_isa import GOP, GSET, GemmOp
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import FcParams, fully_connected
+from sim.soc.firmware import CFLAGS
 
 RISCV_GCC = "riscv64-unknown-elf-gcc"
 CUSTOM0 = 0x0B
@@ -41,35 +44,50 @@ def _instructions(objdump):
     return funcs
 
 
-def test_kernel_builds_for_rv32im_with_custom0(kit, tmp_path):
+def _rv32_functions(kit, source, tmp_path):
+    """Compile a kit source for RV32IM as the co-simulation firmware is (warnings are errors); return the
+    instruction words of each function."""
     if shutil.which(RISCV_GCC) is None:
         pytest.fail(f"{RISCV_GCC} is missing: run `make install`")
-    obj = tmp_path / "fc_kernel.o"
-    subprocess.run(
-        [
-            RISCV_GCC,
-            "-march=rv32im",
-            "-mabi=ilp32",
-            "-O2",
-            "-ffreestanding",
-            "-Wall",
-            "-Werror",
-            f"-I{kit}",
-            "-c",
-            str(kit / "fc_kernel.c"),
-            "-o",
-            str(obj),
-        ],
-        check=True,
-    )
+    obj = tmp_path / f"{source}.o"
+    subprocess.run([RISCV_GCC, *CFLAGS, "-Wextra", f"-I{kit}", "-c", str(kit / source), "-o", str(obj)], check=True)
     dump = subprocess.run(
         ["riscv64-unknown-elf-objdump", "-d", str(obj)], capture_output=True, text=True, check=True
     ).stdout
-    funcs = _instructions(dump)
-    custom = [w for w in funcs["fc_int8_cfu"] if w & 0x7F == CUSTOM0]
-    funct3s = {(w >> 12) & 7 for w in custom}
+    return _instructions(dump)
+
+
+def _custom0(words):
+    """(funct3, funct7) of each custom-0 instruction."""
+    return {((w >> 12) & 7, w >> 25) for w in words if w & 0x7F == CUSTOM0}
+
+
+def test_kernel_builds_for_rv32im_with_custom0(kit, tmp_path):
+    funcs = _rv32_functions(kit, "fc_kernel.c", tmp_path)
+    funct3s = {f3 for f3, _ in _custom0(funcs["fc_int8_cfu"])}
     assert funct3s == {0, 1, 5}, f"custom-0 funct3s in fc_int8_cfu: {sorted(funct3s)}"  # MAC4, SET, POST
-    assert not [w for w in funcs["fc_int8_ref"] if w & 0x7F == CUSTOM0]
+    assert not _custom0(funcs["fc_int8_ref"])
+
+
+def test_gemm_kernels_build_for_rv32im_with_gemm_ops(kit, tmp_path):
+    """fc_gemm.c issues only GEMM ops (its MAC4 fallback is fc_kernel.c's), each where it belongs."""
+    funcs = _rv32_functions(kit, "fc_gemm.c", tmp_path)
+    every = set().union(*(_custom0(words) for words in funcs.values()))
+    assert {f3 for f3, _ in every} == {GSET, GOP}
+    assert {op for f3, op in every if f3 == GOP} == {
+        GemmOp.WRITE_A,
+        GemmOp.WRITE_B,
+        GemmOp.START,
+        GemmOp.WAIT,
+        GemmOp.READ8,
+        GemmOp.CH_BIAS,
+        GemmOp.CH_MULT,
+        GemmOp.CH_SHIFT,
+        GemmOp.GGET,
+    }
+    load = {op for f3, op in _custom0(funcs["fc_gemm_load"]) if f3 == GOP}
+    assert load == {GemmOp.WRITE_B, GemmOp.GGET, GemmOp.CH_BIAS, GemmOp.CH_MULT, GemmOp.CH_SHIFT}
+    assert (GOP, GemmOp.READ8) in _custom0(funcs["fc_gemm_finish"]) | _custom0(funcs.get("read_outputs", []))
 
 
 def _layers():

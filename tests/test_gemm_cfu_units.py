@@ -572,6 +572,23 @@ def test_combined_keeps_the_mac_timing_and_interleaves_in_order():
     assert [r[1] - c for r, c in zip(responses, cycles)] == [1, 1, 1, 3, 1, 1]
 
 
+def test_last_is_the_cycle_model_for_large_shapes():
+    """START computes T (COUNTER LAST) in closed form: equal to reference.gemm.gemm_cycles for
+    shapes whose products the model cannot afford to compute (checked against the cycle model alone)."""
+    rng = np.random.default_rng(12)
+    shapes = [(65535, 1, 1), (1, 65535, 1), (1, 1, 2000), (3, 9, 4), (4, 17, 9), (5, 30, 30)]
+    shapes += [tuple(int(v) for v in rng.integers(1, [65536, 2000, 2000])) for _ in range(6)]
+    cmds = []
+    for M, K, N in shapes:
+        cmds += [gset(GemmReg.M, M), gset(GemmReg.K, K), gset(GemmReg.N, N), gop(GemmOp.START)]
+        cmds += [gop(GemmOp.COUNTER, Counter.LAST), gop(GemmOp.STATUS), (RESET, 1)]
+    for g in (SMALL, FOUR_CHANNELS):
+        events, responses = run(GemmCfuCore(g), cmds)
+        # Each reset's epoch answers GSET x3, START, COUNTER (the 5th), and maybe STATUS.
+        lasts = [[r[0] for r in responses if r[2] == e][4] for e in range(len(shapes))]
+        assert lasts == [gemm_cycles(8, g.cols, *shape) & M32 for shape in shapes]
+
+
 # -- the Verilog -----------------------------------------------------------------
 def test_gemm_cfu_verilog_has_cfu_playgrounds_ports_and_lints_clean(tmp_path):
     import subprocess
@@ -582,7 +599,7 @@ def test_gemm_cfu_verilog_has_cfu_playgrounds_ports_and_lints_clean(tmp_path):
 
     path = tmp_path / "gemm_cfu.v"
     module = write_verilog("gemm_cfu", path, cols=4, channels=4)
-    assert module == "GemmCfu" and _ports(path.read_text(), module) == CFU_PLAYGROUND_PORTS
+    assert module == "Cfu" and _ports(path.read_text(), module) == CFU_PLAYGROUND_PORTS  # CFU Playground's name
     ensure_simulator("verilator")
     assert lint_waivers("gemm_cfu") == ["WIDTH"]
     result = subprocess.run(

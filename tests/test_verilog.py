@@ -4,7 +4,7 @@ import re
 import subprocess
 
 from hdl.cfu.kit import write_cfu_kit
-from hdl.generate import lint_waivers
+from hdl.generate import lint_waivers, to_verilog
 from sim.runner import ensure_simulator
 
 CFU_PLAYGROUND_PORTS = {
@@ -39,18 +39,21 @@ def test_kit_files_and_ports(tmp_path):
         "cfu_gemm.h",
         "cfu_gemm_emu.c",
         "cfu_ops.h",
+        "fc_gemm.c",
+        "fc_gemm.h",
         "fc_kernel.c",
         "fc_kernel.h",
     ]
     verilog = (tmp_path / "cfu.v").read_text()
     assert _ports(verilog, "Cfu") == CFU_PLAYGROUND_PORTS
+    assert verilog == to_verilog("gemm_cfu")[1]  # the combined unit: the MAC4 family and the GEMM ops
     assert "/work" not in verilog and "src =" not in verilog  # no checkout paths in the text
 
 
 def test_cfu_lints_clean_with_only_the_width_waiver(tmp_path):
     write_cfu_kit(tmp_path)
     ensure_simulator("verilator")
-    assert lint_waivers("cfu") == ["WIDTH"]
+    assert lint_waivers("gemm_cfu") == ["WIDTH"]
     result = subprocess.run(
         ["verilator", "--lint-only", "-Wno-WIDTH", "--top-module", "Cfu", str(tmp_path / "cfu.v")],
         capture_output=True,

@@ -388,7 +388,9 @@ class GemmCfuCore(wiring.Component):
         busy_cnt, wait_cnt, transfers = Signal(32), Signal(32), Signal(32)
         holding = Signal()  # a WAIT, or a READ waiting for the engine, is held in this cycle
         m.d.comb += holding.eq((take & (is_wait | (is_read & read_hold))) | (pend & pend_hold))
-        is_transfer = is_gop & Cat(*[funct7 == o for o in TRANSFER_OPS]).any()
+        # A CH_* op naming no channel entry is bad input: it is not counted either.
+        is_ch = op(GemmOp.CH_BIAS) | op(GemmOp.CH_MULT) | op(GemmOp.CH_SHIFT)
+        is_transfer = is_gop & Cat(*[funct7 == o for o in TRANSFER_OPS]).any() & (ch_ok | ~is_ch)
         # CLEAR restarts the engine's own transfer count too (unused here; driven so that it is not a constant).
         m.d.comb += engine.cnt_clear.eq(take & op(GemmOp.CLEAR))
         with m.If(take & op(GemmOp.CLEAR)):

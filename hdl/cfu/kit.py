@@ -196,6 +196,8 @@ KIT_SOURCES = {
     "cfu_gemm_emu.c": "cfu_gemm_emu.c",
     "fc_kernel.c": "fc_kernel.c",
     "fc_kernel.h": "fc_kernel.h",
+    "fc_gemm.c": "fc_gemm.c",
+    "fc_gemm.h": "fc_gemm.h",
     "KIT_README.md": "README.md",
 }
 
@@ -212,10 +214,15 @@ def write_c_kit(out_dir, geometry=gemm_isa.DEFAULT_GEOMETRY):
     return [out_dir / "cfu_ops.h", out_dir / "cfu_gemm.h"] + [out_dir / dst for dst in KIT_SOURCES.values()]
 
 
-def write_cfu_kit(out_dir):
-    """Write the kit (``cfu.v``, ``cfu_ops.h``, ``cfu_gemm.h``, the C sources, the guide) into ``out_dir``;
-    return the paths."""
+def write_cfu_kit(out_dir, geometry=gemm_isa.DEFAULT_GEOMETRY):
+    """Write the kit (``cfu.v``, ``cfu_ops.h``, ``cfu_gemm.h``, the C sources, the guide) into ``out_dir``
+    for a GEMM CFU of ``geometry``; return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_verilog("cfu", out_dir / "cfu.v")
-    return [out_dir / "cfu.v"] + write_c_kit(out_dir)
+    g = geometry
+    # cfu.v is the combined unit (the MAC4 family and the GEMM ops); cfu_gemm.h carries the same geometry.
+    params = dict(cols=g.cols, operand_depth=g.operand_depth, result_depth=g.result_depth, channels=g.channels)
+    if g is gemm_isa.DEFAULT_GEOMETRY:
+        params = {}  # the design's defaults: the same text as `sim synth` and the SoC convert
+    write_verilog("gemm_cfu", out_dir / "cfu.v", **params)
+    return [out_dir / "cfu.v"] + write_c_kit(out_dir, geometry)

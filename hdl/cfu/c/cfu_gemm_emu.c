@@ -215,8 +215,8 @@ uint32_t cfu_gemm_emu(int funct3, int funct7, uint32_t in0, uint32_t in1) {
     case CFU_GEMM_OP_CH_BIAS:
     case CFU_GEMM_OP_CH_MULT:
     case CFU_GEMM_OP_CH_SHIFT:
-      transfers++; /* counted even when the channel does not exist */
-      if (in1 >= CFU_GEMM_CHANNELS) return 0;
+      if (in1 >= CFU_GEMM_CHANNELS) return 0; /* no such entry: no effect, not even on TRANSFERS */
+      transfers++;
       if (funct7 == CFU_GEMM_OP_CH_BIAS) {
         ch_bias[in1] = (int32_t)in0;
         return in0;
