@@ -310,10 +310,10 @@ def _cmd_synth(args):
 
 
 def _cmd_soc(args):
-    """The int8 digits MLP on VexRiscv: plain C, the MAC4 CFU; cycles per image and speedups."""
+    """The int8 digits MLP on VexRiscv: plain C, the MAC4 CFU, the GEMM CFU; cycles per image and speedups."""
     from reference.digits import load_split
 
-    from .soc.firmware import FirmwareError, FirmwareTooBig
+    from .soc.firmware import GEMM_PHASES, FirmwareError, FirmwareTooBig
     from .soc.run import run_soc, soc_summary
 
     n_test = len(load_split()[2])
@@ -335,13 +335,27 @@ def _cmd_soc(args):
     if args.json:
         print(json.dumps(out))
         return
-    n = r["images"]
+    n, bound = r["images"], r["gemm_bound"]
     print(f"digits MLP (64-32-10, both layers) on {n} images, VexRiscv_FullCfu + CFU, {args.simulator}")
-    print("  per image:   cycles  instructions  cycles/MAC")
-    for way, label in (("software", "software"), ("cfu", "MAC4 CFU")):
+    print("  per image:   cycles  instructions  cycles/MAC  speedup")
+    for way, label in (("software", "software"), ("cfu", "MAC4 CFU"), ("gemm", "GEMM CFU")):
         cycles = r[f"{way}_cycles"]
-        print(f"  {label:9} {cycles:9,.0f} {r[f'{way}_instructions']:13,.0f} {cycles * n / r['macs']:11.2f}")
-    print(f"  speedup:  MAC4 {r['speedup']:.2f}x over software")
+        print(
+            f"  {label:9} {cycles:9,.0f} {r[f'{way}_instructions']:13,.0f} "
+            f"{cycles * n / r['macs']:11.2f} {r['software_cycles'] / cycles:8.2f}x"
+        )
+    print(f"  GEMM over MAC4: {r['gemm_vs_mac4']:.2f}x")
+    print(
+        f"  GEMM engine per image: busy {r['gemm_busy']:.1f} cycles = waited on {r['gemm_wait']:.1f} "
+        f"+ overlapped with the CPU {r['gemm_overlap']:.1f}; {r['gemm_transfers']:.1f} transfers"
+    )
+    phases = ", ".join(f"{p} {r[f'gemm_{p}']:.0f}" for p in GEMM_PHASES)
+    print(f"  GEMM steps per image: {phases}")
+    print(
+        f"  port bound per image: {bound['port_cycles']:.1f} cycles ({bound['instructions']:,} transfers of "
+        f"{bound['bytes']:,} bytes a batch at one a cycle); {bound['critical_cycles']:.1f} with the GEMMs' "
+        f"own time on the critical path"
+    )
     print(
         f"  checked:  every way's hidden and output int8 activations against the golden model: "
         f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}"
@@ -352,14 +366,22 @@ def _cmd_soc(args):
 
 
 def _soc_out(r):
-    """The JSON of ``python -m sim soc``: cycles and instructions per image."""
+    """The JSON of ``python -m sim soc``: every figure per image."""
+    from .soc.firmware import GEMM_COUNTERS, GEMM_PHASES, WAYS
+
     return {
         "images": r["images"],
         "software_cycles": r["software_cycles"],
         "cfu_cycles": r["cfu_cycles"],
         "speedup": r["speedup"],
+        "gemm_cycles": r["gemm_cycles"],
+        "gemm_speedup": r["gemm_speedup"],
+        "gemm_vs_mac4": r["gemm_vs_mac4"],
         "bit_exact": r["bit_exact"],
-        "instructions_retired": {"software": r["software_instructions"], "cfu": r["cfu_instructions"]},
+        "instructions_retired": {way: r[f"{way}_instructions"] for way in WAYS},
+        "gemm_counters": {c: r[f"gemm_{c}"] for c in GEMM_COUNTERS},
+        "gemm_phases": {p: r[f"gemm_{p}"] for p in GEMM_PHASES},
+        "gemm_bound": {k: r["gemm_bound"][k] for k in ("port_cycles", "critical_cycles")},
     }
 
 

@@ -48,6 +48,7 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (["cfu", "--samples", "0"], r"--samples: must be 1 or more"),
         (["cfu", "--samples", "100000"], r"--samples: the digits test split has 360 images, not 100000"),
         (["soc", "--samples", "361"], r"--images: the digits test split has 360 images, not 361"),
+        (["soc", "--images", "300"], r"--images: the firmware with 300 images does not fit in the SoC.s 64 KB of RAM"),
         (["train", "--layers", "64,32"], r"--layers must start with 64 .* and end with 10"),
         (["train", "--layers", "64,x,10"], r"'64,x,10' is not a comma-separated list"),
         (["train", "--momentum", "0.5"], r"--momentum must be 0 or 0.875"),

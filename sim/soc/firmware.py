@@ -1,6 +1,6 @@
 """Build the co-simulation firmware from source: the MLP header from the
-golden model, then crt0.S + main.c + the CFU kit's fc_kernel.c for RV32IM
-with Debian's riscv64-unknown-elf-gcc."""
+golden model, then crt0.S + main.c + the CFU kit's fc_kernel.c and fc_gemm.c
+for RV32IM with Debian's riscv64-unknown-elf-gcc."""
 
 import shutil
 import subprocess
@@ -19,6 +19,8 @@ __all__ = [
     "firmware_mlp",
     "WAYS",
     "STATS",
+    "GEMM_PHASES",
+    "GEMM_COUNTERS",
     "FIRMWARE_DIR",
     "CFLAGS",
     "FirmwareError",
@@ -35,9 +37,17 @@ class FirmwareTooBig(FirmwareError):
 
 
 #: The ways the firmware runs the MLP: each writes ``hid_<way>`` and ``out_<way>``.
-WAYS = ("software", "cfu")
+WAYS = ("software", "cfu", "gemm")
+#: The GEMM way's steps (cycles in each, summed over the batch's chunks).
+GEMM_PHASES = ("load1", "start1", "load2", "finish1", "start2", "finish2")
+#: The GEMM CFU's counters (:class:`reference.cfu_gemm_isa.Counter`) after the GEMM way.
+GEMM_COUNTERS = ("busy", "wait", "overlap", "transfers")
 #: The firmware's ``stats`` words, in order (the header gets one STAT_* index each).
-STATS = tuple(f"{way}_{what}" for what in ("cycles", "instructions") for way in WAYS)
+STATS = (
+    tuple(f"{way}_{what}" for what in ("cycles", "instructions") for way in WAYS)
+    + tuple(f"gemm_{c}" for c in GEMM_COUNTERS)
+    + tuple(f"gemm_{p}" for p in GEMM_PHASES)
+)
 
 
 FIRMWARE_DIR = Path(__file__).parent / "firmware"
@@ -115,6 +125,7 @@ def build_firmware(out_dir, images=8):
             str(FIRMWARE_DIR / "crt0.S"),
             str(FIRMWARE_DIR / "main.c"),
             str(kit / "fc_kernel.c"),
+            str(kit / "fc_gemm.c"),
             "-o",
             str(elf),
         ],

@@ -4,6 +4,7 @@ import fcntl
 import json
 
 from ..runner import locked, repo_root, run_cocotb
+from .bound import gemm_port_bound
 from .firmware import STATS, build_firmware
 
 __all__ = ["run_soc", "soc_summary"]
@@ -11,12 +12,20 @@ __all__ = ["run_soc", "soc_summary"]
 
 def soc_summary(results):
     """The testbench's ``soc`` section, with every figure of ``stats`` per image
-    (the firmware's totals stay under ``totals``), the speedups and the waveform's path."""
+    (the firmware's totals stay under ``totals``), the speedups, the GEMM way's
+    port-bandwidth bound (:func:`sim.soc.bound.gemm_port_bound`) and the waveform's path."""
     r = dict(results["soc"])
     n = r["images"]
     r["totals"] = {name: r[name] for name in STATS}
     r.update({name: r[name] / n for name in STATS})
-    r["speedup"] = r["software_cycles"] / r["cfu_cycles"] if r["cfu_cycles"] else None
+
+    def ratio(a, b):
+        return r[a] / r[b] if r[b] else None
+
+    r["speedup"] = ratio("software_cycles", "cfu_cycles")
+    r["gemm_speedup"] = ratio("software_cycles", "gemm_cycles")
+    r["gemm_vs_mac4"] = ratio("cfu_cycles", "gemm_cycles")
+    r["gemm_bound"] = gemm_port_bound(r["shapes"], n)
     r["waves"] = results.get("waves")
     return r
 

@@ -73,6 +73,7 @@ async def firmware(dut):
             "run_cycles": run_cycles,
             "sim_cycles_per_second": run_cycles / wall if wall else None,
             "macs": int(images * (p1.filter.size + p2.filter.size)),
+            "shapes": [list(p1.filter.shape), list(p2.filter.shape)],
         }
     )
     if mismatches or exit_code:
