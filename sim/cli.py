@@ -320,7 +320,7 @@ def _cmd_soc(args):
     if args.images > n_test:
         raise _UsageError(f"--images: the digits test split has {n_test} images, not {args.images}")
     try:
-        r = run_soc(args.simulator, images=args.images, waves=args.waves)
+        r = run_soc(args.simulator, images=args.images, waves=args.waves, cold=args.cold)
     except FirmwareTooBig as e:
         # The firmware keeps every image's inputs and activations in the SoC's RAM.
         raise _UsageError(f"--images: {e}") from None
@@ -371,6 +371,7 @@ def _soc_out(r):
 
     return {
         "images": r["images"],
+        "weights_cached": r["weights_cached"],
         "software_cycles": r["software_cycles"],
         "cfu_cycles": r["cfu_cycles"],
         "speedup": r["speedup"],
@@ -593,6 +594,11 @@ def _parser():
         type=_positive_int,
         default=8,
         help="the batch: the first N digits test images (default 8; --samples is the same option)",
+    )
+    o.add_argument(
+        "--cold",
+        action="store_true",
+        help="time a first inference: the weights not in the data cache (by default they are, as after earlier ones)",
     )
     _rtl_options(o)
     o.set_defaults(func=_cmd_soc)

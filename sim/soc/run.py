@@ -30,26 +30,28 @@ def soc_summary(results):
     return r
 
 
-def run_soc(simulator="verilator", images=8, waves=False):
+def run_soc(simulator="verilator", images=8, waves=False, cold=False):
     """The firmware (rebuilt from source) on VexRiscv + CFU for the first ``images``
-    test images; returns the testbench's report (:func:`soc_summary`).
+    test images, with the weights in the data cache or (``cold``) not; returns the
+    testbench's report (:func:`soc_summary`).
 
     A firmware whose outputs differ from the golden model's raises
     :class:`sim.runner.Mismatch` (its ``results`` hold the report)."""
-    out = repo_root() / "build" / "soc" / f"firmware-{images}"
+    name = f"{images}-cold" if cold else f"{images}"
+    out = repo_root() / "build" / "soc" / f"firmware-{name}"
     out.mkdir(parents=True, exist_ok=True)
     # Runs with the same images share this firmware: one builds it and runs
     # on it before the next may rewrite it (the SoC's RAM is made from it).
     with locked(out, fcntl.LOCK_EX):
-        binary, symbols = build_firmware(out, images=images)
+        binary, symbols = build_firmware(out, images=images, cold=cold)
         results = run_cocotb(
             "soc",
             "sim.soc.tb_soc",
             simulator=simulator,
             params={"firmware": str(binary)},
-            tag=f"soc-{images}",
+            tag=f"soc-{name}",
             waves=waves,
             quiet=True,
-            env={"SOC_IMAGES": str(images), "SOC_SYMBOLS": json.dumps(symbols)},
+            env={"SOC_IMAGES": str(images), "SOC_COLD": str(int(cold)), "SOC_SYMBOLS": json.dumps(symbols)},
         )
     return soc_summary(results)

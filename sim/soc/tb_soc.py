@@ -6,7 +6,8 @@ output activations and the firmware's ``stats`` out of RAM through the debug
 port, and compares every activation with the golden model
 (:func:`reference.tflm.fully_connected`, layer by layer).
 
-Environment: ``SOC_IMAGES`` (the batch), ``SOC_SYMBOLS`` (JSON: symbol -> address).
+Environment: ``SOC_IMAGES`` (the batch), ``SOC_COLD`` (1: the firmware was built to
+time a first inference, weights not cached), ``SOC_SYMBOLS`` (JSON: symbol -> address).
 """
 
 import json
@@ -66,6 +67,7 @@ async def firmware(dut):
     record(
         soc={
             "images": images,
+            "weights_cached": not env_int("SOC_COLD", 0),
             "exit_code": exit_code,
             "bit_exact": not mismatches and exit_code == 0,
             "mismatches": mismatches,

@@ -40,14 +40,21 @@ void *memcpy(void *dst, const void *src, unsigned n) {
   return dst;
 }
 
-/* VexRiscv_FullCfu's data cache: 4 KB, direct mapped, 32-byte lines. Each way
- * starts with none of the model's data in it, as an inference whose weights
- * were not just used: reading a word of each line of a 4 KB buffer evicts them. */
+/* VexRiscv_FullCfu's data cache: 4 KB, direct mapped, 32-byte lines. touch()
+ * reads a word of each line of `data` (they are in the cache afterwards);
+ * evict() reads, for each, the word of a 4 KB-aligned buffer that maps to the
+ * same cache line (they are not). */
 #define DCACHE_BYTES 4096
 #define DCACHE_LINE 32
-static volatile uint32_t evictor[DCACHE_BYTES / 4] __attribute__((aligned(DCACHE_LINE)));
-static void evict_dcache(void) {
-  for (int i = 0; i < DCACHE_BYTES / 4; i += DCACHE_LINE / 4) (void)evictor[i];
+static volatile uint32_t evictor[DCACHE_BYTES / 4] __attribute__((aligned(DCACHE_BYTES)));
+__attribute__((unused)) static void touch(const volatile void *data, unsigned bytes) {
+  const volatile uint8_t *d = data;
+  for (unsigned i = 0; i < bytes; i += DCACHE_LINE) (void)d[i];
+  (void)d[bytes - 1];
+}
+static void evict(const volatile void *data, unsigned bytes) {
+  uintptr_t a = (uintptr_t)data & ~(uintptr_t)(DCACHE_LINE - 1), end = (uintptr_t)data + bytes;
+  for (; a < end; a += DCACHE_LINE) (void)evictor[(a % DCACHE_BYTES) / 4];
 }
 
 static int differ(const int8_t *a, const int8_t *b, int n) {
@@ -76,13 +83,13 @@ static inline void lap(uint32_t *t, int i) {
   *t = now;
 }
 
-static void mlp_gemm(void) {
+__attribute__((noinline)) static void mlp_gemm(int images) {
   fc_gemm_layer_t g1, g2;
   uint32_t t = rdcycle();
   fc_gemm_load(&g1, &l1, filter1, bias1, 0, 0, N_IN, N_HID, 0, 0);
   lap(&t, 0);
-  for (int s = 0; s < N_IMAGES; s += CHUNK) {
-    int m = MIN(CHUNK, N_IMAGES - s);
+  for (int s = 0; s < images; s += CHUNK) {
+    int m = MIN(CHUNK, images - s);
     fc_gemm_start(&g1, inputs[s], m, 0, 0);
     lap(&t, 1);
     if (s == 0) fc_gemm_load(&g2, &l2, filter2, bias2, 0, 0, N_HID, N_OUT, B_HALF, N_HID);
@@ -96,33 +103,55 @@ static void mlp_gemm(void) {
   }
 }
 
-int main(void) {
-  evict_dcache();
-  uint32_t c0 = rdcycle(), i0 = rdinstret();
-  for (int s = 0; s < N_IMAGES; s++) {
-    fc_int8_ref(&l1, inputs[s], N_IN, filter1, bias1, N_HID, hid_software[s]);
-    fc_int8_ref(&l2, hid_software[s], N_HID, filter2, bias2, N_OUT, out_software[s]);
-  }
-  uint32_t c1 = rdcycle(), i1 = rdinstret();
-  evict_dcache();
-  uint32_t c1b = rdcycle(), i1b = rdinstret();
-  for (int s = 0; s < N_IMAGES; s++) {
-    fc_int8_cfu(&l1, inputs[s], N_IN, filter1, bias1, N_HID, hid_cfu[s]);
-    fc_int8_cfu(&l2, hid_cfu[s], N_HID, filter2, bias2, N_OUT, out_cfu[s]);
-  }
-  uint32_t c2 = rdcycle(), i2 = rdinstret();
-  evict_dcache();
-  cfu_gemm_clear();
-  uint32_t c3 = rdcycle(), i3 = rdinstret();
-  mlp_gemm();
-  uint32_t c4 = rdcycle(), i4 = rdinstret();
+enum { SOFTWARE, CFU, GEMM };
 
-  stats[STAT_SOFTWARE_CYCLES] = c1 - c0;
-  stats[STAT_CFU_CYCLES] = c2 - c1b;
-  stats[STAT_GEMM_CYCLES] = c4 - c3;
-  stats[STAT_SOFTWARE_INSTRUCTIONS] = i1 - i0;
-  stats[STAT_CFU_INSTRUCTIONS] = i2 - i1b;
-  stats[STAT_GEMM_INSTRUCTIONS] = i4 - i3;
+/* Way `way` on the first `images` images; with `warm_up`, a small run that executes the same code
+ * (one output channel a layer, or a batch of one). */
+static void run(int way, int images, int warm_up) {
+  const int n_hid = warm_up ? 1 : N_HID, n_out = warm_up ? 1 : N_OUT;
+  for (int s = 0; s < images && way != GEMM; s++) {
+    if (way == SOFTWARE) {
+      fc_int8_ref(&l1, inputs[s], N_IN, filter1, bias1, n_hid, hid_software[s]);
+      fc_int8_ref(&l2, hid_software[s], N_HID, filter2, bias2, n_out, out_software[s]);
+    } else {
+      fc_int8_cfu(&l1, inputs[s], N_IN, filter1, bias1, n_hid, hid_cfu[s]);
+      fc_int8_cfu(&l2, hid_cfu[s], N_HID, filter2, bias2, n_out, out_cfu[s]);
+    }
+  }
+  if (way == GEMM) mlp_gemm(images);
+}
+
+/* Each way is timed as an inference on a new batch after earlier ones: its code is in the instruction
+ * cache (a warm-up run executes it first) and the model's weights and biases are in the data cache (2.4 KB
+ * of its 4 KB), but the batch's inputs are not. With COLD_WEIGHTS, a first inference: the weights are not
+ * in the data cache either. */
+#ifdef COLD_WEIGHTS
+#define MODEL evict
+#else
+#define MODEL touch
+#endif
+static void measure(int way, int stat_cycles, int stat_instructions) {
+  run(way, 1, 1);
+  for (int i = 0; i < 6; i++) phase[i] = 0;
+  MODEL(filter1, sizeof filter1);
+  MODEL(bias1, sizeof bias1);
+  MODEL(filter2, sizeof filter2);
+  MODEL(bias2, sizeof bias2);
+  MODEL(&l1, sizeof l1);
+  MODEL(&l2, sizeof l2);
+  evict(inputs, sizeof inputs);
+  if (way == GEMM) cfu_gemm_clear();
+  uint32_t c0 = rdcycle(), i0 = rdinstret();
+  run(way, N_IMAGES, 0);
+  uint32_t c1 = rdcycle(), i1 = rdinstret();
+  stats[stat_cycles] = c1 - c0;
+  stats[stat_instructions] = i1 - i0;
+}
+
+int main(void) {
+  measure(SOFTWARE, STAT_SOFTWARE_CYCLES, STAT_SOFTWARE_INSTRUCTIONS);
+  measure(CFU, STAT_CFU_CYCLES, STAT_CFU_INSTRUCTIONS);
+  measure(GEMM, STAT_GEMM_CYCLES, STAT_GEMM_INSTRUCTIONS);
   stats[STAT_GEMM_BUSY] = cfu_gemm_counter(CFU_GEMM_CNT_BUSY);
   stats[STAT_GEMM_WAIT] = cfu_gemm_counter(CFU_GEMM_CNT_WAIT);
   stats[STAT_GEMM_OVERLAP] = cfu_gemm_counter(CFU_GEMM_CNT_OVERLAP);
