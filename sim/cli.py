@@ -373,20 +373,20 @@ def _cmd_synth(args):
 
 
 def _cmd_soc(args):
-    """FC-layer firmware on VexRiscv, in software and with the CFU: cycles and speedup."""
+    """The int8 digits MLP on VexRiscv: plain C, the MAC4 CFU, the GEMM CFU; cycles per image and speedups."""
     from reference.digits import load_split
 
-    from .soc.firmware import FirmwareError
+    from .soc.firmware import GEMM_PHASES, FirmwareError, FirmwareTooBig
     from .soc.run import run_soc, soc_summary
 
-    # The firmware holds its inputs and both outputs in the SoC's 64 KB of RAM:
-    # about 128 bytes an image, so the test split (360 images) fits, and the
-    # linker refuses anything larger before the simulation starts.
     n_test = len(load_split()[2])
-    if args.samples > n_test:
-        raise _UsageError(f"--samples: the digits test split has {n_test} images, not {args.samples}")
+    if args.images > n_test:
+        raise _UsageError(f"--images: the digits test split has {n_test} images, not {args.images}")
     try:
-        r = run_soc(args.simulator, samples=args.samples, waves=args.waves)
+        r = run_soc(args.simulator, images=args.images, waves=args.waves, cold=args.cold)
+    except FirmwareTooBig as e:
+        # The firmware keeps every image's inputs and activations in the SoC's RAM.
+        raise _UsageError(f"--images: {e}") from None
     except FirmwareError as e:
         raise SimulationError(str(e)) from None
     except Mismatch as e:
@@ -397,33 +397,55 @@ def _cmd_soc(args):
     _print_waves(args, r.get("waves"))
     if args.json:
         print(json.dumps(out))
-    else:
-        print(f"digits MLP layer 0 (64->32) on {r['samples']} images, VexRiscv_FullCfu + Cfu, {args.simulator}")
+        return
+    n, bound = r["images"], r["gemm_bound"]
+    print(f"digits MLP (64-32-10, both layers) on {n} images, VexRiscv_FullCfu + CFU, {args.simulator}")
+    print("  per image:   cycles  instructions  cycles/MAC  speedup")
+    for way, label in (("software", "software"), ("cfu", "MAC4 CFU"), ("gemm", "GEMM CFU")):
+        cycles = r[f"{way}_cycles"]
         print(
-            f"  software: {r['software_cycles']:,} cycles, {r['software_instructions']:,} instructions "
-            f"({r['software_cycles'] / r['macs']:.2f} cycles/MAC)"
+            f"  {label:9} {cycles:9,.0f} {r[f'{way}_instructions']:13,.0f} "
+            f"{cycles * n / r['macs']:11.2f} {r['software_cycles'] / cycles:8.2f}x"
         )
-        print(
-            f"  CFU:      {r['cfu_cycles']:,} cycles, {r['cfu_instructions']:,} instructions "
-            f"({r['cfu_cycles'] / r['macs']:.2f} cycles/MAC)"
-        )
-        print(f"  speedup:  {r['speedup']:.2f}x")
-        print(
-            f"  checked:  both versions' int8 outputs equal the golden model's: "
-            f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}"
-        )
-        print(f"  simulation speed: {r['sim_cycles_per_second']:,.0f} cycles/s")
-        if r.get("waves"):
-            print(f"  waves: {r['waves']}")
+    print(f"  GEMM over MAC4: {r['gemm_vs_mac4']:.2f}x")
+    print(
+        f"  GEMM engine per image: busy {r['gemm_busy']:.1f} cycles = waited on {r['gemm_wait']:.1f} "
+        f"+ overlapped with the CPU {r['gemm_overlap']:.1f}; {r['gemm_transfers']:.1f} transfers"
+    )
+    phases = ", ".join(f"{p} {r[f'gemm_{p}']:.0f}" for p in GEMM_PHASES)
+    print(f"  GEMM steps per image: {phases}")
+    print(
+        f"  port bound per image: {bound['port_cycles']:.1f} cycles ({bound['instructions']:,} transfers of "
+        f"{bound['bytes']:,} bytes a batch at one a cycle); {bound['critical_cycles']:.1f} with the GEMMs' "
+        f"own time on the critical path"
+    )
+    print(
+        f"  checked:  every way's hidden and output int8 activations against the golden model: "
+        f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}"
+    )
+    print(f"  simulation speed: {r['sim_cycles_per_second']:,.0f} cycles/s")
+    if r.get("waves"):
+        print(f"  waves: {r['waves']}")
 
 
 def _soc_out(r):
+    """The JSON of ``python -m sim soc``: every figure per image."""
+    from .soc.firmware import GEMM_COUNTERS, GEMM_PHASES, WAYS
+
     return {
+        "images": r["images"],
+        "weights_cached": r["weights_cached"],
         "software_cycles": r["software_cycles"],
         "cfu_cycles": r["cfu_cycles"],
         "speedup": r["speedup"],
+        "gemm_cycles": r["gemm_cycles"],
+        "gemm_speedup": r["gemm_speedup"],
+        "gemm_vs_mac4": r["gemm_vs_mac4"],
         "bit_exact": r["bit_exact"],
-        "instructions_retired": {"software": r["software_instructions"], "cfu": r["cfu_instructions"]},
+        "instructions_retired": {way: r[f"{way}_instructions"] for way in WAYS},
+        "gemm_counters": {c: r[f"gemm_{c}"] for c in GEMM_COUNTERS},
+        "gemm_phases": {p: r[f"gemm_{p}"] for p in GEMM_PHASES},
+        "gemm_bound": {k: r["gemm_bound"][k] for k in ("port_cycles", "critical_cycles")},
     }
 
 
@@ -802,10 +824,17 @@ def _parser():
 
     o = sub.add_parser("soc", help=_cmd_soc.__doc__)
     o.add_argument(
+        "--images",
         "--samples",
+        dest="images",
         type=_positive_int,
-        default=2,
-        help="digits test images (default 2, at most the 360 of the test split)",
+        default=8,
+        help="the batch: the first N digits test images (default 8; --samples is the same option)",
+    )
+    o.add_argument(
+        "--cold",
+        action="store_true",
+        help="time a first inference: the weights not in the data cache (by default they are, as after earlier ones)",
     )
     _rtl_options(o)
     o.set_defaults(func=_cmd_soc)

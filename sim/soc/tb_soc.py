@@ -1,11 +1,13 @@
-"""cocotb test of the VexRiscv + CFU SoC running the FC-layer firmware.
+"""cocotb test of the VexRiscv + CFU SoC running the digits-MLP firmware.
 
 Python starts the clock, releases reset and waits for ``halted``: the CPU
-runs at the simulator's own speed. Then it reads the firmware's outputs and
-counters out of RAM through the debug port and compares every output with
-the golden model (:func:`reference.tflm.fully_connected`).
+runs at the simulator's own speed. Then it reads each way's hidden and
+output activations and the firmware's ``stats`` out of RAM through the debug
+port, and compares every activation with the golden model
+(:func:`reference.tflm.fully_connected`, layer by layer).
 
-Environment: ``SOC_SAMPLES`` (images), ``SOC_SYMBOLS`` (JSON: symbol -> address).
+Environment: ``SOC_IMAGES`` (the batch), ``SOC_COLD`` (1: the firmware was built to
+time a first inference, weights not cached), ``SOC_SYMBOLS`` (JSON: symbol -> address).
 """
 
 import json
@@ -19,7 +21,7 @@ from cocotb.triggers import RisingEdge
 from reference.tflm import fully_connected
 from sim.common import cycle_now, edge, read_words, reset, start_clock
 from sim.results import env_int, record, record_mismatch
-from sim.soc.firmware import firmware_layer
+from sim.soc.firmware import STATS, WAYS, firmware_mlp
 
 
 async def read_ram(dut, address, count):
@@ -33,13 +35,13 @@ async def read_int8(dut, address, count):
     return np.frombuffer(data, dtype=np.int8).astype(np.int64)
 
 
-@cocotb.test(timeout_time=2000, timeout_unit="ms")
+@cocotb.test(timeout_time=4000, timeout_unit="ms")
 async def firmware(dut):
-    samples = env_int("SOC_SAMPLES", 2)
+    images = env_int("SOC_IMAGES", 8)
     symbols = json.loads(os.environ["SOC_SYMBOLS"])
-    p, x = firmware_layer(samples)
-    expected = fully_connected(x, p)
-    n_out = p.filter.shape[0]
+    (p1, p2), x = firmware_mlp(images)
+    hidden = fully_connected(x, p1)
+    expected = {"hid": hidden, "out": fully_connected(hidden, p2)}
 
     start_clock(dut.clk)
     await reset(dut.clk, dut.rst, cycles=5, zero=(dut.dbg_addr,))
@@ -50,35 +52,35 @@ async def firmware(dut):
     await edge(dut.clk)
     exit_code = int(dut.exit_code.value)
 
-    out_sw = (await read_int8(dut, symbols["out_sw"], samples * n_out)).reshape(samples, n_out)
-    out_cfu = (await read_int8(dut, symbols["out_cfu"], samples * n_out)).reshape(samples, n_out)
-    sw_cycles, cfu_cycles, sw_instret, cfu_instret = await read_ram(dut, symbols["stats"], 4)
     mismatches = []
-    for name, got in (("software", out_sw), ("cfu", out_cfu)):
-        bad = np.argwhere(got != expected)
-        if len(bad):
-            s, o = bad[0]
-            mismatches.append(
-                f"{name} output [{s}, {o}]: expected {expected[s, o]}, got {got[s, o]} ({len(bad)} differ)"
-            )
+    for way in WAYS:
+        for layer, want in expected.items():
+            got = (await read_int8(dut, symbols[f"{layer}_{way}"], want.size)).reshape(want.shape)
+            bad = np.argwhere(got != want)
+            if len(bad):
+                s, o = bad[0]
+                mismatches.append(
+                    f"{way} {'hidden' if layer == 'hid' else 'output'} [{s}, {o}]: expected {want[s, o]}, "
+                    f"got {got[s, o]} ({len(bad)} differ)"
+                )
+    stats = dict(zip(STATS, await read_ram(dut, symbols["stats"], len(STATS))))
     record(
         soc={
-            "samples": samples,
+            "images": images,
+            "weights_cached": not env_int("SOC_COLD", 0),
             "exit_code": exit_code,
             "bit_exact": not mismatches and exit_code == 0,
             "mismatches": mismatches,
-            "software_cycles": sw_cycles,
-            "cfu_cycles": cfu_cycles,
-            "software_instructions": sw_instret,
-            "cfu_instructions": cfu_instret,
+            **stats,
             "run_cycles": run_cycles,
             "sim_cycles_per_second": run_cycles / wall if wall else None,
-            "macs": int(samples * p.filter.size),
+            "macs": int(images * (p1.filter.size + p2.filter.size)),
+            "shapes": [list(p1.filter.shape), list(p2.filter.shape)],
         }
     )
     if mismatches or exit_code:
         record_mismatch(
             "soc",
-            f"firmware, {samples} samples",
+            f"firmware, {images} images",
             "; ".join(mismatches) or f"the firmware's own check failed: it exited with 0x{exit_code:08x}",
         )
