@@ -1,6 +1,6 @@
 """Build the co-simulation firmware from source: the MLP header from the
 golden model, then crt0.S + main.c + the CFU kit's fc_kernel.c and the GEMM
-kernels (fc_gemm_fast.c: the kit's fc_gemm.c tuned for VexRiscv) for RV32IM
+kernels fc_gemm.c for RV32IM
 with Debian's riscv64-unknown-elf-gcc."""
 
 import shutil
@@ -129,7 +129,7 @@ def build_firmware(out_dir, images=8, cold=False):
             str(FIRMWARE_DIR / "crt0.S"),
             str(FIRMWARE_DIR / "main.c"),
             str(kit / "fc_kernel.c"),
-            str(FIRMWARE_DIR / "fc_gemm_fast.c"),
+            str(kit / "fc_gemm.c"),
             "-o",
             str(elf),
         ],
