@@ -618,7 +618,7 @@ def _cmd_infer(args):
     if args.quantize and args.inputs is None:
         raise _UsageError("--quantize applies to --inputs (float rows to quantize)")
     if spec.design is None and args.waves:
-        raise _UsageError("--waves applies to the RTL engines (cfu, gemm)")
+        raise _UsageError("--waves applies to the RTL engines (cfu, gemm, soc)")
     check = args.check or ("tflm" if tflm_available() else "none")
     if check == "tflm" and not tflm_available():
         raise _UsageError("--check tflm: tflite-micro is not installed (run `make install`)")
@@ -642,6 +642,8 @@ def _cmd_infer(args):
         )
     except TflmError as e:
         raise SimulationError(str(e)) from None
+    except InferError as e:  # the soc engine: the model does not fit in the SoC's RAM
+        raise _UsageError(str(e)) from None
     except Mismatch as e:
         if not args.json:  # the table shows which layers differ; main() prints the first difference
             _print_infer(e.summary, graph, args)
