@@ -136,13 +136,14 @@ def _run_soc(graph, groups, simulator, waves):
     layers = reference_layers(graph, groups)
     out = repo_root() / "build" / "soc" / "infer"
     out.mkdir(parents=True, exist_ok=True)
-    # One model run at a time builds this firmware and the SoC made from it, and runs on them.
+    # One model run at a time builds this firmware and runs on it.
     with locked(out, fcntl.LOCK_EX):
         try:
             binary, symbols, ram_words = build_infer_firmware(out, layers)
         except SocTooBig as e:
             raise InferError(str(e)) from None
         job = {
+            "image": str(binary),
             "values": str(out / "values.npz"),
             "symbols": {k: v for k, v in symbols.items() if k == "stats" or k.startswith("out")},
             "shapes": [[layer.shape[0], layer.shape[2]] for layer in layers],
@@ -152,9 +153,10 @@ def _run_soc(graph, groups, simulator, waves):
             "soc",
             "sim.infer.tb_infer",
             simulator=simulator,
-            params={"firmware": str(binary), "ram_words": ram_words},
+            # No firmware in the build: the testbench loads the image, so runs share the build.
+            params={"firmware": [], "ram_words": ram_words, "loader": True},
             testcase="infer_soc",
-            tag="soc-infer",
+            tag=f"soc-infer-{ram_words}",
             waves=waves,
             quiet=True,
             env={"INFER_JOB": str(out / "job.json")},

@@ -94,11 +94,12 @@ def check_fits(layers, max_bytes=MAX_RAM_BYTES):
     i = int(np.argmax(sizes))
     layer, parts = layers[i], layer_bytes(layers[i])
     M, K, N = layer.shape
+    rows = parts["inputs"] + parts["outputs"] > parts["weights"]
+    hint = "run fewer rows (--samples, --inputs)" if rows else "use --engine gemm for this model"
     raise SocTooBig(
         f"--engine soc: the model needs about {total:,} bytes of the SoC's RAM, more than its {max_bytes // 1024} KB; "
         f"the largest layer, operator {layer.op.index} {layer.op.op} (GEMM {M}x{K}x{N}), takes {sizes[i]:,} "
-        f"(weights {parts['weights']:,}, inputs {parts['inputs']:,}, outputs {parts['outputs']:,}): "
-        "run fewer rows (--samples/--inputs) or use --engine gemm"
+        f"bytes (weights {parts['weights']:,}, inputs {parts['inputs']:,}, outputs {parts['outputs']:,}): {hint}"
     )
 
 

@@ -41,8 +41,11 @@ async def infer_model(dut):
 async def infer_soc(dut):
     """The ``soc`` engine: the SoC runs the firmware (every accelerated layer, :mod:`sim.infer.soc`) to
     its halt; then each layer's int8 outputs and ``(cycles, busy)`` are read through the debug port and
-    saved to the job's ``values`` file (``out<i>``, ``stats``). The host finishes the model."""
-    from cocotb.triggers import RisingEdge
+    saved to the job's ``values`` file (``out<i>``, ``stats``). The host finishes the model.
+
+    The SoC is built with ``loader`` and no firmware: the job's ``image`` is written into its RAM through
+    the debug write port first, so every model run of a RAM size shares one simulator build."""
+    from cocotb.triggers import FallingEdge, RisingEdge
 
     from sim.common import edge, reset, start_clock
     from sim.results import record_mismatch
@@ -51,7 +54,19 @@ async def infer_soc(dut):
     job = json.loads(Path(os.environ["INFER_JOB"]).read_text())
     symbols, shapes = job["symbols"], job["shapes"]
     t0 = time.perf_counter()
+    image = Path(job["image"]).read_bytes()
+    image += bytes(-len(image) % 4)
     start_clock(dut.clk)
+    # The image through the debug write port, the CPU held in reset (the RAM starts all zero).
+    dut.rst.value = 1
+    fall = FallingEdge(dut.clk)
+    for address in range(0, len(image), 4):
+        word = int.from_bytes(image[address : address + 4], "little")
+        if word:
+            await fall
+            dut.dbg_addr.value, dut.dbg_wdata.value, dut.dbg_we.value = address >> 2, word, 1
+    await fall
+    dut.dbg_we.value = 0
     await reset(dut.clk, dut.rst, cycles=5, zero=(dut.dbg_addr,))
     await RisingEdge(dut.halted)
     await edge(dut.clk)
