@@ -604,7 +604,7 @@ def _cmd_bench(args):
 
 
 def _cmd_infer(args):
-    """An int8 .tflite model on an engine (NumPy reference, CFU or GEMM RTL), checked against TFLite Micro."""
+    """An int8 .tflite model on an engine (NumPy, the CFU or GEMM RTL, SoC firmware), checked against TFLite Micro."""
     from .infer.engines import EngineUnavailable, engine_spec
     from .infer.run import InferError, infer, load_checked, prepare_inputs, write_outputs
     from .infer.tflm import TflmError, tflm_available
@@ -889,7 +889,7 @@ def _parser():
         choices=["reference", "cfu", "gemm", "soc"],
         default="gemm",
         help="where FULLY_CONNECTED and CONV_2D run: reference (NumPy), cfu (MAC4/POST on the Cfu RTL), "
-        "gemm (the GemmEngine RTL, default), soc (not available yet); other ops run in NumPy",
+        "gemm (the GemmEngine RTL, default), soc (firmware on VexRiscv through the GEMM CFU); other ops run in NumPy",
     )
     i.add_argument("--inputs", metavar="X.npy", help="input rows (rows, *input shape without its batch axis)")
     i.add_argument("--quantize", action="store_true", help="quantize float --inputs with the input's scale")

@@ -421,7 +421,7 @@ def _infer(model, *args):
     return json.loads(r.stdout)
 
 
-@pytest.mark.parametrize("engine", ["gemm", "cfu"])
+@pytest.mark.parametrize("engine", ["gemm", "cfu", pytest.param("soc", marks=pytest.mark.regress)])
 def test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu(engine, digits_files, tmp_path):
     """TFLM, the reference and the engine agree on every tensor of the 360 test images; the
     predictions are the int8 MLP's, which `make sim-cfu` checks its RTL run against."""
