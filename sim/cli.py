@@ -604,7 +604,7 @@ def _cmd_bench(args):
 
 
 def _cmd_infer(args):
-    """An int8 .tflite model on an engine (NumPy reference, CFU or GEMM RTL), checked against TFLite Micro."""
+    """An int8 .tflite model on an engine (NumPy, the CFU or GEMM RTL, SoC firmware), checked against TFLite Micro."""
     from .infer.engines import EngineUnavailable, engine_spec
     from .infer.run import InferError, infer, load_checked, prepare_inputs, write_outputs
     from .infer.tflm import TflmError, tflm_available
@@ -618,7 +618,7 @@ def _cmd_infer(args):
     if args.quantize and args.inputs is None:
         raise _UsageError("--quantize applies to --inputs (float rows to quantize)")
     if spec.design is None and args.waves:
-        raise _UsageError("--waves applies to the RTL engines (cfu, gemm)")
+        raise _UsageError("--waves applies to the RTL engines (cfu, gemm, soc)")
     check = args.check or ("tflm" if tflm_available() else "none")
     if check == "tflm" and not tflm_available():
         raise _UsageError("--check tflm: tflite-micro is not installed (run `make install`)")
@@ -642,6 +642,8 @@ def _cmd_infer(args):
         )
     except TflmError as e:
         raise SimulationError(str(e)) from None
+    except InferError as e:  # the soc engine: the model does not fit in the SoC's RAM
+        raise _UsageError(str(e)) from None
     except Mismatch as e:
         if not args.json:  # the table shows which layers differ; main() prints the first difference
             _print_infer(e.summary, graph, args)
@@ -887,7 +889,7 @@ def _parser():
         choices=["reference", "cfu", "gemm", "soc"],
         default="gemm",
         help="where FULLY_CONNECTED and CONV_2D run: reference (NumPy), cfu (MAC4/POST on the Cfu RTL), "
-        "gemm (the GemmEngine RTL, default), soc (not available yet); other ops run in NumPy",
+        "gemm (the GemmEngine RTL, default), soc (firmware on VexRiscv through the GEMM CFU); other ops run in NumPy",
     )
     i.add_argument("--inputs", metavar="X.npy", help="input rows (rows, *input shape without its batch axis)")
     i.add_argument("--quantize", action="store_true", help="quantize float --inputs with the input's scale")

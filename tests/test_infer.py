@@ -361,6 +361,8 @@ def test_bad_files_and_inputs_get_one_line(tmp_path):
         load_model(b"not a model at all")
     model = tmp_path / "fc.tflite"
     model.write_bytes(fc_model(5, 3, seed=1))
+    big = tmp_path / "big.tflite"  # 270 KB of weights: more than the SoC's RAM may hold, said before any build
+    big.write_bytes(fc_model(900, 300, seed=1))
     np.save(tmp_path / "wide.npy", np.zeros((2, 6), np.int8))
     np.save(tmp_path / "float.npy", np.zeros((2, 5), np.float32))
     np.save(tmp_path / "big.npy", np.full((2, 5), 300))
@@ -375,7 +377,7 @@ def test_bad_files_and_inputs_get_one_line(tmp_path):
         ([str(model), "--samples", "2", "--inputs", str(tmp_path / "wide.npy")], "give one"),
         ([str(model), "--quantize"], "--quantize applies to --inputs"),
         ([str(model), "--outputs", str(tmp_path / "y.csv")], "use one of .npy, .npz"),
-        ([str(model), "--engine", "soc"], "--engine soc is not available yet"),
+        ([str(big), "--engine", "soc"], r"operator 0 FULLY_CONNECTED \(GEMM 1x900x300\), takes 2.*--engine gemm"),
         ([str(model), "--engine", "tpu"], "--engine: invalid choice"),
         ([str(model), "--engine", "reference", "--waves"], "--waves applies to the RTL engines"),
     ]
@@ -419,7 +421,7 @@ def _infer(model, *args):
     return json.loads(r.stdout)
 
 
-@pytest.mark.parametrize("engine", ["gemm", "cfu"])
+@pytest.mark.parametrize("engine", ["gemm", "cfu", pytest.param("soc", marks=pytest.mark.regress)])
 def test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu(engine, digits_files, tmp_path):
     """TFLM, the reference and the engine agree on every tensor of the 360 test images; the
     predictions are the int8 MLP's, which `make sim-cfu` checks its RTL run against."""
@@ -459,6 +461,48 @@ def test_small_cnn_and_odd_per_channel_fc_on_the_rtl_match_tflm(engine, tmp_path
     assert report["bit_exact"] is True and report["layers"][0]["per_channel"] is True
     y = np.load(out)
     assert np.any((y > -128) & (y < 127))
+
+
+def test_small_cnn_and_per_channel_fc_on_the_soc_match_tflm(tmp_path):
+    """``--engine soc``: two CONV_2D (im2col on the host) and a per-channel FC as one firmware image on
+    VexRiscv through the GEMM CFU, one simulation; then an FC with a left shift, input zero point -128,
+    no bias and an odd width, on the same SoC build (the testbench loads each image). Every tensor
+    against TFLM."""
+    cnn = tmp_path / "cnn.tflite"
+    cnn.write_bytes(small_cnn(seed=2, height=7, width=6, channels=3))
+    report = _infer(cnn, "--engine", "soc", "--samples", "2", "--seed", "4")
+    assert report["bit_exact"] is True and report["simulator"] == "verilator"
+    assert [layer["engine"] for layer in report["layers"]] == ["soc", "soc", "reference", "soc", "reference"]
+    soc = [layer for layer in report["layers"] if layer["engine"] == "soc"]
+    assert all(layer["soc_inputs"] for layer in soc)
+    assert all(0 < layer["gemm_busy_cycles"] < layer["cycles"] and 0 < layer["utilization"] < 1 for layer in soc)
+    fc = tmp_path / "fc.tflite"
+    fc.write_bytes(
+        fc_model(13, 7, seed=3, per_channel=True, shift=2, weight_range=2, input_zero_point=-128, bias=False)
+    )
+    rows = tmp_path / "rows.npy"  # near the zero point: the left-shifted outputs stay inside int8
+    np.save(rows, (-128 + np.random.default_rng(1).integers(0, 3, (3, 13))).astype(np.int8))
+    out = tmp_path / "y.npy"
+    report = _infer(fc, "--engine", "soc", "--inputs", str(rows), "--outputs", str(out))
+    assert report["bit_exact"] is True and report["layers"][0]["per_channel"] is True
+    y = np.load(out)
+    assert y.shape == (3, 7) and np.any((y > -128) & (y < 127))
+
+
+@pytest.mark.regress
+def test_soc_engine_on_both_simulators(simulator, tmp_path):
+    """``--engine soc`` on Icarus and Verilator: a per-tensor FC (the kit's fast weight load) with a batch
+    and zero points, and a conv model whose im2col rows make several GEMM chunks."""
+    models = [
+        fc_model(64, 20, seed=5, input_zero_point=3, output_zero_point=-7, activation="RELU"),
+        small_cnn(seed=1, height=9, width=8, channels=2),
+    ]
+    for i, data in enumerate(models):
+        path = tmp_path / f"m{i}.tflite"
+        path.write_bytes(data)
+        report = _infer(path, "--engine", "soc", "--simulator", simulator, "--samples", "5", "--seed", str(i))
+        assert report["bit_exact"] is True, path
+        assert all(layer["engine"] in ("soc", "reference") for layer in report["layers"])
 
 
 def test_gemm_tiles_cover_every_block_once():

@@ -14,6 +14,10 @@
 * ``dbg_addr``/``dbg_data``: a read port into the RAM (word address, data
   the next cycle), so a testbench reads results after the run without the
   CPU.
+* With ``loader``: ``dbg_we``/``dbg_wdata`` too, a write port (``dbg_wdata`` to
+  word ``dbg_addr`` at the edge ending a cycle with ``dbg_we`` high, before the
+  CPU's own write), so a testbench loads the firmware while it holds the CPU in
+  reset and one build runs any image (``python -m sim infer --engine soc``).
 """
 
 import importlib.util
@@ -73,9 +77,11 @@ class CfuSoc(wiring.Component):
         "gemm" (default): :class:`~hdl.cfu.GemmCfu` of the default geometry; a geometry (or its
         parameters, as JSON design parameters carry them): a GemmCfu of that geometry; "mac":
         :class:`~hdl.cfu.Cfu`.
+    loader : bool
+        Add the debug write port (``dbg_we``, ``dbg_wdata``) that loads an image at run time.
     """
 
-    def __init__(self, firmware, ram_words=16384, cfu="gemm"):
+    def __init__(self, firmware, ram_words=16384, cfu="gemm", loader=False):
         if isinstance(cfu, dict):
             cfu = GemmCfuGeometry(**cfu)
         if not (isinstance(cfu, GemmCfuGeometry) or cfu in CFU_CHOICES):
@@ -88,15 +94,16 @@ class CfuSoc(wiring.Component):
         firmware = list(firmware)
         if len(firmware) > ram_words:
             raise ValueError(f"the firmware ({len(firmware)} words) does not fit in {ram_words} words of RAM")
-        self.firmware, self.ram_words = firmware, ram_words
-        super().__init__(
-            {
-                "halted": Out(1),
-                "exit_code": Out(32),
-                "dbg_addr": In(range(ram_words)),
-                "dbg_data": Out(32),
-            }
-        )
+        self.firmware, self.ram_words, self.loader = firmware, ram_words, bool(loader)
+        ports = {
+            "halted": Out(1),
+            "exit_code": Out(32),
+            "dbg_addr": In(range(ram_words)),
+            "dbg_data": Out(32),
+        }
+        if self.loader:
+            ports.update(dbg_we=In(1), dbg_wdata=In(32))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -162,6 +169,9 @@ class CfuSoc(wiring.Component):
             d_wr.data.eq(dbus["mosi"]),
             d_wr.en.eq(Cat(*[request & dbus["we"] & ~is_io & dbus["sel"][i] for i in range(4)])),
         ]
+        if self.loader:
+            with m.If(self.dbg_we):
+                m.d.comb += [d_wr.addr.eq(self.dbg_addr), d_wr.data.eq(self.dbg_wdata), d_wr.en.eq(0b1111)]
         with m.If(request & dbus["we"] & is_io):
             m.d.sync += [self.halted.eq(1), self.exit_code.eq(dbus["mosi"])]
         return m

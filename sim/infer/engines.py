@@ -8,11 +8,13 @@ in the NumPy reference in every engine. An RTL engine is a cocotb test
 model in one simulation: ``gemm(layer)`` coroutines in :mod:`sim.infer.rtl`.
 
 Adding an engine: an :class:`EngineSpec` here, a class with ``start()`` and
-``gemm(layer)`` in :mod:`sim.infer.rtl`. The ``soc`` engine (firmware on
-VexRiscv through the GEMM CFU) waits for that firmware (issue 11).
+``gemm(layer)`` in :mod:`sim.infer.rtl`. The ``soc`` engine is the exception: one
+firmware image runs every layer in one simulation of the SoC (:mod:`sim.infer.soc`).
 """
 
 from dataclasses import dataclass, field
+
+from reference.cfu_gemm_isa import DEFAULT_GEOMETRY
 
 __all__ = ["EngineSpec", "ENGINES", "EngineUnavailable", "engine_spec"]
 
@@ -46,9 +48,9 @@ ENGINES = {
     ),
     "soc": EngineSpec(
         "soc",
-        "firmware on VexRiscv through the GEMM CFU",
-        unavailable="--engine soc is not available yet: it needs the GEMM CFU firmware of issue 11 "
-        "(sim/soc/firmware, hdl/cfu/c/fc_gemm.c), which is not on this branch",
+        "firmware on VexRiscv through the GEMM CFU (fc_gemm.c), im2col on the host",
+        design="soc",
+        macs_per_cycle=DEFAULT_GEOMETRY.rows * DEFAULT_GEOMETRY.cols,
     ),
 }
 

@@ -125,6 +125,49 @@ def _run_rtl(spec, model_path, groups, simulator, waves):
     return values, results["infer"]["records"], results.get("waves")
 
 
+def _run_soc(graph, groups, simulator, waves):
+    """The ``soc`` engine (:mod:`sim.infer.soc`): one firmware image with every accelerated layer, one
+    simulation of the SoC, then the model finished on the host with the firmware's outputs."""
+    import fcntl
+
+    from ..runner import locked, repo_root, run_cocotb
+    from .soc import SocTooBig, build_infer_firmware, reference_layers, soc_gemm
+
+    layers = reference_layers(graph, groups)
+    out = repo_root() / "build" / "soc" / "infer"
+    out.mkdir(parents=True, exist_ok=True)
+    # One model run at a time builds this firmware and runs on it.
+    with locked(out, fcntl.LOCK_EX):
+        try:
+            binary, symbols, ram_words = build_infer_firmware(out, layers)
+        except SocTooBig as e:
+            raise InferError(str(e)) from None
+        job = {
+            "image": str(binary),
+            "values": str(out / "values.npz"),
+            "symbols": {k: v for k, v in symbols.items() if k == "stats" or k.startswith("out")},
+            "shapes": [[layer.shape[0], layer.shape[2]] for layer in layers],
+        }
+        (out / "job.json").write_text(json.dumps(job))
+        results = run_cocotb(
+            "soc",
+            "sim.infer.tb_infer",
+            simulator=simulator,
+            # No firmware in the build: the testbench loads the image, so runs share the build.
+            params={"firmware": [], "ram_words": ram_words, "loader": True},
+            testcase="infer_soc",
+            tag=f"soc-infer-{ram_words}",
+            waves=waves,
+            quiet=True,
+            env={"INFER_JOB": str(out / "job.json")},
+        )
+        with np.load(out / "values.npz") as z:
+            outputs = [z[f"out{i}"] for i in range(len(layers))]
+            stats = z["stats"]
+    values, records = asyncio.run(run_model(graph, groups, soc_gemm(layers, outputs, stats)))
+    return values, records, results.get("waves")
+
+
 def _first_difference(got, expected):
     """``(count, index, expected, got)`` of two arrays (rows first), or ``(0, None, None, None)``."""
     bad = got != expected
@@ -162,6 +205,8 @@ def infer(
     waves_path = None
     if spec.design is None:
         values, records = asyncio.run(run_model(graph, groups))
+    elif spec.name == "soc":
+        values, records, waves_path = _run_soc(graph, groups, simulator, waves)
     else:
         values, records, waves_path = _run_rtl(spec, model_path, groups, simulator, waves)
     run_seconds = time.perf_counter() - t0
