@@ -436,6 +436,10 @@ def _cmd_timing(args):
             f"| {name} | {fmax} | {where} | {r['lut4']} | {r['ff']} | {r['dsp']} | {r['ebr']} | "
             f"{r['xc7_lut_levels']} ({r['xc7_lut_levels_io']} with ports) |"
         )
+    for r in records:
+        if r["slow_endpoints"]:
+            slow = ", ".join(f"`{e['register']}` {e['ns']} ns" for e in r["slow_endpoints"])
+            print(f"\n{r['design']}{' ' + r['array'] if r['array'] else ''}, inputs settling after 10 ns: {slow}")
 
 
 def _cmd_soc(args):

@@ -4,9 +4,10 @@ Each design's own Verilog (:func:`hdl.generate.write_verilog`, as ``make verilog
 synthesized with ``synth_ecp5`` and placed and routed out of context (``--out-of-context``: the
 core's ports need no pins) with a fixed placer seed, so the figures repeat. nextpnr's own
 figures are reported: Fmax per clock (the routed design's "Max frequency" lines), the critical
-path of the slowest clock (its first and last register), and the cells it placed: LUT4 sites
+path of the slowest clock (its first and last register), the registers whose inputs settle
+later than 10 ns (what 100 MHz needs pipelined), and the cells it placed: LUT4 sites
 (``TRELLIS_COMB``: logic, carry halves and route-throughs), flip-flops, MULT18X18D and EBR
-(DP16KD).
+(DP16KD). Paths from and to the ports are not timed out of context.
 
 No place and route for the Xilinx 7 series runs here (no Vivado, no nextpnr-xilinx), so the
 xc7 figure is a logic depth: after ``synth_xilinx -family xc7 -flatten`` (the netlist that
@@ -40,6 +41,7 @@ __all__ = [
     "design_params",
     "parse_fmax",
     "parse_utilisation",
+    "slow_endpoints",
     "timing",
     "xc7_lut_levels",
 ]
@@ -129,6 +131,34 @@ def critical_path(report, cells=None):
         "logic_ns": round(sum(s["delay"] for s in steps if s["type"] != "routing"), 2),
         "routing_ns": round(sum(s["delay"] for s in steps if s["type"] == "routing"), 2),
     }
+
+
+def slow_endpoints(report, cells=None, over_ns=1000 / 100, limit=12):
+    """Registers whose inputs settle later than ``over_ns`` after the clock edge, slowest first.
+
+    From a nextpnr ``--report`` written with ``--detailed-timing-report``: each endpoint's latest
+    arrival (clock to output, logic and routing; setup not included), grouped by register (a
+    flip-flop's output net less its bit index, else the cell). Returns at most ``limit``
+    ``{"register", "ns", "bits"}``: what a clock of ``1000 / over_ns`` MHz needs pipelined."""
+    cells = cells or {}
+    worst = {}
+    for net in report.get("detailed_net_timings", []):
+        for end in net["endpoints"]:
+            delay = end["delay"][1] if isinstance(end["delay"], list) else end["delay"]
+            worst[end["cell"]] = max(delay, worst.get(end["cell"], delay))
+    groups = {}
+    for cell, delay in worst.items():
+        if delay <= over_ns:
+            continue
+        kind, output = cells.get(cell, (None, None))
+        if (kind or "TRELLIS_FF") == "TRELLIS_FF":
+            name = re.sub(r"\[\d+\]$", "", output) if output else _CELL_SUFFIX.sub("", cell)
+        else:
+            name = f"{cell} ({kind})"
+        ns, bits = groups.get(name, (0, 0))
+        groups[name] = (max(ns, delay), bits + 1)
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1][0])[:limit]
+    return [{"register": name, "ns": round(ns, 2), "bits": bits} for name, (ns, bits) in ranked]
 
 
 def _net_names(module):
@@ -389,7 +419,8 @@ def timing(design, array=None, device="85k", seed=DEFAULT_SEED, out_dir=None, xc
     record["yosys_seconds"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     cmd = [nextpnr, *device_args, "--json", "ecp5.json", "--out-of-context", "--freq", str(TARGET_MHZ)]
-    cmd += ["--timing-allow-fail", "--seed", str(seed), "--report", "report.json", "-l", "nextpnr.log", "-q"]
+    cmd += ["--timing-allow-fail", "--seed", str(seed), "--report", "report.json", "--detailed-timing-report"]
+    cmd += ["-l", "nextpnr.log", "-q"]
     (out_dir / "report.json").unlink(missing_ok=True)
     result = subprocess.run(cmd, cwd=out_dir, capture_output=True, text=True)
     record["nextpnr_seconds"] = round(time.perf_counter() - start, 1)
@@ -400,6 +431,7 @@ def timing(design, array=None, device="85k", seed=DEFAULT_SEED, out_dir=None, xc
             "fmax_mhz": None,
             "fmax_per_clock": {},
             "critical_path": None,
+            "slow_endpoints": [],
             "lut4": cells.get("TRELLIS_COMB", (None,))[0],
             "ff": cells.get("TRELLIS_FF", (None,))[0],
             "dsp": cells.get("MULT18X18D", (None,))[0],
@@ -416,7 +448,9 @@ def timing(design, array=None, device="85k", seed=DEFAULT_SEED, out_dir=None, xc
         record["fmax_per_clock"] = fmax
         record["fmax_mhz"] = min(fmax.values()) if fmax else None
         netlist = json.loads((out_dir / "ecp5.json").read_text())["modules"][top]
-        record["critical_path"] = critical_path(report, _cells(netlist))
+        netlist_cells = _cells(netlist)
+        record["critical_path"] = critical_path(report, netlist_cells)
+        record["slow_endpoints"] = slow_endpoints(report, netlist_cells, 1000 / TARGET_MHZ)
     record["xc7_lut_levels"] = record["xc7_lut_levels_io"] = record["xc7_deepest_path"] = None
     if xc7:
         start = time.perf_counter()

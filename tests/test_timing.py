@@ -1,7 +1,7 @@
 """``sim timing``: the nextpnr log and report parsers and the xc7 LUT-level count, on small captured or
 hand-made text; one real ECP5 place and route of the CFU (about 25 s)."""
 
-from sim.timing import critical_path, parse_fmax, parse_utilisation, xc7_lut_levels
+from sim.timing import critical_path, parse_fmax, parse_utilisation, slow_endpoints, xc7_lut_levels
 
 # Captured from nextpnr-ecp5 0.11.1 on the CFU (lines cut): the placer's estimate, then the routed design's.
 LOG = """\
@@ -67,6 +67,27 @@ def test_critical_path_names_registers():
     assert critical_path({"critical_paths": []}) is None
 
 
+def test_slow_endpoints_grouped_by_register():
+    def net(*ends):
+        return {"net": "n", "endpoints": [{"cell": c, "port": "DI", "delay": [1.0, d]} for c, d in ends]}
+
+    report = {
+        "detailed_net_timings": [
+            net(("acc_TRELLIS_FF_Q", 12.5), ("acc_TRELLIS_FF_Q_1", 9.0)),
+            net(("acc_TRELLIS_FF_Q_2", 13.0), ("s2_TRELLIS_FF_Q_7", 11.0), ("fast_TRELLIS_FF_Q", 3.0)),
+            net(("b.lane1", 10.5), ("acc_TRELLIS_FF_Q", 12.0)),
+        ]
+    }
+    cells = {"acc_TRELLIS_FF_Q": ("TRELLIS_FF", "core.acc[0]"), "b.lane1": ("DP16KD", "b.lane1_DOA0")}
+    assert slow_endpoints(report, cells, over_ns=10.0) == [
+        {"register": "acc", "ns": 13.0, "bits": 1},
+        {"register": "core.acc", "ns": 12.5, "bits": 1},
+        {"register": "s2", "ns": 11.0, "bits": 1},
+        {"register": "b.lane1 (DP16KD)", "ns": 10.5, "bits": 1},
+    ]
+    assert slow_endpoints(report, cells, over_ns=12.6, limit=1) == [{"register": "acc", "ns": 13.0, "bits": 1}]
+
+
 def _cell(kind, ins, outs, **params):
     return {
         "type": kind,
@@ -123,4 +144,5 @@ def test_cfu_place_and_route(tmp_path):
     assert 10 < r["fmax_mhz"] < 500 and r["fmax_per_clock"] == {"clk": r["fmax_mhz"]}
     assert r["dsp"] == 8 and r["ebr"] == 0 and r["lut4"] > 500 and r["ff"] > 500
     assert r["critical_path"]["start"] and r["critical_path"]["end"]
+    assert r["slow_endpoints"] and all(e["ns"] > 10 for e in r["slow_endpoints"])
     assert 1 <= r["xc7_lut_levels"] <= r["xc7_lut_levels_io"] < 50
