@@ -95,6 +95,8 @@ def parse_utilisation(log):
 
 
 _CELL_SUFFIX = re.compile(r"_(TRELLIS_FF|MULT18X18D|ALU54B|DP16KD|TRELLIS_DPR16X4|TRELLIS_RAMW)_.*$")
+#: yosys names an unnamed net after the cells it passes (``x_DOB0_LUT4_C_Z_TRELLIS_FF_Q_DI_CCU2C_S0_...``).
+_AUTONAME = re.compile(r"_(LUT4|CCU2C|PFUMX|L6MUX21|TRELLIS_FF|MULT18X18D|ALU54B|DP16KD)(_.*)?$")
 
 
 def _end_name(pin, cells):
@@ -105,7 +107,7 @@ def _end_name(pin, cells):
         match = _CELL_SUFFIX.search(cell)
         kind = match[1] if match else "TRELLIS_FF"
     if kind == "TRELLIS_FF":
-        return output or _CELL_SUFFIX.sub("", cell)
+        return _AUTONAME.sub("", output) if output else _CELL_SUFFIX.sub("", cell)
     return f"{cell} ({kind} {pin['port']})"
 
 
@@ -137,9 +139,11 @@ def slow_endpoints(report, cells=None, over_ns=1000 / 100, limit=12):
     """Registers whose inputs settle later than ``over_ns`` after the clock edge, slowest first.
 
     From a nextpnr ``--report`` written with ``--detailed-timing-report``: each endpoint's latest
-    arrival (clock to output, logic and routing; setup not included), grouped by register (a
-    flip-flop's output net less its bit index, else the cell). Returns at most ``limit``
-    ``{"register", "ns", "bits"}``: what a clock of ``1000 / over_ns`` MHz needs pipelined."""
+    arrival (clock to output, logic and routing; setup not included), by register (a flip-flop's
+    output net less its bit index, else the cell and its type). Registers whose names differ
+    only in numbers (the lanes of a buffer, the PEs of the array) are one entry: ``register``
+    names them (up to three) or gives their pattern with ``*``. Returns at most ``limit``
+    ``{"register", "ns", "bits", "registers"}``: what a clock of ``1000 / over_ns`` MHz needs pipelined."""
     cells = cells or {}
     worst = {}
     for net in report.get("detailed_net_timings", []):
@@ -152,13 +156,23 @@ def slow_endpoints(report, cells=None, over_ns=1000 / 100, limit=12):
             continue
         kind, output = cells.get(cell, (None, None))
         if (kind or "TRELLIS_FF") == "TRELLIS_FF":
-            name = re.sub(r"\[\d+\]$", "", output) if output else _CELL_SUFFIX.sub("", cell)
+            name = _AUTONAME.sub("", re.sub(r"\[\d+\]$", "", output)) if output else _CELL_SUFFIX.sub("", cell)
+            kind = ""
         else:
-            name = f"{cell} ({kind})"
-        ns, bits = groups.get(name, (0, 0))
-        groups[name] = (max(ns, delay), bits + 1)
+            name, kind = cell, f" ({kind})"
+        key = (re.sub(r"\d+", "*", name), kind)
+        ns, bits, names = groups.get(key, (0, 0, set()))
+        groups[key] = (max(ns, delay), bits + 1, names | {name})
     ranked = sorted(groups.items(), key=lambda kv: -kv[1][0])[:limit]
-    return [{"register": name, "ns": round(ns, 2), "bits": bits} for name, (ns, bits) in ranked]
+    return [
+        {
+            "register": (", ".join(sorted(names)) if len(names) <= 3 else pattern) + kind,
+            "ns": round(ns, 2),
+            "bits": bits,
+            "registers": len(names),
+        }
+        for (pattern, kind), (ns, bits, names) in ranked
+    ]
 
 
 def _net_names(module):

@@ -71,21 +71,24 @@ def test_slow_endpoints_grouped_by_register():
     def net(*ends):
         return {"net": "n", "endpoints": [{"cell": c, "port": "DI", "delay": [1.0, d]} for c, d in ends]}
 
+    lanes = [(f"b.lane{i}", 10.5 + i / 10) for i in range(5)]
     report = {
         "detailed_net_timings": [
             net(("acc_TRELLIS_FF_Q", 12.5), ("acc_TRELLIS_FF_Q_1", 9.0)),
             net(("acc_TRELLIS_FF_Q_2", 13.0), ("s2_TRELLIS_FF_Q_7", 11.0), ("fast_TRELLIS_FF_Q", 3.0)),
-            net(("b.lane1", 10.5), ("acc_TRELLIS_FF_Q", 12.0)),
+            net(*lanes, ("acc_TRELLIS_FF_Q", 12.0), ("s1_TRELLIS_FF_Q", 10.2)),
         ]
     }
-    cells = {"acc_TRELLIS_FF_Q": ("TRELLIS_FF", "core.acc[0]"), "b.lane1": ("DP16KD", "b.lane1_DOA0")}
+    cells = {"acc_TRELLIS_FF_Q": ("TRELLIS_FF", "core.acc[0]"), **{c: ("DP16KD", "x") for c, _ in lanes}}
     assert slow_endpoints(report, cells, over_ns=10.0) == [
-        {"register": "acc", "ns": 13.0, "bits": 1},
-        {"register": "core.acc", "ns": 12.5, "bits": 1},
-        {"register": "s2", "ns": 11.0, "bits": 1},
-        {"register": "b.lane1 (DP16KD)", "ns": 10.5, "bits": 1},
+        {"register": "acc", "ns": 13.0, "bits": 1, "registers": 1},
+        {"register": "core.acc", "ns": 12.5, "bits": 1, "registers": 1},
+        {"register": "s1, s2", "ns": 11.0, "bits": 2, "registers": 2},
+        {"register": "b.lane* (DP16KD)", "ns": 10.9, "bits": 5, "registers": 5},
     ]
-    assert slow_endpoints(report, cells, over_ns=12.6, limit=1) == [{"register": "acc", "ns": 13.0, "bits": 1}]
+    assert slow_endpoints(report, cells, over_ns=12.6, limit=1) == [
+        {"register": "acc", "ns": 13.0, "bits": 1, "registers": 1}
+    ]
 
 
 def _cell(kind, ins, outs, **params):
