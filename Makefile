@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test lint regress bench synth clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth timing clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
@@ -22,6 +22,8 @@ help:
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
+	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
+	@echo "               (TIMING_ARGS='--designs train' for the training core: about an hour)"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -62,6 +64,10 @@ bench: | $(PY)
 
 synth: | $(PY)
 	$(PY) -m sim synth
+
+# The training core is opt-in: yosys and nextpnr take about an hour on it here.
+timing: | $(PY)
+	$(PY) -m sim timing $(TIMING_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -55,6 +55,7 @@ def _whole(minimum, why=""):
 
 _positive_int = _whole(1)
 _seed = _whole(0, " (it seeds NumPy's generator)")
+_seed_pnr = _whole(1, " (nextpnr's placer seed)")
 
 
 def _probe_dir(path, option):
@@ -334,16 +335,8 @@ def _cmd_synth(args):
     if "train" in args.designs:
         targets.append(("train", {}))  # the default CoreGeometry, as make sim builds it
     if "gemm" in args.designs:
-        for size in args.arrays:
-            rows, _, cols = size.partition("x")
-            if not (rows.isdigit() and cols.isdigit()):
-                raise _UsageError(f"--arrays: {size!r} is not RxC, for example 8x8")
-            if max(int(rows), int(cols)) > MAX_ARRAY:
-                raise _UsageError(
-                    f"--arrays: at most {MAX_ARRAY}x{MAX_ARRAY}, not {size} (a 64x64 engine takes "
-                    f"Amaranth about 40 s to elaborate and yosys far longer to synthesize)"
-                )
-            targets.append(("gemm", {"rows": int(rows), "cols": int(cols)}))
+        for rows, cols in _arrays(args.arrays):
+            targets.append(("gemm", {"rows": rows, "cols": cols}))
     rows = []
     for design, params in targets:
         try:
@@ -370,6 +363,83 @@ def _cmd_synth(args):
             f"{'yes' if r['fits_xc7a100t'] else 'no'} |"
         )
     print(f"| xc7a100t | {XC7A100T['lut']:,} | {XC7A100T['ff']:,} | {XC7A100T['dsp48e1']} | {XC7A100T['bram36']} | |")
+
+
+def _arrays(sizes):
+    """``--arrays`` RxC texts -> [(rows, cols)], checked against MAX_ARRAY."""
+    out = []
+    for size in sizes:
+        rows, _, cols = size.partition("x")
+        if not (rows.isdigit() and cols.isdigit()):
+            raise _UsageError(f"--arrays: {size!r} is not RxC, for example 8x8")
+        if max(int(rows), int(cols)) > MAX_ARRAY:
+            raise _UsageError(
+                f"--arrays: at most {MAX_ARRAY}x{MAX_ARRAY}, not {size} (a 64x64 engine takes "
+                f"Amaranth about 40 s to elaborate and yosys far longer to synthesize)"
+            )
+        out.append((int(rows), int(cols)))
+    return out
+
+
+#: ``sim timing``'s designs; the training core is left out unless named (about an hour here).
+TIMING_DESIGNS = ("cfu", "gemm_cfu", "gemm", "selftest", "train", "soc")
+TIMING_DEFAULT = ("cfu", "gemm_cfu", "gemm", "selftest")
+
+
+def _cmd_timing(args):
+    """Fmax on a Lattice ECP5 (yosys synth_ecp5, nextpnr-ecp5 out of context) and xc7 LUT levels of each design."""
+    from .timing import DEVICES, timing
+
+    arrays = _arrays(args.arrays)
+    targets = []
+    for design in dict.fromkeys(args.designs):
+        for array in arrays if design in ("gemm", "selftest") else [None]:
+            targets.append((design, array))
+    from hdl.generate import to_verilog
+
+    from .timing import design_params
+
+    for design, array in targets:  # a design its parameters cannot build fails here, before any run
+        try:
+            to_verilog(design, **design_params(design, array))
+        except ValueError as e:
+            raise _UsageError(f"{design} {'x'.join(map(str, array or ()))}: {e}") from None
+    records = []
+    for design, array in targets:
+        try:
+            r = timing(design, array, device=args.device, seed=args.seed)
+        except ValueError as e:
+            raise _UsageError(str(e)) from None
+        except RuntimeError as e:
+            raise SimulationError(str(e)) from None
+        records.append(r)
+        if not args.json:
+            print(
+                f"{r['design']}{' ' + r['array'] if r['array'] else ''}: "
+                + (f"{r['fmax_mhz']:.1f} MHz" if r["fmax_mhz"] else r.get("note", "no clock"))
+                + f" (yosys {r['yosys_seconds']} s, nextpnr {r['nextpnr_seconds']} s)",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return
+    part = DEVICES[args.device][0]
+    print(f"ECP5 {part}, nextpnr-ecp5 out of context, seed {args.seed}; xc7: synth_xilinx LUT levels")
+    print("| design | Fmax (MHz) | critical path (start -> end) | LUT4 | FF | MULT18X18D | EBR | xc7 LUT levels |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in records:
+        name = f"{r['design']} {r['array']}" if r["array"] else r["design"]
+        path = r["critical_path"]
+        where = f"`{path['start']}` -> `{path['end']}`" if path else r.get("note", "")
+        fmax = f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-"
+        print(
+            f"| {name} | {fmax} | {where} | {r['lut4']} | {r['ff']} | {r['dsp']} | {r['ebr']} | "
+            f"{r['xc7_lut_levels']} ({r['xc7_lut_levels_io']} with ports) |"
+        )
+    for r in records:
+        if r["slow_endpoints"]:
+            slow = ", ".join(f"`{e['register']}` {e['ns']} ns" for e in r["slow_endpoints"])
+            print(f"\n{r['design']}{' ' + r['array'] if r['array'] else ''}, inputs settling after 10 ns: {slow}")
 
 
 def _cmd_soc(args):
@@ -940,6 +1010,26 @@ def _parser():
     y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
     y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     y.set_defaults(func=_cmd_synth)
+
+    tm = sub.add_parser("timing", help=_cmd_timing.__doc__)
+    tm.add_argument(
+        "--designs",
+        nargs="+",
+        choices=TIMING_DESIGNS,
+        default=list(TIMING_DEFAULT),
+        help=f"default: {' '.join(TIMING_DEFAULT)}; name train to add the training core "
+        "(about 15 min of yosys and 40 min of nextpnr here)",
+    )
+    tm.add_argument("--arrays", nargs="+", default=["8x8"], help="array sizes RxC of gemm and selftest (default 8x8)")
+    tm.add_argument(
+        "--device",
+        choices=["85k", "25k"],
+        default="85k",
+        help="85k: LFE5UM-85F-8BG381 (default); 25k: LFE5U-25F-8MG285, the OrangeCrab's",
+    )
+    tm.add_argument("--seed", type=_seed_pnr, default=1, help="nextpnr's placer seed (default 1)")
+    tm.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    tm.set_defaults(func=_cmd_timing)
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))

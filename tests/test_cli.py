@@ -74,6 +74,12 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
         (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
         (["synth", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
+        (["timing", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
+        (["timing", "--designs", "selftest", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
+        (["timing", "--designs", "gemm", "--arrays", "3x4"], r"gemm 3x4: rows must be a power of two, not 3"),
+        (["timing", "--designs", "fpu"], r"--designs: invalid choice: 'fpu'"),
+        (["timing", "--device", "45k"], r"--device: invalid choice: '45k'"),
+        (["timing", "--seed", "0"], r"--seed: must be 1 or more"),
     ],
 )
 def test_bad_arguments_one_line(args, cause):
