@@ -163,6 +163,7 @@ def _compile(out_dir, kit, ram):
             str(out_dir / "infer.ld"),
             str(FIRMWARE_DIR / "crt0.S"),
             str(FIRMWARE_DIR / "infer.c"),
+            str(FIRMWARE_DIR / "runtime.c"),
             str(kit / "fc_kernel.c"),
             str(kit / "fc_gemm.c"),
             "-o",

@@ -128,6 +128,7 @@ def build_firmware(out_dir, images=8, cold=False):
             str(FIRMWARE_DIR / "link.ld"),
             str(FIRMWARE_DIR / "crt0.S"),
             str(FIRMWARE_DIR / "main.c"),
+            str(FIRMWARE_DIR / "runtime.c"),
             str(kit / "fc_kernel.c"),
             str(kit / "fc_gemm.c"),
             "-o",

@@ -9,6 +9,8 @@
  * debug port after the CPU halts. Caches are cold: this is a first inference. */
 #include <stdint.h>
 
+#include "runtime.h"
+
 #include "cfu_gemm.h"
 #include "fc_gemm.h"
 #include "fc_kernel.h"
@@ -27,21 +29,6 @@ typedef struct {
 #include "infer_model.h" /* generated: N_LAYERS, the arrays, `static const layer_t layers[N_LAYERS]` */
 
 uint32_t stats[2 * N_LAYERS];
-
-static inline uint32_t rdcycle(void) { uint32_t v; __asm__ volatile("rdcycle %0" : "=r"(v)); return v; }
-
-/* What gcc may call at -O2 in a freestanding build. */
-void *memset(void *dst, int c, unsigned n) {
-  unsigned char *d = dst;
-  while (n--) *d++ = (unsigned char)c;
-  return dst;
-}
-void *memcpy(void *dst, const void *src, unsigned n) {
-  unsigned char *d = dst;
-  const unsigned char *s = src;
-  while (n--) *d++ = *s++;
-  return dst;
-}
 
 int main(void) {
   for (int i = 0; i < N_LAYERS; i++) {

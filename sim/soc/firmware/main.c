@@ -11,6 +11,8 @@
  * read around each way (stats[], in the order of sim/soc/firmware.py STATS). */
 #include <stdint.h>
 
+#include "runtime.h"
+
 #include "cfu_gemm.h"
 #include "fc_gemm.h"
 #include "fc_kernel.h"
@@ -23,22 +25,6 @@ int8_t hid_gemm[N_IMAGES][N_HID] ALIGNED, out_gemm[N_IMAGES][N_OUT] ALIGNED;
 uint32_t stats[N_STATS];
 
 static const fc_params_t l1 = L1_PARAMS, l2 = L2_PARAMS;
-
-static inline uint32_t rdcycle(void) { uint32_t v; __asm__ volatile("rdcycle %0" : "=r"(v)); return v; }
-static inline uint32_t rdinstret(void) { uint32_t v; __asm__ volatile("rdinstret %0" : "=r"(v)); return v; }
-
-/* What gcc may call at -O2 in a freestanding build. */
-void *memset(void *dst, int c, unsigned n) {
-  unsigned char *d = dst;
-  while (n--) *d++ = (unsigned char)c;
-  return dst;
-}
-void *memcpy(void *dst, const void *src, unsigned n) {
-  unsigned char *d = dst;
-  const unsigned char *s = src;
-  while (n--) *d++ = *s++;
-  return dst;
-}
 
 /* VexRiscv_FullCfu's data cache: 4 KB, direct mapped, 32-byte lines. touch()
  * reads a word of each line of `data` (they are in the cache afterwards);
