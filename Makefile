@@ -23,7 +23,7 @@ help:
 	@echo "make bench     measure the figures in docs/performance.md"
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
-	@echo "               (TIMING_ARGS='--designs train' for the training core: about an hour)"
+	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -65,7 +65,7 @@ bench: | $(PY)
 synth: | $(PY)
 	$(PY) -m sim synth
 
-# The training core is opt-in: yosys and nextpnr take about an hour on it here.
+# The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
 timing: | $(PY)
 	$(PY) -m sim timing $(TIMING_ARGS)
 
