@@ -267,21 +267,27 @@ class Cfu(wiring.Component):
         super().__init__({**CFU_PORTS, "reset": In(1), "clk": In(1)})
 
     def elaborate(self, platform):
-        m = Module()
-        # A domain of its own, local, so that a design instantiating Cfu
-        # (the SoC) keeps its own sync domain.
-        m.domains.cfu = ClockDomain("cfu", local=True)
-        m.d.comb += [ClockSignal("cfu").eq(self.clk), ResetSignal("cfu").eq(self.reset)]
-        m.submodules.core = core = DomainRenamer("cfu")(CfuCore())
-        # CFU Playground's names for the two streams' members.
-        m.d.comb += [
-            core.cmd.valid.eq(self.cmd_valid),
-            self.cmd_ready.eq(core.cmd.ready),
-            core.cmd.payload.function_id.eq(self.cmd_payload_function_id),
-            core.cmd.payload.inputs_0.eq(self.cmd_payload_inputs_0),
-            core.cmd.payload.inputs_1.eq(self.cmd_payload_inputs_1),
-            self.rsp_valid.eq(core.rsp.valid),
-            core.rsp.ready.eq(self.rsp_ready),
-            self.rsp_payload_outputs_0.eq(core.rsp.payload.outputs_0),
-        ]
-        return m
+        return cfu_playground_ports(self, CfuCore())
+
+
+def cfu_playground_ports(wrapper, core):
+    """A module running ``core`` (a component with ``cmd``/``rsp`` streams of :data:`COMMAND` and
+    :data:`RESPONSE`) on ``wrapper``'s CFU Playground ports (:data:`CFU_PORTS`, ``clk``, ``reset``)."""
+    m = Module()
+    # A domain of its own, local, so that a design instantiating the CFU
+    # (the SoC) keeps its own sync domain.
+    m.domains.cfu = ClockDomain("cfu", local=True)
+    m.d.comb += [ClockSignal("cfu").eq(wrapper.clk), ResetSignal("cfu").eq(wrapper.reset)]
+    m.submodules.core = core = DomainRenamer("cfu")(core)
+    # CFU Playground's names for the two streams' members.
+    m.d.comb += [
+        core.cmd.valid.eq(wrapper.cmd_valid),
+        wrapper.cmd_ready.eq(core.cmd.ready),
+        core.cmd.payload.function_id.eq(wrapper.cmd_payload_function_id),
+        core.cmd.payload.inputs_0.eq(wrapper.cmd_payload_inputs_0),
+        core.cmd.payload.inputs_1.eq(wrapper.cmd_payload_inputs_1),
+        wrapper.rsp_valid.eq(core.rsp.valid),
+        core.rsp.ready.eq(wrapper.rsp_ready),
+        wrapper.rsp_payload_outputs_0.eq(core.rsp.payload.outputs_0),
+    ]
+    return m

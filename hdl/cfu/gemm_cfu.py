@@ -30,10 +30,7 @@ the figures are :mod:`reference.cfu_gemm_isa`'s):
 from amaranth.hdl import (
     Array,
     Cat,
-    ClockDomain,
-    ClockSignal,
     Const,
-    DomainRenamer,
     Module,
     Mux,
     ResetSignal,
@@ -62,7 +59,7 @@ from reference.cfu_gemm_isa import (
 from reference.gemm import MODES, ROW_ENTRY, array_latency
 
 from ..systolic.engine import GemmEngine
-from .core import CFU_PORTS, COMMAND, RESPONSE, CfuCore
+from .core import CFU_PORTS, COMMAND, RESPONSE, CfuCore, cfu_playground_ports
 from .output_stage import INT32_MIN, offset_clamp, rounding_divide, shift_amounts, srdhm_high
 
 __all__ = ["GemmCfuCore", "CombinedCfuCore", "GemmCfu", "READ8_LANES"]
@@ -517,19 +514,4 @@ class GemmCfu(wiring.Component):
         super().__init__({**CFU_PORTS, "reset": In(1), "clk": In(1)})
 
     def elaborate(self, platform):
-        m = Module()
-        # A local domain, as Cfu has, so that a design instantiating it keeps its own sync.
-        m.domains.cfu = ClockDomain("cfu", local=True)
-        m.d.comb += [ClockSignal("cfu").eq(self.clk), ResetSignal("cfu").eq(self.reset)]
-        m.submodules.core = core = DomainRenamer("cfu")(CombinedCfuCore(self.geometry))
-        m.d.comb += [
-            core.cmd.valid.eq(self.cmd_valid),
-            self.cmd_ready.eq(core.cmd.ready),
-            core.cmd.payload.function_id.eq(self.cmd_payload_function_id),
-            core.cmd.payload.inputs_0.eq(self.cmd_payload_inputs_0),
-            core.cmd.payload.inputs_1.eq(self.cmd_payload_inputs_1),
-            self.rsp_valid.eq(core.rsp.valid),
-            core.rsp.ready.eq(self.rsp_ready),
-            self.rsp_payload_outputs_0.eq(core.rsp.payload.outputs_0),
-        ]
-        return m
+        return cfu_playground_ports(self, CombinedCfuCore(self.geometry))

@@ -149,37 +149,11 @@ SECTIONS {{
 
 
 def _compile(out_dir, kit, ram):
-    from sim.soc.firmware import CFLAGS, FIRMWARE_DIR, GCC
+    from sim.soc.firmware import compile_firmware
 
     (out_dir / "infer.ld").write_text(_LINK.format(ram=ram))
     elf = out_dir / "infer.elf"
-    result = subprocess.run(
-        [
-            GCC,
-            *CFLAGS,
-            f"-I{kit}",
-            f"-I{out_dir}",
-            "-T",
-            str(out_dir / "infer.ld"),
-            str(FIRMWARE_DIR / "crt0.S"),
-            str(FIRMWARE_DIR / "infer.c"),
-            str(FIRMWARE_DIR / "runtime.c"),
-            str(kit / "fc_kernel.c"),
-            str(kit / "fc_gemm.c"),
-            "-o",
-            str(elf),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    return elf, result
-
-
-def _symbols(elf):
-    nm = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], check=True, capture_output=True, text=True).stdout
-    return {
-        name: int(addr, 16) for addr, _, name in (line.split() for line in nm.splitlines() if len(line.split()) == 3)
-    }
+    return elf, compile_firmware(elf, kit, out_dir / "infer.ld", "infer.c")
 
 
 def build_infer_firmware(out_dir, layers):
@@ -189,7 +163,7 @@ def build_infer_firmware(out_dir, layers):
     data and 2 KB of stack; :class:`SocTooBig` when even :data:`MAX_RAM_BYTES` does not."""
     from hdl.cfu.kit import write_cfu_kit
     from sim.runner import ToolMissing
-    from sim.soc.firmware import GCC, FirmwareError
+    from sim.soc.firmware import GCC, FirmwareError, read_symbols
 
     check_fits(layers)
     if shutil.which(GCC) is None:
@@ -205,7 +179,7 @@ def build_infer_firmware(out_dir, layers):
             check_fits(layers, 0)  # names the largest layer
         first = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip())
         raise FirmwareError(f"the infer firmware does not compile: {first}")
-    need = _symbols(elf)["_bss_end"] + 2048
+    need = read_symbols(elf)["_bss_end"] + 2048
     ram = MIN_RAM_BYTES
     while ram < need:
         ram *= 2
@@ -215,7 +189,7 @@ def build_infer_firmware(out_dir, layers):
             raise FirmwareError(f"the infer firmware does not link in {ram} bytes: {result.stderr.strip()[:200]}")
     binary = out_dir / "infer.bin"
     subprocess.run(["riscv64-unknown-elf-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
-    return binary, _symbols(elf), ram // 4
+    return binary, read_symbols(elf), ram // 4
 
 
 def soc_gemm(layers, outputs, stats):

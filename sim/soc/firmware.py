@@ -16,6 +16,8 @@ from reference.float_mlp import digits_mlp
 from ..runner import ToolMissing
 
 __all__ = [
+    "compile_firmware",
+    "read_symbols",
     "build_firmware",
     "firmware_mlp",
     "WAYS",
@@ -117,17 +119,31 @@ def build_firmware(out_dir, images=8, cold=False):
     write_cfu_kit(kit)
     (out_dir / "mlp.h").write_text(_mlp_header(*firmware_mlp(images)))
     elf = out_dir / "firmware.elf"
-    result = subprocess.run(
+    result = compile_firmware(elf, kit, FIRMWARE_DIR / "link.ld", "main.c", ["-DCOLD_WEIGHTS"] if cold else [])
+    if result.returncode:
+        if "overflowed" in result.stderr or "no room for the stack" in result.stderr:
+            raise FirmwareTooBig(f"the firmware with {images} images does not fit in the SoC's 64 KB of RAM")
+        first = next((l for l in result.stderr.splitlines() if "error" in l), result.stderr.strip())
+        raise FirmwareError(f"the firmware does not compile: {first}")
+    binary = out_dir / "firmware.bin"
+    subprocess.run(["riscv64-unknown-elf-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
+    return binary, read_symbols(elf)
+
+
+def compile_firmware(elf, kit, linker_script, program, defines=()):
+    """Compile ``program`` (a file of FIRMWARE_DIR) with the runtime and the kit's kernels into ``elf``;
+    generated headers are looked for beside it. Returns the compiler's ``CompletedProcess``."""
+    return subprocess.run(
         [
             GCC,
             *CFLAGS,
-            *(["-DCOLD_WEIGHTS"] if cold else []),
+            *defines,
             f"-I{kit}",
-            f"-I{out_dir}",
+            f"-I{elf.parent}",
             "-T",
-            str(FIRMWARE_DIR / "link.ld"),
+            str(linker_script),
             str(FIRMWARE_DIR / "crt0.S"),
-            str(FIRMWARE_DIR / "main.c"),
+            str(FIRMWARE_DIR / program),
             str(FIRMWARE_DIR / "runtime.c"),
             str(kit / "fc_kernel.c"),
             str(kit / "fc_gemm.c"),
@@ -137,15 +153,10 @@ def build_firmware(out_dir, images=8, cold=False):
         capture_output=True,
         text=True,
     )
-    if result.returncode:
-        if "overflowed" in result.stderr or "no room for the stack" in result.stderr:
-            raise FirmwareTooBig(f"the firmware with {images} images does not fit in the SoC's 64 KB of RAM")
-        first = next((l for l in result.stderr.splitlines() if "error" in l), result.stderr.strip())
-        raise FirmwareError(f"the firmware does not compile: {first}")
-    binary = out_dir / "firmware.bin"
-    subprocess.run(["riscv64-unknown-elf-objcopy", "-O", "binary", str(elf), str(binary)], check=True)
+
+
+def read_symbols(elf):
+    """The ELF's symbols: name -> address."""
     nm = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], check=True, capture_output=True, text=True).stdout
-    symbols = {
-        name: int(addr, 16) for addr, _, name in (line.split() for line in nm.splitlines() if len(line.split()) == 3)
-    }
-    return binary, symbols
+    rows = (line.split() for line in nm.splitlines())
+    return {row[2]: int(row[0], 16) for row in rows if len(row) == 3}
