@@ -386,6 +386,29 @@ TIMING_DESIGNS = ("cfu", "gemm_cfu", "gemm", "selftest", "train", "soc")
 TIMING_DEFAULT = ("cfu", "gemm_cfu", "gemm", "selftest")
 
 
+def _cmd_mutate(args):
+    """Mutation score: yosys mutants of a design's netlist, each run through a part of its regression."""
+    from .mutate import BENCHES, MutateError, mutate
+
+    try:
+        record, rows = mutate(args.design, count=args.count, seed=args.seed, jobs=args.jobs, progress=not args.json)
+    except MutateError as e:
+        raise SimulationError(str(e)) from None
+    if args.json:
+        print(json.dumps(record, indent=1))
+        return
+    equivalent = [r for r in rows if r["status"] == "equivalent"]
+    print(
+        f"{record['design']} ({BENCHES[args.design].note}): {record['mutants']} mutants, {record['killed']} killed, "
+        f"{record['survived']} survived, {record['equivalent']} equivalent; score {100 * record['score']:.1f}% "
+        f"(seed {record['seed']})"
+    )
+    for r in equivalent:
+        print(f"  equivalent #{r['index']} {r['mutation']}")
+    for s in record["survivors"]:
+        print(f"  survivor {s}")
+
+
 def _cmd_timing(args):
     """Fmax on a Lattice ECP5 (yosys synth_ecp5, nextpnr-ecp5 out of context) and xc7 LUT levels of each design."""
     from .timing import DEVICES, timing
@@ -1030,6 +1053,16 @@ def _parser():
     tm.add_argument("--seed", type=_seed_pnr, default=1, help="nextpnr's placer seed (default 1)")
     tm.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     tm.set_defaults(func=_cmd_timing)
+
+    mu = sub.add_parser("mutate", help=_cmd_mutate.__doc__)
+    mu.add_argument("--design", choices=["cfu", "gemm", "train", "loss_unit"], required=True)
+    mu.add_argument("--count", type=_whole(1), default=40, help="mutants (default 40)")
+    mu.add_argument(
+        "--seed", type=_whole(0, " (yosys mutate's seed)"), default=1, help="yosys mutate -seed (default 1)"
+    )
+    mu.add_argument("--jobs", type=_positive_int, default=None, help="mutants at once (default: one per core)")
+    mu.add_argument("--json", action="store_true", help="print one JSON object")
+    mu.set_defaults(func=_cmd_mutate)
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))

@@ -200,6 +200,8 @@ def run_cocotb(
     build_dir=None,
     quiet=False,
     tag=None,
+    verilog=None,
+    plusargs=(),
 ):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
 
@@ -217,6 +219,10 @@ def run_cocotb(
     Icarus, VCD on Verilator) in the run's directory; its path is in the
     result as ``waves``.
     A testbench that recorded a ``mismatch`` raises :class:`Mismatch`.
+    ``verilog`` simulates that file instead of the design's generated Verilog
+    (its last module is the top, with the design's ports; give it a ``tag`` of
+    its own so it never shares a build with the generated one); ``plusargs``
+    reach the simulator (``$value$plusargs``).
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -231,7 +237,14 @@ def run_cocotb(
     runner = get_runner(simulator)
     makeflags = os.environ.get("MAKEFLAGS", "")
     with locked(build_dir, fcntl.LOCK_EX):
-        toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
+        if verilog is None:
+            toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
+        else:  # a netlist made from the design's (sim/mutate.py's mutants): copied only if it changed
+            text = Path(verilog).read_text()
+            toplevel = re.findall(r"^module\s+(\w+)", text, re.M)[-1]
+            target = build_dir / f"{design}.v"
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
         if simulator == "icarus":
             _kick_time_zero(build_dir / f"{design}.v")
         build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
@@ -275,7 +288,7 @@ def run_cocotb(
     # Verilator writes dump.vcd in its working directory (the run's); Icarus
     # takes the FST's path as a plusarg (cocotb's default is in the build).
     wave = run_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
-    plusargs = [f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else []
+    plusargs = list(plusargs) + ([f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else [])
     log = run_dir / "test.log" if quiet else None
     results_xml = run_dir / "results.xml"
     with locked(build_dir, fcntl.LOCK_SH):

@@ -1,0 +1,430 @@
+"""Mutation score: how many injected netlist faults the regression catches (MCY's method).
+
+1. The design's Verilog (:mod:`hdl.generate`, as the benches build it, with Amaranth's source locations) is
+   flattened by yosys (``prep; flatten``), and ``mutate -list N -seed S`` picks N mutations of its cells'
+   port bits: a bit inverted (``inv``), tied to 0 or 1 (``const0``/``const1``), or XORed with another bit of
+   the same port (``cnot0``/``cnot1``).
+2. One netlist holds every mutant, each behind ``mutate -ctrl mutsel W i`` (mutsel 0 is the design as
+   written). A wrapper module with the design's name and ports reads ``+mutsel=i`` at time zero, so the
+   benches run unchanged and one Verilator build serves all mutants (build tag ``mutate-<design>...``).
+3. Each mutant runs a focused part of the design's regression (:data:`BENCHES`), ``jobs`` at once, each
+   bounded by a wall-clock timeout: it is *killed* if the bench reports a mismatch, fails or hangs.
+4. A survivor is tried by yosys: a miter of the design and that one mutant, ``sat -tempinduct``
+   (induction, from the registers' initial values). Proved: *equivalent*. Otherwise it stays a survivor.
+
+``score = killed / (mutants - equivalent)``.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .runner import build_tag, repo_root
+from .synth import yosys_command
+
+__all__ = ["BENCHES", "MutateError", "mutate", "list_mutations", "describe", "check_equivalent"]
+
+
+class MutateError(RuntimeError):
+    """The sweep could not be made (yosys failed, or the unmutated design fails its own bench)."""
+
+
+@dataclass
+class Bench:
+    """What a mutant runs: the design's bench, parameters, test cases and environment."""
+
+    design: str  #: hdl.generate's name
+    test_module: str
+    params: dict = field(default_factory=dict)
+    testcases: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    timeout: float = 300.0  #: seconds of wall time a mutant may take before it counts as hung
+    note: str = ""
+
+
+def _gemm_jobs():
+    from .systolic.stimulus import job_list
+
+    return json.dumps(job_list(3, 2, 6, seed=302))
+
+
+def _train_config():
+    from .training.session import run_config
+
+    cfg = run_config((64, 16, 10), 1, 8, 0.2, 0.0, "ce", 0, "relu", max_steps=2)
+    cfg.update(check="full", progress=False, dump=None)
+    return json.dumps(cfg)
+
+
+#: design -> its bench; functions fill in what needs an import.
+BENCHES = {
+    "cfu": Bench(
+        "cfu",
+        "sim.cfu.tb_cfu",
+        testcases=[
+            "reset_state",
+            "reset_mid_flight",
+            "throughput_and_latency",
+            "corners_stalled",
+            "latency_with_gaps",
+            "random_stream",
+        ],
+        env={"CFU_OPS": "3000", "STIMULUS_SEED": "1"},
+        timeout=120,
+        note="tb_cfu less the MLP workload: 3,000 random commands, resets, latencies, stalled corners",
+    ),
+    "gemm": Bench(
+        "gemm",
+        "sim.systolic.tb_gemm",
+        params={"rows": 3, "cols": 2, "operand_depth": 256, "result_depth": 256},
+        testcases=["gemm_jobs", "reset_between_gemms"],
+        env={"GEMM_JOBS": _gemm_jobs, "STIMULUS_SEED": "3"},
+        timeout=180,
+        note="3x2 array (C < R: the weight-bank hazard binds): 8 GEMMs vs NumPy and the cycle model, resets",
+    ),
+    "loss_unit": Bench(
+        "loss_unit",
+        "sim.training.tb_loss_unit",
+        params={"classes": 10, "lanes": 8},
+        testcases=["loss_rows"],
+        env={"LOSS_ROWS": "150"},
+        timeout=120,
+        note="10 classes, 8 lanes: 150 rows, both losses, gaps and back-pressure",
+    ),
+    "train": Bench(
+        "train",
+        "sim.training.tb_train",
+        params={"rows": 4},
+        testcases=["train_run", "bad_ops", "reset_mid_step"],
+        env={"TRAIN_CONFIG": _train_config},
+        timeout=600,
+        note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked; bad ops; reset mid-step",
+    ),
+}
+
+
+def _params(bench):
+    if bench.design == "train":
+        from hdl.training.program import CoreGeometry
+
+        return CoreGeometry(**bench.params).params
+    return dict(bench.params)
+
+
+def _env(bench):
+    return {k: v() if callable(v) else v for k, v in bench.env.items()}
+
+
+def _yosys(script, cwd, log):
+    yosys = yosys_command()
+    r = subprocess.run([yosys, "-q", "-l", log, "-s", script], cwd=cwd, capture_output=True, text=True)
+    if r.returncode:
+        raise MutateError(f"yosys failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]} (log: {cwd / log})")
+
+
+def _source_verilog(design, params):
+    """The design's Verilog as hdl.generate makes it, but with Amaranth's source locations (``src``)."""
+    from amaranth.back import verilog
+
+    from hdl import generate
+
+    where, cls = generate.DESIGNS[design]
+    module = generate._MODULE_NAMES.get(design, cls)
+    import importlib
+
+    build = generate._FACTORIES.get(design) or getattr(importlib.import_module(where), cls)
+    return module, verilog.convert(build(**params), name=module, emit_src=True)
+
+
+def work_dir(bench):
+    return repo_root() / "build" / "mutate" / build_tag(bench.design, _params(bench))
+
+
+def list_mutations(bench, count, seed):
+    """Flatten the design (``design.il`` in the work directory) and return ``(top, mutation lines)``."""
+    work = work_dir(bench)
+    work.mkdir(parents=True, exist_ok=True)
+    top, text = _source_verilog(bench.design, _params(bench))
+    (work / "design.v").write_text(text)
+    # The mutations are of the flattened netlist; design.il is what the miters read too.
+    (work / "list.ys").write_text(
+        f"read_verilog design.v\nprep -top {top}\nflatten\nopt_clean\nwrite_rtlil design.il\n"
+        f"mutate -list {count} -seed {seed} -cfg pick_cover_prcnt 80 -o mutations.txt\n"
+    )
+    _yosys("list.ys", work, "list.log")
+    lines = [ln.strip() for ln in (work / "mutations.txt").read_text().splitlines() if ln.strip()]
+    return top, lines
+
+
+def _fields(line):
+    """``mutate -mode inv -module M ...`` -> {"mode": "inv", "module": "M", ...} (``src`` a list)."""
+    words = line.split()[1:]
+    out = {"src": []}
+    for k, v in zip(words[::2], words[1::2]):
+        if k == "-src":
+            out["src"].append(v)
+        else:
+            out[k.lstrip("-")] = v
+    return out
+
+
+def _sources(line):
+    """The Amaranth source lines (``hdl/...py:N``) yosys kept for a mutation's cell."""
+    root = str(repo_root()) + os.sep
+    return [re.sub(r"\.\d+-\d+\.\d+$", "", s.replace(root, "")) for s in _fields(line)["src"] if ".py:" in s]
+
+
+def describe(line, common=()):
+    """A mutation in a line: mode, the wire bit it hits, and where in the Amaranth source (less the
+    ``common`` lines, such as a submodule's instantiation, that flattening adds to most cells)."""
+    f = _fields(line)
+    src = [s for s in _sources(line) if s not in common]
+    wire = f"{f['wire']}[{f['wirebit']}]" if "wire" in f else f"{f['cell']}.{f['port']}[{f['portbit']}]"
+    ctrl = f" with bit {f['ctrlbit']}" if "ctrlbit" in f else ""
+    return f"{f['mode']}{ctrl} {wire} ({', '.join(dict.fromkeys(src)) or 'no source location'})"
+
+
+def _apply_args(line):
+    """The yosys arguments that apply a listed mutation (``-wire``/``-src`` only document it)."""
+    f = _fields(line)
+    keys = ("mode", "module", "cell", "port", "portbit", "ctrlbit")
+    return " ".join(f"-{k} {f[k]}" for k in keys if k in f)
+
+
+def _ports(verilog, module):
+    """The ports of ``module`` in yosys's Verilog: [(direction, range or '', name)]."""
+    body = re.search(rf"^module {re.escape(module)}\((.*?)\);(.*?)^endmodule", verilog, re.S | re.M)
+    names = [p.strip() for p in body.group(1).split(",")]
+    decl = dict(
+        (m.group(3), (m.group(1), m.group(2) or ""))
+        for m in re.finditer(r"^\s*(input|output)\s+(\[[^\]]+\]\s*)?(\S+)\s*;", body.group(2), re.M)
+    )
+    return [(decl[n][0], decl[n][1].strip(), n) for n in names]
+
+
+def build_mutants(bench, top, lines):
+    """Write ``mutants.v``: every mutation behind ``mutsel`` (1..N), and a wrapper ``top`` reading ``+mutsel``."""
+    work = work_dir(bench)
+    width = max(1, len(lines).bit_length())
+    script = ["read_rtlil design.il"]
+    script += [f"mutate -ctrl mutsel {width} {i} {_apply_args(ln)}" for i, ln in enumerate(lines, 1)]
+    script += [f"rename {top} {top}_mutants", "opt_clean", "write_verilog -noattr netlist.v"]
+    (work / "mutants.ys").write_text("\n".join(script) + "\n")
+    _yosys("mutants.ys", work, "mutants.log")
+    netlist = (work / "netlist.v").read_text()
+    ports = [p for p in _ports(netlist, f"{top}_mutants") if p[2] != "mutsel"]
+    wrapper = [f"module {top}({', '.join(n for _, _, n in ports)});"]
+    wrapper += [f"  {d} {r + ' ' if r else ''}{n};" for d, r, n in ports]
+    wrapper += [
+        f"  reg [{width - 1}:0] mutsel = 0;",
+        '  initial if (!$value$plusargs("mutsel=%d", mutsel)) mutsel = 0;',
+        f"  {top}_mutants mutants ({', '.join(f'.{n}({n})' for _, _, n in ports)}, .mutsel(mutsel));",
+        "endmodule",
+    ]
+    path = work / "mutants.v"
+    # yosys's netlist trips Verilator lints the generated Verilog does not (overlapping casez of $pmux,
+    # bit-level loops through vectors): waived here, for this file only.
+    head = "".join(f"/* verilator lint_off {w} */\n" for w in ("CASEOVERLAP", "UNOPTFLAT", "CASEINCOMPLETE", "WIDTH"))
+    wrapper.insert(0, "\n// The design's ports; +mutsel=i picks mutant i (0: none).")
+    path.write_text(head + netlist + "\n".join(wrapper) + "\n")
+    return path
+
+
+def _tag(bench):
+    return "mutate-" + build_tag(bench.design, _params(bench))
+
+
+def run_mutant(bench, verilog, index, env):
+    """Run ``bench`` on mutant ``index`` in this process: ``{"outcome": "passed" | "failed", "detail"}``."""
+    from .runner import SimulationError, run_cocotb
+
+    try:
+        run_cocotb(
+            bench.design,
+            bench.test_module,
+            simulator="verilator",
+            params=_params(bench),
+            testcase=bench.testcases,
+            env=env,
+            quiet=True,
+            tag=_tag(bench),
+            verilog=verilog,
+            plusargs=[f"+mutsel={index}"],
+        )
+    except SimulationError as e:  # Mismatch included
+        return {"outcome": "failed", "detail": str(e).splitlines()[0][:300]}
+    return {"outcome": "passed", "detail": ""}
+
+
+def _worker():
+    """``python -c 'from sim.mutate import _worker; _worker()'``: one mutant, JSON in on stdin and out on stdout."""
+    job = json.loads(sys.stdin.read())
+    result = run_mutant(BENCHES[job["design"]], job["verilog"], job["index"], job["env"])
+    print("\n" + json.dumps(result))
+
+
+def _run_in_subprocess(bench, verilog, index, env, timeout):
+    """One mutant in a child process of its own session, killed (and counted as hung) after ``timeout`` s."""
+    job = json.dumps({"design": bench.design, "verilog": str(verilog), "index": index, "env": env})
+    start = time.perf_counter()
+    p = subprocess.Popen(
+        [sys.executable, "-c", "from sim.mutate import _worker; _worker()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=repo_root(),
+        start_new_session=True,
+    )
+    try:
+        out, err = p.communicate(job, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        return {"outcome": "hung", "detail": f"no end within {timeout:.0f} s", "seconds": timeout}
+    seconds = time.perf_counter() - start
+    try:
+        result = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (err or out).strip().splitlines()[-1:] or ["no output"]
+        result = {"outcome": "failed", "detail": f"the bench process died: {tail[0][:300]}"}
+    result["seconds"] = round(seconds, 1)
+    return result
+
+
+def _equiv_script(top, line, blacklist):
+    args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
+    return "\n".join(
+        [
+            "read_rtlil design.il",
+            f"copy {top} gate",
+            f"rename {top} gold",
+            f"mutate {args}",
+            "opt_clean",
+            f"equiv_make -blacklist {blacklist} gold gate equiv",
+            "hierarchy -top equiv",
+            "equiv_simple -seq 2",
+            "equiv_induct -seq 2",
+            "equiv_status",
+        ]
+    )
+
+
+def _top_ports(il):
+    return set(re.findall(r"^\s*wire .*\b(?:input|output|inout) \d+ \\?(\S+)$", il, re.M))
+
+
+def check_equivalent(bench, top, index, line, rounds=4, timeout=120):
+    """Whether yosys proves mutant ``index`` equivalent to the design: True, or why not (a string).
+
+    yosys's equivalence flow (``equiv_make``, ``equiv_simple``, ``equiv_induct``, ``equiv_status``) pairs the
+    design's and the mutant's wires by name and proves each pair equal, assuming the others (induction over
+    time for registers). The proof is sound only if every pair is proved. A wire the mutation changes by
+    construction cannot be: it is unpaired (``-blacklist``), so that the pairs after it must be proved from
+    both versions, and the flow runs again; up to ``rounds`` times, or until an unproved pair is an output.
+    """
+    work = work_dir(bench) / "equiv"
+    work.mkdir(exist_ok=True)
+    design = work_dir(bench) / "design.il"
+    if not (work / "design.il").exists() or (work / "design.il").read_text() != design.read_text():
+        shutil.copy(design, work / "design.il")
+    ports = _top_ports(design.read_text())
+    unpaired = []
+    deadline = time.perf_counter() + timeout
+    for _ in range(rounds):
+        (work / f"m{index}.blacklist").write_text("".join(n + "\n" for n in unpaired))
+        (work / f"m{index}.ys").write_text(_equiv_script(top, line, f"m{index}.blacklist") + "\n")
+        try:
+            subprocess.run(
+                [yosys_command(), "-q", "-l", f"m{index}.log", "-s", f"m{index}.ys"],
+                cwd=work,
+                capture_output=True,
+                timeout=max(1.0, deadline - time.perf_counter()),
+            )
+        except subprocess.TimeoutExpired:
+            return f"not proved: yosys's equivalence flow gave no answer in {timeout} s"
+        log = (work / f"m{index}.log").read_text()
+        if "Equivalence successfully proven!" in log:
+            return True
+        # "Unproven $equiv <cell>: \\wire_gold [bit] \\wire_gate [bit]"
+        names = re.findall(r"Unproven \$equiv \S+: \\?(\S+?)_gold\b", log)
+        if not names:
+            return f"not proved (yosys: see {work / f'm{index}.log'})"
+        outputs = sorted(set(names) & ports)
+        if outputs:
+            return f"not proved: the mutated value reaches output {', '.join(outputs)} with no proof it never differs"
+        fresh = [n for n in dict.fromkeys(names) if n not in unpaired]
+        if not fresh:
+            return f"not proved (yosys: see {work / f'm{index}.log'})"
+        unpaired += fresh
+    return f"not proved: still unproved wires after {rounds} rounds ({', '.join(unpaired[-3:])}...)"
+
+
+def mutate(design, count=40, seed=1, jobs=None, progress=True):
+    """Run the sweep; return the record ``python -m sim mutate --json`` prints, and the per-mutant table."""
+    if design not in BENCHES:
+        raise ValueError(f"unknown design {design!r}; choose one of {', '.join(BENCHES)}")
+    from .runner import ensure_simulator
+
+    ensure_simulator("verilator")
+    bench = BENCHES[design]
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
+    t0 = time.perf_counter()
+    top, lines = list_mutations(bench, count, seed)
+    counts = {}
+    for ln in lines:
+        for s in set(_sources(ln)):
+            counts[s] = counts.get(s, 0) + 1
+    common = {s for s, n in counts.items() if n > len(lines) / 2}
+    verilog = build_mutants(bench, top, lines)
+    env = _env(bench)
+    say(f"mutate {design}: {len(lines)} mutants of {top} (seed {seed}); building and running the original...")
+    # mutsel 0 first: it builds the model once (the runs below only share it) and must pass.
+    base = _run_in_subprocess(bench, verilog, 0, env, max(bench.timeout, 1800))
+    if base["outcome"] != "passed":
+        raise MutateError(f"{design}: the unmutated netlist (mutsel=0) fails its bench: {base['detail']}")
+    say(f"mutate {design}: original passes in {base['seconds']} s; running {len(lines)} mutants")
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(lines)))
+    rows = [None] * len(lines)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_run_in_subprocess, bench, verilog, i + 1, env, bench.timeout): i for i in range(len(lines))
+        }
+        for n, fut in enumerate(as_completed(futures), 1):
+            i = futures[fut]
+            r = fut.result()
+            rows[i] = {"index": i + 1, "mutation": describe(lines[i], common), **r}
+            say(f"  [{n}/{len(lines)}] mutant {i + 1}: {r['outcome']} ({r.get('seconds')} s) {rows[i]['mutation']}")
+    for row, line in zip(rows, lines):
+        if row["outcome"] == "passed":
+            proof = check_equivalent(bench, top, row["index"], line)
+            row["status"] = "equivalent" if proof is True else "survived"
+            row["why"] = "yosys proves no output can differ (equiv_simple, equiv_induct)" if proof is True else proof
+            say(f"  mutant {row['index']} survived the bench; yosys: {row['why']}")
+        else:
+            row["status"] = "killed"
+    killed = sum(r["status"] == "killed" for r in rows)
+    equivalent = sum(r["status"] == "equivalent" for r in rows)
+    survived = len(rows) - killed - equivalent
+    record = {
+        "design": design,
+        "mutants": len(rows),
+        "killed": killed,
+        "survived": survived,
+        "equivalent": equivalent,
+        "score": killed / (len(rows) - equivalent) if len(rows) > equivalent else None,
+        "survivors": [f"#{r['index']} {r['mutation']}: {r['why']}" for r in rows if r["status"] == "survived"],
+        "seed": seed,
+    }
+    (work_dir(bench) / f"report-seed{seed}-n{count}.json").write_text(
+        json.dumps({**record, "bench": bench.note, "seconds": time.perf_counter() - t0, "rows": rows}, indent=1)
+    )
+    shutil.rmtree(repo_root() / "build" / "sim" / _tag(bench) / "verilator" / "runs", ignore_errors=True)
+    return record, rows
