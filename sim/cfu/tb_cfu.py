@@ -12,11 +12,11 @@ import cocotb
 import numpy as np
 
 from hdl.cfu import Cfu
-from reference.cfu_isa import MAC4_ACCUMULATE, Funct3, Reg, function_id
+from reference.cfu_isa import FAST_LATENCY, MAC4_ACCUMULATE, SLOW_LATENCY, Funct3, Reg, function_id, split_function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
-from sim.cfu.bus import CfuBus
+from sim.cfu.bus import CfuBus, CfuScoreboard
 from sim.cfu.stimulus import random_commands
 from sim.cfu.workload import fc_commands
 from sim.results import env_int, errors_recorded, record, record_mismatch
@@ -130,6 +130,86 @@ async def throughput_and_latency(dut):
                 "cycles_per_second": stats["cycles_per_second"],
             }
     record(throughput=results)
+
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _slow_corners():
+    """Slow ops at their saturation and rounding corners (SRDHM's MIN x MIN, RDBPOT ties, POST clamped at
+    both ends), each after a SET so that the registers vary, as (function_id, in0, in1), unsigned."""
+    u = [v & 0xFFFFFFFF for v in (INT32_MIN, INT32_MAX)]
+    srdhm, rdbpot, post = (function_id(f) for f in (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST))
+    ops = [
+        (srdhm, u[0], u[0]),  # the one overflow: INT32_MAX
+        (srdhm, u[0], u[1]),
+        (srdhm, u[1], u[1]),
+        (srdhm, u[0], 1),
+        (rdbpot, 3 << 4, 5),  # 1.5 -> 2: a tie rounds away from zero
+        (rdbpot, (-3 << 4) & 0xFFFFFFFF, 5),
+        (rdbpot, u[0], 31),
+        (rdbpot, u[1], 31),
+    ]
+    sets = [
+        (function_id(Funct3.SET, Reg.OUTPUT_MULTIPLIER), u[0], 0),
+        (function_id(Funct3.SET, Reg.OUTPUT_SHIFT), 0, 0),
+        (function_id(Funct3.SET, Reg.ACC), u[0], 0),
+    ]
+    posts = [(post, 0, 0), (post, u[1], 0), (post, 5, 0)]  # clamps at ACT_MIN, at ACT_MAX, and a plain one
+    return sets + ops + posts
+
+
+@cocotb.test(timeout_time=50, timeout_unit="ms")
+async def corners_stalled(dut):
+    """The slow ops' corners with back-pressure and gaps, so that each waits in every pipeline stage."""
+    commands = _slow_corners() * 40
+    bus = CfuBus(dut, random.Random(7))
+    await bus.start()
+    with errors_recorded():
+        await bus.run(commands, gap=0.3, backpressure=0.6)
+    assert len(bus.scoreboard.responses) == len(commands)
+
+
+def _is_slow(fid):
+    funct3, funct7 = split_function_id(fid)
+    return funct3 in (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST) and funct7 == 0
+
+
+class _TimedScoreboard(CfuScoreboard):
+    """Also records when each command was taken (and whether it is slow) and when each was answered."""
+
+    def __init__(self):
+        super().__init__()
+        self.taken, self.answered = [], []
+
+    def accept(self, command, cycle):
+        super().accept(command, cycle)
+        self.taken.append((cycle, _is_slow(command[0])))
+
+    def respond(self, value, cycle):
+        super().respond(value, cycle)
+        self.answered.append(cycle)
+
+
+@cocotb.test(timeout_time=50, timeout_unit="ms")
+async def latency_with_gaps(dut):
+    """docs/cfu_isa.md's latency rule with rsp_ready high and random gaps: each op answers its latency
+    after it is taken unless an older one is still in flight, then in the cycle after that one's answer."""
+    sb = _TimedScoreboard()
+    bus = CfuBus(dut, random.Random(_seed()), scoreboard=sb)
+    await bus.start()
+    with errors_recorded():
+        await bus.run(random_commands(1000, _seed() + 2), gap=0.5)
+        previous = None
+        for i, ((taken, slow), answered) in enumerate(zip(sb.taken, sb.answered)):
+            due = taken + (SLOW_LATENCY if slow else FAST_LATENCY)
+            if previous is not None:
+                due = max(due, previous + 1)
+            assert answered == due, (
+                f"command #{i} ({'slow' if slow else 'fast'}, taken in cycle {taken}): answered in cycle "
+                f"{answered}, the latency rule says {due}"
+            )
+            previous = answered
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
