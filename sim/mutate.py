@@ -52,7 +52,7 @@ class Bench:
 def _gemm_jobs():
     from .systolic.stimulus import job_list
 
-    return json.dumps(job_list(3, 2, 6, seed=302))
+    return json.dumps(job_list(4, 2, 6, seed=402))
 
 
 def _train_config():
@@ -77,17 +77,17 @@ BENCHES = {
             "random_stream",
         ],
         env={"CFU_OPS": "3000", "STIMULUS_SEED": "1"},
-        timeout=120,
+        timeout=60,
         note="tb_cfu less the MLP workload: 3,000 random commands, resets, latencies, stalled corners",
     ),
     "gemm": Bench(
         "gemm",
         "sim.systolic.tb_gemm",
-        params={"rows": 3, "cols": 2, "operand_depth": 256, "result_depth": 256},
+        params={"rows": 4, "cols": 2, "operand_depth": 256, "result_depth": 256},
         testcases=["gemm_jobs", "reset_between_gemms"],
         env={"GEMM_JOBS": _gemm_jobs, "STIMULUS_SEED": "3"},
-        timeout=180,
-        note="3x2 array (C < R: the weight-bank hazard binds): 8 GEMMs vs NumPy and the cycle model, resets",
+        timeout=60,
+        note="4x2 array (C < R: the weight-bank hazard binds): 14 GEMMs vs NumPy and the cycle model, resets",
     ),
     "loss_unit": Bench(
         "loss_unit",
@@ -95,7 +95,7 @@ BENCHES = {
         params={"classes": 10, "lanes": 8},
         testcases=["loss_rows"],
         env={"LOSS_ROWS": "150"},
-        timeout=120,
+        timeout=60,
         note="10 classes, 8 lanes: 150 rows, both losses, gaps and back-pressure",
     ),
     "train": Bench(
