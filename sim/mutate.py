@@ -103,8 +103,9 @@ BENCHES = {
         "sim.training.tb_train",
         params={"rows": 4},
         testcases=["train_run", "bad_ops", "reset_mid_step"],
-        env={"TRAIN_CONFIG": _train_config},
-        timeout=600,
+        # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
+        env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
+        timeout=60,
         note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked; bad ops; reset mid-step",
     ),
 }
@@ -289,6 +290,9 @@ def _run_in_subprocess(bench, verilog, index, env, timeout):
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         return {"outcome": "hung", "detail": f"no end within {timeout:.0f} s", "seconds": timeout}
+    except BaseException:  # interrupted: the child runs in a session of its own, so end it here
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
     seconds = time.perf_counter() - start
     try:
         result = json.loads(out.strip().splitlines()[-1])

@@ -2,8 +2,9 @@
 
 Each run is sim/cfu/tb_cfu.py's cocotb tests: 10,000 constrained-random
 commands with gaps, back-pressure and a reset mid-stream; a reset with ops
-waiting; reset values; throughput and latencies; the int8 digits MLP as CFU
-commands. Every response is compared bit for bit inside the testbench; a
+waiting; reset values; throughput and latencies; the slow ops' corners under
+back-pressure; every response's cycle against the latency rule, with gaps;
+the int8 digits MLP as CFU commands. Every response is compared bit for bit inside the testbench; a
 mismatch fails the cocotb test and so this one.
 """
 
