@@ -25,6 +25,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .runner import build_tag, repo_root
 from .synth import yosys_command
@@ -145,13 +146,14 @@ def _source_verilog(design, params):
     return module, verilog.convert(build(**params), name=module, emit_src=True)
 
 
-def work_dir(bench):
-    return repo_root() / "build" / "mutate" / build_tag(bench.design, _params(bench))
+def work_dir(bench, count, seed):
+    """``build/mutate/<design and parameters>/s<seed>-n<count>``: one sweep's netlists, lists and proofs."""
+    return repo_root() / "build" / "mutate" / build_tag(bench.design, _params(bench)) / f"s{seed}-n{count}"
 
 
 def list_mutations(bench, count, seed):
     """Flatten the design (``design.il`` in the work directory) and return ``(top, mutation lines)``."""
-    work = work_dir(bench)
+    work = work_dir(bench, count, seed)
     work.mkdir(parents=True, exist_ok=True)
     top, text = _source_verilog(bench.design, _params(bench))
     (work / "design.v").write_text(text)
@@ -211,9 +213,9 @@ def _ports(verilog, module):
     return [(decl[n][0], decl[n][1].strip(), n) for n in names]
 
 
-def build_mutants(bench, top, lines):
-    """Write ``mutants.v``: every mutation behind ``mutsel`` (1..N), and a wrapper ``top`` reading ``+mutsel``."""
-    work = work_dir(bench)
+def build_mutants(work, top, lines):
+    """Write ``mutants.v`` in ``work``: every mutation behind ``mutsel`` (1..N), and a wrapper ``top``
+    reading ``+mutsel``."""
     width = max(1, len(lines).bit_length())
     script = ["read_rtlil design.il"]
     script += [f"mutate -ctrl mutsel {width} {i} {_apply_args(ln)}" for i, ln in enumerate(lines, 1)]
@@ -239,8 +241,9 @@ def build_mutants(bench, top, lines):
     return path
 
 
-def _tag(bench):
-    return "mutate-" + build_tag(bench.design, _params(bench))
+def _tag(bench, verilog):
+    """The sweep's own build (``mutate-<design and parameters>-s<seed>-n<count>``), apart from the benches'."""
+    return f"mutate-{build_tag(bench.design, _params(bench))}-{Path(verilog).parent.name}"
 
 
 def _train_timing(results, bench, env):
@@ -289,7 +292,7 @@ def run_mutant(bench, verilog, index, env):
             testcase=bench.testcases,
             env=env,
             quiet=True,
-            tag=_tag(bench),
+            tag=_tag(bench, verilog),
             verilog=verilog,
             plusargs=[f"+mutsel={index}"],
         )
@@ -363,7 +366,7 @@ def _top_ports(il):
     return set(re.findall(r"^\s*wire .*\b(?:input|output|inout) \d+ \\?(\S+)$", il, re.M))
 
 
-def check_equivalent(bench, top, index, line, rounds=4, timeout=120):
+def check_equivalent(work, top, index, line, rounds=4, timeout=120):
     """Whether yosys proves mutant ``index`` equivalent to the design: True, or why not (a string).
 
     yosys's equivalence flow (``equiv_make``, ``equiv_simple``, ``equiv_induct``, ``equiv_status``) pairs the
@@ -372,9 +375,9 @@ def check_equivalent(bench, top, index, line, rounds=4, timeout=120):
     construction cannot be: it is unpaired (``-blacklist``), so that the pairs after it must be proved from
     both versions, and the flow runs again; up to ``rounds`` times, or until an unproved pair is an output.
     """
-    work = work_dir(bench) / "equiv"
+    design = work / "design.il"
+    work = work / "equiv"
     work.mkdir(exist_ok=True)
-    design = work_dir(bench) / "design.il"
     if not (work / "design.il").exists() or (work / "design.il").read_text() != design.read_text():
         shutil.copy(design, work / "design.il")
     ports = _top_ports(design.read_text())
@@ -428,7 +431,8 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
         for s in set(_sources(ln)):
             counts[s] = counts.get(s, 0) + 1
     common = {s for s, n in counts.items() if n > len(lines) / 2}
-    verilog = build_mutants(bench, top, lines)
+    work = work_dir(bench, count, seed)
+    verilog = build_mutants(work, top, lines)
     env = _env(bench)
     say(f"mutate {design}: {len(lines)} mutants of {top} (seed {seed}); building and running the original...")
     # mutsel 0 first: it builds the model once (the runs below only share it) and must pass.
@@ -449,7 +453,7 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
             say(f"  [{n}/{len(lines)}] mutant {i + 1}: {r['outcome']} ({r.get('seconds')} s) {rows[i]['mutation']}")
     for row, line in zip(rows, lines):
         if row["outcome"] == "passed":
-            proof = check_equivalent(bench, top, row["index"], line)
+            proof = check_equivalent(work, top, row["index"], line)
             row["status"] = "equivalent" if proof is True else "survived"
             row["why"] = "yosys proves no output can differ (equiv_simple, equiv_induct)" if proof is True else proof
             say(f"  mutant {row['index']} survived the bench; yosys: {row['why']}")
@@ -468,8 +472,8 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
         "survivors": [f"#{r['index']} {r['mutation']}: {r['why']}" for r in rows if r["status"] == "survived"],
         "seed": seed,
     }
-    (work_dir(bench) / f"report-seed{seed}-n{count}.json").write_text(
+    (work / "report.json").write_text(
         json.dumps({**record, "bench": bench.note, "seconds": time.perf_counter() - t0, "rows": rows}, indent=1)
     )
-    shutil.rmtree(repo_root() / "build" / "sim" / _tag(bench) / "verilator" / "runs", ignore_errors=True)
+    shutil.rmtree(repo_root() / "build" / "sim" / _tag(bench, verilog) / "verilator" / "runs", ignore_errors=True)
     return record, rows
