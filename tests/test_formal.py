@@ -1,8 +1,9 @@
 """Formal proofs of the handshakes (sim/formal, run by SymbiYosys): they hold, and they have teeth.
 
 `make test` proves the MAC4 CFU's and the GEMM engine's property groups (about
-30 s) and checks that a broken variant of each fails; `make regress` runs the
-whole of `python -m sim formal` (the GEMM CFU's groups and every cover too).
+30 s of CPU) and checks that broken variants fail; `make regress` adds the GEMM
+CFU's broken variants and the whole of `python -m sim formal` (the GEMM CFU's
+groups and every cover too).
 """
 
 import json
@@ -14,6 +15,7 @@ import pytest
 
 from sim.formal.cfu import CfuHarness
 from sim.formal.gemm import GemmHarness
+from sim.formal.gemm_cfu import GemmCfuHarness
 from sim.formal.run import Job, jobs, run_job
 
 pytestmark = pytest.mark.skipif(shutil.which("yosys-abc") is None, reason="yosys-abc (Debian's yosys) is missing")
@@ -55,6 +57,13 @@ def test_a_broken_design_fails(design, make, group, message, tmp_path):
     assert message in r["failed"], r
     assert r["trace"] and r["trace"].endswith(".vcd")
     assert (tmp_path / design / f"{group}.il").exists() and (tmp_path / design / f"{group}.sby").exists()
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("fault, group", [("drop", "order"), ("unstable", "backpressure")])
+def test_a_broken_gemm_cfu_fails(fault, group, tmp_path):
+    r = _run(Job("gemm_cfu", group, (lambda: GemmCfuHarness({group}, fault=fault)), "prove", 20), tmp_path)
+    assert r["status"] == "failed" and r["trace"], r
 
 
 def test_cover_reached(tmp_path):
