@@ -24,7 +24,7 @@ help:
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
-	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 2 minutes)"
+	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

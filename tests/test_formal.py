@@ -80,6 +80,19 @@ def test_cli_bad_arguments():
         assert len(lines) == 1 and lines[0].startswith("sim: error:"), p.stderr
 
 
+def test_cli_failure_exits_1(tmp_path, monkeypatch, capsys):
+    """A failed proof: its assertion and counterexample .vcd printed, one `sim: error:` line, exit 1."""
+    import sim.formal.run
+    from sim.cli import main
+
+    faulty = [Job("cfu", "backpressure", (lambda: CfuHarness({"backpressure"}, fault="unstable")), "prove", 20)]
+    monkeypatch.setattr(sim.formal.run, "jobs", lambda designs, depth: faulty)
+    assert main(["formal", "--designs", "cfu", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "cfu backpressure: FAILED" in out and "a blocked payload holds" in out and ".vcd" in out, out
+    assert err.strip().splitlines() == ["sim: error: formal: 1 failed: cfu backpressure"], err
+
+
 @pytest.mark.regress
 def test_make_formal(tmp_path):
     """The whole of `python -m sim formal`: every group of every design proved (or BMC-checked to
