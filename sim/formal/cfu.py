@@ -43,8 +43,8 @@ class CommandUnitHarness(Harness):
         "count": "no response without a command; none is lost (the oldest pending command answers "
         "within the documented latency once nothing holds it); at most the pipeline's depth in flight",
         "order": "responses come in command order, one per command: each response carries the answer "
-        "of the oldest unanswered command (checked for the ops whose answer the command fixes: SET, "
-        "undefined ops)",
+        "of the oldest unanswered command (checked for the ops whose answer the command and the state "
+        "at acceptance fix: SET, GSET, GET, undefined ops)",
         "backpressure": "while rsp_valid is high and rsp_ready low, the response (rsp_valid and its "
         "payload) holds to the next cycle and cmd_ready is low",
         "reset": "during reset cmd_ready and rsp_valid are low; after reset nothing is pending (no "
@@ -119,6 +119,7 @@ class CommandUnitHarness(Harness):
         self.check(m, "backpressure", ~was_stalled | rst | rsp_valid, "a blocked response stays valid")
         self.check(m, "backpressure", ~was_stalled | rst | (payload == last_payload), "a blocked payload holds")
         self.check(m, "backpressure", ~stalled | ~cmd_ready, "no command taken while a response is blocked")
+        self.extra_checks(m, cmd_ready=cmd_ready, stalled=stalled, rst=rst)
 
         # -- reset -----------------------------------------------------------
         was_rst = self.past(m, rst, "was_rst")
@@ -158,12 +159,22 @@ class CommandUnitHarness(Harness):
     def unknown(self, funct3, funct7):
         raise NotImplementedError
 
+    def extra_checks(self, m, **kw):
+        pass
+
     def holding(self, m):
         """High in a cycle in which the design may rightly hold a pending answer back."""
         return 0
 
     def covers_more(self, m, **kw):
         pass
+
+
+def mac_get(m, regs, funct7, known, value):
+    """GET's answer: the register at acceptance (its state before this command), sign-extended."""
+    for reg, sig in zip(Reg, regs):
+        with m.If(funct7 == reg):
+            m.d.comb += [known.eq(1), value.eq(sig)]
 
 
 class CfuHarness(CommandUnitHarness):
@@ -175,6 +186,7 @@ class CfuHarness(CommandUnitHarness):
         dut = Cfu()
         frag = Fragment.get(dut, None)
         regs = find_signals(frag, ("core",), [reg.name.lower() for reg in Reg])
+        self._mac_regs = regs
         return _Prebuilt(dut, frag), regs
 
     def expected(self, m, funct3, funct7, in0):
@@ -185,10 +197,16 @@ class CfuHarness(CommandUnitHarness):
             for reg in Reg:
                 with m.If(funct7 == reg):
                     m.d.comb += [known.eq(1), value.eq(in0[: REG_WIDTH[reg]].as_signed())]
+        with m.Elif(funct3 == Funct3.GET):
+            mac_get(m, self._mac_regs, funct7, known, value)
         return known, value
 
     def unknown(self, funct3, funct7):
         return cfu_unknown(funct3, funct7)
+
+    def extra_checks(self, m, *, cmd_ready, stalled, rst):
+        # docs/cfu_isa.md: cmd_ready follows rsp_ready combinationally: one command a cycle unless blocked.
+        self.check(m, "backpressure", cmd_ready == (~stalled & ~rst), "cmd_ready is high unless blocked or in reset")
 
     def covers_more(self, m, *, accept, give, funct3, funct7):
         slow = Signal(name="slow_taken")

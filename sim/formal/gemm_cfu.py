@@ -24,7 +24,7 @@ from reference.cfu_gemm_isa import (
 )
 from reference.cfu_isa import REG_WIDTH, Funct3, Reg
 
-from .cfu import CommandUnitHarness, _Prebuilt, cfu_unknown
+from .cfu import CommandUnitHarness, _Prebuilt, cfu_unknown, mac_get
 from .harness import find_signals
 
 __all__ = ["GemmCfuHarness", "GEOMETRY", "jobs"]
@@ -63,6 +63,7 @@ class GemmCfuHarness(CommandUnitHarness):
         mac_regs = find_signals(frag, ("core", "mac"), [reg.name.lower() for reg in Reg])
         gemm_names = [f"reg_{reg.name.lower()}" for reg in GemmReg if reg != GemmReg.INFO]
         gemm_regs = find_signals(frag, ("core", "gemm"), gemm_names)
+        self._mac_regs = mac_regs
         (self._busy,) = find_signals(frag, ("core", "gemm", "engine"), ["busy"])
         return _Prebuilt(dut, frag), mac_regs + gemm_regs
 
@@ -77,6 +78,8 @@ class GemmCfuHarness(CommandUnitHarness):
             for reg in Reg:
                 with m.If(funct7 == reg):
                     m.d.comb += [known.eq(1), value.eq(in0[: REG_WIDTH[reg]].as_signed())]
+        with m.Elif(funct3 == Funct3.GET):
+            mac_get(m, self._mac_regs, funct7, known, value)
         with m.Elif(funct3 == GSET):
             for reg in GemmReg:
                 if reg in READ_ONLY_REGS:
