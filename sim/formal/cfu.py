@@ -4,7 +4,8 @@ The environment is free: ``cmd_valid``, the function id, both operands,
 ``rsp_ready`` and ``reset`` take any value in any cycle (CFU Playground's
 protocol asks nothing of the CPU beyond holding a command until taken, and
 the unit reads a command only in its accepting cycle, so not even that is
-assumed). What is stated (``docs/cfu_isa.md``, "Handshake"):
+assumed). What is stated, per property group, is :attr:`CommandUnitHarness.GROUPS`
+(against ``docs/cfu_isa.md``, "Handshake"); ``docs/verification.md`` lists it.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Elaboratable, Fragment, Module, Mux, ResetSignal, Signal

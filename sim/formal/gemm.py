@@ -4,8 +4,9 @@ array with 2-word buffer halves.
 The environment is free: ``start`` (valid and the whole configuration: mode,
 strides, bases, halves), the host write and read ports, ``cnt_clear`` and the
 reset, in any cycle. M, K and N are free within 0..3 (their top bits are tied
-to 0: that bounds the busy window for the cycle count). What is stated
-(``docs/systolic.md``, "Host interface" and "Schedule and cycle count"):
+to 0: that bounds the busy window for the cycle count). What is stated, per
+property group, is :attr:`GemmHarness.GROUPS` (against ``docs/systolic.md``, "Host
+interface" and "Schedule and cycle count").
 """
 
 from amaranth.hdl import Cat, Module, ResetSignal, Shape, Signal
