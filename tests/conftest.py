@@ -28,10 +28,48 @@ def report():
     return _REPORT.append
 
 
+@pytest.fixture
+def functional_coverage(request):
+    """Check a bench run's functional coverage (``results["functional_coverage"]``, see
+    :mod:`sim.common.coverage`): every bin must be hit but those in ``unreached``, which the test
+    declares it does not drive (a declared bin that does not exist is an error too). The figures
+    go to the end-of-run summary through the test's report (``user_properties``), so that they
+    reach it from pytest-xdist's workers as well."""
+
+    def check(results, bench, unreached=()):
+        cov = results["functional_coverage"]
+        bins = {f"{p}:{label}" for p, hits in cov["hits"].items() for label in hits}
+        unreached = set(unreached)
+        assert unreached <= bins, f"{bench}: declared unreached bins that do not exist: {sorted(unreached - bins)}"
+        missed = [b for b in cov["missed"] if b not in unreached]
+        request.node.user_properties.append(
+            (
+                "functional_coverage",
+                {"bench": bench, "bins": cov["bins"], "hit": cov["hit"], "unreached": len(unreached), "missed": missed},
+            )
+        )
+        assert not missed, f"{bench}: {len(missed)} required functional bins missed: {', '.join(missed)}"
+        return cov
+
+    return check
+
+
 def pytest_terminal_summary(terminalreporter):
     if _REPORT:
         terminalreporter.section("measured")
         for line in _REPORT:
+            terminalreporter.write_line(line)
+    lines = []
+    for key in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(key, []):
+            for name, cov in getattr(rep, "user_properties", ()):
+                if name == "functional_coverage" and getattr(rep, "when", "call") == "call":
+                    missed = f"; MISSED {', '.join(cov['missed'])}" if cov["missed"] else ""
+                    declared = f" ({cov['unreached']} declared not driven by this test)" if cov["unreached"] else ""
+                    lines.append(f"{cov['bench']}: {cov['hit']}/{cov['bins']} bins hit{declared}{missed}")
+    if lines:
+        terminalreporter.section("functional coverage")
+        for line in sorted(lines):
             terminalreporter.write_line(line)
 
 

@@ -17,6 +17,7 @@ from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.bus import CfuBus
+from sim.cfu.coverage import CfuCoverage
 from sim.cfu.stimulus import random_commands
 from sim.cfu.workload import fc_commands
 from sim.results import env_int, errors_recorded, record, record_mismatch
@@ -26,8 +27,18 @@ def _seed():
     return env_int("STIMULUS_SEED", cocotb.RANDOM_SEED)
 
 
+_coverage = []
+
+
+def coverage():
+    """The run's functional coverage (one per process: the bins add up over the tests)."""
+    if not _coverage:
+        _coverage.append(CfuCoverage())
+    return _coverage[0]
+
+
 async def _bus(dut, seed):
-    bus = CfuBus(dut, random.Random(seed))
+    bus = CfuBus(dut, random.Random(seed), coverage=coverage())
     await bus.start()
     return bus
 
@@ -50,6 +61,7 @@ async def random_stream(dut):
     sb = bus.scoreboard
     assert sb.accepted == n, f"{n - sb.accepted} commands were never accepted"
     assert len(sb.responses) + sb.dropped == n, "a response was lost or duplicated"
+    coverage().record()
     record(
         random_stream={
             "commands": n,
@@ -81,6 +93,25 @@ async def reset_mid_flight(dut):
         )
         await bus.run(after)
     assert len(bus.scoreboard.responses) == len(setup) + len(after)
+    coverage().record()
+
+
+@cocotb.test(timeout_time=50, timeout_unit="ms")
+async def directed_corners(dut):
+    """The cases random streams reach rarely: a reset in each pipeline state (before an op is taken,
+    a slow op in stage 1 and in stage 2, an answer ready, a response blocked), SRDHM's MIN x MIN,
+    RDBPOT ties of both signs, and long back-pressure and gaps."""
+    bus = await _bus(dut, 5)
+    srdhm, mac = function_id(Funct3.SRDHM), function_id(Funct3.MAC4, MAC4_ACCUMULATE)
+    rdbpot = function_id(Funct3.RDBPOT)
+    int32_min = 1 << 31
+    with errors_recorded():
+        for k in range(1, 5):  # the op is presented in the call's cycle 1 and taken then (if not in reset)
+            await bus.run([(srdhm, int32_min, int32_min)], reset_cycles=[k])
+        await bus.run([(mac, 0x01020304, 0x05060708)], backpressure=1.0, reset_cycles=[4])
+        await bus.run([(rdbpot, 0x18, 4), (rdbpot, -0x18 & 0xFFFFFFFF, 4), (srdhm, int32_min, int32_min)])
+        await bus.run(random_commands(80, 9), gap=0.85, backpressure=0.85)
+    coverage().record()
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -91,6 +122,7 @@ async def reset_state(dut):
     with errors_recorded():
         await bus.run(commands)
     assert len(bus.scoreboard.responses) == len(commands)
+    coverage().record()
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -129,6 +161,7 @@ async def throughput_and_latency(dut):
                 "ops_per_cycle": len(commands) / stats["accept_span"],
                 "cycles_per_second": stats["cycles_per_second"],
             }
+    coverage().record()
     record(throughput=results)
 
 
@@ -186,6 +219,7 @@ async def mlp_workload(dut):
     predicted = np.argmax(x, axis=1)
     reference_predicted = mlp.predict(mlp.quantize_input(x_test[:samples]))
     assert np.array_equal(predicted, reference_predicted)
+    coverage().record()
     record(
         mlp_workload={
             "samples": samples,

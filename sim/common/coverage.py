@@ -1,0 +1,80 @@
+"""Functional coverage: named bins, sampled from what a bench drove and what the design answered.
+
+The counting is cocotb-coverage's (``CoverPoint`` in its ``coverage_db``);
+a bench classifies each sample into a bin label itself, in plain Python, so
+each coverpoint is a list of labels matched by equality (fast, and a label
+outside the list is a bench bug, raised at once). A cross is a coverpoint
+whose labels are tuples of other points' labels.
+
+``coverage_db`` is one per process, and a cocotb run is one process: the
+bins of a bench accumulate over the cocotb tests of its run, and
+:meth:`Coverage.record` writes them into that run's results file
+(``functional_coverage``: ``bins``, ``hit``, ``missed`` and the hits per
+bin), where the pytest test that started the run reads them.
+"""
+
+from cocotb_coverage.coverage import CoverPoint, coverage_db
+
+from sim.results import record
+
+__all__ = ["Coverage", "length_bin", "LENGTH_BINS"]
+
+#: Bins of a run length (back-pressure, gaps): 0, 1, 2-3, 4-7, 8+ cycles.
+LENGTH_BINS = ["0", "1", "2-3", "4-7", "8+"]
+
+
+def length_bin(n):
+    """The :data:`LENGTH_BINS` label of a run of ``n`` cycles."""
+    if n < 2:
+        return str(n)
+    return "2-3" if n < 4 else "4-7" if n < 8 else "8+"
+
+
+class Coverage:
+    """The coverpoints of one bench, under ``design`` in cocotb-coverage's database.
+
+    ``point(name, labels)`` declares a coverpoint (again: the same one);
+    ``sample(name, label)`` counts one hit. Names and labels are strings
+    (a cross's labels are tuples, written ``a/b`` in the summary)."""
+
+    def __init__(self, design):
+        self.design = design
+        self._points = {}
+
+    def point(self, name, labels):
+        if name in self._points:
+            return
+        labels = list(labels)
+
+        def hit(label):  # cocotb-coverage samples the arguments of a decorated function
+            return None
+
+        sampler = CoverPoint(f"{self.design}.{name}", bins=labels)(hit)
+        self._points[name] = (sampler, frozenset(labels), f"{self.design}.{name}")
+
+    def sample(self, name, label):
+        sampler, labels, _ = self._points[name]
+        if label not in labels:
+            raise ValueError(f"coverage {self.design}.{name}: {label!r} is not one of its bins")
+        sampler(label)
+
+    def hits(self):
+        """``{point: {label: hits}}``."""
+        return {
+            name: {_text(label): n for label, n in coverage_db[full].detailed_coverage.items()}
+            for name, (_, _, full) in self._points.items()
+        }
+
+    def summary(self):
+        hits = self.hits()
+        bins = [f"{p}:{label}" for p, h in hits.items() for label in h]
+        missed = [f"{p}:{label}" for p, h in hits.items() for label, n in h.items() if not n]
+        return {"bins": len(bins), "hit": len(bins) - len(missed), "missed": missed, "hits": hits}
+
+    def record(self):
+        """Write :meth:`summary` into the run's results as ``functional_coverage``."""
+        record(functional_coverage=self.summary())
+
+
+def _text(label):
+    return "/".join(map(str, label)) if isinstance(label, tuple) else str(label)
