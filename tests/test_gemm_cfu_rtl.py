@@ -47,7 +47,7 @@ def _check(results, ops):
     return stream
 
 
-def test_gemm_cfu_rtl(simulator, waves, report):
+def test_gemm_cfu_rtl(simulator, waves, report, functional_coverage):
     results = run_cocotb(
         "gemm_cfu",
         "sim.cfu.tb_gemm_cfu",
@@ -57,6 +57,7 @@ def test_gemm_cfu_rtl(simulator, waves, report):
         env={"GEMM_CFU_OPS": str(OPS), "STIMULUS_SEED": str(SEED)},
     )
     stream = _check(results, OPS)
+    functional_coverage(results, f"gemm_cfu on {simulator}")
     odd = results["odd_shapes"]
     report(
         f"gemm_cfu on {simulator}: {stream['checked']} of {OPS} random commands checked "

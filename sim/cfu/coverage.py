@@ -27,12 +27,12 @@ import collections
 
 from reference.cfu import mac4_sum
 from reference.cfu_gemm_isa import GOP, GSET, ROWS, GemmOp, GemmReg
-from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, split_function_id
+from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id, split_function_id
 from reference.fixedpoint import multiply_by_quantized_multiplier, sx, wrap32
 from reference.gemm import MODES
 from sim.common.coverage import LENGTH_BINS, Coverage, length_bin
 
-__all__ = ["CfuCoverage", "GemmCfuCoverage", "shape_bin", "shape_bins"]
+__all__ = ["CfuCoverage", "GemmCfuCoverage", "shape_bin", "shape_bins", "directed_corners"]
 
 INT32_MIN = -(1 << 31)
 SLOW = (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST)
@@ -278,3 +278,20 @@ class GemmCfuCoverage(CfuCoverage):
 def _held(g, since):
     """Whether the model held the op accepted in ``since`` (a READ of the half the engine writes)."""
     return any(start == since for start, _ in g.waits)
+
+
+async def directed_corners(bus, reset_ops=(), mixed=()):
+    """The cases random streams reach rarely, through ``bus`` (a started :class:`sim.cfu.bus.CfuBus`):
+    a reset in each pipeline state (before a slow op is taken, in its stage 1 and stage 2, with its answer
+    ready, with a response blocked, and in the cycle after each of ``reset_ops`` is taken); SRDHM's
+    MIN x MIN; RDBPOT ties of both signs; and ``mixed`` with long gaps and back-pressure."""
+    srdhm, rdbpot = function_id(Funct3.SRDHM), function_id(Funct3.RDBPOT)
+    mac = function_id(Funct3.MAC4, MAC4_ACCUMULATE)
+    int32_min = 1 << 31
+    for k in range(1, 5):  # the op is presented in the call's cycle 1 and taken then (unless in reset)
+        await bus.run([(srdhm, int32_min, int32_min)], reset_cycles=[k])
+    for op in reset_ops:
+        await bus.run([op], reset_cycles=[2])
+    await bus.run([(mac, 0x01020304, 0x05060708)], backpressure=1.0, reset_cycles=[4])
+    await bus.run([(rdbpot, 0x18, 4), (rdbpot, -0x18 & 0xFFFFFFFF, 4), (srdhm, int32_min, int32_min)])
+    await bus.run(list(mixed), gap=0.85, backpressure=0.85)

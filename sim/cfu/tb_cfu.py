@@ -17,7 +17,7 @@ from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.bus import CfuBus
-from sim.cfu.coverage import CfuCoverage
+from sim.cfu.coverage import CfuCoverage, directed_corners
 from sim.cfu.stimulus import random_commands
 from sim.cfu.workload import fc_commands
 from sim.results import env_int, errors_recorded, record, record_mismatch
@@ -97,20 +97,12 @@ async def reset_mid_flight(dut):
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
-async def directed_corners(dut):
-    """The cases random streams reach rarely: a reset in each pipeline state (before an op is taken,
-    a slow op in stage 1 and in stage 2, an answer ready, a response blocked), SRDHM's MIN x MIN,
-    RDBPOT ties of both signs, and long back-pressure and gaps."""
+async def corner_cases(dut):
+    """The cases random streams reach rarely (:func:`sim.cfu.coverage.directed_corners`): a reset in
+    each pipeline state, SRDHM's MIN x MIN, RDBPOT ties of both signs, long back-pressure and gaps."""
     bus = await _bus(dut, 5)
-    srdhm, mac = function_id(Funct3.SRDHM), function_id(Funct3.MAC4, MAC4_ACCUMULATE)
-    rdbpot = function_id(Funct3.RDBPOT)
-    int32_min = 1 << 31
     with errors_recorded():
-        for k in range(1, 5):  # the op is presented in the call's cycle 1 and taken then (if not in reset)
-            await bus.run([(srdhm, int32_min, int32_min)], reset_cycles=[k])
-        await bus.run([(mac, 0x01020304, 0x05060708)], backpressure=1.0, reset_cycles=[4])
-        await bus.run([(rdbpot, 0x18, 4), (rdbpot, -0x18 & 0xFFFFFFFF, 4), (srdhm, int32_min, int32_min)])
-        await bus.run(random_commands(80, 9), gap=0.85, backpressure=0.85)
+        await directed_corners(bus, mixed=random_commands(80, 9))
     coverage().record()
 
 
