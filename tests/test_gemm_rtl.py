@@ -27,7 +27,7 @@ def _params(rows, cols):
 
 
 @pytest.mark.parametrize("rows,cols,n_random", ARRAYS, ids=[f"{r}x{c}" for r, c, _ in ARRAYS])
-def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
+def test_gemm_rtl(simulator, rows, cols, n_random, waves, report, functional_coverage):
     jobs = job_list(rows, cols, n_random, seed=rows * 100 + cols)
     results = run_cocotb(
         "gemm",
@@ -46,6 +46,7 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     # the second starts in the cycle after the first one's last write.
     assert results["idle_between"][-1] == 0
     assert len(results["reset_between_gemms"]) == 2
+    functional_coverage(results, f"gemm {rows}x{cols} on {simulator}")
     report(
         f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
         f"back-to-back idle cycles {results['idle_between'][-1]}"
