@@ -31,15 +31,20 @@ def report():
 @pytest.fixture
 def functional_coverage(request):
     """Check a bench run's functional coverage (``results["functional_coverage"]``, see
-    :mod:`sim.common.coverage`): every bin must be hit but those in ``unreached``, which the test
-    declares it does not drive (a declared bin that does not exist is an error too). The figures
+    :mod:`sim.common.coverage`): every bin must be hit but those in ``unreached`` (``point:label``, or
+    ``point:*`` for a whole point), which the test declares it does not drive (a declared bin that does
+    not exist is an error too). The figures
     go to the end-of-run summary through the test's report (``user_properties``), so that they
     reach it from pytest-xdist's workers as well."""
 
     def check(results, bench, unreached=()):
         cov = results["functional_coverage"]
         bins = {f"{p}:{label}" for p, hits in cov["hits"].items() for label in hits}
-        unreached = set(unreached)
+        # "point:*" declares every bin of a point not driven.
+        whole = {u[:-2] for u in unreached if u.endswith(":*")}
+        unreached = {u for u in unreached if not u.endswith(":*")}
+        unreached |= {f"{p}:{label}" for p in whole for label in cov["hits"].get(p, ())}
+        assert whole <= set(cov["hits"]), f"{bench}: declared unreached points that do not exist: {whole}"
         assert unreached <= bins, f"{bench}: declared unreached bins that do not exist: {sorted(unreached - bins)}"
         missed = [b for b in cov["missed"] if b not in unreached]
         request.node.user_properties.append(
