@@ -50,7 +50,15 @@ def functional_coverage(request):
         request.node.user_properties.append(
             (
                 "functional_coverage",
-                {"bench": bench, "bins": cov["bins"], "hit": cov["hit"], "unreached": len(unreached), "missed": missed},
+                {
+                    "bench": bench,
+                    "bins": cov["bins"],
+                    "hit": cov["hit"],
+                    "unreached": len(unreached),
+                    "missed": missed,
+                    "all_bins": sorted(bins),
+                    "all_missed": cov["missed"],
+                },
             )
         )
         assert not missed, f"{bench}: {len(missed)} required functional bins missed: {', '.join(missed)}"
@@ -64,7 +72,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured")
         for line in _REPORT:
             terminalreporter.write_line(line)
-    lines = []
+    lines, designs = [], {}
     for key in ("passed", "failed"):
         for rep in terminalreporter.stats.get(key, []):
             for name, cov in getattr(rep, "user_properties", ()):
@@ -72,10 +80,21 @@ def pytest_terminal_summary(terminalreporter):
                     missed = f"; MISSED {', '.join(cov['missed'])}" if cov["missed"] else ""
                     declared = f" ({cov['unreached']} declared not driven by this test)" if cov["unreached"] else ""
                     lines.append(f"{cov['bench']}: {cov['hit']}/{cov['bins']} bins hit{declared}{missed}")
+                    # Per design, over its tests: a bin counts as hit if any run hit it.
+                    d = designs.setdefault(cov["bench"].split()[0], [set(), set(), 0])
+                    d[0] |= set(cov["all_bins"])
+                    d[1] |= set(cov["all_bins"]) - set(cov["all_missed"])
+                    d[2] += 1
     if lines:
         terminalreporter.section("functional coverage")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+        for design, (bins, hit, runs) in sorted(designs.items()):
+            missed = sorted(bins - hit)
+            tail = f"; never hit: {', '.join(missed)}" if missed else ""
+            terminalreporter.write_line(
+                f"{design} (all its runs): {len(hit)}/{len(bins)} bins hit over {runs} runs{tail}"
+            )
 
 
 @pytest.fixture
