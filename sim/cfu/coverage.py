@@ -85,7 +85,9 @@ class CfuCoverage:
         self.cov = Coverage(self.design)
         self.cov.point("op", self.op_labels())
         self.cov.point("srdhm", ["MIN x MIN", "product < 0", "product >= 0"])
-        self.cov.point("rdbpot", ["exponent 0", "exponent 31", "tie > 0", "tie < 0", "rounds away", "rounds toward 0"])
+        self.cov.point(
+            "rdbpot", ["exponent 0", "exponent 31", "tie > 0", "tie < 0", "exact", "rounds up", "rounds down"]
+        )
         self.cov.point("post_clamp", ["below act_min", "above act_max", "within"])
         self.cov.point("mac4_acc", ["wraps up", "wraps down", "within"])
         self.cov.point("backpressure", LENGTH_BINS)
@@ -184,7 +186,10 @@ def _rdbpot_bin(x, e):
     remainder = x & mask
     if 2 * remainder == 1 << e:  # exactly half: rounds away from zero
         return "tie > 0" if x > 0 else "tie < 0"
-    return "rounds away" if remainder > (mask >> 1) + (x < 0) else "rounds toward 0"
+    if remainder == 0:
+        return "exact"
+    # x >> e rounds down (toward -inf); the definition adds 1 when the remainder passes the threshold.
+    return "rounds up" if remainder > (mask >> 1) + (x < 0) else "rounds down"
 
 
 class GemmCfuCoverage(CfuCoverage):
