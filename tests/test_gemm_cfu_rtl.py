@@ -97,7 +97,7 @@ REGRESS = [
 
 @pytest.mark.regress
 @pytest.mark.parametrize("params,ops", REGRESS, ids=["default", "4cols-small", "16cols"])
-def test_gemm_cfu_sweep(simulator, params, ops, report):
+def test_gemm_cfu_sweep(simulator, params, ops, report, functional_coverage):
     """Longer random runs on three geometries, two seeds each."""
     for seed in (2, 3):
         results = run_cocotb(
@@ -109,6 +109,7 @@ def test_gemm_cfu_sweep(simulator, params, ops, report):
             env={"GEMM_CFU_OPS": str(ops), "GEMM_CFU_MAX_DIM": "40", "STIMULUS_SEED": str(seed)},
         )
         stream = _check(results, ops)
+        functional_coverage(results, f"gemm_cfu {params or 'default'} seed {seed} on {simulator}")
         report(
             f"gemm_cfu {params or 'default'} seed {seed} on {simulator}: {stream['checked']} commands checked, "
             f"{stream['gemms_started']} GEMMs"

@@ -58,7 +58,7 @@ REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]
 
 @pytest.mark.regress
 @pytest.mark.parametrize("rows,cols", REGRESS_ARRAYS, ids=[f"{r}x{c}" for r, c in REGRESS_ARRAYS])
-def test_gemm_sweep(simulator, rows, cols, report):
+def test_gemm_sweep(simulator, rows, cols, report, functional_coverage):
     """A longer sweep: 30 random shapes per array, every mode, sizes up to 5 tiles a side."""
     jobs = job_list(rows, cols, 30, seed=7 + rows * 100 + cols, max_dim=5 * max(rows, cols))
     # Buffers for shapes up to 5 tiles a side (80x80 results on 16x4 are 1,600 words).
@@ -71,4 +71,6 @@ def test_gemm_sweep(simulator, rows, cols, report):
         testcase=["gemm_jobs"],
     )
     assert len(results["gemm_jobs"]) == len(jobs)
+    # Only gemm_jobs runs: no reset.
+    functional_coverage(results, f"gemm sweep {rows}x{cols} on {simulator}", ["reset_state:*"])
     report(f"gemm sweep {rows}x{cols} on {simulator}: {len(jobs)} GEMMs bit-exact, cycles = model")

@@ -132,12 +132,13 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
 
 
 @pytest.mark.regress
-def test_train_accuracy_targets(report):
+def test_train_accuracy_targets(report, functional_coverage):
     """The issue's targets on the RTL: 20 epochs, fixed point >= 94% and within 2 points of float."""
     r = train(epochs=20, plot=None, progress=False, backend="verilator")
     assert r["bit_exact"] is True
     assert r["test_accuracy"] >= 0.94
     assert r["test_accuracy"] >= r["float_test_accuracy"] - 0.02
+    functional_coverage(r, "train (20 epochs) on verilator", _ops_not_driven() + ["robustness:*"])
     report(
         f"training core, 20 epochs on verilator: fixed {100 * r['test_accuracy']:.1f}%, "
         f"float {100 * r['float_test_accuracy']:.1f}%, {r['sim_cycles_per_second']:,.0f} cycles/s"
