@@ -93,6 +93,8 @@ class CfuCoverage:
         self.cov.point("backpressure", LENGTH_BINS)
         self.cov.point("cmd_gap", LENGTH_BINS)
         self.cov.point("reset_state", self.RESET_STATES)
+        self.cov.point("op_class", ["fast", "slow"])  # answered: a slow op (SRDHM, RDBPOT, POST) or not
+        self.cov.cross("backpressure_by_class", "op_class", "backpressure")
         self.flight = collections.deque()  # per op in flight: (op label, accept cycle)
 
     def op_labels(self):
@@ -120,7 +122,11 @@ class CfuCoverage:
         """The oldest op answered ``value``, having waited ``waited`` cycles for ``rsp_ready``."""
         label, _ = self.flight.popleft()
         self.cov.sample("op", label)
-        self.cov.sample("backpressure", length_bin(waited))
+        wait = length_bin(waited)
+        self.cov.sample("backpressure", wait)
+        cls = "slow" if label in ("SRDHM", "RDBPOT", "POST") else "fast"
+        self.cov.sample("op_class", cls)
+        self.cov.sample("backpressure_by_class", (cls, wait))
         return label
 
     def gap(self, cycles):
@@ -213,6 +219,8 @@ class GemmCfuCoverage(CfuCoverage):
         self.cov.point("shape_K", shape_bins(ROWS))
         self.cov.point("shape_N", shape_bins(geometry.cols))
         self.cov.point("shape_mode", MODES)
+        for dim in "MKN":
+            self.cov.cross(f"shape_mode_x_{dim}", "shape_mode", f"shape_{dim}")
         self.pending_start = collections.deque()
 
     def op_labels(self):
@@ -243,10 +251,11 @@ class GemmCfuCoverage(CfuCoverage):
         if label == "START":
             M, K, N, mode = self.pending_start.popleft()
             if value == 1:  # the CFU started this GEMM
-                self.cov.sample("shape_M", shape_bin(M, ROWS))
-                self.cov.sample("shape_K", shape_bin(K, ROWS))
-                self.cov.sample("shape_N", shape_bin(N, self.g.cols))
+                classes = {"M": shape_bin(M, ROWS), "K": shape_bin(K, ROWS), "N": shape_bin(N, self.g.cols)}
                 self.cov.sample("shape_mode", MODES[mode])
+                for dim, cls in classes.items():
+                    self.cov.sample(f"shape_{dim}", cls)
+                    self.cov.sample(f"shape_mode_x_{dim}", (MODES[mode], cls))
         return label
 
     def reset(self, cycle, blocked, model):

@@ -164,7 +164,7 @@ async def random_stream(dut):
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def odd_shapes(dut):
-    """M, K, N of 1, of 8, and not multiples of 8 or of C, in all three modes, bases in both halves,
+    """M, K, N of 1, below, equal to and above 8 or C, multiples and not, in all three modes, bases in both halves,
     strides with padding: every result word read back as READ32 and as READ8 (per-channel parameters,
     channel entries wrapping), checked against the model and against the definitions."""
     g = _geometry()
@@ -180,6 +180,8 @@ async def odd_shapes(dut):
         (9, 17, 3),
         (17, 2, 2 * C - 1),
         (3, 16, C - 1),
+        (16, 5, 2 * C),
+        (5, 8, C),
     ]
     s = GemmStream(g, seed=11, mac_rate=0.05)
     i = 0

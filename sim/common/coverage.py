@@ -1,10 +1,14 @@
 """Functional coverage: named bins, sampled from what a bench drove and what the design answered.
 
-The counting is cocotb-coverage's (``CoverPoint`` in its ``coverage_db``);
-a bench classifies each sample into a bin label itself, in plain Python, so
-each coverpoint is a list of labels matched by equality (fast, and a label
-outside the list is a bench bug, raised at once). A cross is a coverpoint
-whose labels are tuples of other points' labels.
+Each coverpoint is a cocotb-coverage ``CoverPoint`` in its ``coverage_db``
+(so its reports and YAML/XML export work); a bench classifies each sample
+into a bin label itself, in plain Python, so each coverpoint is a list of
+labels matched by equality (a label outside the list is a bench bug, raised
+at once). A cross is a coverpoint whose labels are tuples of other points'
+labels. The hits are counted here and a bin's first hit is passed to the
+``CoverPoint``: its sampling costs about 5 us a call, and a bench samples
+some 100,000 times, so the database learns which bins are covered (what
+the figures need) while the counts stay here.
 
 ``coverage_db`` is one per process, and a cocotb run is one process: the
 bins of a bench accumulate over the cocotb tests of its run, and
@@ -12,6 +16,8 @@ bins of a bench accumulate over the cocotb tests of its run, and
 (``functional_coverage``: ``bins``, ``hit``, ``missed`` and the hits per
 bin), where the pytest test that started the run reads them.
 """
+
+import itertools
 
 from cocotb_coverage.coverage import CoverPoint, coverage_db
 
@@ -40,6 +46,8 @@ class Coverage:
     def __init__(self, design):
         self.design = design
         self._points = {}
+        self._labels = {}
+        self._counts = {}
 
     def point(self, name, labels):
         if name in self._points:
@@ -51,19 +59,33 @@ class Coverage:
 
         sampler = CoverPoint(f"{self.design}.{name}", bins=labels)(hit)
         self._points[name] = (sampler, frozenset(labels), f"{self.design}.{name}")
+        self._labels[name] = labels
+        self._counts[name] = {}
+
+    def cross(self, name, *points):
+        """A coverpoint over every combination of ``points``' labels; sample it with a tuple of them."""
+        self.point(name, itertools.product(*(self._labels[p] for p in points)))
 
     def sample(self, name, label):
-        sampler, labels, _ = self._points[name]
-        if label not in labels:
-            raise ValueError(f"coverage {self.design}.{name}: {label!r} is not one of its bins")
-        sampler(label)
+        counts = self._counts[name]
+        n = counts.get(label)
+        if n is None:  # the bin's first hit
+            sampler, labels, _ = self._points[name]
+            if label not in labels:
+                raise ValueError(f"coverage {self.design}.{name}: {label!r} is not one of its bins")
+            sampler(label)
+            n = 0
+        counts[label] = n + 1
 
     def hits(self):
-        """``{point: {label: hits}}``."""
-        return {
-            name: {_text(label): n for label, n in coverage_db[full].detailed_coverage.items()}
-            for name, (_, _, full) in self._points.items()
-        }
+        """``{point: {label: hits}}``; the bins cocotb-coverage counts covered are the ones hit here."""
+        out = {}
+        for name, (_, _, full) in self._points.items():
+            covered = coverage_db[full].detailed_coverage
+            counts = self._counts[name]
+            assert all(bool(counts.get(label)) == bool(n) for label, n in covered.items())
+            out[name] = {_text(label): counts.get(label, 0) for label in self._labels[name]}
+        return out
 
     def summary(self):
         hits = self.hits()

@@ -38,12 +38,15 @@ def rows(rng, classes, count):
 
 def coverage(classes, lanes):
     """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
-    the loss, where the label is, and how the row fills the stream's words."""
+    the loss, where the label is, how the row fills the stream's words, and the loss crossed with
+    the last two."""
     cov = Coverage("loss_unit")
     cov.point("classes", [str(c) for c in range(2, classes + 1)])
     cov.point("loss", [loss.name for loss in Loss])
     cov.point("label", ["first", "middle", "last"])
     cov.point("words", sorted({_words_bin(c, lanes) for c in range(2, classes + 1)}))  # the ones that can occur
+    cov.cross("loss_x_label", "loss", "label")
+    cov.cross("loss_x_words", "loss", "words")
     return cov
 
 
@@ -107,8 +110,11 @@ async def loss_rows(dut):
                 f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
             )
             cov.sample("classes", str(count))
+            where = "first" if label == 0 else "last" if label == count - 1 else "middle"
             cov.sample("loss", loss.name)
-            cov.sample("label", "first" if label == 0 else "last" if label == count - 1 else "middle")
+            cov.sample("label", where)
             cov.sample("words", _words_bin(count, lanes))
+            cov.sample("loss_x_label", (loss.name, where))
+            cov.sample("loss_x_words", (loss.name, _words_bin(count, lanes)))
     cov.record()
     record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})
