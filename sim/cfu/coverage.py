@@ -10,7 +10,8 @@ What is sampled, and when:
   (positive and negative), exponents 0 and 31, POST clamped at act_min and at
   act_max, MAC4's accumulator wrapping either way;
 * ``backpressure``: per response taken, the cycles it waited with
-  ``rsp_valid`` high and ``rsp_ready`` low (0, 1, 2-3, 4-7, 8+);
+  ``rsp_valid`` high and ``rsp_ready`` low (0, 1, 2-3, 4-7, 8+), also
+  crossed with the op's class (fast, or slow: SRDHM, RDBPOT, POST);
 * ``cmd_gap``: per command presented, the cycles ``cmd_valid`` stayed low
   before it while the bench had commands left (0, 1, 2-3, 4-7, 8+);
 * ``reset_state``: per reset pulse, every state the CFU was in: idle, an
@@ -20,7 +21,7 @@ What is sampled, and when:
 * for the GEMM CFU, ``gset`` (every register, read-only and unknown ones),
   ``gop`` (every sub-op and unknown ones), and each GEMM the CFU started
   (START answered 1): M and K against the array's rows, N against its
-  columns, and the mode (see :func:`shape_bins`).
+  columns, and the mode, crossed with each of the three (see :func:`shape_bins`).
 """
 
 import collections
