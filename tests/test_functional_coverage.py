@@ -5,8 +5,8 @@ import itertools
 import pytest
 
 from reference.fixedpoint import rounding_divide_by_pot
-from sim.cfu.coverage import _rdbpot_bin, shape_bin, shape_bins
-from sim.common.coverage import LENGTH_BINS, Coverage, length_bin
+from sim.cfu.coverage import _rdbpot_bin
+from sim.common.coverage import LENGTH_BINS, Coverage, length_bin, shape_bin, shape_bins
 
 
 def test_coverage_counts_and_reports_missed_bins():

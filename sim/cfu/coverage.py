@@ -21,7 +21,8 @@ What is sampled, and when:
 * for the GEMM CFU, ``gset`` (every register, read-only and unknown ones),
   ``gop`` (every sub-op and unknown ones), and each GEMM the CFU started
   (START answered 1): M and K against the array's rows, N against its
-  columns, and the mode, crossed with each of the three (see :func:`shape_bins`).
+  columns, and the mode, crossed with each of the three (see
+  :func:`sim.common.coverage.shape_bin`).
 """
 
 import collections
@@ -31,31 +32,12 @@ from reference.cfu_gemm_isa import GOP, GSET, ROWS, GemmOp, GemmReg
 from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id, split_function_id
 from reference.fixedpoint import multiply_by_quantized_multiplier, sx, wrap32
 from reference.gemm import MODES
-from sim.common.coverage import LENGTH_BINS, Coverage, length_bin
+from sim.common.coverage import LENGTH_BINS, Coverage, length_bin, shape_bin, shape_bins
 
-__all__ = ["CfuCoverage", "GemmCfuCoverage", "shape_bin", "shape_bins", "directed_corners"]
+__all__ = ["CfuCoverage", "GemmCfuCoverage", "directed_corners"]
 
 INT32_MIN = -(1 << 31)
 SLOW = (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST)
-
-_SHAPE_BINS = ["1", "<", "=", ">k", ">odd"]
-
-
-def shape_bin(d, size):
-    """Class of a dimension ``d`` against an array side ``size``: ``1``; ``<`` (1 < d < size); ``=``;
-    ``>k`` (a multiple of size above it); ``>odd`` (above it, not a multiple). Each d has one class."""
-    if d == size:
-        return "="
-    if d == 1:
-        return "1"
-    if d < size:
-        return "<"
-    return ">k" if d % size == 0 else ">odd"
-
-
-def shape_bins(size):
-    """The classes some dimension can fall in against ``size`` (a 1-wide side has no ``<`` nor ``>odd``)."""
-    return [b for b in _SHAPE_BINS if any(shape_bin(d, size) == b for d in range(1, 3 * size + 2))]
 
 
 def mac_op_label(funct3, funct7):

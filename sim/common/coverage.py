@@ -23,7 +23,7 @@ from cocotb_coverage.coverage import CoverPoint, coverage_db
 
 from sim.results import record
 
-__all__ = ["Coverage", "length_bin", "LENGTH_BINS"]
+__all__ = ["Coverage", "length_bin", "LENGTH_BINS", "shape_bin", "shape_bins"]
 
 #: Bins of a run length (back-pressure, gaps): 0, 1, 2-3, 4-7, 8+ cycles.
 LENGTH_BINS = ["0", "1", "2-3", "4-7", "8+"]
@@ -34,6 +34,26 @@ def length_bin(n):
     if n < 2:
         return str(n)
     return "2-3" if n < 4 else "4-7" if n < 8 else "8+"
+
+
+_SHAPE_BINS = ["1", "<", "=", ">k", ">odd"]
+
+
+def shape_bin(d, size):
+    """Class of a dimension ``d`` against an array side ``size``: ``1``; ``<`` (1 < d < size); ``=``;
+    ``>k`` (a multiple of size above it); ``>odd`` (above it, not a multiple). Each d has one class."""
+    if d == size:
+        return "="
+    if d == 1:
+        return "1"
+    if d < size:
+        return "<"
+    return ">k" if d % size == 0 else ">odd"
+
+
+def shape_bins(size):
+    """The classes some dimension can fall in against ``size`` (a 1-wide side has no ``<`` nor ``>odd``)."""
+    return [b for b in _SHAPE_BINS if any(shape_bin(d, size) == b for d in range(1, 3 * size + 2))]
 
 
 class Coverage:

@@ -15,9 +15,8 @@ from cocotb.triggers import Event
 
 from hdl.systolic import GemmEngine
 from reference.gemm import MODES, gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
-from sim.cfu.coverage import shape_bin, shape_bins
 from sim.common import edge
-from sim.common.coverage import Coverage
+from sim.common.coverage import Coverage, shape_bin, shape_bins
 from sim.results import design_params, env_int, errors_recorded, record, record_mismatch
 from sim.systolic.driver import GemmDriver, GemmJob
 
@@ -26,7 +25,7 @@ _coverage = []
 
 def coverage(engine):
     """The run's functional coverage (one per process): each GEMM checked, M and K against the array's
-    rows R and N against its columns C (:func:`sim.cfu.coverage.shape_bin`), its mode and operands, how
+    rows R and N against its columns C (:func:`sim.common.coverage.shape_bin`), its mode and operands, how
     it started (back to back with the one before, or after idle cycles), and the engine's state at each
     reset."""
     if not _coverage:
