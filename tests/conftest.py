@@ -28,11 +28,73 @@ def report():
     return _REPORT.append
 
 
+@pytest.fixture
+def functional_coverage(request):
+    """Check a bench run's functional coverage (``results["functional_coverage"]``, see
+    :mod:`sim.common.coverage`): every bin must be hit but those in ``unreached`` (``point:label``, or
+    ``point:*`` for a whole point), which the test declares it does not drive (a declared bin that does
+    not exist is an error too). The figures
+    go to the end-of-run summary through the test's report (``user_properties``), so that they
+    reach it from pytest-xdist's workers as well."""
+
+    def check(results, bench, unreached=()):
+        cov = results["functional_coverage"]
+        bins = {f"{p}:{label}" for p, hits in cov["hits"].items() for label in hits}
+        # "point:*" declares every bin of a point not driven.
+        whole = {u[:-2] for u in unreached if u.endswith(":*")}
+        unreached = {u for u in unreached if not u.endswith(":*")}
+        unreached |= {f"{p}:{label}" for p in whole for label in cov["hits"].get(p, ())}
+        assert whole <= set(cov["hits"]), f"{bench}: declared unreached points that do not exist: {whole}"
+        assert unreached <= bins, f"{bench}: declared unreached bins that do not exist: {sorted(unreached - bins)}"
+        missed = [b for b in cov["missed"] if b not in unreached]
+        request.node.user_properties.append(
+            (
+                "functional_coverage",
+                {
+                    "bench": bench,
+                    "bins": cov["bins"],
+                    "hit": cov["hit"],
+                    "unreached": len(unreached),
+                    "missed": missed,
+                    "all_bins": sorted(bins),
+                    "all_missed": cov["missed"],
+                },
+            )
+        )
+        assert not missed, f"{bench}: {len(missed)} required functional bins missed: {', '.join(missed)}"
+        return cov
+
+    return check
+
+
 def pytest_terminal_summary(terminalreporter):
     if _REPORT:
         terminalreporter.section("measured")
         for line in _REPORT:
             terminalreporter.write_line(line)
+    lines, designs = [], {}
+    for key in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(key, []):
+            for name, cov in getattr(rep, "user_properties", ()):
+                if name == "functional_coverage" and getattr(rep, "when", "call") == "call":
+                    missed = f"; MISSED {', '.join(cov['missed'])}" if cov["missed"] else ""
+                    declared = f" ({cov['unreached']} declared not driven by this test)" if cov["unreached"] else ""
+                    lines.append(f"{cov['bench']}: {cov['hit']}/{cov['bins']} bins hit{declared}{missed}")
+                    # Per design, over its tests: a bin counts as hit if any run hit it.
+                    d = designs.setdefault(cov["bench"].split()[0], [set(), set(), 0])
+                    d[0] |= set(cov["all_bins"])
+                    d[1] |= set(cov["all_bins"]) - set(cov["all_missed"])
+                    d[2] += 1
+    if lines:
+        terminalreporter.section("functional coverage")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+        for design, (bins, hit, runs) in sorted(designs.items()):
+            missed = sorted(bins - hit)
+            tail = f"; never hit: {', '.join(missed)}" if missed else ""
+            terminalreporter.write_line(
+                f"{design} (all its runs): {len(hit)}/{len(bins)} bins hit over {runs} runs{tail}"
+            )
 
 
 @pytest.fixture

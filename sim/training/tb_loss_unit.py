@@ -13,6 +13,7 @@ from hdl.training.loss_unit import Loss, LossUnit
 from reference.training import loss_error
 from reference.training_numerics import Numerics
 from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
+from sim.common.coverage import Coverage
 from sim.results import design_params, env_int, errors_recorded, record
 
 
@@ -35,6 +36,26 @@ def rows(rng, classes, count):
     return out
 
 
+def coverage(classes, lanes):
+    """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
+    the loss, where the label is, how the row fills the stream's words, and the loss crossed with
+    the last two."""
+    cov = Coverage("loss_unit")
+    cov.point("classes", [str(c) for c in range(2, classes + 1)])
+    cov.point("loss", [loss.name for loss in Loss])
+    cov.point("label", ["first", "middle", "last"])
+    cov.point("words", sorted({_words_bin(c, lanes) for c in range(2, classes + 1)}))  # the ones that can occur
+    cov.cross("loss_x_label", "loss", "label")
+    cov.cross("loss_x_words", "loss", "words")
+    return cov
+
+
+def _words_bin(count, lanes):
+    if count <= lanes:
+        return "one"
+    return "several, all full" if count % lanes == 0 else "several, last partial"
+
+
 @cocotb.test(timeout_time=100, timeout_unit="ms")
 async def loss_rows(dut):
     params = design_params()
@@ -52,6 +73,7 @@ async def loss_rows(dut):
     )
     cases = rows(rng, classes, env_int("LOSS_ROWS", 200))
     cycles = 0
+    cov = coverage(classes, lanes)
     with errors_recorded():
         for r, (y, label, loss) in enumerate(cases):
             count = len(y)
@@ -87,4 +109,12 @@ async def loss_rows(dut):
             assert got == want, (
                 f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
             )
+            cov.sample("classes", str(count))
+            where = "first" if label == 0 else "last" if label == count - 1 else "middle"
+            cov.sample("loss", loss.name)
+            cov.sample("label", where)
+            cov.sample("words", _words_bin(count, lanes))
+            cov.sample("loss_x_label", (loss.name, where))
+            cov.sample("loss_x_words", (loss.name, _words_bin(count, lanes)))
+    cov.record()
     record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})
