@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test lint regress bench synth timing clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth timing coverage clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
@@ -24,6 +24,7 @@ help:
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
+	@echo "make coverage  line and toggle coverage of the regression on Verilator, per design, in build/coverage/"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -68,6 +69,10 @@ synth: | $(PY)
 # The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
 timing: | $(PY)
 	$(PY) -m sim timing $(TIMING_ARGS)
+
+# COVERAGE_ARGS='--designs cfu gemm' for some designs only.
+coverage: | $(PY)
+	$(PY) -m sim coverage $(COVERAGE_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache
