@@ -154,7 +154,8 @@ async def random_stream(dut):
 async def odd_shapes(dut):
     """M, K, N of 1, of 8, and not multiples of 8 or of C, in all three modes, bases in both halves,
     strides with padding: every result word read back as READ32 and as READ8 (per-channel parameters,
-    channel entries wrapping), checked against the model and against the definitions."""
+    channel entries wrapping), checked against the model and against the definitions; then the output
+    stage's corners (:meth:`GemmStream.output_stage_corners`)."""
     g = _geometry()
     C = g.cols
     shapes = [
@@ -187,6 +188,7 @@ async def odd_shapes(dut):
             s.channel_params(job, per_tensor=i % 5 == 4)
             s.read_back(job, "read8", point=True)
             i += 1
+    s.output_stage_corners()
     bus = await _bus(dut, 11, g, strict=True)
     with errors_recorded(DESIGN, "odd_shapes"):
         offset, stats = await _run(bus, s)
