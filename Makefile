@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test lint regress bench synth timing formal clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth timing formal coverage clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
@@ -25,6 +25,7 @@ help:
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
 	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
+	@echo "make coverage  line and toggle coverage of the regression on Verilator, per design, in build/coverage/"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -72,6 +73,9 @@ timing: | $(PY)
 
 formal: | $(PY)
 	$(PY) -m sim formal $(FORMAL_ARGS)
+# COVERAGE_ARGS='--designs cfu gemm' for some designs only.
+coverage: | $(PY)
+	$(PY) -m sim coverage $(COVERAGE_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -857,6 +857,33 @@ def _cmd_topology(args):
             )
 
 
+def _cmd_coverage(args):
+    """Line and toggle coverage of the regression's benches on Verilator, per design (reports in build/coverage/)."""
+    from .coverage import run_design
+
+    _probe_dir(args.out, "--out")
+    records = []
+    for design in dict.fromkeys(args.designs):
+        r = run_design(design, args.out, progress=None if args.json else lambda line: print(line, file=sys.stderr))
+        records.append(r)
+        if not args.json:
+            print(
+                f"{design}: line {r['line_pct']}% ({r['lines_hit']}/{r['lines_total']}), toggle {r['toggle_pct']}% "
+                f"({r['toggles_hit']}/{r['toggles_total']}), {r['runs']} runs, {r['seconds']} s",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return
+    print("| design | line coverage (points) | toggle coverage (points) | excluded | report |")
+    print("|---|---:|---:|---:|---|")
+    for r in records:
+        print(
+            f"| {r['design']} | {r['line_pct']}% ({r['lines_hit']}/{r['lines_total']}) | {r['toggle_pct']}% "
+            f"({r['toggles_hit']}/{r['toggles_total']}) | {r['lines_excluded']} | {r['report']} |"
+        )
+
+
 def _rtl_options(parser, simulator_default="verilator"):
     """The options every RTL-running command shares."""
     parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
@@ -1060,6 +1087,19 @@ def _parser():
     fm.add_argument("--out", default="build/formal", help="where the RTLIL, .sby and runs go (default build/formal)")
     fm.add_argument("--json", action="store_true", help="print the records as JSON (the lines go to stderr)")
     fm.set_defaults(func=_cmd_formal)
+    from .coverage import DESIGNS as COVERAGE_DESIGNS
+
+    cv = sub.add_parser("coverage", help=_cmd_coverage.__doc__)
+    cv.add_argument(
+        "--designs",
+        nargs="+",
+        choices=COVERAGE_DESIGNS,
+        default=list(COVERAGE_DESIGNS),
+        help=f"default: all ({' '.join(COVERAGE_DESIGNS)})",
+    )
+    cv.add_argument("--out", default="build/coverage", help="reports go to OUT/<design>/ (default build/coverage)")
+    cv.add_argument("--json", action="store_true", help="print a JSON list of one record a design")
+    cv.set_defaults(func=_cmd_coverage)
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)
     b.add_argument("--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS))

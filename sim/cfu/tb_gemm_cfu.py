@@ -25,6 +25,7 @@ import cocotb
 
 from reference.cfu_gemm import CombinedCfuModel
 from reference.cfu_gemm_isa import GOP, TRANSFER_OPS, GemmCfuGeometry, GemmOp, GemmReg, info_word
+from reference.cfu_isa import Funct3, Reg, function_id
 from reference.gemm import MODES
 from sim.cfu.bus import CfuBus
 from sim.cfu.coverage import GemmCfuCoverage, directed_corners
@@ -166,7 +167,8 @@ async def random_stream(dut):
 async def odd_shapes(dut):
     """M, K, N of 1, below, equal to and above 8 or C, multiples and not, in all three modes, bases in both halves,
     strides with padding: every result word read back as READ32 and as READ8 (per-channel parameters,
-    channel entries wrapping), checked against the model and against the definitions."""
+    channel entries wrapping), checked against the model and against the definitions; then the output
+    stage's corners (:meth:`GemmStream.output_stage_corners`)."""
     g = _geometry()
     C = g.cols
     shapes = [
@@ -201,10 +203,16 @@ async def odd_shapes(dut):
             s.channel_params(job, per_tensor=i % 5 == 4)
             s.read_back(job, "read8", point=True)
             i += 1
+    s.output_stage_corners()
     bus = await _bus(dut, 11, g, strict=True)
     with errors_recorded(DESIGN, "odd_shapes"):
         offset, stats = await _run(bus, s)
         definitions = _verify_checks(bus, s, offset)
+        # Slow and fast MAC4-family ops in turn, with random idle cycles: a fast op one idle cycle behind
+        # a slow one finds it gone from the pipeline and answers from stage 1 (found by make coverage).
+        slow, fast = (function_id(Funct3.SRDHM), 3 << 29, 5 << 28), (function_id(Funct3.GET, Reg.ACC), 0, 0)
+        bus.scoreboard.strict = False
+        await bus.run([slow, fast] * 16, gap=0.5)
     sb = bus.scoreboard
     coverage(g).record()
     record(odd_shapes={**_summary(sb), "jobs": len(s.jobs), "definition_checks": definitions, **stats})

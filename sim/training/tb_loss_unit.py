@@ -20,8 +20,11 @@ from sim.results import design_params, env_int, errors_recorded, record
 def rows(rng, classes, count):
     out = []
     for k in range(count):
-        n = classes if k % 2 == 0 else int(rng.integers(2, classes + 1))
         kind = k % 5
+        # MSE rows of extremes (every 15th row) put -128 on the label, whose error y - 2^a_frac then
+        # saturates at -128, with the label in the next lane each time (found by make coverage).
+        saturating = kind == 2 and k % 3 == 2
+        n = classes if k % 2 == 0 or saturating else int(rng.integers(2, classes + 1))
         if kind == 0:
             y = rng.integers(-128, 128, n)
         elif kind == 1:
@@ -32,7 +35,10 @@ def rows(rng, classes, count):
             y = rng.integers(-4, 5, n)  # ties
         else:
             y = rng.integers(-40, 41, n)
-        out.append((y, int(rng.integers(0, n)), Loss.MSE if k % 3 == 2 else Loss.CE))
+        label = (k // 15) % n if saturating else int(rng.integers(0, n))
+        if saturating:
+            y[label] = -128
+        out.append((y, label, Loss.MSE if k % 3 == 2 else Loss.CE))
     return out
 
 
