@@ -17,7 +17,8 @@ help:
 	@echo "make sim       the main job: train the digits MLP through the training core RTL (see README)"
 	@echo "make sim-cfu   classify the digits test split with the int8 MLP as CFU instructions"
 	@echo "make verilog   Verilog and C header for CFU Playground in build/cfu_playground/"
-	@echo "make test      ruff, then the regression of the RTL against the golden model (a few minutes)"
+	@echo "make test      ruff, then the regression of the RTL against the golden model, on every core (pytest-xdist;"
+	@echo "               PYTEST_WORKERS=0 for one process)"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
@@ -51,8 +52,10 @@ sim-cfu: | $(PY)
 verilog: | $(PY)
 	$(PY) -m sim verilog --out build
 
+# pytest-xdist, a worker a core; each takes the next test as it frees (tests/conftest.py starts the longest first).
+PYTEST_WORKERS ?= auto
 test: lint | $(PY)
-	$(PY) -m pytest -q -m "not regress"
+	$(PY) -m pytest -q -m "not regress" -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
 
 lint: | $(PY)
 	$(PY) -m ruff check .

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdl.generate import extra_sources, lint_waivers, ports_only, write_verilog
+from hdl.generate import extra_sources, lint_waivers, long_runs, ports_only, write_verilog
 
 __all__ = [
     "SIMULATORS",
@@ -248,6 +249,11 @@ def run_cocotb(
 
     runner = get_runner(simulator)
     makeflags = os.environ.get("MAKEFLAGS", "")
+    saved_env = {k: os.environ.get(k) for k in ("OBJCACHE", "SIM_OBJCACHE_DIR")}
+    if simulator == "verilator" and not os.environ.get("OBJCACHE"):
+        # Verilator's runtime objects, compiled once for every build (sim/objcache.py).
+        os.environ["OBJCACHE"] = shlex.join([sys.executable, str(Path(__file__).with_name("objcache.py"))])
+        os.environ["SIM_OBJCACHE_DIR"] = str(repo_root() / "build" / "sim" / "objcache")
     with locked(build_dir, fcntl.LOCK_EX):
         toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
         if simulator == "icarus":
@@ -256,10 +262,10 @@ def run_cocotb(
         if coverage:
             build_args += ["--coverage-line", "--coverage-toggle"]
         if simulator == "verilator" and ports_only(design):
-            # A model nothing reaches into: let Verilator and the C++ compiler
-            # optimize it (verilated.mk compiles the model with -Os by default;
-            # -O2 simulates the training core about 25% faster).
+            # A model nothing reaches into: let Verilator optimize it.
             build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
+        if simulator == "verilator" and long_runs(design):
+            # verilated.mk compiles the model with -Os by default.
             os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
         try:
             runner.build(
@@ -277,6 +283,11 @@ def run_cocotb(
             ) from None
         finally:
             os.environ["MAKEFLAGS"] = makeflags
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     run_dir = _new_run_dir(build_dir)
     results_json = run_dir / "results.json"
