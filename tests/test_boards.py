@@ -2,7 +2,7 @@
 
 import pytest
 
-from hdl.boards.nexys_a7 import SEGMENTS, write_build_plan
+from hdl.boards.nexys_a7 import SEGMENTS, SELFTEST_CLOCK_HZ, write_build_plan
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,21 @@ def test_plan_pins(plan):
         "U13",
     ]:  # digit anodes
         assert f"LOC {pin} " in xdc, pin
+
+
+def test_plan_clock(plan):
+    """The self-test runs from the MMCM's 50 MHz, and the XDC declares that clock, not only the board's 100 MHz."""
+    assert SELFTEST_CLOCK_HZ == 50_000_000
+    verilog = plan["nexys_a7_selftest.v"].read_text()
+    mmcm = verilog[verilog.index("MMCME2_BASE #(") :]
+    mmcm = mmcm[: mmcm.index(");")]
+    for param in [".CLKIN1_PERIOD(10.0)", ".CLKFBOUT_MULT_F(10.0)", ".CLKOUT0_DIVIDE_F(20.0)", ".DIVCLK_DIVIDE(32'd1)"]:
+        assert param in mmcm, param
+    assert "BUFG " in verilog
+    xdc = [line for line in plan["nexys_a7_selftest.xdc"].read_text().splitlines() if line.startswith("create_clock")]
+    assert len(xdc) == 2, xdc
+    assert any("-period 10.0 " in line and "clk100" in line for line in xdc), xdc  # the oscillator
+    assert any("-period 20.0 " in line and "clk100" not in line for line in xdc), xdc  # the self-test's domain
 
 
 def test_hex_segments():

@@ -47,7 +47,7 @@ def _check(results, ops):
     return stream
 
 
-def test_gemm_cfu_rtl(simulator, waves, report):
+def test_gemm_cfu_rtl(simulator, waves, report, functional_coverage):
     results = run_cocotb(
         "gemm_cfu",
         "sim.cfu.tb_gemm_cfu",
@@ -57,6 +57,7 @@ def test_gemm_cfu_rtl(simulator, waves, report):
         env={"GEMM_CFU_OPS": str(OPS), "STIMULUS_SEED": str(SEED)},
     )
     stream = _check(results, OPS)
+    functional_coverage(results, f"gemm_cfu on {simulator}")
     odd = results["odd_shapes"]
     report(
         f"gemm_cfu on {simulator}: {stream['checked']} of {OPS} random commands checked "
@@ -96,7 +97,7 @@ REGRESS = [
 
 @pytest.mark.regress
 @pytest.mark.parametrize("params,ops", REGRESS, ids=["default", "4cols-small", "16cols"])
-def test_gemm_cfu_sweep(simulator, params, ops, report):
+def test_gemm_cfu_sweep(simulator, params, ops, report, functional_coverage):
     """Longer random runs on three geometries, two seeds each."""
     for seed in (2, 3):
         results = run_cocotb(
@@ -108,6 +109,7 @@ def test_gemm_cfu_sweep(simulator, params, ops, report):
             env={"GEMM_CFU_OPS": str(ops), "GEMM_CFU_MAX_DIM": "40", "STIMULUS_SEED": str(seed)},
         )
         stream = _check(results, ops)
+        functional_coverage(results, f"gemm_cfu {params or 'default'} seed {seed} on {simulator}")
         report(
             f"gemm_cfu {params or 'default'} seed {seed} on {simulator}: {stream['checked']} commands checked, "
             f"{stream['gemms_started']} GEMMs"

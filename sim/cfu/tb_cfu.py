@@ -17,6 +17,7 @@ from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
 from sim.cfu.bus import CfuBus, CfuScoreboard
+from sim.cfu.coverage import CfuCoverage, directed_corners
 from sim.cfu.stimulus import random_commands
 from sim.cfu.workload import fc_commands
 from sim.results import env_int, errors_recorded, record, record_mismatch
@@ -26,8 +27,18 @@ def _seed():
     return env_int("STIMULUS_SEED", cocotb.RANDOM_SEED)
 
 
+_coverage = []
+
+
+def coverage():
+    """The run's functional coverage (one per process: the bins add up over the tests)."""
+    if not _coverage:
+        _coverage.append(CfuCoverage())
+    return _coverage[0]
+
+
 async def _bus(dut, seed):
-    bus = CfuBus(dut, random.Random(seed))
+    bus = CfuBus(dut, random.Random(seed), coverage=coverage())
     await bus.start()
     return bus
 
@@ -50,6 +61,7 @@ async def random_stream(dut):
     sb = bus.scoreboard
     assert sb.accepted == n, f"{n - sb.accepted} commands were never accepted"
     assert len(sb.responses) + sb.dropped == n, "a response was lost or duplicated"
+    coverage().record()
     record(
         random_stream={
             "commands": n,
@@ -81,6 +93,17 @@ async def reset_mid_flight(dut):
         )
         await bus.run(after)
     assert len(bus.scoreboard.responses) == len(setup) + len(after)
+    coverage().record()
+
+
+@cocotb.test(timeout_time=50, timeout_unit="ms")
+async def corner_cases(dut):
+    """The cases random streams reach rarely (:func:`sim.cfu.coverage.directed_corners`): a reset in
+    each pipeline state, SRDHM's MIN x MIN, RDBPOT ties of both signs, long back-pressure and gaps."""
+    bus = await _bus(dut, 5)
+    with errors_recorded():
+        await directed_corners(bus, mixed=random_commands(80, 9))
+    coverage().record()
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -91,6 +114,7 @@ async def reset_state(dut):
     with errors_recorded():
         await bus.run(commands)
     assert len(bus.scoreboard.responses) == len(commands)
+    coverage().record()
 
 
 @cocotb.test(timeout_time=50, timeout_unit="ms")
@@ -129,6 +153,7 @@ async def throughput_and_latency(dut):
                 "ops_per_cycle": len(commands) / stats["accept_span"],
                 "cycles_per_second": stats["cycles_per_second"],
             }
+    coverage().record()
     record(throughput=results)
 
 
@@ -266,6 +291,7 @@ async def mlp_workload(dut):
     predicted = np.argmax(x, axis=1)
     reference_predicted = mlp.predict(mlp.quantize_input(x_test[:samples]))
     assert np.array_equal(predicted, reference_predicted)
+    coverage().record()
     record(
         mlp_workload={
             "samples": samples,

@@ -25,8 +25,10 @@ import cocotb
 
 from reference.cfu_gemm import CombinedCfuModel
 from reference.cfu_gemm_isa import GOP, TRANSFER_OPS, GemmCfuGeometry, GemmOp, GemmReg, info_word
+from reference.cfu_isa import Funct3, Reg, function_id
 from reference.gemm import MODES
 from sim.cfu.bus import CfuBus
+from sim.cfu.coverage import GemmCfuCoverage, directed_corners
 from sim.cfu.gemm_scoreboard import GemmCfuScoreboard
 from sim.cfu.gemm_stimulus import GemmStream, gget, gop, gset
 from sim.cfu.stimulus import random_commands
@@ -54,9 +56,19 @@ def _flip():
     return kind, int(bit)
 
 
+_coverage = []
+
+
+def coverage(g):
+    """The run's functional coverage (one per process: the bins add up over the tests)."""
+    if not _coverage:
+        _coverage.append(GemmCfuCoverage(g))
+    return _coverage[0]
+
+
 async def _bus(dut, seed, g, strict=False):
     sb = GemmCfuScoreboard(CombinedCfuModel(g), strict=strict, flip=_flip())
-    bus = CfuBus(dut, random.Random(seed), scoreboard=sb)
+    bus = CfuBus(dut, random.Random(seed), scoreboard=sb, coverage=coverage(g))
     await bus.start()
     return bus
 
@@ -136,6 +148,7 @@ async def random_stream(dut):
         definitions = _verify_checks(bus, second, offset)
     assert sb.accepted == n, f"{n - sb.accepted} commands were never accepted"
     assert sb.checked + sb.skipped + sb.dropped == n, "a response was lost or duplicated"
+    coverage(g).record()
     record(
         random_stream={
             **_summary(sb),
@@ -152,9 +165,10 @@ async def random_stream(dut):
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def odd_shapes(dut):
-    """M, K, N of 1, of 8, and not multiples of 8 or of C, in all three modes, bases in both halves,
+    """M, K, N of 1, below, equal to and above 8 or C, multiples and not, in all three modes, bases in both halves,
     strides with padding: every result word read back as READ32 and as READ8 (per-channel parameters,
-    channel entries wrapping), checked against the model and against the definitions."""
+    channel entries wrapping), checked against the model and against the definitions; then the output
+    stage's corners (:meth:`GemmStream.output_stage_corners`)."""
     g = _geometry()
     C = g.cols
     shapes = [
@@ -168,6 +182,8 @@ async def odd_shapes(dut):
         (9, 17, 3),
         (17, 2, 2 * C - 1),
         (3, 16, C - 1),
+        (16, 5, 2 * C),
+        (5, 8, C),
     ]
     s = GemmStream(g, seed=11, mac_rate=0.05)
     i = 0
@@ -187,11 +203,18 @@ async def odd_shapes(dut):
             s.channel_params(job, per_tensor=i % 5 == 4)
             s.read_back(job, "read8", point=True)
             i += 1
+    s.output_stage_corners()
     bus = await _bus(dut, 11, g, strict=True)
     with errors_recorded(DESIGN, "odd_shapes"):
         offset, stats = await _run(bus, s)
         definitions = _verify_checks(bus, s, offset)
+        # Slow and fast MAC4-family ops in turn, with random idle cycles: a fast op one idle cycle behind
+        # a slow one finds it gone from the pipeline and answers from stage 1 (found by make coverage).
+        slow, fast = (function_id(Funct3.SRDHM), 3 << 29, 5 << 28), (function_id(Funct3.GET, Reg.ACC), 0, 0)
+        bus.scoreboard.strict = False
+        await bus.run([slow, fast] * 16, gap=0.5)
     sb = bus.scoreboard
+    coverage(g).record()
     record(odd_shapes={**_summary(sb), "jobs": len(s.jobs), "definition_checks": definitions, **stats})
 
 
@@ -239,6 +262,7 @@ async def double_buffered(dut):
         out.append(
             {"gap": gap, "backpressure": bp, "busy": busy, "wait": wait, "overlap": overlap, "transfers": transfers}
         )
+    coverage(g).record()
     record(double_buffered={"runs": out, **_summary(bus.scoreboard)})
 
 
@@ -303,6 +327,7 @@ async def control_ops(dut):
         for name in ("read_only", "unknown", "channels"):
             assert set(answers(name)) == {0}, f"{name}: ops that change nothing answer 0"
         assert answers("regs_after_gset") == regs == answers("regs_after_ops"), "a refused op changed a register"
+    coverage(g).record()
     record(control_ops=_summary(bus.scoreboard))
 
 
@@ -372,6 +397,7 @@ async def reset_mid_gemm(dut):
         s5.emit(gop(GemmOp.COUNTER, 3))
         offset, _ = await _run(bus, s5)
         _verify_checks(bus, s5, offset)
+    coverage(g).record()
     record(reset_mid_gemm=_summary(sb))
 
 
@@ -420,4 +446,21 @@ async def throughput(dut):
                 "busy_cycles": stats["busy_cycles"],
                 "ops_per_cycle": len(commands) / stats["accept_span"],
             }
+    coverage(g).record()
     record(throughput=results)
+
+
+@cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
+async def corner_cases(dut):
+    """The cases random streams reach rarely (:func:`sim.cfu.coverage.directed_corners`): a reset in
+    each pipeline state (a READ32 and a READ8 in flight too), SRDHM's MIN x MIN, RDBPOT ties of both
+    signs, long back-pressure and gaps over MAC4-family and fast GEMM ops."""
+    g = _geometry()
+    bus = await _bus(dut, 12, g)
+    rng = random.Random(12)
+    mixed = [c for c in random_commands(120, 12) if c[0] & 7 < 6][:60]
+    mixed += [gop(GemmOp.STATUS), gget(GemmReg.M), gop(GemmOp.COUNTER, 3), gset(GemmReg.OUT_OFFSET, 5)] * 5
+    rng.shuffle(mixed)
+    with errors_recorded(DESIGN, "corner_cases"):
+        await directed_corners(bus, reset_ops=[gop(GemmOp.READ32), gop(GemmOp.READ8)], mixed=mixed)
+    coverage(g).record()

@@ -10,10 +10,10 @@ __all__ = ["job_list"]
 def job_list(R, C, n_random, seed=0, max_dim=None):
     """``[M, K, N, mode, kind]`` jobs for an R×C array.
 
-    Always included: M, K and N of 1; sizes that are not multiples of R and
-    C; every mode; -128·-128 summed over a long K; a short M over nine tiles
-    (the weight-bank wait); a pair of identical jobs whose next operands load
-    while the first computes (back to back).
+    Always included: M, K and N of 1; sizes below, equal to, and above R
+    and C, multiples and not; every mode; -128·-128 summed over a long K; a
+    short M over nine tiles (the weight-bank wait); a pair of identical jobs
+    whose next operands load while the first computes (back to back).
     """
     rng = np.random.default_rng(seed)
     hi = max_dim or 3 * max(R, C) + 2
@@ -24,6 +24,9 @@ def job_list(R, C, n_random, seed=0, max_dim=None):
         [R + 1, 2 * R - 1 if R > 1 else 3, 2 * C + 1, "nn", "random"],
         [3, 4 * R + 1, C, "nt", "extreme"],
         [max(R, C) + 2, 3 * R + 2, C + 2, "tn", "extreme"],
+        # M = R, K and N one below the array's sides; then M below R, K = R, N = C.
+        [R, max(R - 1, 1), max(C - 1, 1), "tn", "random"],
+        [max(R - 1, 1), R, C, "nt", "random"],
         # Nine tiles of a short M: on a tall array (C < R) the weight-bank wait binds, 2·max(M, C) < M + R - 1.
         [max(1, min(C, R - 2)), 2 * R + 1, 2 * C + 1, "nn", "random"],
     ]

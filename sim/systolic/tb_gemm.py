@@ -11,13 +11,51 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Event
+from cocotb.triggers import Event, ReadOnly
 
 from hdl.systolic import GemmEngine
-from reference.gemm import gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
+from reference.gemm import MODES, gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
 from sim.common import edge
+from sim.common.coverage import Coverage, shape_bin, shape_bins
 from sim.results import design_params, env_int, errors_recorded, record, record_mismatch
 from sim.systolic.driver import GemmDriver, GemmJob
+
+_coverage = []
+
+
+def coverage(engine):
+    """The run's functional coverage (one per process): each GEMM checked, M and K against the array's
+    rows R and N against its columns C (:func:`sim.common.coverage.shape_bin`), its mode and operands, how
+    it started (back to back with the one before, or after idle cycles), and the engine's state at each
+    reset."""
+    if not _coverage:
+        cov = Coverage("gemm")
+        cov.point("shape_M", shape_bins(engine.rows))
+        cov.point("shape_K", shape_bins(engine.rows))
+        cov.point("shape_N", shape_bins(engine.cols))
+        cov.point("mode", MODES)
+        cov.point("operands", ["random", "all -128"])
+        cov.point("start", ["back to back", "after idle"])
+        cov.point("reset_state", ["idle", "GEMM running"])
+        _coverage.append(cov)
+    return _coverage[0]
+
+
+def _sample_job(engine, job, idle_before):
+    cov = coverage(engine)
+    cov.sample("shape_M", shape_bin(job.M, engine.rows))
+    cov.sample("shape_K", shape_bin(job.K, engine.rows))
+    cov.sample("shape_N", shape_bin(job.N, engine.cols))
+    cov.sample("mode", job.mode)
+    cov.sample("operands", "all -128" if np.all(job.a == -128) and np.all(job.b == -128) else "random")
+    if idle_before is not None:
+        cov.sample("start", "back to back" if idle_before == 0 else "after idle")
+
+
+async def _reset(drv, engine):
+    """A reset, its state sampled (``busy`` before it)."""
+    coverage(engine).sample("reset_state", "GEMM running" if int(drv.dut.busy.value) else "idle")
+    await drv.reset()
 
 
 def _operands(rng, M, K, N, mode, kind):
@@ -68,11 +106,12 @@ async def run_jobs(drv, engine, jobs, *, reset_between=False):
         results = []
         for i, job in enumerate(jobs):
             if i:
-                await drv.reset()
+                await _reset(drv, engine)
             await drv.load(job)
             taken = await drv.issue(job)
             counters = await drv.wait_done()
             check_job(engine, job, await drv.read_results(job), counters, taken)
+            _sample_job(engine, job, None if not i else 1)
             results.append(
                 {
                     "shape": [job.M, job.K, job.N],
@@ -110,6 +149,7 @@ async def run_jobs(drv, engine, jobs, *, reset_between=False):
         got = await drv.read_results(job)
         read[i].set()
         check_job(engine, job, got, counters[i], taken[i])
+        _sample_job(engine, job, taken[i] - taken[i - 1] - counters[i - 1]["cycles"] - 1 if i else None)
         results.append(
             {
                 "shape": [job.M, job.K, job.N],
@@ -140,6 +180,7 @@ async def gemm_jobs(dut):
         await drv.start()
         await drv.poison(rng)
         results, wall = await run_jobs(drv, engine, jobs)
+    coverage(engine).record()
     record(
         gemm_jobs=results,
         compute_wall_seconds=wall,
@@ -150,7 +191,8 @@ async def gemm_jobs(dut):
 
 @cocotb.test(timeout_time=500, timeout_unit="ms")
 async def reset_between_gemms(dut):
-    """A reset between GEMMs (and one in the middle of a GEMM) leaves the next one exact."""
+    """A reset between GEMMs (and one in the middle of a GEMM) leaves the next one exact; then cnt_clear
+    zeroes the transfer count."""
     rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED) + 1)
     engine = GemmEngine.geometry(**design_params())
     R, C = engine.rows, engine.cols
@@ -167,9 +209,19 @@ async def reset_between_gemms(dut):
         await drv.issue(jobs[0])
         for _ in range(gemm_cycles(R, C, jobs[0].M, jobs[0].K, jobs[0].N) // 2):
             await edge(dut.clk)
-        await drv.reset()
+        await _reset(drv, engine)
         assert int(dut.busy.value) == 0, "busy after reset"
         results, _ = await run_jobs(drv, engine, jobs, reset_between=True)
+        # cnt_clear restarts the transfer count (found untested by make coverage).
+        assert (await drv.counters())["transfer_cycles"] > 0
+        dut.cnt_clear.value = 1
+        await edge(dut.clk)
+        dut.cnt_clear.value = 0
+        await edge(dut.clk)
+        await ReadOnly()
+        cleared = (await drv.counters())["transfer_cycles"]
+        assert cleared == 0, f"transfer count {cleared} after cnt_clear"
+    coverage(engine).record()
     record(reset_between_gemms=results)
 
 

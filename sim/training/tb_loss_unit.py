@@ -13,14 +13,18 @@ from hdl.training.loss_unit import Loss, LossUnit
 from reference.training import loss_error
 from reference.training_numerics import Numerics
 from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
+from sim.common.coverage import Coverage
 from sim.results import design_params, env_int, errors_recorded, record
 
 
 def rows(rng, classes, count):
     out = []
     for k in range(count):
-        n = classes if k % 2 == 0 else int(rng.integers(2, classes + 1))
         kind = k % 5
+        # MSE rows of extremes (every 15th row) put -128 on the label, whose error y - 2^a_frac then
+        # saturates at -128, with the label in the next lane each time (found by make coverage).
+        saturating = kind == 2 and k % 3 == 2
+        n = classes if k % 2 == 0 or saturating else int(rng.integers(2, classes + 1))
         if kind == 0:
             y = rng.integers(-128, 128, n)
         elif kind == 1:
@@ -31,8 +35,31 @@ def rows(rng, classes, count):
             y = rng.integers(-4, 5, n)  # ties
         else:
             y = rng.integers(-40, 41, n)
-        out.append((y, int(rng.integers(0, n)), Loss.MSE if k % 3 == 2 else Loss.CE))
+        label = (k // 15) % n if saturating else int(rng.integers(0, n))
+        if saturating:
+            y[label] = -128
+        out.append((y, label, Loss.MSE if k % 3 == 2 else Loss.CE))
     return out
+
+
+def coverage(classes, lanes):
+    """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
+    the loss, where the label is, how the row fills the stream's words, and the loss crossed with
+    the last two."""
+    cov = Coverage("loss_unit")
+    cov.point("classes", [str(c) for c in range(2, classes + 1)])
+    cov.point("loss", [loss.name for loss in Loss])
+    cov.point("label", ["first", "middle", "last"])
+    cov.point("words", sorted({_words_bin(c, lanes) for c in range(2, classes + 1)}))  # the ones that can occur
+    cov.cross("loss_x_label", "loss", "label")
+    cov.cross("loss_x_words", "loss", "words")
+    return cov
+
+
+def _words_bin(count, lanes):
+    if count <= lanes:
+        return "one"
+    return "several, all full" if count % lanes == 0 else "several, last partial"
 
 
 @cocotb.test(timeout_time=100, timeout_unit="ms")
@@ -52,6 +79,7 @@ async def loss_rows(dut):
     )
     cases = rows(rng, classes, env_int("LOSS_ROWS", 200))
     cycles = 0
+    cov = coverage(classes, lanes)
     with errors_recorded():
         for r, (y, label, loss) in enumerate(cases):
             count = len(y)
@@ -87,4 +115,12 @@ async def loss_rows(dut):
             assert got == want, (
                 f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
             )
+            cov.sample("classes", str(count))
+            where = "first" if label == 0 else "last" if label == count - 1 else "middle"
+            cov.sample("loss", loss.name)
+            cov.sample("label", where)
+            cov.sample("words", _words_bin(count, lanes))
+            cov.sample("loss_x_label", (loss.name, where))
+            cov.sample("loss_x_words", (loss.name, _words_bin(count, lanes)))
+    cov.record()
     record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})

@@ -15,11 +15,68 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import FallingEdge
 
-from hdl.training.program import OP_LAYOUT, CoreGeometry, Kind, Phase, Target, plan_step
+from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Loss, Phase, Target, plan_step
 from reference.training_numerics import LFSR_SEED
+from sim.common.coverage import Coverage
 from sim.results import design_params, errors_recorded, record
 from sim.training.driver import TrainDriver
 from sim.training.session import FixedRun, total_steps
+
+#: Every op the training core runs, as :func:`op_bin` names it.
+OP_BINS = [
+    "GEMM forward NN",
+    "GEMM backward NT",
+    "GEMM backward TN",
+    *(f"FWD {act.name}" for act in Act),
+    *(f"LOSS {loss.name}" for loss in Loss),
+    *(f"DX {act.name}" for act in (Act.RELU, Act.LEAKY)),  # the activations a hidden layer can have
+    "UPDATE SGD",
+    "UPDATE momentum",
+    "END",
+]
+#: What the robustness tests drive: refused ops, empty ops, start and writes while busy, a reset mid-step.
+ROBUSTNESS_BINS = [
+    "error: unknown kind",
+    "error: LOSS over classes",
+    "error: LOSS of 0 rows",
+    "error: LOSS words != classes",
+    "empty ops end at once",
+    "start while busy ignored",
+    "host writes while busy ignored",
+    "reset mid-step",
+]
+
+_coverage = []
+
+
+def coverage():
+    """The run's functional coverage (one per process): ``op``, each op of every step the core ran and
+    the golden model confirmed, and ``robustness``, what :func:`bad_ops` and :func:`reset_mid_step` saw."""
+    if not _coverage:
+        cov = Coverage("train")
+        cov.point("op", OP_BINS)
+        cov.point("robustness", ROBUSTNESS_BINS)
+        _coverage.append(cov)
+    return _coverage[0]
+
+
+def op_bin(op):
+    kind = Kind(op["kind"])
+    if kind == Kind.GEMM:
+        return f"GEMM {Phase(op['phase']).name.lower()} {op['mode'].name}"
+    if kind in (Kind.FWD, Kind.DX):
+        return f"{kind.name} {Act(op.get('act', Act.NONE)).name}"
+    if kind == Kind.LOSS:
+        return f"LOSS {Loss(op['loss']).name}"
+    if kind == Kind.UPDATE:
+        return "UPDATE momentum" if op.get("momentum") else "UPDATE SGD"
+    return kind.name
+
+
+def sample_step(plan):
+    """A step ran and matched the golden model: each of its ops ran."""
+    for op in plan.ops:
+        coverage().sample("op", op_bin(op))
 
 
 async def _setup(dut):
@@ -56,6 +113,7 @@ async def train_run(dut):
             golden = run.step(idx)
             counters = await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
             await drv.check(run.steps - 1, golden, full=cfg.get("check") == "full")
+            sample_step(plan)
             checked += 1
             for p in Phase:
                 for key in ("cycles", "gemm", "active"):
@@ -76,6 +134,7 @@ async def train_run(dut):
     R = plan.geometry.rows
     steps = run.steps
     cycles = sum(p["cycles"] for p in phases.values())
+    coverage().record()
     record(
         bit_exact=0 < checked == steps,
         steps=steps,
@@ -127,24 +186,28 @@ async def bad_ops(dut):
     and host writes while busy are ignored."""
     cfg, run, plan, drv = await _setup(dut)
     classes = plan.geometry.classes
+    cov = coverage()
     with errors_recorded():
         unknown = 7 << OP_LAYOUT["kind"].offset  # no Kind has this encoding: packed by hand
-        for bad in (
-            unknown,
-            {"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3},
-            {"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1},
-            {"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2},
+        for bad, name in (
+            (unknown, "unknown kind"),
+            ({"kind": Kind.LOSS, "m": 4, "n": classes + 1, "k": 3}, "LOSS over classes"),
+            ({"kind": Kind.LOSS, "m": 0, "n": 4, "k": 1}, "LOSS of 0 rows"),
+            ({"kind": Kind.LOSS, "m": 4, "n": 4, "k": 2}, "LOSS words != classes"),
         ):
             assert await _run_program(dut, drv, [bad], 10) == 1, f"op {bad} did not raise error"
+            cov.sample("robustness", f"error: {name}")
         # Empty GEMMs and post-ops end at once, without error.
         empty = [{"kind": Kind.GEMM}, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
         assert await _run_program(dut, drv, empty, 40) == 0, "a program of empty ops raised error"
+        cov.sample("robustness", "empty ops end at once")
 
         await drv.load_program()
         batches = run.batches()
         _, idx, _ = next(batches)
         await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
         await drv.check(0, run.step(idx), full=True)
+        sample_step(plan)
         # A second start and host writes while a step runs change nothing.
         _, idx, _ = next(batches)
         golden = run.step(idx)
@@ -158,6 +221,10 @@ async def bad_ops(dut):
         await _idle_within(dut, 100_000)
         assert int(dut.error.value) == 0
         await drv.check(1, golden, full=True)
+        sample_step(plan)
+        cov.sample("robustness", "start while busy ignored")
+        cov.sample("robustness", "host writes while busy ignored")
+    cov.record()
     record(
         bad_ops="unknown op, oversized and empty loss rows raised error; empty ops ended; "
         "start and writes while busy were ignored"
@@ -184,4 +251,7 @@ async def reset_mid_step(dut):
         await drv.load_state(run.state)
         await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
         await drv.check(0, run.step(idx), full=True)
+        sample_step(plan)
+        coverage().sample("robustness", "reset mid-step")
+    coverage().record()
     record(reset_mid_step="aborted, reloaded, then bit-exact")
