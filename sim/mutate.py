@@ -72,6 +72,7 @@ BENCHES = {
         testcases=[
             "reset_state",
             "reset_mid_flight",
+            "corner_cases",
             "throughput_and_latency",
             "corners_stalled",
             "latency_with_gaps",
