@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdl.generate import extra_sources, lint_waivers, long_runs, ports_only, write_verilog
+from hdl.generate import extra_sources, lint_waivers, long_runs, ports_only, to_verilog
 
 __all__ = [
     "SIMULATORS",
@@ -112,7 +112,7 @@ def ensure_simulator(simulator):
         raise ToolMissing("iverilog is not installed: run `make install` (apt-get install -y iverilog)")
 
 
-def _kick_time_zero(path):
+def _kick_time_zero(text):
     """Make yosys's time-0 trigger fire on Icarus.
 
     yosys writes each combinational process as ``always @*`` that also reads
@@ -122,15 +122,12 @@ def _kick_time_zero(path):
     values (a state machine's outputs before it first moves) stays X. An
     ``initial #0`` assignment gives every such process its event at time 0.
     """
-    text = path.read_text()
-    patched = re.sub(
+    return re.sub(
         r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
         r"\1reg \2 = 0;\n\1initial #0 \2 = 1'h1;",
         text,
         flags=re.M,
     )
-    if patched != text:
-        path.write_text(patched)
 
 
 def _public_ports_config(verilog, toplevel):
@@ -262,15 +259,16 @@ def run_cocotb(
         os.environ["SIM_OBJCACHE_DIR"] = str(repo_root() / "build" / "sim" / "objcache")
     with locked(build_dir, fcntl.LOCK_EX):
         if verilog is None:
-            toplevel = write_verilog(design, build_dir / f"{design}.v", **params)
-        else:  # a netlist made from the design's (sim/mutate.py's mutants): copied only if it changed
+            toplevel, text = to_verilog(design, **params)
+        else:  # a netlist made from the design's (sim/mutate.py's mutants)
             text = Path(verilog).read_text()
             toplevel = re.findall(r"^module\s+(\w+)", text, re.M)[-1]
-            target = build_dir / f"{design}.v"
-            if not target.exists() or target.read_text() != text:
-                target.write_text(text)
         if simulator == "icarus":
-            _kick_time_zero(build_dir / f"{design}.v")
+            text = _kick_time_zero(text)
+        # Written only if it changed: a newer file makes the simulator build again.
+        target = build_dir / f"{design}.v"
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
         build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
         if coverage:
             build_args += ["--coverage-line", "--coverage-toggle"]
