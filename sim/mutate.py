@@ -86,10 +86,11 @@ BENCHES = {
         "gemm",
         "sim.systolic.tb_gemm",
         params={"rows": 4, "cols": 2, "operand_depth": 256, "result_depth": 256},
-        testcases=["gemm_jobs", "reset_between_gemms"],
+        testcases=["gemm_jobs", "reset_between_gemms", "long_gemms"],
         env={"GEMM_JOBS": _gemm_jobs, "STIMULUS_SEED": "3"},
         timeout=60,
-        note="4x2 array (C < R: the weight-bank hazard binds): 15 GEMMs vs NumPy and the cycle model, resets",
+        note="4x2 array (C < R: the weight-bank hazard binds): 17 GEMMs vs NumPy and the cycle model, resets; "
+        "two GEMMs at M = 2^11 (M + R = 2^11 over three tiles, M = 2^11 over two): cycles and the wrapped result space",
     ),
     "loss_unit": Bench(
         "loss_unit",

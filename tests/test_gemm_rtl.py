@@ -5,7 +5,8 @@ bytes), runs the jobs of sim/systolic/stimulus.py back to back (the next
 operands load while a GEMM computes), reads every element of C and compares
 it with NumPy's int64 product, and compares the cycle, row and stall
 counters with reference/gemm.py's model. A second test resets the engine in
-the middle of a GEMM and between GEMMs.
+the middle of a GEMM and between GEMMs. A third runs GEMMs with more rows than
+the buffers hold (M at 2^11), checked on their cycles and the wrapped result space.
 """
 
 import json
@@ -51,6 +52,19 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report, functional_cov
         f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
         f"back-to-back idle cycles {results['idle_between'][-1]}"
     )
+
+
+def test_gemm_long_m(simulator, report):
+    """M at 2^11 on a 4x2 array with 256-word buffers (tb_gemm's long_gemms): M + R = 2^11 over three
+    column tiles and M = 2^11 over two, where the launcher's cycle counts carry into bit 11."""
+    results = run_cocotb(
+        "gemm", "sim.systolic.tb_gemm", simulator=simulator, params=_params(4, 2), testcase=["long_gemms"]
+    )
+    done = results["long_gemms"]
+    assert [j["shape"] + [j["mode"]] for j in done] == [[2044, 1, 6, "tn"], [2048, 1, 4, "tn"]]
+    for job in done:
+        assert job["cycles"] == gemm_cycles(4, 2, *job["shape"], job["mode"])
+    report(f"gemm 4x2 on {simulator}: M = 2044 and 2048 (wrapped result space) exact, cycles = model")
 
 
 REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]

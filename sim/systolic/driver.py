@@ -116,6 +116,30 @@ class GemmDriver:
         await self._write(0, job.half, a_words)
         await self._write(1, job.half, b_words)
 
+    async def write_space(self, sel, words):
+        """Write ``words`` from word 0 of an operand buffer's space of two halves (word w is word
+        ``w mod depth`` of half ``w div depth``: the half is the top address bit)."""
+        if len(words) > 2 * self.operand_depth:
+            raise ValueError(f"{len(words)} words; the buffer's space holds {2 * self.operand_depth}")
+        for half in (0, 1):
+            part = words[half * self.operand_depth : (half + 1) * self.operand_depth]
+            if len(part):
+                await self._write(sel, half, part)
+
+    async def read_space(self):
+        """Every word of the result buffer's space of two halves (lane values, ``(2·depth, C)``)."""
+        dut, raw = self.dut, []
+        for half in (0, 1):
+            raw += await read_words(
+                self.clk,
+                dut.read__en,
+                dut.read__addr,
+                dut.read__data,
+                range(self.result_depth),
+                setup=((dut.read__half, half),),
+            )
+        return unpack_words(self.result_word, raw)
+
     async def read_results(self, job):
         """Read C (M×N) from the job's result half (one word a cycle)."""
         dut = self.dut

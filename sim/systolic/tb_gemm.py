@@ -2,7 +2,8 @@
 
 Environment (set by :func:`sim.runner.run_cocotb`): ``DESIGN_PARAMS`` (the
 engine's parameters), ``GEMM_JOBS`` (JSON list of [M, K, N, mode, kind]
-with kind ``random`` or ``extreme``), ``STIMULUS_SEED``.
+with kind ``random`` or ``extreme``), ``STIMULUS_SEED``; ``GEMM_LONG_JOBS`` (JSON list of [M, K, N, mode]
+for :func:`long_gemms`, default :func:`long_jobs`).
 """
 
 import json
@@ -11,11 +12,12 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Event, ReadOnly
+from cocotb.triggers import Event, ReadOnly, SimTimeoutError, with_timeout
 
 from hdl.systolic import GemmEngine
 from reference.gemm import MODES, gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
-from sim.common import edge
+from reference.gemm_layout import pack_operand, pack_results
+from sim.common import PERIOD_NS, edge
 from sim.common.coverage import Coverage, shape_bin, shape_bins
 from sim.results import design_params, env_int, errors_recorded, record, record_mismatch
 from sim.systolic.driver import GemmDriver, GemmJob
@@ -223,6 +225,72 @@ async def reset_between_gemms(dut):
         assert cleared == 0, f"transfer count {cleared} after cnt_clear"
     coverage(engine).record()
     record(reset_between_gemms=results)
+
+
+def long_jobs(R, C):
+    """:func:`long_gemms`' default jobs, M at the 11-bit mark: ``M + R = 2^11`` over three column tiles
+    (tile 2 waits on both of the launcher's rules, ``max(M, C)`` cycles after tile 1 and ``M + R - 1``
+    after tile 0), and ``M = 2^11`` over two. K = 1 and ``tn``: A is stored 1 x M, ``ceil(M / R)``
+    words, which fits the 2·depth-word space of a 256-word buffer on a 4-row array."""
+    return [[2048 - R, 1, 3 * C, "tn"], [2048, 1, 2 * C, "tn"]]
+
+
+def wrapped_results(c, C, space):
+    """What a result space of ``space`` words holds after a GEMM with one K tile whose C needs more
+    words than that: the words of C (``docs/systolic.md``: ``C[m, n]`` in lane ``n mod C`` of word
+    ``(n div C)·M + m``; lanes past N are 0, their weights being masked to zero), each at its address
+    modulo the space (a buffer is one space of 2·depth words), in the order the engine writes them
+    (tiles n-major, a tile's rows in order): a later word overwrites an earlier one."""
+    words = pack_results(c, C)
+    assert len(words) >= space, "some words of the space would not be written"
+    out = np.zeros((space, C), dtype=np.int64)
+    for i, w in enumerate(words):
+        out[i % space] = w
+    return out
+
+
+@cocotb.test(timeout_time=500, timeout_unit="ms")
+async def long_gemms(dut):
+    """GEMMs with more rows than the buffers hold (M past 2^11): A fills both halves of its buffer and
+    C wraps round its space. One at a time: the GEMM ends within the cycle model's count plus 100,
+    its counters equal the model, and the whole result space equals the model's last word written at
+    each address."""
+    rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED) + 2)
+    engine = GemmEngine.geometry(**design_params())
+    R, C = engine.rows, engine.cols
+    spec = json.loads(os.environ.get("GEMM_LONG_JOBS", "null")) or long_jobs(R, C)
+    results = []
+    with errors_recorded():
+        drv = GemmDriver(dut, engine)
+        await drv.start()
+        await drv.poison(rng)
+        for M, K, N, mode in spec:
+            assert K <= R, "one K tile only: the wrapped result space is modelled without sums over K"
+            a, b = _operands(rng, M, K, N, mode, "random")
+            job = GemmJob(a, b, mode, 0)
+            (a_words, job.a_stride), (b_words, job.b_stride) = pack_operand(a, R), pack_operand(b, R)
+            await drv.write_space(0, a_words)
+            await drv.write_space(1, b_words)
+            taken = await drv.issue(job)
+            model = gemm_cycles(R, C, M, K, N, mode)
+            try:
+                counters = await with_timeout(drv.wait_done(), (model + 100) * PERIOD_NS, "ns")
+            except SimTimeoutError:
+                raise AssertionError(
+                    f"{M}x{K}x{N} {mode}: no end within {model + 100} cycles (model {model})"
+                ) from None
+            assert counters["cycles"] == model, f"{M}x{K}x{N} {mode}: RTL {counters['cycles']} cycles, model {model}"
+            assert counters["active_cycles"] == M * -(-K // R) * -(-N // C)
+            assert counters["weight_stall_cycles"] == weight_stall_cycles(R, C, M, K, N)
+            got = await drv.read_space()
+            expected = wrapped_results(gemm(a, b, mode), C, len(got))
+            bad = np.argwhere(got != expected)
+            assert not len(bad), (
+                f"{M}x{K}x{N} {mode}: result word {bad[0][0]} lane {bad[0][1]} is {got[tuple(bad[0])]}, "
+                f"expected {expected[tuple(bad[0])]}; {len(bad)} lanes differ"
+            )
+            results.append({"shape": [M, K, N], "mode": mode, "started_at": taken, **counters})
+    record(long_gemms=results)
 
 
 @cocotb.test(timeout_time=5000, timeout_unit="ms")
