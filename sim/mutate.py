@@ -9,8 +9,13 @@
    benches run unchanged and one Verilator build serves all mutants (build tag ``mutate-<design>...``).
 3. Each mutant runs a focused part of the design's regression (:data:`BENCHES`), ``jobs`` at once, each
    bounded by a wall-clock timeout: it is *killed* if the bench reports a mismatch, fails or hangs.
-4. A survivor is tried by yosys: a miter of the design and that one mutant, ``sat -tempinduct``
-   (induction, from the registers' initial values). Proved: *equivalent*. Otherwise it stays a survivor.
+4. A survivor is tried for equivalence, from the power-on state over every input sequence: yosys makes a
+   miter of the design and that one mutant (``miter -equiv``: one output, high when any output differs) as an
+   AIGER model with the registers' initial values, and ABC proves the output never rises (``scorr``, which
+   merges the registers induction shows equal in both, then ``pdr``, an unbounded proof). ABC can also find
+   the input sequence that shows the mutant (a hole in the bench). Where it gives no answer in time, yosys's
+   own equivalence flow (``equiv_simple``, ``equiv_induct``: induction from any state where the pairs agree)
+   is tried. Proved: *equivalent*. Otherwise it stays a survivor.
 
 ``score = killed / (mutants - equivalent)``.
 """
@@ -30,7 +35,7 @@ from pathlib import Path
 from .runner import build_tag, repo_root
 from .synth import yosys_command
 
-__all__ = ["BENCHES", "MutateError", "mutate", "list_mutations", "describe", "check_equivalent"]
+__all__ = ["BENCHES", "MutateError", "mutate", "list_mutations", "describe", "check_equivalent", "prove_by_miter"]
 
 
 class MutateError(RuntimeError):
@@ -47,6 +52,10 @@ class Bench:
     testcases: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
     timeout: float = 300.0  #: seconds of wall time a mutant may take before it counts as hung
+    #: seconds for the miter and ABC's proof of one survivor; None: not tried (the design's memories, bit-blasted
+    #: by ``memory_map``, make the miter too large: yosys alone ran over 300 s on gemm's at 256 words)
+    miter_timeout: float | None = 300.0
+    equiv_timeout: float = 300.0  #: seconds for yosys's equivalence flow, where the miter gave no answer
     note: str = ""
 
 
@@ -89,6 +98,7 @@ BENCHES = {
         testcases=["gemm_jobs", "reset_between_gemms", "long_gemms"],
         env={"GEMM_JOBS": _gemm_jobs, "STIMULUS_SEED": "3"},
         timeout=60,
+        miter_timeout=None,
         note="4x2 array (C < R: the weight-bank hazard binds): 17 GEMMs vs NumPy and the cycle model, resets; "
         "two GEMMs at M = 2^11 (M + R = 2^11 over three tiles, M = 2^11 over two): cycles and the wrapped result space",
     ),
@@ -109,6 +119,7 @@ BENCHES = {
         # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
         env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
         timeout=60,
+        miter_timeout=None,
         note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles against the timing model; "
         "bad ops; reset mid-step",
     ),
@@ -368,7 +379,84 @@ def _top_ports(il):
     return set(re.findall(r"^\s*wire .*\b(?:input|output|inout) \d+ \\?(\S+)$", il, re.M))
 
 
-def check_equivalent(work, top, index, line, rounds=4, timeout=120):
+#: ABC on the miter: merge the registers induction shows equal in both copies, then prove its one output is
+#: never 1 (PDR), printing "Property proved" or "Output 0 of miter ... was asserted in frame N".
+ABC_SCRIPT = "read_aiger {aig}; strash; scorr; dc2; pdr"
+
+
+def _miter_script(top, line, aig):
+    args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
+    return "\n".join(
+        [
+            "read_rtlil design.il",
+            f"copy {top} gate",
+            f"rename {top} gold",
+            f"mutate {args}",
+            "opt_clean",
+            # trigger = any output of gold and gate differs; the inputs (reset and clock too) are shared and free
+            "miter -equiv -flatten gold gate miter",
+            "hierarchy -top miter",
+            "memory_map",
+            "opt -fast",
+            "techmap",
+            "opt -fast",
+            "async2sync",
+            "dffunmap",
+            "setundef -undriven -anyseq",
+            "aigmap",
+            "opt_clean",
+            # -zinit: registers start at their initial (reset) values, as in simulation
+            f"write_aiger -zinit {aig}",
+        ]
+    )
+
+
+def prove_by_miter(work, top, index, line, timeout=300):
+    """Mutant ``index`` against the design from power-on, for every input sequence: ``True`` (ABC proves no
+    output ever differs), ``(False, frame)`` (ABC finds an input sequence on which an output differs in that
+    cycle: not equivalent), or why there is no answer (a string)."""
+    abc = shutil.which("yosys-abc")
+    if abc is None:
+        return "not tried: yosys-abc is missing (Debian's yosys package: run `make install`)"
+    work = work / "miter"
+    work.mkdir(exist_ok=True)
+    if (
+        not (work / "design.il").exists()
+        or (work / "design.il").read_bytes() != (work.parent / "design.il").read_bytes()
+    ):
+        shutil.copy(work.parent / "design.il", work / "design.il")
+    aig = f"m{index}.aig"
+    (work / f"m{index}.ys").write_text(_miter_script(top, line, aig) + "\n")
+    deadline = time.perf_counter() + timeout
+    try:
+        r = subprocess.run(
+            [yosys_command(), "-q", "-l", f"m{index}.log", "-s", f"m{index}.ys"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if r.returncode:
+            return f"not tried: yosys could not make the miter (log: {work / f'm{index}.log'})"
+        r = subprocess.run(
+            [abc, "-c", ABC_SCRIPT.format(aig=aig)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=max(1.0, deadline - time.perf_counter()),
+        )
+    except subprocess.TimeoutExpired:
+        return f"not proved: the miter and ABC gave no answer in {timeout} s"
+    (work / f"m{index}.abc.log").write_text(r.stdout + r.stderr)
+    if re.search(r"^Property proved", r.stdout, re.M):
+        return True
+    cex = re.search(r"was asserted in frame (\d+)", r.stdout)
+    if cex:
+        return False, int(cex.group(1))
+    return f"not proved (ABC: see {work / f'm{index}.abc.log'})"
+
+
+def check_equivalent(work, top, index, line, rounds=6, timeout=120):
     """Whether yosys proves mutant ``index`` equivalent to the design: True, or why not (a string).
 
     yosys's equivalence flow (``equiv_make``, ``equiv_simple``, ``equiv_induct``, ``equiv_status``) pairs the
@@ -455,9 +543,25 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
             say(f"  [{n}/{len(lines)}] mutant {i + 1}: {r['outcome']} ({r.get('seconds')} s) {rows[i]['mutation']}")
     for row, line in zip(rows, lines):
         if row["outcome"] == "passed":
-            proof = check_equivalent(work, top, row["index"], line)
+            if bench.miter_timeout is None:
+                proof = "not tried (the design's memories)"
+            else:
+                proof = prove_by_miter(work, top, row["index"], line, timeout=bench.miter_timeout)
+            if proof is True:
+                row["why"] = "ABC proves no output can differ, from power-on (miter: scorr, pdr)"
+            elif isinstance(proof, tuple):
+                row["why"] = (
+                    f"not equivalent: ABC finds inputs from power-on on which an output differs in cycle {proof[1]}"
+                )
+            else:
+                miter = proof
+                proof = check_equivalent(work, top, row["index"], line, timeout=bench.equiv_timeout)
+                row["why"] = (
+                    "yosys proves no output can differ (equiv_simple, equiv_induct)"
+                    if proof is True
+                    else f"{proof}; miter: {miter}"
+                )
             row["status"] = "equivalent" if proof is True else "survived"
-            row["why"] = "yosys proves no output can differ (equiv_simple, equiv_induct)" if proof is True else proof
             say(f"  mutant {row['index']} survived the bench; yosys: {row['why']}")
         else:
             row["status"] = "killed"

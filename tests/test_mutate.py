@@ -10,7 +10,7 @@ import json
 import pytest
 
 from sim.cli import main
-from sim.mutate import BENCHES, describe
+from sim.mutate import BENCHES, describe, prove_by_miter
 
 KEYS = {"design", "mutants", "killed", "survived", "equivalent", "score", "survivors", "seed"}
 
@@ -38,6 +38,42 @@ def test_describe():
         r"-wirebit 3 -src /nowhere/design.v:1.2-3.4 -src hdl/cfu/core.py:188.1-188.9"
     )
     assert describe(line) == "inv core.post_x[3] (hdl/cfu/core.py:188)"
+
+
+# r accumulates a; y shows only r's two low bits. An adder's carries run upward, so a fault in bit 2 or 3
+# of r, a or the sum never reaches y (equivalent), and one in bit 0 or 1 does, a cycle or two after power-on.
+TOY = """module toy(input clk, input rst, input [3:0] a, output [1:0] y);
+  reg [3:0] r = 4'd5;
+  always @(posedge clk) if (rst) r <= 4'd5; else r <= r + a;
+  assign y = r[1:0];
+endmodule
+"""
+
+
+def test_prove_by_miter_tells_equivalent_from_observable(tmp_path):
+    import subprocess
+
+    from sim.mutate import _fields
+    from sim.synth import yosys_command
+
+    (tmp_path / "toy.v").write_text(TOY)
+    script = "read_verilog toy.v\nprep -top toy\nflatten\nopt_clean\nwrite_rtlil design.il\n"
+    script += "mutate -list 40 -seed 3 -o mutations.txt\n"
+    subprocess.run([yosys_command(), "-q", "-p", script], cwd=tmp_path, check=True)
+    lines = [ln for ln in (tmp_path / "mutations.txt").read_text().splitlines() if ln.strip()]
+    seen = {True: 0, False: 0}
+    for i, line in enumerate(lines, 1):
+        f = _fields(line)
+        if f["port"] not in ("A", "B", "Y", "D", "Q") or "$procmux" in f["cell"]:
+            continue  # the clock, the reset and the reset value (a constant: const1 on a 1 changes nothing)
+        observable = int(f["portbit"]) < 2
+        proof = prove_by_miter(tmp_path, "toy", i, line, timeout=60)
+        if observable:
+            assert isinstance(proof, tuple) and proof[0] is False and proof[1] >= 0, (line, proof)
+        else:
+            assert proof is True, (line, proof)
+        seen[observable] += 1
+    assert seen[True] >= 3 and seen[False] >= 3, seen
 
 
 def test_mutate_cfu_small(capsys, report):
