@@ -15,7 +15,7 @@ _REPORT = []
 SLOW_FIRST = [
     "test_soc.py::test_firmware_on_vexriscv[icarus]",
     "test_infer.py::test_small_cnn_and_per_channel_fc_on_the_soc_match_tflm",
-    "test_soc.py::test_firmware_on_vexriscv[verilator]",
+    "test_soc.py::test_soc_json_keys",
     "test_gemm_rtl.py::test_gemm_rtl[verilator-16x16]",
     "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[gemm]",
     "test_timing.py::test_cfu_place_and_route",
@@ -23,7 +23,6 @@ SLOW_FIRST = [
     "test_gemm_cfu_rtl.py::test_gemm_cfu_rtl[verilator]",
     "test_gemm_rtl.py::test_gemm_rtl[icarus-16x16]",
     "test_selftest.py::test_board_selftest_8x8",
-    "test_soc.py::test_soc_json_keys",
     "test_train_rtl.py::test_train_bit_exact[icarus-default]",
     "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[cfu]",
     "test_train_rtl.py::test_train_default_network[icarus]",
