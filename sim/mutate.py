@@ -109,7 +109,7 @@ BENCHES = {
         testcases=["loss_rows"],
         env={"LOSS_ROWS": "150"},
         timeout=60,
-        note="10 classes, 8 lanes: 150 rows, both losses, gaps and back-pressure",
+        note="10 classes, 8 lanes: 150 random rows, both losses, gaps, back-pressure; 343 CE rows near a rounding step",
     ),
     "train": Bench(
         "train",

@@ -2,15 +2,16 @@
 random logit rows (with ties, extremes and all-equal rows) of random lengths
 up to the unit's ``classes``, random labels, both losses, random gaps on the
 input and back-pressure on the output, through :mod:`sim.common`'s stream
-source and sink. Logits and errors travel as the unit's stream words
-(``lanes`` int8 and ``last``), packed from its own port layout."""
+source and sink; then cross-entropy rows near the rounding steps of
+``p_j · 2^7`` (:func:`near_steps`). Logits and errors travel as the unit's
+stream words (``lanes`` int8 and ``last``), packed from its own port layout."""
 
 import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly
 
 from hdl.training.loss_unit import Loss, LossUnit
-from reference.training import loss_error
+from reference.training import exp_table, loss_error
 from reference.training_numerics import Numerics
 from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
 from sim.common.coverage import Coverage
@@ -39,6 +40,40 @@ def rows(rng, classes, count):
         if saturating:
             y[label] = -128
         out.append((y, label, Loss.MSE if k % 3 == 2 else Loss.CE))
+    return out
+
+
+def near_steps(rng, classes, numerics, pool=30000, close=8, bands=range(4, 14)):
+    """Cross-entropy rows where a class's error sits near a rounding step.
+
+    loss_error rounds ``p_j · 2^7`` half up: ``floor(num / 2S)`` with ``num = e_j · 2^(e_frac+1) + S``. Class j's
+    distance to a step is ``num mod 2S`` above the last one, or ``2S - 1 - (num mod 2S)`` below the next. A fault
+    that moves the numerator, the sum or a partial remainder of the division by ``d`` changes that error only
+    when the distance on the right side is under ``d``: a random row does so with odds of about ``d / 2S`` per
+    class, under 1/1000 for d = 64 (S >= 2^15). For each class j and each side: ``close`` rows nearer than 16
+    (exact ties among them when the pool has any), then one row at each distance in [2^b, 2^(b+1)) for b in
+    ``bands``; picked from ``pool`` random rows of each class count (gaps to the maximum 0..88, the ones whose
+    exponent is not 0), at a random offset, with random labels."""
+    e_table = exp_table(numerics)
+    pools = []
+    for n in range(2, classes + 1):
+        gaps = rng.integers(0, 89, (pool, n))
+        gaps[np.arange(pool), rng.integers(0, n, pool)] = 0  # the maximum
+        e = e_table[gaps]
+        s = e.sum(axis=1)
+        pools.append((gaps, s, (e * (2 << numerics.e_frac_ce) + s[:, None]) % (2 * s[:, None])))
+    out = []
+    for j in range(classes):
+        for side in ("above", "below"):
+            for lo, hi, per in [(0, 16, close)] + [(1 << b, 2 << b, 1) for b in bands]:
+                hits = []
+                for gaps, s, r in pools:
+                    if gaps.shape[1] > j:
+                        dist = r[:, j] if side == "above" else 2 * s - 1 - r[:, j]
+                        hits += [gaps[i] for i in np.flatnonzero((dist >= lo) & (dist < hi))[:per]]
+                for k in rng.permutation(len(hits))[:per]:
+                    top = int(rng.integers(-128 + int(hits[k].max()), 128))
+                    out.append((top - hits[k], int(rng.integers(0, len(hits[k]))), Loss.CE))
     return out
 
 
@@ -77,7 +112,8 @@ async def loss_rows(dut):
         dut.rst,
         zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
     )
-    cases = rows(rng, classes, env_int("LOSS_ROWS", 200))
+    random_rows = env_int("LOSS_ROWS", 200)
+    cases = rows(rng, classes, random_rows) + near_steps(np.random.default_rng(rng.integers(1 << 32)), classes, n)
     cycles = 0
     cov = coverage(classes, lanes)
     with errors_recorded():
@@ -123,4 +159,12 @@ async def loss_rows(dut):
             cov.sample("loss_x_label", (loss.name, where))
             cov.sample("loss_x_words", (loss.name, _words_bin(count, lanes)))
     cov.record()
-    record(loss_unit={"rows": len(cases), "classes": classes, "lanes": lanes, "cycles": cycles})
+    record(
+        loss_unit={
+            "rows": random_rows,
+            "near_steps": len(cases) - random_rows,
+            "classes": classes,
+            "lanes": lanes,
+            "cycles": cycles,
+        }
+    )
