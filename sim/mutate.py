@@ -108,8 +108,8 @@ BENCHES = {
         # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
         env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
         timeout=60,
-        note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles against the timing model; "
-        "bad ops; reset mid-step",
+        note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles, GEMM cycles and active rows "
+        "against the models, counters hold while idle; bad ops; reset mid-step",
     ),
 }
 
@@ -249,7 +249,8 @@ def _tag(bench, verilog):
 
 def _train_timing(results, bench, env):
     """What tests/test_train_rtl.py checks beside the bench: each phase's GEMM cycles equal the engine's
-    cycle model, and a step's cycles docs/training.md's timing. None, or what differs."""
+    cycle model, its active rows M per tile of each GEMM (docs/systolic.md), and a step's cycles
+    docs/training.md's timing. None, or what differs."""
     from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
     from reference.gemm import gemm_cycles
 
@@ -257,10 +258,12 @@ def _train_timing(results, bench, env):
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
     plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
     R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, 0
+    active = dict(gemm)
     for op in plan.ops:
         kind = op["kind"]
         if kind == Kind.GEMM:
             gemm[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            active[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
             step += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             step += 5 + op["m"] * op["k"]
@@ -271,6 +274,8 @@ def _train_timing(results, bench, env):
     steps = results.get("steps", 0)
     if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
         return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"
+    if results.get("active_rows_by_phase") != {k: v * steps for k, v in active.items()}:
+        return f"active rows by phase {results.get('active_rows_by_phase')}, M per tile {active} a step"
     if results.get("step_cycles") != [step]:
         return f"step cycles {results.get('step_cycles')}, timing model {step}"
     return None
