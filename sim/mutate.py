@@ -104,12 +104,13 @@ BENCHES = {
         "train",
         "sim.training.tb_train",
         params={"rows": 4},
-        testcases=["train_run", "bad_ops", "reset_mid_step"],
+        testcases=["train_run", "bad_ops", "reset_mid_step", "loss_divider", "wide_gemm"],
         # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
         env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
         timeout=60,
         note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles, GEMM cycles and active rows "
-        "against the models, counters hold while idle; bad ops; reset mid-step",
+        "against the models, counters hold while idle; bad ops; reset mid-step; 112 CE rows at the loss divider's "
+        "thresholds; GEMMs of N = 600 in each mode",
     ),
 }
 

@@ -147,6 +147,25 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
+@pytest.mark.parametrize("testcase", ["loss_divider", "wide_gemm"])
+def test_train_core_directed(simulator, testcase, report):
+    """Directed programs: cross-entropy rows at each of the loss divider's quotient-bit thresholds, and
+    GEMMs of 600 columns in each mode, against the golden model, with their counters against the timing
+    model."""
+    cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
+    r = run_cocotb(
+        "train",
+        "sim.training.tb_train",
+        simulator=simulator,
+        params=CoreGeometry().params,
+        testcase=testcase,
+        env={"TRAIN_CONFIG": json.dumps(cfg)},
+        quiet=True,
+        tag="train",
+    )
+    report(f"training core on {simulator}, {testcase}: {r[testcase]}")
+
+
 @pytest.mark.regress
 def test_train_accuracy_targets(report, functional_coverage):
     """The issue's targets on the RTL: 20 epochs, fixed point >= 94% and within 2 points of float."""
