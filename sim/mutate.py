@@ -120,13 +120,14 @@ BENCHES = {
         "train",
         "sim.training.tb_train",
         params={"rows": 4},
-        testcases=["train_run", "bad_ops", "reset_mid_step"],
+        testcases=["train_run", "bad_ops", "reset_mid_step", "loss_divider", "wide_gemm"],
         # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
         env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
         timeout=60,
         miter_timeout=None,
-        note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles against the timing model; "
-        "bad ops; reset mid-step",
+        note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles, GEMM cycles and active rows "
+        "against the models, counters hold while idle; bad ops; reset mid-step; 112 CE rows at the loss divider's "
+        "thresholds; GEMMs of N = 600 in each mode",
     ),
 }
 
@@ -266,7 +267,8 @@ def _tag(bench, verilog):
 
 def _train_timing(results, bench, env):
     """What tests/test_train_rtl.py checks beside the bench: each phase's GEMM cycles equal the engine's
-    cycle model, and a step's cycles docs/training.md's timing. None, or what differs."""
+    cycle model, its active rows M per tile of each GEMM (docs/systolic.md), and a step's cycles
+    docs/training.md's timing. None, or what differs."""
     from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
     from reference.gemm import gemm_cycles
 
@@ -274,10 +276,12 @@ def _train_timing(results, bench, env):
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
     plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
     R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, 0
+    active = dict(gemm)
     for op in plan.ops:
         kind = op["kind"]
         if kind == Kind.GEMM:
             gemm[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            active[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
             step += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             step += 5 + op["m"] * op["k"]
@@ -288,6 +292,8 @@ def _train_timing(results, bench, env):
     steps = results.get("steps", 0)
     if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
         return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"
+    if results.get("active_rows_by_phase") != {k: v * steps for k, v in active.items()}:
+        return f"active rows by phase {results.get('active_rows_by_phase')}, M per tile {active} a step"
     if results.get("step_cycles") != [step]:
         return f"step cycles {results.get('step_cycles')}, timing model {step}"
     return None

@@ -48,6 +48,18 @@ def _gemm_cycles_per_step(layers, batch, **kw):
     return out
 
 
+def _active_rows_per_step(layers, batch, **kw):
+    """``cnt_active``: a row of A' enters the array once per tile (docs/systolic.md), M rows of
+    ceil(K/R)·ceil(N/R) tiles a GEMM."""
+    plan = plan_step(layers, batch, CoreGeometry(), **kw)
+    R = plan.geometry.rows
+    out = {name: 0 for name in plan.macs}
+    for op in plan.ops:
+        if op["kind"] == Kind.GEMM:
+            out[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
+    return out
+
+
 def _ops_not_driven(activation="relu", loss="ce", momentum=False):
     """The op bins (sim/training/tb_train.py) a run cannot reach: it has one activation, loss and update."""
     act = {"relu": "LEAKY", "leaky": "RELU"}[activation]
@@ -80,6 +92,8 @@ def test_train_bit_exact(simulator, variant, report, functional_coverage):
     want = _gemm_cycles_per_step(SMALL["layers"], SMALL["batch"], momentum=bool(kw.get("momentum")), **plan_kw)
     for phase, cycles in want.items():
         assert r["gemm_cycles_by_phase"][phase] == cycles * steps, phase
+    active = _active_rows_per_step(SMALL["layers"], SMALL["batch"], momentum=bool(kw.get("momentum")), **plan_kw)
+    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
     assert r["step_cycles"] == [_step_cycles(SMALL["layers"], SMALL["batch"], **plan_kw)]
     not_driven = _ops_not_driven(**plan_kw, momentum=bool(kw.get("momentum"))) + ["robustness:*"]
     functional_coverage(r, f"train ({variant}) on {simulator}", not_driven)
@@ -105,6 +119,8 @@ def test_train_default_network(simulator, report, functional_coverage):
     assert r["bit_exact"] is True and r["steps"] == steps
     want = _gemm_cycles_per_step((64, 32, 10), 32)
     assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
+    active = _active_rows_per_step((64, 32, 10), 32)
+    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
     assert r["step_cycles"] == [_step_cycles((64, 32, 10), 32)]
     functional_coverage(r, f"train (64-32-10) on {simulator}", _ops_not_driven() + ["robustness:*"])
     report(
@@ -128,6 +144,25 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
     )
     other = [f"robustness:{b}" for t, bins in ROBUSTNESS.items() if t != testcase for b in bins]
     functional_coverage(r, f"train ({testcase}) on {simulator}", _ops_not_driven() + other)
+    report(f"training core on {simulator}, {testcase}: {r[testcase]}")
+
+
+@pytest.mark.parametrize("testcase", ["loss_divider", "wide_gemm"])
+def test_train_core_directed(simulator, testcase, report):
+    """Directed programs: cross-entropy rows at each of the loss divider's quotient-bit thresholds, and
+    GEMMs of 600 columns in each mode, against the golden model, with their counters against the timing
+    model."""
+    cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
+    r = run_cocotb(
+        "train",
+        "sim.training.tb_train",
+        simulator=simulator,
+        params=CoreGeometry().params,
+        testcase=testcase,
+        env={"TRAIN_CONFIG": json.dumps(cfg)},
+        quiet=True,
+        tag="train",
+    )
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 

@@ -159,9 +159,28 @@ class TrainDriver:
                 got=1,
                 cycle=self.cycle,
             )
-        counters = {key: int(getattr(dut, f"cnt_{key}").value) for key in ("cycles", "gemm", "active")}
+        counters = self.counters()
+        # They count busy cycles only: idle, they hold (read again in the next cycle).
+        await FallingEdge(dut.clk)  # still this cycle: busy fell at its rising edge
+        await FallingEdge(dut.clk)
+        again = self.counters()
+        if again != counters:
+            key = next(k for k in counters if counters[k] != again[k])
+            raise Mismatch(
+                design="train",
+                tensor=f"cnt_{key} a cycle after the step (idle counters hold)",
+                expected=counters[key],
+                got=again[key],
+                cycle=self.cycle,
+            )
+        return counters
+
+    def counters(self):
+        """The per-phase counters as the core shows them now: ``{"cycles" | "gemm" | "active": [by phase]}``."""
+        dut = self.dut
         return {
-            key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [value])[0]] for key, value in counters.items()
+            key: [int(v) for v in unpack_words(self.ports[f"cnt_{key}"], [int(getattr(dut, f"cnt_{key}").value)])[0]]
+            for key in ("cycles", "gemm", "active")
         }
 
     async def check(self, step_no, golden, full=False):

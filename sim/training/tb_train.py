@@ -13,10 +13,15 @@ import time
 from pathlib import Path
 
 import cocotb
+import numpy as np
 from cocotb.triggers import FallingEdge
 
-from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Loss, Phase, Target, plan_step
+from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Dst, Kind, Loss, Mode, Phase, Target, plan_step
+from reference.gemm import gemm, gemm_cycles
+from reference.gemm_layout import pack_operand, result_words, unpack_operand, unpack_results
+from reference.training import exp_table, loss_error
 from reference.training_numerics import LFSR_SEED
+from sim.common import Mismatch
 from sim.common.coverage import Coverage
 from sim.results import design_params, errors_recorded, record
 from sim.training.driver import TrainDriver
@@ -255,3 +260,146 @@ async def reset_mid_step(dut):
         coverage().sample("robustness", "reset mid-step")
     coverage().record()
     record(reset_mid_step="aborted, reloaded, then bit-exact")
+
+
+def divider_rows(R, classes, numerics, seed=0):
+    """Cross-entropy logit rows (and labels) whose division lands on a quotient bit's threshold.
+
+    The loss unit gets ``q_j = floor(N / 2S)``, ``N = e_j · 2^(e_frac+1) + S``, 8 bits by restoring division
+    (``hdl/training/loss_unit.py``, :func:`reference.training.loss_error`). Before bit b the partial
+    remainder is ``N mod (2S · 2^(b+1)) = 2S · (q mod 2^(b+1)) + rho`` (``rho = N mod 2S``); it is compared
+    with ``2S · 2^b``. A row puts it just at or above that threshold (``q mod 2^(b+1) = 2^b``,
+    ``rho < 2^(b+1)``) or just below it (``q mod 2^(b+1) = 2^b - 1``, ``rho >= 2S - 2^(b+1)``), where a
+    threshold or remainder off by less than ``2^(b+1)`` flips the bit. One row for each lane (class j in lane
+    j mod R), bit, side and parity of S that can be made: solve ``e_j · 2^(e_frac+1) = S · (2q -+ 1) + r`` for S over
+    the exponent table's values and q, then make S - e_j from the other classes' exponents (one of them the
+    maximum, ``E[0]``) greedily."""
+    E = exp_table(numerics)
+    one = 2 << numerics.e_frac_ce  # N = e_j · one + S
+    rng = np.random.default_rng(seed)
+    order = np.argsort(-E, kind="stable")  # gaps by falling exponent
+    rows, labels = [], []
+    for lane in range(min(R, classes)):
+        for b in range(8):
+            w = 2 << b
+            for side in ("at", "below"):
+                for parity in (0, 1):
+                    row = _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity)
+                    if row is not None:
+                        rows.append(row)
+                        labels.append(int(rng.integers(0, classes)))
+    return np.array(rows, dtype=np.int64), np.array(labels, dtype=np.int64)
+
+
+def _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity):
+    """One row for :func:`divider_rows`' cell, or None when none is found."""
+    qs = [q for q in range(1, 129) if q % (2 << b) == ((1 << b) if side == "at" else (1 << b) - 1)]
+    rs = range(0, w) if side == "at" else range(-w, 0)
+    for j in rng.permutation([c for c in range(classes) if c % R == lane]):
+        for gap_j in rng.permutation(256):
+            e_j = int(E[gap_j])
+            for q in qs:
+                k = 2 * q - 1 if side == "at" else 2 * q + 1
+                for r in rs:
+                    S, rem = divmod(one * e_j - r, k)
+                    if rem or S % 2 != parity:
+                        continue
+                    gaps = _make_sum(E, order, classes, j, gap_j, S - e_j, rng)
+                    if gaps is None:
+                        continue
+                    # Check the cell from the definition of q (loss_error's numerator).
+                    e = E[gaps]
+                    N, D = int(e[j]) * one + int(e.sum()), 2 * int(e.sum())
+                    rem_b = N % (D << (b + 1)) - (D << b)
+                    if (0 <= rem_b < w) if side == "at" else (-w <= rem_b < 0):
+                        top = int(rng.integers(-128 + int(gaps.max()), 128))
+                        return top - gaps
+    return None
+
+
+def _make_sum(E, order, classes, j, gap_j, rest, rng):
+    """Gaps (to the row's maximum) for every class, class j's ``gap_j``, whose exponents sum to
+    ``E[gap_j] + rest``; the maximum (gap 0) is class j's or another's. None if greedy cannot make it."""
+    gaps = np.full(classes, -1)
+    gaps[j] = gap_j
+    others = [c for c in rng.permutation(classes) if c != j]
+    if gap_j != 0:
+        gaps[others.pop()] = 0
+        rest -= int(E[0])
+    if rest < 0:
+        return None
+    for c in others:
+        g = next(int(g) for g in order if E[g] <= rest)
+        gaps[c] = g
+        rest -= int(E[g])
+    return gaps if rest == 0 else None
+
+
+def _check_matrix(got, want, tensor):
+    if not np.array_equal(got, want):
+        idx = tuple(int(i) for i in np.argwhere(got != want)[0])
+        raise Mismatch(design="train", tensor=tensor, index=idx, expected=int(want[idx]), got=int(got[idx]))
+
+
+def _check_counters(drv, phase, cycles, gemm_cycles_=0, active=0):
+    """The per-phase counters after a directed program: its cycles (all phases), and the GEMM and
+    active-row cycles of ``phase``."""
+    c = drv.counters()
+    got = (sum(c["cycles"]), c["gemm"][phase.value], c["active"][phase.value])
+    want = (cycles, gemm_cycles_, active)
+    if got != want:
+        raise Mismatch(design="train", tensor="counters (cycles, gemm, active)", expected=want, got=got)
+
+
+@cocotb.test()
+async def loss_divider(dut):
+    """One LOSS op (cross-entropy) over :func:`divider_rows`: every error against
+    :func:`reference.training.loss_error`, and the op's cycles against docs/training.md's timing."""
+    cfg, run, plan, drv = await _setup(dut)
+    R, classes = plan.geometry.rows, plan.layers[-1]
+    W = -(-classes // R)
+    logits, labels = divider_rows(R, classes, run.n, seed=int(os.environ.get("STIMULUS_SEED", "1")))
+    m = len(logits)
+    with errors_recorded("train", "loss_divider"):
+        await drv.write_words("vmem", 0, np.pad(logits, ((0, 0), (0, W * R - classes))).reshape(-1, R))
+        await drv.write_labels(labels)
+        op = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=m, k=W, n=classes, loss=Loss.CE, vr_base=0, vr_stride=W)
+        op.update(dst=Dst.A, dst_base=0, dst_stride=W)
+        assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": Phase.BACKWARD}], 20 * m * W) == 0
+        got = unpack_operand(await drv.read_words("a", 0, m * W), m, classes, R)
+        _check_matrix(got, loss_error(logits, labels, "ce", run.n), "dy (LOSS CE over divider_rows)")
+        _check_counters(drv, Phase.BACKWARD, 3 + m * (3 * W + 1) + 2)
+    record(loss_divider={"rows": m, "classes": classes})
+
+
+#: Wide GEMMs: ``(mode, phase, M, K, N)``; N past 2^9 so that the column indices use their high bits.
+WIDE_GEMMS = [
+    (Mode.NN, Phase.FORWARD, 3, 5, 600),
+    (Mode.NT, Phase.BACKWARD, 3, 5, 600),
+    (Mode.TN, Phase.BACKWARD, 3, 5, 600),
+]
+
+
+@cocotb.test()
+async def wide_gemm(dut):
+    """One GEMM op in each mode with N = 600 columns (a plan's N is a layer's width): C against
+    :func:`reference.gemm.gemm`, the GEMM cycles against the engine's model, the active rows M per tile."""
+    cfg, run, plan, drv = await _setup(dut)
+    R = plan.geometry.rows
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    with errors_recorded("train", "wide_gemm"):
+        for mode, phase, M, K, N in WIDE_GEMMS:
+            name = mode.name.lower()
+            a = rng.integers(-128, 128, (K, M) if mode == Mode.TN else (M, K))
+            b = rng.integers(-128, 128, (N, K) if mode == Mode.NT else (K, N))
+            (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+            await drv.write_words("a", 0, a_words)
+            await drv.write_words("b", 0, b_words)
+            op = dict(kind=Kind.GEMM, phase=phase, mode=mode, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
+            op.update(b_base=0, b_stride=b_stride, r_base=0)
+            engine = gemm_cycles(R, R, M, K, N)
+            assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": phase}], 2 * engine + 100) == 0
+            got = unpack_results(await drv.read_words("results", 0, result_words(M, N, R)), M, N, R)
+            _check_matrix(got, gemm(a, b, name), f"C of a {name} GEMM {M}x{K}x{N}")
+            _check_counters(drv, phase, 3 + engine + 2, engine, M * -(-K // R) * -(-N // R))
+    record(wide_gemm=[f"{mode.name} {M}x{K}x{N}" for mode, _, M, K, N in WIDE_GEMMS])
