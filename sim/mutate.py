@@ -35,7 +35,16 @@ from pathlib import Path
 from .runner import build_tag, repo_root
 from .synth import yosys_command
 
-__all__ = ["BENCHES", "MutateError", "mutate", "list_mutations", "describe", "check_equivalent", "prove_by_miter"]
+__all__ = [
+    "BENCHES",
+    "MutateError",
+    "mutate",
+    "list_mutations",
+    "describe",
+    "check_equivalent",
+    "prove_by_miter",
+    "structurally_identical",
+]
 
 
 class MutateError(RuntimeError):
@@ -447,6 +456,39 @@ def _miter_script(top, line, aig, contract=False):
     )
 
 
+def _normalized(work, name, mutation=None, timeout=300):
+    """The design (or, with ``mutation``, one mutant of it) as RTLIL after ``opt_clean -purge``, without source
+    attributes and with every private name enumerated: two texts are equal only if the netlists are."""
+    script = ["read_rtlil design.il", *([f"mutate {mutation}"] if mutation else [])]
+    script += ["opt_clean -purge", "setattr -unset src", "setattr -mod -unset src", "rename -enumerate"]
+    script += [f"write_rtlil {name}.il"]
+    (work / f"{name}.ys").write_text("\n".join(script) + "\n")
+    subprocess.run([yosys_command(), "-q", "-s", f"{name}.ys"], cwd=work, capture_output=True, timeout=timeout)
+    path = work / f"{name}.il"
+    text = path.read_text() if path.exists() else None
+    path.unlink(missing_ok=True)
+    return None if text is None else re.sub(r"^autoidx \d+\n", "", text, flags=re.M)
+
+
+def structurally_identical(work, index, line):
+    """Whether mutant ``index`` is the design's own netlist once yosys drops what drives nothing (``opt_clean``):
+    a mutation that ties a bit to the constant it has already, or changes logic nothing reads. Sound and
+    quick; it proves only those."""
+    work = work / "struct"
+    work.mkdir(exist_ok=True)
+    shutil.copy(work.parent / "design.il", work / "design.il")
+    if not (work / "design.norm").exists():
+        gold = _normalized(work, "gold")
+        if gold is None:
+            return False
+        (work / "design.norm").write_text(gold)
+    try:
+        gate = _normalized(work, f"m{index}", _apply_args(line))
+    except subprocess.TimeoutExpired:
+        return False
+    return gate is not None and gate == (work / "design.norm").read_text()
+
+
 def prove_by_miter(work, top, index, line, timeout=300, contract=()):
     """Mutant ``index`` against the design from power-on, for every input sequence: ``True`` (ABC proves no
     output ever differs), ``(False, frame)`` (ABC finds an input sequence on which an output differs in that
@@ -585,11 +627,15 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
     contract = tuple(bench.contract(_params(bench))) if bench.contract else ()
     for row, line in zip(rows, lines):
         if row["outcome"] == "passed":
-            if bench.miter_timeout is None:
+            if structurally_identical(work, row["index"], line):
+                proof = "same"
+            elif bench.miter_timeout is None:
                 proof = "not tried (the design's memories)"
             else:
                 proof = prove_by_miter(work, top, row["index"], line, timeout=bench.miter_timeout, contract=contract)
-            if proof is True:
+            if proof == "same":
+                proof, row["why"] = True, "the design's own netlist once yosys drops what drives nothing (opt_clean)"
+            elif proof is True:
                 row["why"] = "ABC proves no output can differ, from power-on (miter: scorr, pdr)" + (
                     f", for inputs with {' and '.join(contract)}" if contract else ""
                 )
