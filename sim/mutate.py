@@ -65,9 +65,6 @@ class Bench:
     #: by ``memory_map``, make the miter too large: yosys alone ran over 300 s on gemm's at 256 words)
     miter_timeout: float | None = 300.0
     equiv_timeout: float = 300.0  #: seconds for yosys's equivalence flow, where the miter gave no answer
-    #: (params) -> Verilog conditions on the input ports that the design's interface documents (the ranges of
-    #: its ports): the miter's proof and counterexamples keep to input sequences that meet them in every cycle
-    contract: object = None
     note: str = ""
 
 
@@ -120,8 +117,6 @@ BENCHES = {
         params={"classes": 10, "lanes": 8},
         testcases=["loss_rows"],
         env={"LOSS_ROWS": "150"},
-        # The ports' documented ranges: count in range(classes + 1), label in range(classes) (4-bit ports).
-        contract=lambda p: (f"count <= {p['classes']}", f"label < {p['classes']}"),
         timeout=60,
         note="10 classes, 8 lanes: 150 random rows, both losses, gaps, back-pressure; 343 CE rows near a rounding step",
     ),
@@ -404,32 +399,8 @@ def _top_ports(il):
 ABC_SCRIPT = "read_aiger {aig}; strash; scorr; dc2; pdr"
 
 
-def _contract_wrapper(ports, contract):
-    """Verilog of ``constrained``: the miter, whose one output now rises only if the outputs differ in a cycle
-    up to which every input met ``contract`` (Verilog conditions on the design's input ports), in every cycle.
-    Proved never to rise: the mutant is equivalent for every input sequence that keeps the contract."""
-    inputs = [(r, n) for d, r, n in ports if d == "input"]
-    names = sorted((n for _, n in inputs), key=len, reverse=True)
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
-    cond = " && ".join("(" + pattern.sub(r"in_\1", c) + ")" for c in contract)
-    lines = [f"module constrained({', '.join('in_' + n for _, n in inputs)}, trigger);"]
-    lines += [f"  input {r + ' ' if r else ''}in_{n};" for r, n in inputs]
-    lines += [
-        "  output trigger;",
-        "  wire differs;",
-        f"  miter m ({', '.join(f'.in_{n}(in_{n})' for _, n in inputs)}, .trigger(differs));",
-        "  reg held = 1'b1;  // the contract held in every cycle before this one",
-        f"  wire ok = held && {cond};",
-        "  always @(posedge in_clk) held <= ok;",
-        "  assign trigger = differs && ok;",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _miter_script(top, line, aig, contract=False):
+def _miter_script(top, line, aig):
     args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
-    wrap = ["read_verilog contract.v", "proc", "hierarchy -top constrained", "flatten"] if contract else []
     return "\n".join(
         [
             "read_rtlil design.il",
@@ -439,8 +410,7 @@ def _miter_script(top, line, aig, contract=False):
             "opt_clean",
             # trigger = any output of gold and gate differs; the inputs (reset and clock too) are shared and free
             "miter -equiv -flatten gold gate miter",
-            *wrap,
-            "hierarchy -top constrained" if contract else "hierarchy -top miter",
+            "hierarchy -top miter",
             "memory_map",
             "opt -fast",
             "techmap",
@@ -474,27 +444,29 @@ def structurally_identical(work, index, line):
     """Whether mutant ``index`` is the design's own netlist once yosys drops what drives nothing (``opt_clean``):
     a mutation that ties a bit to the constant it has already, or changes logic nothing reads. Sound and
     quick; it proves only those."""
+    import hashlib
+
     work = work / "struct"
     work.mkdir(exist_ok=True)
     shutil.copy(work.parent / "design.il", work / "design.il")
-    if not (work / "design.norm").exists():
+    # The design's normalized netlist, once per design text (a sweep after an RTL change has a new one).
+    norm = work / f"design-{hashlib.sha256((work / 'design.il').read_bytes()).hexdigest()[:16]}.norm"
+    if not norm.exists():
         gold = _normalized(work, "gold")
         if gold is None:
             return False
-        (work / "design.norm").write_text(gold)
+        norm.write_text(gold)
     try:
         gate = _normalized(work, f"m{index}", _apply_args(line))
     except subprocess.TimeoutExpired:
         return False
-    return gate is not None and gate == (work / "design.norm").read_text()
+    return gate is not None and gate == norm.read_text()
 
 
-def prove_by_miter(work, top, index, line, timeout=300, contract=()):
+def prove_by_miter(work, top, index, line, timeout=300):
     """Mutant ``index`` against the design from power-on, for every input sequence: ``True`` (ABC proves no
     output ever differs), ``(False, frame)`` (ABC finds an input sequence on which an output differs in that
-    cycle: not equivalent), or why there is no answer (a string). ``contract``: Verilog conditions on the
-    design's input ports that the inputs keep in every cycle (the interface's documented ranges); the proof
-    and the counterexamples are then over those input sequences only."""
+    cycle: not equivalent), or why there is no answer (a string)."""
     abc = shutil.which("yosys-abc")
     if abc is None:
         return "not tried: yosys-abc is missing (Debian's yosys package: run `make install`)"
@@ -506,10 +478,7 @@ def prove_by_miter(work, top, index, line, timeout=300, contract=()):
     ):
         shutil.copy(work.parent / "design.il", work / "design.il")
     aig = f"m{index}.aig"
-    if contract:
-        design_v = (work.parent / "design.v").read_text()
-        (work / "contract.v").write_text(_contract_wrapper(_ports(design_v, top), contract))
-    (work / f"m{index}.ys").write_text(_miter_script(top, line, aig, bool(contract)) + "\n")
+    (work / f"m{index}.ys").write_text(_miter_script(top, line, aig) + "\n")
     deadline = time.perf_counter() + timeout
     try:
         r = subprocess.run(
@@ -624,7 +593,6 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
             r = fut.result()
             rows[i] = {"index": i + 1, "mutation": describe(lines[i], common), **r}
             say(f"  [{n}/{len(lines)}] mutant {i + 1}: {r['outcome']} ({r.get('seconds')} s) {rows[i]['mutation']}")
-    contract = tuple(bench.contract(_params(bench))) if bench.contract else ()
     for row, line in zip(rows, lines):
         if row["outcome"] == "passed":
             if structurally_identical(work, row["index"], line):
@@ -632,13 +600,11 @@ def mutate(design, count=40, seed=1, jobs=None, progress=True):
             elif bench.miter_timeout is None:
                 proof = "not tried (the design's memories)"
             else:
-                proof = prove_by_miter(work, top, row["index"], line, timeout=bench.miter_timeout, contract=contract)
+                proof = prove_by_miter(work, top, row["index"], line, timeout=bench.miter_timeout)
             if proof == "same":
                 proof, row["why"] = True, "the design's own netlist once yosys drops what drives nothing (opt_clean)"
             elif proof is True:
-                row["why"] = "ABC proves no output can differ, from power-on (miter: scorr, pdr)" + (
-                    f", for inputs with {' and '.join(contract)}" if contract else ""
-                )
+                row["why"] = "ABC proves no output can differ, from power-on (miter: scorr, pdr)"
             elif isinstance(proof, tuple):
                 row["why"] = (
                     f"not equivalent: ABC finds inputs from power-on on which an output differs in cycle {proof[1]}"
