@@ -394,11 +394,11 @@ def _top_ports(il):
     return set(re.findall(r"^\s*wire .*\b(?:input|output|inout) \d+ \\?(\S+)$", il, re.M))
 
 
-#: ABC on the miter: first random simulation from power-on (``sim3``, up to 64 cycles or 20 s: a concrete input
+#: ABC on the miter: first random simulation from power-on (``sim3``: 20 rounds of 64 cycles, seed 1: a concrete input
 #: sequence, found in milliseconds where the mutant shows easily), then merge the registers induction shows equal
 #: in both copies and prove the one output is never 1 (PDR). ABC prints "Property proved" or "Output 0 of miter
 #: ... was asserted in frame N".
-ABC_SEARCH = "read_aiger {aig}; strash; sim3 -F 64 -T 20"
+ABC_SEARCH = "read_aiger {aig}; strash; sim3 -F 64 -W 16 -R 20 -N 1 -T 20"
 ABC_SCRIPT = "read_aiger {aig}; strash; scorr; dc2; pdr"
 
 
