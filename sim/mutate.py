@@ -9,9 +9,11 @@
    benches run unchanged and one Verilator build serves all mutants (build tag ``mutate-<design>...``).
 3. Each mutant runs a focused part of the design's regression (:data:`BENCHES`), ``jobs`` at once, each
    bounded by a wall-clock timeout: it is *killed* if the bench reports a mismatch, fails or hangs.
-4. A survivor is tried for equivalence, from the power-on state over every input sequence: yosys makes a
+4. A survivor whose netlist after ``opt_clean`` is the design's, byte for byte, is equivalent at once. Any
+   other is tried for equivalence, from the power-on state over every input sequence: yosys makes a
    miter of the design and that one mutant (``miter -equiv``: one output, high when any output differs) as an
-   AIGER model with the registers' initial values, and ABC proves the output never rises (``scorr``, which
+   AIGER model with the registers' initial values; ABC simulates it at random (``sim3``), then proves the
+   output never rises (``scorr``, which
    merges the registers induction shows equal in both, then ``pdr``, an unbounded proof). ABC can also find
    the input sequence that shows the mutant (a hole in the bench). Where it gives no answer in time, yosys's
    own equivalence flow (``equiv_simple``, ``equiv_induct``: induction from any state where the pairs agree)
