@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import logging
 import os
 import re
 import shlex
@@ -194,6 +195,14 @@ def _new_run_dir(build_dir):
     return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-", dir=runs))
 
 
+class _UpToDate(logging.Filter):
+    """Drops cocotb's "Skipping compilation of ..." warning: the build is up to date (the Verilog is written
+    only when it changed), which a second run of any test or command expects."""
+
+    def filter(self, record):
+        return not record.getMessage().startswith("Skipping compilation of")
+
+
 def run_cocotb(
     design,
     test_module,
@@ -251,6 +260,9 @@ def run_cocotb(
     build_dir.mkdir(parents=True, exist_ok=True)
 
     runner = get_runner(simulator)
+    # An up-to-date build is the normal case here, not a warning for the user's terminal.
+    if not any(isinstance(f, _UpToDate) for f in runner.log.filters):
+        runner.log.addFilter(_UpToDate())
     makeflags = os.environ.get("MAKEFLAGS", "")
     saved_env = {k: os.environ.get(k) for k in ("OBJCACHE", "SIM_OBJCACHE_DIR")}
     if simulator == "verilator" and not os.environ.get("OBJCACHE"):
