@@ -374,15 +374,16 @@ def _run_in_subprocess(bench, verilog, index, env, timeout):
     return result
 
 
-def _equiv_script(top, line, blacklist):
+def _gold_and_gate(top, line):
+    """yosys commands: the design as module ``gold`` and, mutated by ``line``, as module ``gate``."""
     args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
+    return ["read_rtlil design.il", f"copy {top} gate", f"rename {top} gold", f"mutate {args}", "opt_clean"]
+
+
+def _equiv_script(top, line, blacklist):
     return "\n".join(
         [
-            "read_rtlil design.il",
-            f"copy {top} gate",
-            f"rename {top} gold",
-            f"mutate {args}",
-            "opt_clean",
+            *_gold_and_gate(top, line),
             f"equiv_make -blacklist {blacklist} gold gate equiv",
             "hierarchy -top equiv",
             "equiv_simple -seq 2",
@@ -405,14 +406,9 @@ ABC_SCRIPT = "read_aiger {aig}; strash; scorr; dc2; pdr"
 
 
 def _miter_script(top, line, aig):
-    args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
     return "\n".join(
         [
-            "read_rtlil design.il",
-            f"copy {top} gate",
-            f"rename {top} gold",
-            f"mutate {args}",
-            "opt_clean",
+            *_gold_and_gate(top, line),
             # trigger = any output of gold and gate differs; the inputs (reset and clock too) are shared and free
             "miter -equiv -flatten gold gate miter",
             "hierarchy -top miter",

@@ -129,10 +129,10 @@ def test_train_default_network(simulator, report, functional_coverage):
     )
 
 
-@pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
-def test_train_core_robustness(simulator, testcase, report, functional_coverage):
+def _run_testcase(simulator, testcase):
+    """One of tb_train's own tests on the default core, with the small network's configuration."""
     cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
-    r = run_cocotb(
+    return run_cocotb(
         "train",
         "sim.training.tb_train",
         simulator=simulator,
@@ -142,6 +142,11 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
         quiet=True,
         tag="train",
     )
+
+
+@pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
+def test_train_core_robustness(simulator, testcase, report, functional_coverage):
+    r = _run_testcase(simulator, testcase)
     other = [f"robustness:{b}" for t, bins in ROBUSTNESS.items() if t != testcase for b in bins]
     functional_coverage(r, f"train ({testcase}) on {simulator}", _ops_not_driven() + other)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
@@ -152,17 +157,7 @@ def test_train_core_directed(simulator, testcase, report):
     """Directed programs: cross-entropy rows at each of the loss divider's quotient-bit thresholds, and
     GEMMs of 600 columns in each mode, against the golden model, with their counters against the timing
     model."""
-    cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
-    r = run_cocotb(
-        "train",
-        "sim.training.tb_train",
-        simulator=simulator,
-        params=CoreGeometry().params,
-        testcase=testcase,
-        env={"TRAIN_CONFIG": json.dumps(cfg)},
-        quiet=True,
-        tag="train",
-    )
+    r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
