@@ -584,8 +584,8 @@ def _cmd_train(args):
     from .training.session import run_config, total_steps
 
     waves = waves_requested(args.waves) if args.backend != "reference" else False
-    if args.backend == "reference" and (args.check != "weights" or args.waves):
-        raise _UsageError("--check and --waves apply to the RTL backends (icarus, verilator)")
+    if args.backend == "reference" and (args.check != "weights" or args.waves or args.array is not None):
+        raise _UsageError("--array, --check and --waves apply to the RTL backends (icarus, verilator)")
     if args.dump:
         _probe_dir(args.dump, "--dump")
     if args.plot:
@@ -594,6 +594,7 @@ def _cmd_train(args):
         _probe_file(args.plot, "--plot", set(agg.FigureCanvasAgg.get_supported_filetypes()))
     keys = [
         "bit_exact",
+        "array",
         "test_accuracy",
         "float_test_accuracy",
         "steps",
@@ -637,6 +638,7 @@ def _cmd_train(args):
             check=args.check,
             waves=waves,
             max_steps=args.steps,
+            array=args.array or 8,
         )
     except TrainError as e:
         raise _UsageError(str(e)) from None
@@ -665,6 +667,12 @@ def _cmd_train(args):
             f"{', and every kept tensor' if args.check == 'full' else ''})"
         )
         print(f"  cycles:          {r['cycles']:,} ({r['cycles_per_step']:,} a step) on a {r['array']} array")
+        g = r["geometry"]
+        print(
+            f"  memories (words): operands 2 x {g['operand_depth']}, results 2 x {g['result_depth']}, "
+            f"activations {g['vmem_depth']}, weights {g['wmem_depth']}, biases {g['bmem_depth']}, "
+            f"momenta {g['mmem_depth']} (sized for this network and batch)"
+        )
         for phase, cycles in r["cycles_by_phase"].items():
             util = r["utilization_by_phase"][phase]
             print(
@@ -1008,6 +1016,14 @@ def _parser():
         type=_positive_int,
         default=None,
         help="stop after this many steps (for --waves: about 60 MB of VCD a step on verilator)",
+    )
+    t.add_argument(
+        "--array",
+        type=_positive_int,
+        default=None,
+        metavar="R",
+        help="RTL: an R x R array, R a power of two up to 32 (default 8); the memories are sized "
+        "from --layers and --batch",
     )
     t.add_argument("--waves", action="store_true", help="RTL: write a waveform of the run")
     t.add_argument("--json", action="store_true", help="print one JSON object")

@@ -60,6 +60,7 @@ def train(
     check="weights",
     waves=False,
     max_steps=None,
+    array=8,
 ):
     """Train both models; return the summary (``python -m sim train --json``'s keys and curves).
 
@@ -73,7 +74,7 @@ def train(
     if backend == "reference":
         result = _run_reference(cfg)
     else:
-        result = _run_rtl(cfg, backend, waves)
+        result = _run_rtl(cfg, backend, waves, array)
     curves = {**result.pop("curves"), **_float_curves(cfg)}
     if plot:
         _plot(curves, plot)
@@ -81,6 +82,8 @@ def train(
     # backends' results fill them (and their wall_seconds is the RTL loop's).
     summary = {
         "bit_exact": None,
+        "array": None,
+        "geometry": None,
         "cycles": None,
         "cycles_by_phase": {"forward": None, "backward": None, "update": None},
         "utilization": None,
@@ -119,26 +122,21 @@ def _run_reference(cfg):
     return {"steps": run.steps, "curves": run.curves}
 
 
-def rtl_geometry():
-    """The training core's parameters: one build serves every run; a run that
-    does not fit it is refused with the limit it hit."""
-    from hdl.training.program import CoreGeometry
-
-    return CoreGeometry()
+#: The arrays ``sim train --array R`` builds: R × R, R a power of two (the engine's operand lanes).
+ARRAYS = (2, 4, 8, 16, 32)
 
 
-def _run_rtl(cfg, backend, waves):
-    """Run the cocotb training test; its log goes to a file and its progress
-    (a small JSON file it rewrites each step) to this process's bar."""
-    import tempfile
-    import threading
+def rtl_geometry(cfg, array=8):
+    """The training core's parameters for this run: the default core's memories, each grown to
+    hold this network at this batch (:func:`hdl.training.program.fit_geometry`). Runs that fit
+    the default core share its build; a run no geometry can hold is refused with the memory it
+    needs."""
+    from hdl.training.program import PlanError, fit_geometry, plan_step
 
-    from hdl.training.program import PlanError, plan_step
-
-    from .runner import run_cocotb
-
-    geometry = rtl_geometry()
+    if array not in ARRAYS:
+        raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
     try:
+        geometry = fit_geometry(cfg["layers"], cfg["batch"], rows=array)
         plan_step(
             cfg["layers"],
             cfg["batch"],
@@ -149,6 +147,20 @@ def _run_rtl(cfg, backend, waves):
         )
     except PlanError as e:
         raise TrainError(str(e)) from None
+    return geometry
+
+
+def _run_rtl(cfg, backend, waves, array):
+    """Run the cocotb training test; its log goes to a file and its progress
+    (a small JSON file it rewrites each step) to this process's bar."""
+    import tempfile
+    import threading
+
+    from hdl.training.program import CoreGeometry
+
+    from .runner import run_cocotb
+
+    geometry = rtl_geometry(cfg, array)
     with tempfile.TemporaryDirectory() as tmp:
         progress = Path(tmp) / "progress.json"
         outcome = {}
@@ -163,7 +175,8 @@ def _run_rtl(cfg, backend, waves):
                     testcase="train_run",
                     waves=waves,
                     quiet=True,
-                    tag="train",
+                    # The default core keeps its short name; any other geometry builds apart, named by it.
+                    tag="train" if geometry == CoreGeometry() else None,
                     env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)},
                 )
             except BaseException as e:  # re-raised below, in this thread
@@ -191,7 +204,7 @@ def _run_rtl(cfg, backend, waves):
             bar.close()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["results"]
+    return {**outcome["results"], "geometry": geometry.params}
 
 
 def _plot(curves, path):

@@ -61,15 +61,22 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (["train", "--lr", "1e9"], r"does not fit the 16-bit fixed-point learning rate .* below 31.99"),
         (["train", "--seed", "-1"], r"--seed: must be 0 or more"),
         (["train", "--loss", "hinge"], r"--loss: invalid choice: 'hinge'"),
-        (["train", "--check", "full"], r"--check and --waves apply to the RTL backends"),
+        (["train", "--check", "full"], r"--array, --check and --waves apply to the RTL backends"),
+        (["train", "--array", "16"], r"--array, --check and --waves apply to the RTL backends"),
         (["train", "--dump", "/dev/null/step"], r"--dump: cannot write in /dev/null/step"),
         (["train", "--plot", "/dev/null/curves.png"], r"--plot: cannot write in /dev/null"),
         (["train", "--plot", "curves.xyz"], r"--plot: cannot write a .xyz file"),
-        (["train", "--backend", "verilator", "--batch", "300"], r"batch 300 is outside 1..256"),
-        (["train", "--backend", "icarus", "--layers", "64,300,10"], r"need 2784 words of operand buffer A"),
+        (["train", "--backend", "verilator", "--batch", "1438"], r"--batch must be between 1 and 1437"),
+        (["train", "--backend", "verilator", "--array", "3"], r"--array must be one of 2, 4, 8, 16, 32 .*not 3"),
+        (["train", "--backend", "verilator", "--array", "64"], r"--array must be one of 2, 4, 8, 16, 32 .*not 64"),
         (
-            ["train", "--backend", "verilator", "--layers", "64,32,32,32,32,32,32,10", "--batch", "64"],
-            r"need 4160 words of operand buffer A; the hardware has 2048",
+            ["train", "--backend", "icarus", "--layers", "64,3000,10", "--batch", "256"],
+            r"64,3000,10 with batch 256 on a 8x8 array need 195072 words of operand buffer A; 16-bit addresses "
+            r"reach 65536",
+        ),
+        (
+            ["train", "--backend", "verilator", "--layers", "64,2000,10", "--batch", "1", "--array", "2"],
+            r"64,2000,10 with batch 1 on a 2x2 array need 75005 words of operand buffer B; 16-bit",
         ),
         (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
         (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
@@ -281,6 +288,7 @@ def _outputs(procs, timeout):
 
 TRAIN_JSON_KEYS = {
     "bit_exact",
+    "array",
     "test_accuracy",
     "float_test_accuracy",
     "steps",
@@ -310,7 +318,7 @@ def test_concurrent_train_runs_own_results():
         assert returncode == 0, stderr
         out = json.loads(stdout)
         assert set(out) == TRAIN_JSON_KEYS
-        assert out["bit_exact"] is True and out["steps"] == 2
+        assert out["bit_exact"] is True and out["steps"] == 2 and out["array"] == "8x8"
         assert out["test_accuracy"] == want[seed], seed
         assert out["cycles"] == sum(out["cycles_by_phase"].values()) > 0
         assert 0 < out["utilization"] < 1 and out["sim_cycles_per_second"] > 0

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
+from hdl.training.program import CoreGeometry, Kind, Loss, fit_geometry, plan_step
 from reference.gemm import gemm_cycles
 from sim.runner import run_cocotb
 from sim.train import train
@@ -19,11 +19,11 @@ from sim.training.session import run_config
 SMALL = dict(layers=(64, 16, 10), batch=8, epochs=1, plot=None, progress=False)
 
 
-def _step_cycles(layers, batch, **kw):
+def _step_cycles(layers, batch, geometry=CoreGeometry(), **kw):
     """docs/training.md's timing, op by op: 3 cycles to fetch, decode and start
     each op; a GEMM's engine cycles; rows x words (+2 to drain) for a post-op;
     3W + 1 cycles a row for the cross-entropy loss unit (2W + 1 for MSE); 2 for END."""
-    plan = plan_step(layers, batch, CoreGeometry(), **kw)
+    plan = plan_step(layers, batch, geometry, **kw)
     R, total = plan.geometry.rows, 0
     for op in plan.ops:
         kind = op["kind"]
@@ -38,8 +38,8 @@ def _step_cycles(layers, batch, **kw):
     return total
 
 
-def _gemm_cycles_per_step(layers, batch, **kw):
-    plan = plan_step(layers, batch, CoreGeometry(), **kw)
+def _gemm_cycles_per_step(layers, batch, geometry=CoreGeometry(), **kw):
+    plan = plan_step(layers, batch, geometry, **kw)
     R = plan.geometry.rows
     out = {name: 0 for name in plan.macs}
     for op in plan.ops:
@@ -48,10 +48,10 @@ def _gemm_cycles_per_step(layers, batch, **kw):
     return out
 
 
-def _active_rows_per_step(layers, batch, **kw):
+def _active_rows_per_step(layers, batch, geometry=CoreGeometry(), **kw):
     """``cnt_active``: a row of A' enters the array once per tile (docs/systolic.md), M rows of
     ceil(K/R)·ceil(N/R) tiles a GEMM."""
-    plan = plan_step(layers, batch, CoreGeometry(), **kw)
+    plan = plan_step(layers, batch, geometry, **kw)
     R = plan.geometry.rows
     out = {name: 0 for name in plan.macs}
     for op in plan.ops:
@@ -129,6 +129,42 @@ def test_train_default_network(simulator, report, functional_coverage):
     )
 
 
+@pytest.mark.parametrize(
+    "layers, batch, array",
+    [((64, 32, 10), 32, 4), ((64, 32, 10), 32, 16), ((64, 48, 32, 10), 32, 8)],
+    ids=["4x4", "16x16", "64-48-32-10"],
+)
+def test_train_other_geometries(simulator, layers, batch, array, report):
+    """``sim train --array R`` and a network the default core cannot hold (its result buffer needs
+    1,356 words of 1,024): the memories sized by ``fit_geometry``, every kept tensor bit-exact, and
+    the counters equal to the timing model on that array."""
+    steps = 1 if simulator == "icarus" else 4
+    r = train(
+        layers=layers,
+        batch=batch,
+        epochs=1,
+        plot=None,
+        progress=False,
+        backend=simulator,
+        check="full",
+        max_steps=steps,
+        array=array,
+    )
+    g = fit_geometry(layers, batch, array)
+    assert r["bit_exact"] is True and r["steps"] == steps
+    assert r["array"] == f"{array}x{array}" and r["geometry"] == g.params
+    want = _gemm_cycles_per_step(layers, batch, g)
+    assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
+    active = _active_rows_per_step(layers, batch, g)
+    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
+    assert r["step_cycles"] == [_step_cycles(layers, batch, g)]
+    report(
+        f"training core on {simulator}, {'-'.join(map(str, layers))} batch {batch} on {array}x{array}: {steps} "
+        f"steps, every kept tensor bit-exact, {r['cycles_per_step']} cycles a step = timing model, "
+        f"utilization {100 * r['utilization']:.1f}%"
+    )
+
+
 def _run_testcase(simulator, testcase):
     """One of tb_train's own tests on the default core, with the small network's configuration."""
     cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
@@ -172,4 +208,22 @@ def test_train_accuracy_targets(report, functional_coverage):
     report(
         f"training core, 20 epochs on verilator: fixed {100 * r['test_accuracy']:.1f}%, "
         f"float {100 * r['float_test_accuracy']:.1f}%, {r['sim_cycles_per_second']:,.0f} cycles/s"
+    )
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize(
+    "layers, batch", [((64, 48, 32, 10), 32), ((64, 128, 64, 10), 64)], ids=["64-48-32-10", "64-128-64-10"]
+)
+def test_deeper_networks_accuracy_targets(layers, batch, report):
+    """Issue 14's deeper networks, 20 epochs on Verilator at lr 0.1 on the memories ``fit_geometry``
+    sizes: bit-exact every step, fixed point >= 94% and within 2 points of float."""
+    r = train(layers=layers, batch=batch, lr=0.1, epochs=20, plot=None, progress=False, backend="verilator")
+    assert r["bit_exact"] is True and r["geometry"] == fit_geometry(layers, batch).params
+    assert r["test_accuracy"] >= 0.94
+    assert r["test_accuracy"] >= r["float_test_accuracy"] - 0.02
+    report(
+        f"training core, {'-'.join(map(str, layers))} batch {batch}, 20 epochs on verilator: fixed "
+        f"{100 * r['test_accuracy']:.1f}%, float {100 * r['float_test_accuracy']:.1f}%, "
+        f"utilization {100 * r['utilization']:.1f}%"
     )

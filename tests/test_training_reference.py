@@ -174,6 +174,7 @@ def test_train_command_json_and_dump(tmp_path):
     out = json.loads(result.stdout)
     assert set(out) == {
         "bit_exact",
+        "array",
         "test_accuracy",
         "float_test_accuracy",
         "steps",
@@ -182,7 +183,7 @@ def test_train_command_json_and_dump(tmp_path):
         "utilization",
         "sim_cycles_per_second",
     }
-    assert out["steps"] == 1437 // 32 and out["sim_cycles_per_second"] is None
+    assert out["steps"] == 1437 // 32 and out["sim_cycles_per_second"] is None and out["array"] is None
     dump = np.load(tmp_path / "step0.npz")
     for l in range(2):
         for key in ("x", "w", "b", "y", "dy", "dx", "dw", "db", "w{}_new", "b{}_new", "w{}_master", "b{}_master"):

@@ -23,7 +23,7 @@ ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 """
 
 import enum as py_enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 from amaranth.hdl import Shape, signed
@@ -48,6 +48,8 @@ __all__ = [
     "plan_step",
     "pack_op",
     "PlanError",
+    "SPACES",
+    "fit_geometry",
 ]
 
 
@@ -163,6 +165,119 @@ def _words(cols, R):
     return -(-cols // R)
 
 
+#: The memories a step's tensors live in, by the ``space`` a region names.
+SPACES = {
+    "a": "operand buffer A",
+    "b": "operand buffer B",
+    "results": "the result buffer",
+    "vmem": "the activation memory",
+    "wmem": "the weight memory",
+    "bmem": "the bias memory",
+    "mmem": "the momentum memory",
+}
+
+#: Words any memory can have: op fields and the host port carry 16-bit addresses.
+MAX_WORDS = 1 << ADDR
+
+
+def _space_words(g):
+    """The words of each space in geometry ``g`` (an operand or result space spans both halves)."""
+    return {
+        "a": 2 * g.operand_depth,
+        "b": 2 * g.operand_depth,
+        "results": 2 * g.result_depth,
+        "vmem": g.vmem_depth,
+        "wmem": g.wmem_depth,
+        "bmem": g.bmem_depth,
+        "mmem": g.mmem_depth,
+    }
+
+
+def _place(layers, batch, R):
+    """Where every tensor of one step lives, packed from word 0 of each space:
+    ``(regions, words used per space)``."""
+    L = len(layers) - 1
+    free = dict.fromkeys(SPACES, 0)
+    regions = {}
+
+    def region(name, space, rows, cols, stride=None, shared_with=None):
+        stride = stride if stride is not None else _words(cols, R)
+        if shared_with:  # the same words in A and B
+            base = max(free[space], free[shared_with])
+            free[shared_with] = base + rows * stride
+        else:
+            base = free[space]
+        free[space] = base + rows * stride
+        regions[name] = SimpleNamespace(space=space, base=base, stride=stride, rows=rows, cols=cols)
+
+    ins, outs = layers[:-1], layers[1:]
+    # dY_l lives at the same words of A (dX GEMM's A) and B (dW GEMM's B).
+    for l in range(L):
+        region(f"dy{l}", "a", batch, outs[l], shared_with="b")
+    for l in range(L):
+        region(f"x{l}", "a", batch, ins[l] + 1)  # with the ones column
+    for l in range(L):
+        region(f"w{l}", "b", ins[l], outs[l])
+    for l in range(L):
+        region(f"y{l}", "vmem", batch, outs[l] + (l < L - 1))
+    for l in range(1, L):
+        region(f"dx{l}", "vmem", batch, ins[l])
+    for l in range(L):
+        region(f"acc{l}", "results", batch, outs[l])
+    for l in range(1, L):
+        region(f"dxacc{l}", "results", batch, ins[l])
+    for l in range(L):
+        region(f"dw{l}", "results", ins[l] + 1, outs[l])
+    for l in range(L):
+        region(f"w{l}_master", "wmem", ins[l], outs[l])
+    for l in range(L):
+        region(f"b{l}_master", "bmem", 1, outs[l])
+    for l in range(L):
+        region(f"m{l}", "mmem", ins[l] + 1, outs[l])
+    return regions, free
+
+
+def _pow2_at_least(n):
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def fit_geometry(layers, batch, rows=8, base=CoreGeometry()):
+    """The geometry for training ``layers`` at ``batch`` on a ``rows`` × ``rows`` array: ``base``'s
+    sizes, each memory grown to the power of two that holds the step's tensors (so the default
+    network keeps the default core, and its build).
+
+    Raises :class:`PlanError` naming the memory and the words needed when one would pass the
+    16-bit addresses' 65,536 words.
+    """
+    layers = tuple(int(w) for w in layers)
+    if len(layers) < 2 or min(layers) < 1:
+        raise PlanError(f"an MLP needs at least two layer widths, all positive, not {layers}")
+    _, used = _place(layers, batch, rows)
+    for space, words in used.items():
+        if words > MAX_WORDS:
+            raise PlanError(
+                f"layers {','.join(map(str, layers))} with batch {batch} on a {rows}x{rows} array need "
+                f"{words} words of {SPACES[space]}; 16-bit addresses reach {MAX_WORDS}"
+            )
+    # An operand or result space is two halves of a power of two each.
+    half = lambda space, floor: max(floor, _pow2_at_least(-(-used[space] // 2)))
+    grow = lambda space, floor: max(floor, _pow2_at_least(used[space]))
+    g = replace(
+        base,
+        rows=rows,
+        operand_depth=max(half("a", base.operand_depth), half("b", base.operand_depth)),
+        result_depth=half("results", base.result_depth),
+        vmem_depth=grow("vmem", base.vmem_depth),
+        wmem_depth=grow("wmem", base.wmem_depth),
+        bmem_depth=grow("bmem", base.bmem_depth),
+        mmem_depth=grow("mmem", base.mmem_depth),
+        label_depth=max(base.label_depth, _pow2_at_least(batch)),
+        program_depth=MAX_WORDS,
+    )
+    ops = len(plan_step(layers, batch, g).ops)
+    return replace(g, program_depth=max(base.program_depth, _pow2_at_least(ops)))
+
+
 @dataclass
 class StepPlan:
     layers: tuple
@@ -194,58 +309,18 @@ def plan_step(
     if loss not in ("ce", "mse") or activation not in ("relu", "leaky"):
         raise PlanError(f"unknown loss {loss!r} or activation {activation!r}")
     plan = StepPlan(layers, batch, g)
-    free = {"a": 0, "b": 0, "results": 0, "vmem": 0, "wmem": 0, "bmem": 0, "mmem": 0}
-    size = {
-        "a": 2 * g.operand_depth,
-        "b": 2 * g.operand_depth,
-        "results": 2 * g.result_depth,
-        "vmem": g.vmem_depth,
-        "wmem": g.wmem_depth,
-        "bmem": g.bmem_depth,
-        "mmem": g.mmem_depth,
-    }
-
-    def region(name, space, rows, cols, stride=None, shared_with=None):
-        stride = stride if stride is not None else _words(cols, R)
-        if shared_with:  # the same words in A and B
-            base = max(free[space], free[shared_with])
-            free[shared_with] = base + rows * stride
-        else:
-            base = free[space]
-        free[space] = base + rows * stride
-        plan.regions[name] = SimpleNamespace(space=space, base=base, stride=stride, rows=rows, cols=cols)
-        return plan.regions[name]
-
-    ins, outs = layers[:-1], layers[1:]
-    # dY_l lives at the same words of A (dX GEMM's A) and B (dW GEMM's B).
-    dy = [region(f"dy{l}", "a", batch, outs[l], shared_with="b") for l in range(L)]
-    x = [region(f"x{l}", "a", batch, ins[l] + 1) for l in range(L)]  # with the ones column
-    w8 = [region(f"w{l}", "b", ins[l], outs[l]) for l in range(L)]
-    y = [
-        region(f"y{l}", "vmem", batch, outs[l] + (l < L - 1), stride=_words(outs[l] + (l < L - 1), R)) for l in range(L)
-    ]
-    dxv = [region(f"dx{l}", "vmem", batch, ins[l]) if l else None for l in range(L)]
-    acc = [region(f"acc{l}", "results", batch, outs[l], stride=_words(outs[l], R)) for l in range(L)]
-    dxacc = [region(f"dxacc{l}", "results", batch, ins[l], stride=_words(ins[l], R)) if l else None for l in range(L)]
-    dw = [region(f"dw{l}", "results", ins[l] + 1, outs[l], stride=_words(outs[l], R)) for l in range(L)]
-    wm = [region(f"w{l}_master", "wmem", ins[l], outs[l]) for l in range(L)]
-    bm = [region(f"b{l}_master", "bmem", 1, outs[l]) for l in range(L)]
-    mm = [region(f"m{l}", "mmem", ins[l] + 1, outs[l]) for l in range(L)]
-    for space, used in free.items():
-        if used > size[space]:
-            what = {
-                "a": "operand buffer A",
-                "b": "operand buffer B",
-                "results": "the result buffer",
-                "vmem": "the activation memory",
-                "wmem": "the weight memory",
-                "bmem": "the bias memory",
-                "mmem": "the momentum memory",
-            }[space]
+    plan.regions, used = _place(layers, batch, R)
+    size = _space_words(g)
+    for space, words in used.items():
+        if words > size[space]:
             raise PlanError(
-                f"layers {','.join(map(str, layers))} with batch {batch} need {used} words of "
-                f"{what}; the hardware has {size[space]}"
+                f"layers {','.join(map(str, layers))} with batch {batch} need {words} words of "
+                f"{SPACES[space]}; the hardware has {size[space]}"
             )
+    ins, outs = layers[:-1], layers[1:]
+    reg = lambda prefix, suffix="": [plan.regions.get(f"{prefix}{l}{suffix}") for l in range(L)]
+    dy, x, w8, y, dxv = reg("dy"), reg("x"), reg("w"), reg("y"), reg("dx")
+    acc, dxacc, dw, wm, bm, mm = reg("acc"), reg("dxacc"), reg("dw"), reg("w", "_master"), reg("b", "_master"), reg("m")
 
     x_frac = lambda l: n.x_frac if l == 0 else n.a_frac
     e_frac = lambda l: n.e_frac(loss, L - 1 - l)
