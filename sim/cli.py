@@ -327,20 +327,29 @@ def _cmd_synth(args):
     """FPGA resources (yosys synth_xilinx -family xc7): the CFUs, GEMM engines, the 8x8 self-test, the training core."""
     from .synth import XC7A100T, synthesize
 
-    targets = [("cfu", {})] if "cfu" in args.designs else []
+    # (design, params, array): array is the record's "RxC", None for the MAC CFU.
+    targets = [("cfu", {}, None)] if "cfu" in args.designs else []
+    pairs = {"dsp_pairs": True} if args.dsp_pairs else {}
     if "gemm_cfu" in args.designs:
-        targets.append(("gemm_cfu", {}))  # cfu.v's combined unit, default geometry: an 8x8 engine
+        targets.append(("gemm_cfu", {}, "8x8"))  # cfu.v's combined unit, default geometry: an 8x8 engine
     if "selftest" in args.designs:
-        targets.append(("selftest", {"rows": 8, "cols": 8}))
+        targets.append(("selftest", {"rows": 8, "cols": 8}, "8x8"))
     if "train" in args.designs:
-        targets.append(("train", {}))  # the default CoreGeometry, as make sim builds it
+        from hdl.training.program import CoreGeometry, fit_geometry
+
+        for rows, cols in _arrays(args.arrays or ["8x8"]):
+            if rows != cols:
+                raise _UsageError(f"--arrays: the training core's array is square, not {rows}x{cols}")
+            g = fit_geometry((64, 32, 10), 32, rows, base=CoreGeometry(**pairs))  # make sim's network
+            # The default CoreGeometry, as make sim builds it, keeps its short build name.
+            targets.append(("train", {} if g == CoreGeometry() else g.params, f"{rows}x{cols}"))
     if "gemm" in args.designs:
-        for rows, cols in _arrays(args.arrays):
-            targets.append(("gemm", {"rows": rows, "cols": cols}))
+        for rows, cols in _arrays(args.arrays or ["4x4", "8x8", "16x16"]):
+            targets.append(("gemm", {"rows": rows, "cols": cols, **pairs}, f"{rows}x{cols}"))
     rows = []
-    for design, params in targets:
+    for design, params, array in targets:
         try:
-            rows.append(synthesize(design, **params))
+            rows.append({**synthesize(design, **params), "array": array, "dsp_pairs": bool(params.get("dsp_pairs"))})
         except ValueError as e:
             raise _UsageError(str(e)) from None
         if not args.json:
@@ -584,8 +593,10 @@ def _cmd_train(args):
     from .training.session import run_config, total_steps
 
     waves = waves_requested(args.waves) if args.backend != "reference" else False
-    if args.backend == "reference" and (args.check != "weights" or args.waves or args.array is not None):
-        raise _UsageError("--array, --check and --waves apply to the RTL backends (icarus, verilator)")
+    if args.backend == "reference" and (
+        args.check != "weights" or args.waves or args.array is not None or args.dsp_pairs
+    ):
+        raise _UsageError("--array, --dsp-pairs, --check and --waves apply to the RTL backends (icarus, verilator)")
     if args.dump:
         _probe_dir(args.dump, "--dump")
     if args.plot:
@@ -639,6 +650,7 @@ def _cmd_train(args):
             waves=waves,
             max_steps=args.steps,
             array=args.array or 8,
+            dsp_pairs=args.dsp_pairs,
         )
     except TrainError as e:
         raise _UsageError(str(e)) from None
@@ -668,6 +680,8 @@ def _cmd_train(args):
         )
         print(f"  cycles:          {r['cycles']:,} ({r['cycles_per_step']:,} a step) on a {r['array']} array")
         g = r["geometry"]
+        if g["dsp_pairs"]:
+            print("  multipliers:     one per two PEs (--dsp-pairs: INT8 packing, 25 x 18 DSP48E1)")
         print(
             f"  memories (words): operands 2 x {g['operand_depth']}, results 2 x {g['result_depth']}, "
             f"activations {g['vmem_depth']}, weights {g['wmem_depth']}, biases {g['bmem_depth']}, "
@@ -1025,6 +1039,11 @@ def _parser():
         help="RTL: an R x R array, R a power of two up to 32 (default 8); the memories are sized "
         "from --layers and --batch",
     )
+    t.add_argument(
+        "--dsp-pairs",
+        action="store_true",
+        help="RTL: two PEs of a row share one multiplier (half the DSP48E1s; a 16x16 core fits the Nexys A7)",
+    )
     t.add_argument("--waves", action="store_true", help="RTL: write a waveform of the run")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--dump", metavar="DIR", help="write DIR/step0.npz: the first step's tensors")
@@ -1091,7 +1110,17 @@ def _parser():
         default=["cfu", "gemm_cfu", "gemm", "selftest", "train"],
         help="default: all (the training core alone takes yosys about 9 minutes)",
     )
-    y.add_argument("--arrays", nargs="+", default=["4x4", "8x8", "16x16"], help="GEMM array sizes, RxC")
+    y.add_argument(
+        "--arrays",
+        nargs="+",
+        default=None,
+        help="array sizes, RxC: the engine's (default 4x4 8x8 16x16) and the training core's (square; default 8x8)",
+    )
+    y.add_argument(
+        "--dsp-pairs",
+        action="store_true",
+        help="engines and training cores whose PEs share a multiplier two by two (INT8 packing)",
+    )
     y.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     y.set_defaults(func=_cmd_synth)
 

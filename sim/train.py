@@ -61,6 +61,7 @@ def train(
     waves=False,
     max_steps=None,
     array=8,
+    dsp_pairs=False,
 ):
     """Train both models; return the summary (``python -m sim train --json``'s keys and curves).
 
@@ -74,7 +75,7 @@ def train(
     if backend == "reference":
         result = _run_reference(cfg)
     else:
-        result = _run_rtl(cfg, backend, waves, array)
+        result = _run_rtl(cfg, backend, waves, array, dsp_pairs)
     curves = {**result.pop("curves"), **_float_curves(cfg)}
     if plot:
         _plot(curves, plot)
@@ -126,17 +127,17 @@ def _run_reference(cfg):
 ARRAYS = (2, 4, 8, 16, 32)
 
 
-def rtl_geometry(cfg, array=8):
+def rtl_geometry(cfg, array=8, dsp_pairs=False):
     """The training core's parameters for this run: the default core's memories, each grown to
     hold this network at this batch (:func:`hdl.training.program.fit_geometry`). Runs that fit
     the default core share its build; a run no geometry can hold is refused with the memory it
     needs."""
-    from hdl.training.program import PlanError, fit_geometry, plan_step
+    from hdl.training.program import CoreGeometry, PlanError, fit_geometry, plan_step
 
     if array not in ARRAYS:
         raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
     try:
-        geometry = fit_geometry(cfg["layers"], cfg["batch"], rows=array)
+        geometry = fit_geometry(cfg["layers"], cfg["batch"], rows=array, base=CoreGeometry(dsp_pairs=dsp_pairs))
         plan_step(
             cfg["layers"],
             cfg["batch"],
@@ -150,7 +151,7 @@ def rtl_geometry(cfg, array=8):
     return geometry
 
 
-def _run_rtl(cfg, backend, waves, array):
+def _run_rtl(cfg, backend, waves, array, dsp_pairs):
     """Run the cocotb training test; its log goes to a file and its progress
     (a small JSON file it rewrites each step) to this process's bar."""
     import tempfile
@@ -160,7 +161,7 @@ def _run_rtl(cfg, backend, waves, array):
 
     from .runner import run_cocotb
 
-    geometry = rtl_geometry(cfg, array)
+    geometry = rtl_geometry(cfg, array, dsp_pairs)
     with tempfile.TemporaryDirectory() as tmp:
         progress = Path(tmp) / "progress.json"
         outcome = {}

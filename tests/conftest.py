@@ -24,7 +24,7 @@ SLOW_FIRST = [
     "test_gemm_rtl.py::test_gemm_rtl[icarus-16x16]",
     "test_selftest.py::test_board_selftest_8x8",
     "test_train_rtl.py::test_train_bit_exact[icarus-default]",
-    "test_train_rtl.py::test_train_other_geometries[icarus-16x16]",
+    "test_train_rtl.py::test_train_other_geometries[icarus-16x16-dsp-pairs]",
     "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[cfu]",
     "test_train_rtl.py::test_train_default_network[icarus]",
     "test_cfu_rtl.py::test_cfu_rtl[verilator]",

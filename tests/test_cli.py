@@ -61,8 +61,8 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (["train", "--lr", "1e9"], r"does not fit the 16-bit fixed-point learning rate .* below 31.99"),
         (["train", "--seed", "-1"], r"--seed: must be 0 or more"),
         (["train", "--loss", "hinge"], r"--loss: invalid choice: 'hinge'"),
-        (["train", "--check", "full"], r"--array, --check and --waves apply to the RTL backends"),
-        (["train", "--array", "16"], r"--array, --check and --waves apply to the RTL backends"),
+        (["train", "--check", "full"], r"--array, --dsp-pairs, --check and --waves apply to the RTL backends"),
+        (["train", "--array", "16"], r"--array, --dsp-pairs, --check and --waves apply to the RTL backends"),
         (["train", "--dump", "/dev/null/step"], r"--dump: cannot write in /dev/null/step"),
         (["train", "--plot", "/dev/null/curves.png"], r"--plot: cannot write in /dev/null"),
         (["train", "--plot", "curves.xyz"], r"--plot: cannot write a .xyz file"),
@@ -81,6 +81,7 @@ GEMM = ["gemm", "--m", "3", "--k", "3", "--n", "3"]
         (["verilog", "--out", "/dev/null/out"], r"--out: cannot write in /dev/null/out"),
         (["synth", "--designs", "gemm", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
         (["synth", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
+        (["synth", "--designs", "train", "--arrays", "8x4"], r"the training core's array is square, not 8x4"),
         (["timing", "--designs", "gemm", "--arrays", "8by8"], r"'8by8' is not RxC"),
         (["timing", "--designs", "selftest", "--arrays", "64x64"], r"--arrays: at most 32x32, not 64x64"),
         (["timing", "--designs", "gemm", "--arrays", "3x4"], r"gemm 3x4: rows must be a power of two, not 3"),
@@ -322,3 +323,32 @@ def test_concurrent_train_runs_own_results():
         assert out["test_accuracy"] == want[seed], seed
         assert out["cycles"] == sum(out["cycles_by_phase"].values()) > 0
         assert 0 < out["utilization"] < 1 and out["sim_cycles_per_second"] > 0
+
+
+def test_synth_records_carry_the_array(monkeypatch, capsys):
+    """``sim synth --designs train gemm --arrays 16x16 --dsp-pairs --json`` builds the 16x16 training core
+    (make sim's network, its memories from fit_geometry, PEs paired) and the paired 16x16 engine; each
+    record carries ``array`` and ``dsp_pairs`` beside ``fits_xc7a100t``. yosys is replaced by a recorder."""
+    import sim.synth
+    from hdl.training.program import CoreGeometry, fit_geometry
+    from sim.cli import main
+
+    asked = []
+
+    def fake(design, **params):
+        asked.append((design, params))
+        return {"design": design, "lut": 1, "ff": 1, "dsp48e1": 1, "bram36": 1, "fits_xc7a100t": True}
+
+    monkeypatch.setattr(sim.synth, "synthesize", fake)
+    assert main(["synth", "--designs", "train", "gemm", "--arrays", "16x16", "--dsp-pairs", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert asked == [
+        ("train", fit_geometry((64, 32, 10), 32, 16, base=CoreGeometry(dsp_pairs=True)).params),
+        ("gemm", {"rows": 16, "cols": 16, "dsp_pairs": True}),
+    ]
+    assert [(r["array"], r["dsp_pairs"], r["fits_xc7a100t"]) for r in out] == [("16x16", True, True)] * 2
+    asked.clear()
+    assert main(["synth", "--designs", "train", "cfu", "--json"]) == 0  # the defaults: make sim's core
+    assert asked == [("cfu", {}), ("train", {})]
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["array"], r["dsp_pairs"]) for r in out] == [(None, False), ("8x8", False)]

@@ -23,19 +23,34 @@ ARRAYS = [(1, 1, 4), (2, 3, 6), (4, 1, 4), (4, 4, 6), (8, 8, 4), (16, 16, 2)]
 SMALL_BUFFERS = {"operand_depth": 256, "result_depth": 256}
 
 
-def _params(rows, cols):
-    return {"rows": rows, "cols": cols, **SMALL_BUFFERS}
+#: Arrays whose PEs share a multiplier two by two (``dsp_pairs``); 2x3 leaves its last column unpaired.
+PAIRED_ARRAYS = [(2, 3, 6), (8, 8, 4)]
+
+
+def _params(rows, cols, **extra):
+    return {"rows": rows, "cols": cols, **SMALL_BUFFERS, **extra}
 
 
 @pytest.mark.parametrize("rows,cols,n_random", ARRAYS, ids=[f"{r}x{c}" for r, c, _ in ARRAYS])
 def test_gemm_rtl(simulator, rows, cols, n_random, waves, report, functional_coverage):
+    _gemm_jobs(simulator, rows, cols, n_random, waves, report, functional_coverage)
+
+
+@pytest.mark.parametrize("rows,cols,n_random", PAIRED_ARRAYS, ids=[f"{r}x{c}" for r, c, _ in PAIRED_ARRAYS])
+def test_gemm_rtl_dsp_pairs(simulator, rows, cols, n_random, waves, report, functional_coverage):
+    """The same jobs on an engine whose PEs share a multiplier two by two: every element and cycle the same."""
+    _gemm_jobs(simulator, rows, cols, n_random, waves, report, functional_coverage, dsp_pairs=True)
+
+
+def _gemm_jobs(simulator, rows, cols, n_random, waves, report, functional_coverage, **extra):
     jobs = job_list(rows, cols, n_random, seed=rows * 100 + cols)
+    what = f"gemm {rows}x{cols}{' (DSP pairs)' if extra.get('dsp_pairs') else ''}"
     results = run_cocotb(
         "gemm",
         "sim.systolic.tb_gemm",
         simulator=simulator,
         waves=waves,
-        params=_params(rows, cols),
+        params=_params(rows, cols, **extra),
         env={"GEMM_JOBS": json.dumps(jobs)},
         testcase=["gemm_jobs", "reset_between_gemms"],
     )
@@ -47,9 +62,9 @@ def test_gemm_rtl(simulator, rows, cols, n_random, waves, report, functional_cov
     # the second starts in the cycle after the first one's last write.
     assert results["idle_between"][-1] == 0
     assert len(results["reset_between_gemms"]) == 2
-    functional_coverage(results, f"gemm {rows}x{cols} on {simulator}")
+    functional_coverage(results, f"{what} on {simulator}")
     report(
-        f"gemm {rows}x{cols} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
+        f"{what} on {simulator}: {len(done)} GEMMs bit-exact, cycles = model, "
         f"back-to-back idle cycles {results['idle_between'][-1]}"
     )
 

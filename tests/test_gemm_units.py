@@ -176,15 +176,27 @@ def test_result_buffer_accumulates_over_k():
 
 
 @pytest.mark.parametrize(
-    "R,C,M,K,N,mode", [(2, 3, 3, 5, 4, "nn"), (2, 3, 1, 2, 7, "nt"), (4, 2, 5, 6, 3, "tn"), (1, 1, 2, 2, 2, "nt")]
+    "R,C,M,K,N,mode,pairs",
+    [
+        (2, 3, 3, 5, 4, "nn", False),
+        (2, 3, 1, 2, 7, "nt", False),
+        (4, 2, 5, 6, 3, "tn", False),
+        (1, 1, 2, 2, 2, "nt", False),
+        (2, 3, 3, 5, 4, "nn", True),  # an odd C: the last column has no pair
+        (4, 4, 5, 7, 6, "nt", True),
+        (4, 2, 5, 6, 3, "tn", True),
+    ],
 )
-def test_engine_gemm(R, C, M, K, N, mode):
-    """C equals the golden GEMM bit for bit; the counters equal the cycle model."""
+def test_engine_gemm(R, C, M, K, N, mode, pairs):
+    """C equals the golden GEMM bit for bit; the counters equal the cycle model. With ``dsp_pairs``
+    (two PEs a multiplier) the operands include -128 and 127 runs, the packing's corners."""
     rng = np.random.default_rng(R * 100 + M)
     a_shape, b_shape = stored_shapes(M, K, N, mode)
     a, b = rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
+    if pairs:
+        a.flat[::3], b.flat[::4], b.flat[1::4] = -128, -128, 127
     depth, half = 16, 1
-    dut = GemmEngine(R, C, operand_depth=depth, result_depth=depth)
+    dut = GemmEngine(R, C, operand_depth=depth, result_depth=depth, dsp_pairs=pairs)
     (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
     n_results = -(-N // C) * M
 

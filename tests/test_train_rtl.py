@@ -130,14 +130,15 @@ def test_train_default_network(simulator, report, functional_coverage):
 
 
 @pytest.mark.parametrize(
-    "layers, batch, array",
-    [((64, 32, 10), 32, 4), ((64, 32, 10), 32, 16), ((64, 48, 32, 10), 32, 8)],
-    ids=["4x4", "16x16", "64-48-32-10"],
+    "layers, batch, array, pairs",
+    [((64, 32, 10), 32, 4, False), ((64, 32, 10), 32, 16, True), ((64, 48, 32, 10), 32, 8, False)],
+    ids=["4x4", "16x16-dsp-pairs", "64-48-32-10"],
 )
-def test_train_other_geometries(simulator, layers, batch, array, report):
+def test_train_other_geometries(simulator, layers, batch, array, pairs, report):
     """``sim train --array R`` and a network the default core cannot hold (its result buffer needs
     1,356 words of 1,024): the memories sized by ``fit_geometry``, every kept tensor bit-exact, and
-    the counters equal to the timing model on that array."""
+    the counters equal to the timing model on that array. The 16x16 core is the board's: its PEs share
+    multipliers two by two (``--dsp-pairs``)."""
     steps = 1 if simulator == "icarus" else 4
     r = train(
         layers=layers,
@@ -149,8 +150,9 @@ def test_train_other_geometries(simulator, layers, batch, array, report):
         check="full",
         max_steps=steps,
         array=array,
+        dsp_pairs=pairs,
     )
-    g = fit_geometry(layers, batch, array)
+    g = fit_geometry(layers, batch, array, base=CoreGeometry(dsp_pairs=pairs))
     assert r["bit_exact"] is True and r["steps"] == steps
     assert r["array"] == f"{array}x{array}" and r["geometry"] == g.params
     want = _gemm_cycles_per_step(layers, batch, g)

@@ -16,6 +16,18 @@ Timing, with ``t`` the cycle in which ``a_data`` is presented:
   input vector in cycle ``t + latency``, ``latency = R + C - 1``;
 * ``w_en`` in cycle ``x`` writes ``w_data`` (R weights, one per row) into bank
   ``w_bank`` of column ``w_col``; PE (i, w_col) uses it from cycle ``x + 1``.
+
+With ``dsp_pairs``, the PEs of columns 2k and 2k + 1 share one multiplier,
+as in Xilinx's INT8 packing (WP486): the activation that PE (i, 2k) holds in
+cycle ``u`` is the one PE (i, 2k + 1) will hold in ``u + 1``, so one signed
+8 × 25 product ``a · (w_2k · 2^16 + w_2k+1)`` (a DSP48E1's 25 × 18 multiplier)
+gives both: its low 16 bits, signed, are ``a · w_2k+1`` (|a · w| ≤ 2^14), and
+its bits 16 and up, plus bit 15 (the borrow of a negative low half), are
+``a · w_2k``. The odd column's product is registered and added a cycle later,
+so every sum and every latency is unchanged. PE (i, 2k + 1)'s weight is read
+in cycle ``u`` as it will be in ``u + 1``: a write of that column's bank in
+cycle ``u`` is forwarded from ``w_data``, since the engine writes a column's
+weights just before the wavefront reaches it.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -34,6 +46,8 @@ class SystolicArray(wiring.Component):
         R (the reduction, K, dimension of a weight tile) and C (the N dimension).
     stuck_pe : (int, int) or None
         Fault injection, for testing self-tests: that PE's weights are stuck at 0.
+    dsp_pairs : bool
+        Two PEs of a row, columns 2k and 2k + 1, share one multiplier (above).
 
     Attributes
     ----------
@@ -46,13 +60,14 @@ class SystolicArray(wiring.Component):
         C int32 column sums, ``latency`` cycles after the vector entered.
     """
 
-    def __init__(self, rows, cols, stuck_pe=None):
+    def __init__(self, rows, cols, stuck_pe=None, dsp_pairs=False):
         if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 1):
             raise ValueError(f"rows and cols must be positive integers, not {rows!r} x {cols!r}")
         if stuck_pe is not None and not (0 <= stuck_pe[0] < rows and 0 <= stuck_pe[1] < cols):
             raise ValueError(f"stuck_pe {stuck_pe!r} is outside the {rows}x{cols} array")
         self.rows, self.cols = rows, cols
         self.stuck_pe = tuple(stuck_pe) if stuck_pe is not None else None
+        self.dsp_pairs = bool(dsp_pairs)
         super().__init__(
             {
                 "a_valid": In(1),
@@ -92,13 +107,34 @@ class SystolicArray(wiring.Component):
         psum = [[Signal(signed(32), name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             a_in, bank_in = edge_a[i], edge_bank[i]
+            w = []  # w[j][bank]
             for j in range(C):
-                w = [Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)]
+                w.append([Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)])
                 for b in (0, 1):
                     with m.If(self.w_en & (self.w_col == j) & (self.w_bank == b)):
-                        m.d.sync += w[b].eq(0 if self.stuck_pe == (i, j) else self.w_data[i])
+                        m.d.sync += w[j][b].eq(0 if self.stuck_pe == (i, j) else self.w_data[i])
+            paired = None  # the odd column's product, computed by its left neighbour a cycle before
+            for j in range(C):
                 above = psum[i - 1][j] if i else 0
-                m.d.sync += psum[i][j].eq(above + a_in * Mux(bank_in, w[1], w[0]))
+                weight = lambda j, bank=bank_in, w=w: Mux(bank, w[j][1], w[j][0])
+                if paired is not None:
+                    m.d.sync += psum[i][j].eq(above + paired)
+                    paired = None
+                elif self.dsp_pairs and j + 1 < C:
+                    packed = Signal(signed(25), name=f"packed_{i}_{j}")
+                    prod = Signal(signed(33), name=f"prod_{i}_{j}")
+                    paired = Signal(signed(16), name=f"paired_{i}_{j + 1}")
+                    # Column j + 1's weight as it will be next cycle: a write in this cycle forwarded.
+                    writing = self.w_en & (self.w_col == j + 1) & (self.w_bank == bank_in)
+                    incoming = 0 if self.stuck_pe == (i, j + 1) else self.w_data[i]
+                    odd = Mux(writing, incoming, weight(j + 1))
+                    m.d.comb += [packed.eq((weight(j) << 16) + odd), prod.eq(a_in * packed)]
+                    m.d.sync += [
+                        psum[i][j].eq(above + (prod >> 16) + prod[15]),
+                        paired.eq(prod[:16].as_signed()),
+                    ]
+                else:
+                    m.d.sync += psum[i][j].eq(above + a_in * weight(j))
                 if j < C - 1:
                     a_out = Signal(signed(8), name=f"a_{i}_{j}")
                     bank_out = Signal(name=f"bank_{i}_{j}")

@@ -63,6 +63,9 @@ class GemmEngine(wiring.Component):
     operand_read : bool
         Add ``operand_read``, a host read port of the operand buffers, for
         designs that keep tensors there (the training core).
+    dsp_pairs : bool
+        Two PEs of a row share one multiplier (:class:`SystolicArray`): half the
+        DSP48E1s on a Xilinx part, the same sums and cycles.
 
     Attributes
     ----------
@@ -95,6 +98,7 @@ class GemmEngine(wiring.Component):
         result_depth=DEFAULT_RESULT_DEPTH,
         stuck_pe=None,
         operand_read=False,
+        dsp_pairs=False,
     ):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
@@ -105,6 +109,7 @@ class GemmEngine(wiring.Component):
                 raise ValueError(f"{name} must be a power of two, not {depth!r}")
         self.rows, self.cols = rows, cols
         self.stuck_pe = stuck_pe
+        self.dsp_pairs = dsp_pairs
         self.operand_depth, self.result_depth = operand_depth, result_depth
         self.array_latency = array_latency(rows, cols)
         self.has_operand_read = operand_read
@@ -123,7 +128,14 @@ class GemmEngine(wiring.Component):
         super().__init__(ports)
 
     @staticmethod
-    def geometry(rows=8, cols=8, operand_depth=DEFAULT_OPERAND_DEPTH, result_depth=DEFAULT_RESULT_DEPTH, stuck_pe=None):
+    def geometry(
+        rows=8,
+        cols=8,
+        operand_depth=DEFAULT_OPERAND_DEPTH,
+        result_depth=DEFAULT_RESULT_DEPTH,
+        stuck_pe=None,
+        dsp_pairs=False,
+    ):
         """The sizes an engine built with these parameters has, without building one;
         ``operand_word`` and ``result_word`` are the layouts of its write and read ports' data."""
         return SimpleNamespace(
@@ -144,7 +156,7 @@ class GemmEngine(wiring.Component):
         m.submodules.streamer = streamer = TileStreamer(R, C, *depths)
         m.submodules.a = a_buf = OperandBuffer(R, self.operand_depth, 0, self.has_operand_read)
         m.submodules.b = b_buf = OperandBuffer(R, self.operand_depth, 1, self.has_operand_read)
-        m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe)
+        m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe, dsp_pairs=self.dsp_pairs)
         m.submodules.results = results = ResultBuffer(C, self.result_depth, self.array_latency)
 
         wiring.connect(m, wiring.flipped(self.start), launcher.start)

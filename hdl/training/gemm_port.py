@@ -47,7 +47,9 @@ class GemmPort(wiring.Component):
         g = self.geometry
         op_abits = (g.operand_depth - 1).bit_length()
         res_abits = (g.result_depth - 1).bit_length()
-        m.submodules.engine = eng = GemmEngine(g.rows, g.rows, g.operand_depth, g.result_depth, operand_read=True)
+        m.submodules.engine = eng = GemmEngine(
+            g.rows, g.rows, g.operand_depth, g.result_depth, operand_read=True, dsp_pairs=g.dsp_pairs
+        )
         op, cfg = self.ctl.op, eng.start.payload
         m.d.comb += [
             cfg.m.eq(op.m),

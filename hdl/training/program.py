@@ -155,6 +155,7 @@ class CoreGeometry:
     label_depth: int = 256  #: the largest batch
     program_depth: int = 32
     classes: int = 16  #: the loss unit's largest output layer
+    dsp_pairs: bool = False  #: two PEs share a multiplier (``SystolicArray``): half the array's DSP48E1s
 
     @property
     def params(self):
