@@ -613,6 +613,7 @@ def _cmd_train(args):
         "cycles_by_phase",
         "utilization",
         "sim_cycles_per_second",
+        "ceiling_cycles_per_second",
     ]
     if waves:
         try:
@@ -651,6 +652,7 @@ def _cmd_train(args):
             max_steps=args.steps,
             array=args.array or 8,
             dsp_pairs=args.dsp_pairs,
+            ceiling=args.backend == "verilator" and not waves,  # Icarus would take minutes over it
         )
     except TrainError as e:
         raise _UsageError(str(e)) from None
@@ -698,6 +700,11 @@ def _cmd_train(args):
             f"  speed:           {r['sim_cycles_per_second']:,.0f} simulated cycles/s "
             f"({r['sim_cycles']:,} cycles with the host's transfers, {r['wall_seconds']:.1f} s)"
         )
+        if r["ceiling_cycles_per_second"]:
+            print(
+                f"                   {r['sim_cycles_per_second'] / r['ceiling_cycles_per_second']:.0%} of this "
+                f"core's ceiling, {r['ceiling_cycles_per_second']:,.0f} cycles/s (steps with no host transfer)"
+            )
         if r.get("waves"):
             print(f"  waves:           {r['waves']}")
     print(

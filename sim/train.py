@@ -62,12 +62,16 @@ def train(
     max_steps=None,
     array=8,
     dsp_pairs=False,
+    ceiling=False,
 ):
     """Train both models; return the summary (``python -m sim train --json``'s keys and curves).
 
     With an RTL backend the golden model runs beside the training core and
     every step's weights and biases (``check="full"``: every kept tensor)
     must match; the first mismatch raises :class:`sim.runner.SimulationError`.
+    With ``ceiling`` the RTL run goes on with ``clock_ceiling`` (:mod:`sim.training.tb_train`): the
+    same core's steps with no host transfer between them, whose ``ceiling_cycles_per_second`` bounds
+    ``sim_cycles_per_second``.
     """
     cfg = run_config(layers, epochs, batch, lr, momentum, loss, seed, activation, max_steps=max_steps)
     cfg.update(check=check, progress=progress, dump=str(dump) if dump else None)
@@ -75,7 +79,7 @@ def train(
     if backend == "reference":
         result = _run_reference(cfg)
     else:
-        result = _run_rtl(cfg, backend, waves, array, dsp_pairs)
+        result = _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling)
     curves = {**result.pop("curves"), **_float_curves(cfg)}
     if plot:
         _plot(curves, plot)
@@ -89,6 +93,7 @@ def train(
         "cycles_by_phase": {"forward": None, "backward": None, "update": None},
         "utilization": None,
         "sim_cycles_per_second": None,
+        "ceiling_cycles_per_second": None,
         "wall_seconds": time.perf_counter() - start,
     }
     summary.update(result)
@@ -151,7 +156,7 @@ def rtl_geometry(cfg, array=8, dsp_pairs=False):
     return geometry
 
 
-def _run_rtl(cfg, backend, waves, array, dsp_pairs):
+def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
     """Run the cocotb training test; its log goes to a file and its progress
     (a small JSON file it rewrites each step) to this process's bar."""
     import tempfile
@@ -173,7 +178,8 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs):
                     "sim.training.tb_train",
                     simulator=backend,
                     params=geometry.params,
-                    testcase="train_run",
+                    # clock_ceiling after the run: the same core with no host transfer between steps.
+                    testcase=["train_run", "clock_ceiling"] if ceiling else "train_run",
                     waves=waves,
                     quiet=True,
                     # The default core keeps its short name; any other geometry builds apart, named by it.

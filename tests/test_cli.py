@@ -297,6 +297,7 @@ TRAIN_JSON_KEYS = {
     "cycles_by_phase",
     "utilization",
     "sim_cycles_per_second",
+    "ceiling_cycles_per_second",
 }
 
 
@@ -322,7 +323,7 @@ def test_concurrent_train_runs_own_results():
         assert out["bit_exact"] is True and out["steps"] == 2 and out["array"] == "8x8"
         assert out["test_accuracy"] == want[seed], seed
         assert out["cycles"] == sum(out["cycles_by_phase"].values()) > 0
-        assert 0 < out["utilization"] < 1 and out["sim_cycles_per_second"] > 0
+        assert 0 < out["utilization"] < 1 and out["sim_cycles_per_second"] > 0 and out["ceiling_cycles_per_second"] > 0
 
 
 def test_synth_records_carry_the_array(monkeypatch, capsys):

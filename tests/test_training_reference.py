@@ -182,8 +182,10 @@ def test_train_command_json_and_dump(tmp_path):
         "cycles_by_phase",
         "utilization",
         "sim_cycles_per_second",
+        "ceiling_cycles_per_second",
     }
     assert out["steps"] == 1437 // 32 and out["sim_cycles_per_second"] is None and out["array"] is None
+    assert out["ceiling_cycles_per_second"] is None
     dump = np.load(tmp_path / "step0.npz")
     for l in range(2):
         for key in ("x", "w", "b", "y", "dy", "dx", "dw", "db", "w{}_new", "b{}_new", "w{}_master", "b{}_master"):

@@ -137,9 +137,13 @@ class TrainDriver:
 
     async def begin_step(self, x8, labels, lr_q):
         """Load a batch and start a step; returns in the cycle after ``start``."""
-        dut = self.dut
         await self.write_inputs(x8)
         await self.write_labels(labels)
+        await self.start_step(lr_q)
+
+    async def start_step(self, lr_q):
+        """Start a step on what the memories hold; returns in the cycle after ``start``."""
+        dut = self.dut
         await edge(dut.clk)
         dut.lr.value, dut.start.value = lr_q, 1
         await edge(dut.clk)

@@ -23,7 +23,7 @@ from reference.training import exp_table, loss_error
 from reference.training_numerics import LFSR_SEED
 from sim.common import Mismatch
 from sim.common.coverage import Coverage
-from sim.results import design_params, errors_recorded, record
+from sim.results import design_params, env_int, errors_recorded, record
 from sim.training.driver import TrainDriver
 from sim.training.session import FixedRun, total_steps
 
@@ -161,6 +161,33 @@ async def train_run(dut):
         wall_seconds=wall,
         curves=run.curves,
         array=f"{R}x{R}",
+    )
+
+
+#: Steps ``clock_ceiling`` runs (``$CEILING_STEPS``): enough for a steady rate, a few seconds at most.
+CEILING_STEPS = 40
+
+
+@cocotb.test()
+async def clock_ceiling(dut):
+    """The simulator's ceiling on this core: steps back to back on one loaded batch, with no host transfer
+    and no check between them, only ``start`` and the wait for ``busy`` to fall (two triggers a step).
+    Records ``ceiling_cycles_per_second``: ``train_run``'s speed is a fraction of it. The state these
+    steps leave is not checked; ``train_run`` checks the same steps with their transfers."""
+    cfg, run, plan, drv = await _setup(dut)
+    idx = next(iter(run.batches()))[1]
+    await drv.write_inputs(run.x8_train[idx])
+    await drv.write_labels(run.y_train[idx])
+    steps = env_int("CEILING_STEPS", CEILING_STEPS)
+    wall0, cycle0 = time.perf_counter(), drv.cycle
+    for _ in range(steps):
+        await drv.start_step(cfg["lr_q"])
+        await FallingEdge(dut.busy)
+    wall = time.perf_counter() - wall0
+    record(
+        ceiling_steps=steps,
+        ceiling_cycles=drv.cycle - cycle0,
+        ceiling_cycles_per_second=(drv.cycle - cycle0) / wall,
     )
 
 
