@@ -18,6 +18,12 @@ as :func:`reference.training.loss_error`:
    ``dY_j = p_j - 2^e_frac · [j == label]``.
 
 MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, straight from the logits.
+
+Bad input has a defined answer. A ``count`` above ``classes`` (the port is
+wider) counts as ``classes``. A ``last`` before ``count`` lanes have come
+ends the row, and the row's count is then the lanes its words brought. A
+``label`` at or past the row's count marks no class. The errors are those
+of the row so defined, in as many words as it has.
 A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
 to be taken; ``logits.ready`` is high only while loading (it does not
 depend on ``logits.valid``), ``errors.valid`` only while emitting.
@@ -88,12 +94,18 @@ class LossUnit(wiring.Component):
         def valid(word, lane, cnt):
             return (word * P + lane) < cnt
 
+        # Bad input has a defined answer: a count past ``classes`` counts ``classes``, and a row whose
+        # ``last`` comes before ``count`` lanes ends there (its count is the lanes it brought).
+        in_count = Signal.like(self.count)
+        m.d.comb += in_count.eq(Mux(self.count > self.classes, self.classes, self.count))
+        brought = (w + 1) * P
+
         # -- load: the maximum over this word's valid lanes and the running one
         in_max = Signal(signed(8))
         best = Mux(w == 0, Const(-128, signed(8)), y_max)
         for j in range(P):
             cand = Signal(signed(8), name=f"max{j}")
-            m.d.comb += cand.eq(Mux(valid(w, j, self.count) & (in_data[j] > best), in_data[j], best))
+            m.d.comb += cand.eq(Mux(valid(w, j, in_count) & (in_data[j] > best), in_data[j], best))
             best = cand
         m.d.comb += in_max.eq(best)
 
@@ -142,10 +154,10 @@ class LossUnit(wiring.Component):
                         y_max.eq(in_max),
                         label.eq(self.label),
                         loss.eq(self.loss),
-                        count.eq(self.count),
+                        count.eq(Mux(self.logits.payload.last & (brought < in_count), brought, in_count)),
                         w.eq(w + 1),
                     ]
-                    with m.If(self.logits.payload.last | ((w + 1) * P >= self.count) | (w == NW - 1)):
+                    with m.If(self.logits.payload.last | (brought >= in_count) | (w == NW - 1)):
                         m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == Loss.MSE, State.EMIT, State.EXP))]
             with m.Case(State.EXP):
                 m.d.sync += [es[w].eq(e_word), total.eq(total + e_sum), w.eq(w + 1)]

@@ -77,6 +77,44 @@ def near_steps(rng, classes, numerics, pool=30000, close=8, bands=range(4, 14)):
     return out
 
 
+def bad_rows(rng, classes, lanes, count_max, label_max, numerics, count=60):
+    """Rows outside the interface's contract, each with the answer the unit defines for it
+    (``hdl/training/loss_unit.py``): ``count`` past ``classes`` (up to the port's ``count_max``), a
+    ``last`` before ``count`` lanes have come, and a label at or past the row's count (up to the
+    port's ``label_max``).
+    Yields ``(logits sent, label, loss, count on the port, expected errors)``: the expected errors
+    are :func:`loss_error`'s over the row as the unit defines it, with no class marked when the
+    label is past it."""
+    out = []
+    for k in range(count):
+        loss = Loss.MSE if k % 4 == 3 else Loss.CE
+        kind = k % 3
+        if kind == 0:  # count past classes: the row is the first classes logits
+            port = int(rng.integers(classes + 1, count_max + 1))
+            sent = rng.integers(-128, 128, classes)
+            kept = classes
+        elif kind == 1:  # last early: the row is the words sent
+            port = int(rng.integers(lanes + 1, count_max + 1))
+            words = int(rng.integers(1, -(-min(port, classes) // lanes)))
+            sent = rng.integers(-128, 128, words * lanes)
+            kept = min(port, classes, words * lanes)
+        else:  # a label past a short row
+            port = int(rng.integers(2, classes))
+            sent = rng.integers(-128, 128, port)
+            kept = port
+        past = (kind == 2 or k % 2) and kept <= label_max  # the port reaches past the row
+        label = int(rng.integers(kept, label_max + 1)) if past else int(rng.integers(0, kept))
+        y = sent[:kept]
+        name = "ce" if loss == Loss.CE else "mse"
+        expected = loss_error(y[None, :], np.array([min(label, kept - 1)]), name, numerics)[0]
+        if label >= kept:  # no class marked: undo loss_error's mark on the last lane
+            expected[kept - 1] += 1 << (numerics.e_frac_ce if loss == Loss.CE else numerics.a_frac)
+            if loss == Loss.MSE:
+                expected[kept - 1] = y[kept - 1]  # sat8(y) = y
+        out.append((sent, label, loss, port, expected))
+    return out
+
+
 def coverage(classes, lanes):
     """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
     the loss, where the label is, how the row fills the stream's words, and the loss crossed with
@@ -113,27 +151,35 @@ async def loss_rows(dut):
         zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
     )
     random_rows = env_int("LOSS_ROWS", 200)
-    cases = rows(rng, classes, random_rows) + near_steps(np.random.default_rng(rng.integers(1 << 32)), classes, n)
+    cases = [
+        (y, label, loss, len(y), loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0])
+        for y, label, loss in rows(rng, classes, random_rows)
+        + near_steps(np.random.default_rng(rng.integers(1 << 32)), classes, n)
+    ]
+    in_contract = len(cases)
+    count_max, label_max = (1 << len(dut.count)) - 1, (1 << len(dut.label)) - 1
+    cases += bad_rows(np.random.default_rng(rng.integers(1 << 32)), classes, lanes, count_max, label_max, n)
     cycles = 0
     cov = coverage(classes, lanes)
     with errors_recorded():
-        for r, (y, label, loss) in enumerate(cases):
-            count = len(y)
+        for r, (y, label, loss, count_port, expected) in enumerate(cases):
+            count = len(expected)  # the row's lanes, as the unit defines them
             words = -(-count // lanes)
-            padded = np.pad(y, (0, words * lanes - count), constant_values=77)  # junk past count
-            expected = loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0]
+            sent_words = -(-len(y) // lanes)
+            padded = np.pad(y, (0, sent_words * lanes - len(y)), constant_values=77)  # junk past count
             sent_before = src.sent
             src.send(
                 pack_value(
-                    word, {"data": [int(v) for v in padded[k * lanes : (k + 1) * lanes]], "last": int(k == words - 1)}
+                    word,
+                    {"data": [int(v) for v in padded[k * lanes : (k + 1) * lanes]], "last": int(k == sent_words - 1)},
                 )
-                for k in range(words)
+                for k in range(sent_words)
             )
             got = []
             while len(got) < words:
                 await edge(dut.clk)
                 if not got and src.sent == sent_before:  # label, loss and count: held while the row comes in
-                    dut.label.value, dut.loss.value, dut.count.value = label, loss.value, count
+                    dut.label.value, dut.loss.value, dut.count.value = label, loss.value, count_port
                 src.drive()
                 snk.drive()
                 await ReadOnly()
@@ -149,8 +195,11 @@ async def loss_rows(dut):
             got = [v for w in got for v in w]
             want = [int(v) for v in expected] + [0] * (words * lanes - count)
             assert got == want, (
-                f"row {r} ({loss.name.lower()}, label {label}) logits {[int(v) for v in y]}: expected {want}, got {got}"
+                f"row {r} ({loss.name.lower()}, label {label}, count {count_port}) logits {[int(v) for v in y]}: "
+                f"expected {want}, got {got}"
             )
+            if r >= in_contract:
+                continue  # the bins are the contract's
             cov.sample("classes", str(count))
             where = "first" if label == 0 else "last" if label == count - 1 else "middle"
             cov.sample("loss", loss.name)
@@ -162,7 +211,8 @@ async def loss_rows(dut):
     record(
         loss_unit={
             "rows": random_rows,
-            "near_steps": len(cases) - random_rows,
+            "near_steps": in_contract - random_rows,
+            "bad_rows": len(cases) - in_contract,
             "classes": classes,
             "lanes": lanes,
             "cycles": cycles,
