@@ -22,7 +22,8 @@ help:
 	@echo "make lint      ruff check and ruff format --check"
 	@echo "make regress   longer sweeps"
 	@echo "make bench     measure the figures in docs/performance.md"
-	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design"
+	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design, and the 16x16 engine and"
+	@echo "               training core with two PEs a DSP48E1 (about 45 minutes)"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
 	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
@@ -68,8 +69,10 @@ regress: | $(PY)
 bench: | $(PY)
 	$(PY) -m sim bench
 
+# Then the board's 16x16 engine and training core, PEs two to a DSP48E1 (about 30 minutes more).
 synth: | $(PY)
 	$(PY) -m sim synth
+	$(PY) -m sim synth --designs gemm train --arrays 16x16 --dsp-pairs
 
 # The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
 timing: | $(PY)
