@@ -3,8 +3,11 @@ random logit rows (with ties, extremes and all-equal rows) of random lengths
 up to the unit's ``classes``, random labels, both losses, random gaps on the
 input and back-pressure on the output, through :mod:`sim.common`'s stream
 source and sink; then cross-entropy rows near the rounding steps of
-``p_j · 2^7`` (:func:`near_steps`). Logits and errors travel as the unit's
-stream words (``lanes`` int8 and ``last``), packed from its own port layout."""
+``p_j · 2^7`` (:func:`near_steps`), rows whose divider remainders sit at each
+quotient bit's threshold in each lane (``tb_train.divider_rows``), and rows
+outside the contract with the answer the unit defines for them (:func:`bad_rows`).
+Logits and errors travel as the unit's stream words (``lanes`` int8 and
+``last``), packed from its own port layout."""
 
 import cocotb
 import numpy as np
@@ -16,6 +19,7 @@ from reference.training_numerics import Numerics
 from sim.common import StreamSink, StreamSource, edge, pack_value, pauses, reset, start_clock, unpack_value
 from sim.common.coverage import Coverage
 from sim.results import design_params, env_int, errors_recorded, record
+from sim.training.tb_train import divider_rows
 
 
 def rows(rng, classes, count):
@@ -151,10 +155,12 @@ async def loss_rows(dut):
         zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
     )
     random_rows = env_int("LOSS_ROWS", 200)
+    threshold_rows, threshold_labels = divider_rows(lanes, classes, n, seed=int(rng.integers(1 << 32)))
     cases = [
         (y, label, loss, len(y), loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0])
         for y, label, loss in rows(rng, classes, random_rows)
         + near_steps(np.random.default_rng(rng.integers(1 << 32)), classes, n)
+        + [(y, int(label), Loss.CE) for y, label in zip(threshold_rows, threshold_labels)]
     ]
     in_contract = len(cases)
     count_max, label_max = (1 << len(dut.count)) - 1, (1 << len(dut.label)) - 1
@@ -211,7 +217,8 @@ async def loss_rows(dut):
     record(
         loss_unit={
             "rows": random_rows,
-            "near_steps": in_contract - random_rows,
+            "near_steps": in_contract - random_rows - len(threshold_rows),
+            "divider_rows": len(threshold_rows),
             "bad_rows": len(cases) - in_contract,
             "classes": classes,
             "lanes": lanes,
