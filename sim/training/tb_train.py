@@ -380,23 +380,36 @@ def _check_counters(drv, phase, cycles, gemm_cycles_=0, active=0):
 
 @cocotb.test()
 async def loss_divider(dut):
-    """One LOSS op (cross-entropy) over :func:`divider_rows`: every error against
-    :func:`reference.training.loss_error`, and the op's cycles against docs/training.md's timing."""
+    """LOSS ops over :func:`divider_rows`, cross-entropy, at the network's class count and at the most the
+    loss unit takes (``CoreGeometry.classes``), then MSE rows at the most: every error against
+    :func:`reference.training.loss_error`, and each op's cycles against docs/training.md's timing."""
     cfg, run, plan, drv = await _setup(dut)
-    R, classes = plan.geometry.rows, plan.layers[-1]
-    W = -(-classes // R)
-    logits, labels = divider_rows(R, classes, run.n, seed=int(os.environ.get("STIMULUS_SEED", "1")))
-    m = len(logits)
+    R, most = plan.geometry.rows, plan.geometry.classes
+    seed = int(os.environ.get("STIMULUS_SEED", "1"))
+    rng = np.random.default_rng(seed)
+    ops = []
     with errors_recorded("train", "loss_divider"):
-        await drv.write_words("vmem", 0, np.pad(logits, ((0, 0), (0, W * R - classes))).reshape(-1, R))
-        await drv.write_labels(labels)
-        op = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=m, k=W, n=classes, loss=Loss.CE, vr_base=0, vr_stride=W)
-        op.update(dst=Dst.A, dst_base=0, dst_stride=W)
-        assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": Phase.BACKWARD}], 20 * m * W) == 0
-        got = unpack_operand(await drv.read_words("a", 0, m * W), m, classes, R)
-        _check_matrix(got, loss_error(logits, labels, "ce", run.n), "dy (LOSS CE over divider_rows)")
-        _check_counters(drv, Phase.BACKWARD, 3 + m * (3 * W + 1) + 2)
-    record(loss_divider={"rows": m, "classes": classes})
+        for classes, loss in ((plan.layers[-1], Loss.CE), (most, Loss.CE), (most, Loss.MSE)):
+            W = -(-classes // R)
+            if loss == Loss.CE:
+                logits, labels = divider_rows(R, classes, run.n, seed=seed)
+            else:
+                logits = rng.choice([-128, -127, -1, 0, 1, 126, 127], (4 * R, classes))
+                logits[::3] = rng.integers(-128, 128, logits[::3].shape)
+                labels = rng.integers(0, classes, len(logits))
+            m = len(logits)
+            await drv.write_words("vmem", 0, np.pad(logits, ((0, 0), (0, W * R - classes))).reshape(-1, R))
+            await drv.write_labels(labels)
+            op = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=m, k=W, n=classes, loss=loss, vr_base=0, vr_stride=W)
+            op.update(dst=Dst.A, dst_base=0, dst_stride=W)
+            assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": Phase.BACKWARD}], 20 * m * W) == 0
+            got = unpack_operand(await drv.read_words("a", 0, m * W), m, classes, R)
+            name = loss.name.lower()
+            _check_matrix(got, loss_error(logits, labels, name, run.n), f"dy (LOSS {loss.name} over {classes} classes)")
+            per_row = (3 if loss == Loss.CE else 2) * W + 1
+            _check_counters(drv, Phase.BACKWARD, 3 + m * per_row + 2)
+            ops.append({"rows": m, "classes": classes, "loss": name})
+    record(loss_divider=ops)
 
 
 #: Wide GEMMs: ``(mode, phase, M, K, N)``; N past 2^9 so that the column indices use their high bits.
