@@ -76,12 +76,17 @@ def _gemm_jobs():
     return json.dumps(job_list(4, 2, 6, seed=402))
 
 
-def _train_config():
+def _train_config(momentum=0.0, loss="ce", activation="relu", lr=0.2):
     from .training.session import run_config
 
-    cfg = run_config((64, 16, 10), 1, 8, 0.2, 0.0, "ce", 0, "relu", max_steps=2)
+    cfg = run_config((64, 16, 10), 1, 8, lr, momentum, loss, 0, activation, max_steps=2)
     cfg.update(check="full", progress=False, dump=None)
     return json.dumps(cfg)
+
+
+def _train_variant():
+    """test_train_rtl's second variant: momentum, MSE and leaky ReLU."""
+    return _train_config(momentum=0.875, loss="mse", activation="leaky", lr=0.05)
 
 
 #: design -> its bench; functions fill in what needs an import.
@@ -126,14 +131,15 @@ BENCHES = {
         "train",
         "sim.training.tb_train",
         params={"rows": 4},
-        testcases=["train_run", "bad_ops", "reset_mid_step", "loss_divider", "wide_gemm"],
+        testcases=["train_run", "train_variant", "bad_ops", "reset_mid_step", "loss_divider", "wide_gemm"],
         # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
-        env={"TRAIN_CONFIG": _train_config, "RESET_AFTER": "1300"},
+        env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant, "RESET_AFTER": "1300"},
         timeout=60,
         miter_timeout=None,
         note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles, GEMM cycles and active rows "
-        "against the models, counters hold while idle; bad ops; reset mid-step; 112 CE rows at the loss divider's "
-        "thresholds; GEMMs of N = 600 in each mode",
+        "against the models, counters hold while idle, then 2 more with momentum, MSE and leaky ReLU; bad ops; "
+        "reset mid-step; LOSS over the divider's threshold rows at 10 and 16 classes and MSE rows at 16; GEMMs "
+        "of N = 600 in each mode",
     ),
 }
 
@@ -274,11 +280,21 @@ def _tag(bench, verilog):
 def _train_timing(results, bench, env):
     """What tests/test_train_rtl.py checks beside the bench: each phase's GEMM cycles equal the engine's
     cycle model, its active rows M per tile of each GEMM (docs/systolic.md), and a step's cycles
-    docs/training.md's timing. None, or what differs."""
+    docs/training.md's timing; for ``train_run`` and, when it ran, ``train_variant``. None, or what differs."""
+    runs = [(results, env["TRAIN_CONFIG"])]
+    if "TRAIN_VARIANT" in env:
+        runs.append((results.get("variant", {}), env["TRAIN_VARIANT"]))
+    for figures, config in runs:
+        differs = _train_run_timing(figures, bench, json.loads(config))
+        if differs:
+            return differs
+    return None
+
+
+def _train_run_timing(results, bench, cfg):
     from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
     from reference.gemm import gemm_cycles
 
-    cfg = json.loads(env["TRAIN_CONFIG"])
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
     plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
     R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, 0
