@@ -111,10 +111,9 @@ def bad_rows(rng, classes, lanes, count_max, label_max, numerics, count=60):
         y = sent[:kept]
         name = "ce" if loss == Loss.CE else "mse"
         expected = loss_error(y[None, :], np.array([min(label, kept - 1)]), name, numerics)[0]
-        if label >= kept:  # no class marked: undo loss_error's mark on the last lane
-            expected[kept - 1] += 1 << (numerics.e_frac_ce if loss == Loss.CE else numerics.a_frac)
-            if loss == Loss.MSE:
-                expected[kept - 1] = y[kept - 1]  # sat8(y) = y
+        if label >= kept:  # no class marked: the last lane's error without loss_error's mark
+            mse = loss == Loss.MSE
+            expected[kept - 1] = y[kept - 1] if mse else expected[kept - 1] + (1 << numerics.e_frac_ce)  # MSE: sat8(y)
         out.append((sent, label, loss, port, expected))
     return out
 
