@@ -34,8 +34,9 @@ MODE_CODE = {mode: code for code, mode in enumerate(MODES)}
 
 def array_latency(R, C):
     """Cycles from an input vector entering an R×C weight-stationary array to
-    its deskewed column sums: R - 1 hops down the skewed rows, C - 1 across."""
-    return R + C - 1
+    its deskewed column sums: R - 1 hops down the skewed rows, C - 1 across,
+    and one for the product register in each PE (multiply, then add)."""
+    return R + C
 
 
 def _check(R, C, M, K, N):
@@ -91,8 +92,9 @@ def tile_launches(R, C, M, K, N):
 
 
 #: From a tile's launch to its first row entering the array: the weight
-#: column 0 is read (P+1) and written (P+2), the row is read (P+2) and enters (P+3).
-ROW_ENTRY = 3
+#: column 0 is read (P+1) and written (P+3), the row is read (P+2) and enters
+#: (P+4). An operand buffer's vector is registered: it comes two cycles after its read.
+ROW_ENTRY = 4
 
 
 def _row_exit(R, C, launch, m):

@@ -38,8 +38,9 @@ def test_hand_worked_gemm():
 def test_cycle_model_closed_forms():
     # Back to back when M >= max(R, C): one tile every M cycles.
     assert tile_launches(8, 8, 64, 64, 64) == [1 + 64 * t for t in range(64)]
-    assert array_latency(8, 8) == 15 and array_latency(1, 1) == 1
-    assert gemm_cycles(8, 8, 64, 64, 64) == 1 + 63 * 64 + 64 + 15 + 2 == 4114
+    assert array_latency(8, 8) == 16 and array_latency(1, 1) == 2
+    # The last launch, its first row in 4 cycles (ROW_ENTRY), 63 more rows, 16 through the array.
+    assert gemm_cycles(8, 8, 64, 64, 64) == 1 + 63 * 64 + 4 + 63 + 16 == 4116
     assert weight_stall_cycles(8, 8, 64, 64, 64) == 0
     # One weight port: with M < C a tile every C cycles, C - M of them a wait.
     assert tile_launches(2, 3, 1, 4, 3) == [1, 4]

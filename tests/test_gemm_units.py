@@ -63,16 +63,29 @@ def test_operand_buffer_reads_rows_and_columns():
         await write_operand(ctx, dut.write, words, sel=1, half=half, base=base)
         rd = dut.read
         ctx.set(rd.stride, stride)
-        ctx.set(rd.base, base)
-        ctx.set(rd.half, half)
-        ctx.set(rd.en, 1)
-        for row, col, column, mask, expected in reads:
-            line, start = (col, row) if column else (row, col)
-            for name, value in (("line", line), ("start", start), ("column", column), ("mask", mask)):
-                ctx.set(getattr(rd, name), value)
+        await ctx.tick()  # the stride's multiples are registered
+        # One read a cycle, back to back; each vector comes two cycles after its read.
+        # The requester places the read (docs/systolic.md): element (r, c) of the stored
+        # matrix is in lane (r + c) mod R of word base + r·W + c div R of its half.
+        in_flight = []
+        for read in reads + [None, None]:
+            if len(in_flight) == 2 and in_flight[0] is not None:
+                got = [ctx.get(dut.vector[t]) for t in range(R)]
+                what, want = in_flight[0]
+                assert got == want, what
+            in_flight = in_flight[-1:]
+            if read is None:
+                ctx.set(rd.en, 0)
+                in_flight.append(None)
+            else:
+                row, col, column, mask, expected = read
+                line = col if column else row
+                first = half * depth + base + row * stride + col // R
+                for name, value in (("first", first), ("rot", line % R), ("column", column), ("mask", mask)):
+                    ctx.set(getattr(rd, name), value)
+                ctx.set(rd.en, 1)
+                in_flight.append((f"{'column' if column else 'row'} read at ({row}, {col})", expected))
             await ctx.tick()
-            got = [ctx.get(dut.vector[t]) for t in range(R)]
-            assert got == expected, f"{'column' if column else 'row'} read at ({row}, {col})"
         ctx.set(rd.en, 0)
         ctx.set(dut.host.en, 1)
         ctx.set(dut.host.sel, 1)
@@ -182,6 +195,9 @@ def test_result_buffer_accumulates_over_k():
         (2, 3, 1, 2, 7, "nt", False),
         (4, 2, 5, 6, 3, "tn", False),
         (1, 1, 2, 2, 2, "nt", False),
+        # One-row tiles a cycle apart add into the same result word back to back.
+        (1, 1, 1, 3, 2, "nn", False),
+        (2, 1, 1, 6, 1, "tn", False),
         (2, 3, 3, 5, 4, "nn", True),  # an odd C: the last column has no pair
         (4, 4, 5, 7, 6, "nt", True),
         (4, 2, 5, 6, 3, "tn", True),

@@ -11,9 +11,10 @@ into the idle bank while the previous tile still streams.
 Timing, with ``t`` the cycle in which ``a_data`` is presented:
 
 * the input vector is skewed inside: row ``i`` reaches PE (i, 0) in cycle
-  ``t + i``, PE (i, j) computes in cycle ``t + i + j``;
+  ``t + i``, PE (i, j) multiplies in cycle ``t + i + j`` into a product
+  register and adds the product to the sum from above in the next cycle;
 * the column sums are deskewed inside: ``out_data`` holds the C sums of that
-  input vector in cycle ``t + latency``, ``latency = R + C - 1``;
+  input vector in cycle ``t + latency``, ``latency = R + C``;
 * ``w_en`` in cycle ``x`` writes ``w_data`` (R weights, one per row) into bank
   ``w_bank`` of column ``w_col``; PE (i, w_col) uses it from cycle ``x + 1``.
 
@@ -23,8 +24,8 @@ cycle ``u`` is the one PE (i, 2k + 1) will hold in ``u + 1``, so one signed
 8 × 25 product ``a · (w_2k · 2^16 + w_2k+1)`` (a DSP48E1's 25 × 18 multiplier)
 gives both: its low 16 bits, signed, are ``a · w_2k+1`` (|a · w| ≤ 2^14), and
 its bits 16 and up, plus bit 15 (the borrow of a negative low half), are
-``a · w_2k``. The odd column's product is registered and added a cycle later,
-so every sum and every latency is unchanged. PE (i, 2k + 1)'s weight is read
+``a · w_2k``. The product is registered as every PE's is; the odd column's
+half waits one more cycle, so every sum and every latency is unchanged. PE (i, 2k + 1)'s weight is read
 in cycle ``u`` as it will be in ``u + 1``: a write of that column's bank in
 cycle ``u`` is forwarded from ``w_data``, since the engine writes a column's
 weights just before the wavefront reaches it.
@@ -117,6 +118,7 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 above = psum[i - 1][j] if i else 0
                 weight = lambda j, bank=bank_in, w=w: Mux(bank, w[j][1], w[j][0])
+                # Each product is registered and added to the sum from above a cycle later.
                 if paired is not None:
                     m.d.sync += psum[i][j].eq(above + paired)
                     paired = None
@@ -128,13 +130,15 @@ class SystolicArray(wiring.Component):
                     writing = self.w_en & (self.w_col == j + 1) & (self.w_bank == bank_in)
                     incoming = 0 if self.stuck_pe == (i, j + 1) else self.w_data[i]
                     odd = Mux(writing, incoming, weight(j + 1))
-                    m.d.comb += [packed.eq((weight(j) << 16) + odd), prod.eq(a_in * packed)]
+                    m.d.comb += packed.eq((weight(j) << 16) + odd)
                     m.d.sync += [
+                        prod.eq(a_in * packed),
                         psum[i][j].eq(above + (prod >> 16) + prod[15]),
                         paired.eq(prod[:16].as_signed()),
                     ]
                 else:
-                    m.d.sync += psum[i][j].eq(above + a_in * weight(j))
+                    prod = Signal(signed(16), name=f"prod_{i}_{j}")
+                    m.d.sync += [prod.eq(a_in * weight(j)), psum[i][j].eq(above + prod)]
                 if j < C - 1:
                     a_out = Signal(signed(8), name=f"a_{i}_{j}")
                     bank_out = Signal(name=f"bank_{i}_{j}")

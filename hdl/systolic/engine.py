@@ -168,6 +168,8 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.read), results.read)
         m.d.comb += [
             streamer.config.eq(launcher.config),
+            streamer.a_origin.eq(launcher.a_origin),
+            streamer.b_origin.eq(launcher.b_origin),
             array.w_en.eq(streamer.w_en),
             array.w_bank.eq(streamer.w_bank),
             array.w_col.eq(streamer.w_col),

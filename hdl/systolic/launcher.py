@@ -8,7 +8,7 @@ C cycles a tile; the bank that tile T-2 used must have drained), which is
 :func:`reference.gemm.tile_launches`.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,11 @@ class Tile(data.Struct):
     first_k: 1  #: k_t = 0: its sums are written, not added
     last: 1  #: the GEMM's last tile
     bank: 1  #: the weight bank it uses, T mod 2
+    # Products the streamer's operand addresses need, kept by adds as the tiles advance
+    # (mod 2^DIM_BITS; the buffers decode the low bits):
+    a_k0s: DIM_BITS  #: k0·(A's stride)
+    b_k0s: DIM_BITS  #: k0·(B's stride)
+    b_n0s: DIM_BITS  #: n0·(B's stride)
 
 
 class TileLaunch(wiring.Signature):
@@ -47,6 +52,9 @@ class TileLauncher(wiring.Component):
         Taken in a cycle with ``ready`` (idle) high.
     config : Out(GemmConfig)
         The GEMM taken, from the cycle after ``start`` until the next one is taken.
+    a_origin, b_origin : Out
+        Each operand's first word in its buffer's space of two halves (``base``
+        plus ``half``'s depth), with ``config``.
     launch : Out(TileLaunch)
         Each tile, in its launch cycle.
     pending : Out(1)
@@ -65,6 +73,8 @@ class TileLauncher(wiring.Component):
             {
                 "start": In(start_signature()),
                 "config": Out(GemmConfig),
+                "a_origin": Out(range(2 * operand_depth)),
+                "b_origin": Out(range(2 * operand_depth)),
                 "launch": Out(TileLaunch()),
                 "pending": Out(1),
                 "last_written": In(1),
@@ -85,6 +95,9 @@ class TileLauncher(wiring.Component):
         bank_free = Signal(DIM_BITS + 1)  # M + R - 1: tile T-2 has drained its bank
         # The next tile: k_t, n0 = n_t·C, k0 = k_t·R, c_base = n_t·M (mod the result space), its bank.
         k_t, n0, k0, c_base, bank = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS), Signal(res_bits), Signal()
+        a_k0s, b_k0s, b_n0s = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
+        b_cstride = Signal(DIM_BITS)  # C·(B's stride), the step of b_n0s
+        lg = R.bit_length() - 1
         first = Signal()  # no tile launched yet
         since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)  # cycles since P_{T-1}, P_{T-2}
         sat = (1 << (DIM_BITS + 2)) - 1
@@ -99,7 +112,12 @@ class TileLauncher(wiring.Component):
             tile.first_k.eq(k_t == 0),
             tile.last.eq(last_k & last_n),
             tile.bank.eq(bank),
+            tile.a_k0s.eq(a_k0s),
+            tile.b_k0s.eq(b_k0s),
+            tile.b_n0s.eq(b_n0s),
         ]
+        half_words = self.operand_depth  # ``half`` is the operand space's top bit
+        b_stride_new = new.b_stride[:op_bits]
         with m.If(take):
             m.d.sync += [
                 cfg.eq(new),
@@ -117,6 +135,13 @@ class TileLauncher(wiring.Component):
                 k0.eq(0),
                 c_base.eq(0),
                 bank.eq(0),
+                a_k0s.eq(0),
+                b_k0s.eq(0),
+                b_n0s.eq(0),
+                # C·stride by shifts and adds: a constant multiply, kept out of the DSPs.
+                b_cstride.eq(sum((b_stride_new << i for i in range(C.bit_length()) if C >> i & 1), Const(0))),
+                self.a_origin.eq(new.a_base + Mux(new.operand_half, half_words, 0)),
+                self.b_origin.eq(new.b_base + Mux(new.operand_half, half_words, 0)),
                 first.eq(1),
                 # A GEMM with an empty dimension has no tiles: it ends at once.
                 self.pending.eq((new.m != 0) & (new.k != 0) & (new.n != 0)),
@@ -131,11 +156,24 @@ class TileLauncher(wiring.Component):
                 since_prev.eq(Mux(since_last == sat, sat, since_last + 1)),
             ]
             with m.If(last_k):
-                m.d.sync += [k_t.eq(0), k0.eq(0), n0.eq(n0 + C), c_base.eq(c_base + cfg.m)]
+                m.d.sync += [
+                    k_t.eq(0),
+                    k0.eq(0),
+                    n0.eq(n0 + C),
+                    c_base.eq(c_base + cfg.m),
+                    a_k0s.eq(0),
+                    b_k0s.eq(0),
+                    b_n0s.eq(b_n0s + b_cstride),
+                ]
                 with m.If(last_n):
                     m.d.sync += self.pending.eq(0)
             with m.Else():
-                m.d.sync += [k_t.eq(k_t + 1), k0.eq(k0 + R)]
+                m.d.sync += [
+                    k_t.eq(k_t + 1),
+                    k0.eq(k0 + R),
+                    a_k0s.eq(a_k0s + (cfg.a_stride << lg)),
+                    b_k0s.eq(b_k0s + (cfg.b_stride << lg)),
+                ]
         with m.Else():
             m.d.sync += [
                 since_last.eq(Mux(since_last == sat, sat, since_last + 1)),

@@ -20,23 +20,25 @@ class VectorRead(wiring.Signature):
     """A request for one R-vector of a stored matrix, seen from the requester.
 
     The vector is elements ``start``..``start + R - 1`` of one line of the
-    matrix: of row ``line`` (``column`` low) or of column ``line`` (``column``
-    high); ``start`` is a multiple of R. Element t reads as 0 where
-    ``mask[t]`` is low. ``stride`` (W), ``base`` (a word of the buffer's space
-    of two halves) and ``half`` place the matrix in the buffer.
+    matrix (``start`` a multiple of R): of a stored row (``column`` low) or of
+    a stored column (``column`` high). The requester gives the placement
+    already worked out (:class:`.TileStreamer` keeps it up to date line by
+    line, with adds only): ``first``, the word that holds the first element in
+    the buffer's space of two halves; ``rot``, the line number mod R (the lane
+    of the first element); and, for a column read, ``stride`` (W, the words a
+    stored row), stable from the cycle before the read. Element t reads as 0
+    where ``mask[t]`` is low.
     """
 
     def __init__(self, rows, depth):
         super().__init__(
             {
                 "en": Out(1),
-                "line": Out(DIM_BITS),
-                "start": Out(DIM_BITS),
+                "first": Out(range(2 * depth)),
+                "rot": Out(range(max(rows, 2))),  # at least 1 bit: no zero-width port
                 "column": Out(1),
                 "mask": Out(rows),
                 "stride": Out(DIM_BITS),
-                "base": Out(range(2 * depth)),
-                "half": Out(1),
             }
         )
 
@@ -60,7 +62,8 @@ class OperandBuffer(wiring.Component):
         is high and ``sel`` is ``select`` or ``both`` is high.
     read : In(VectorRead)
         One vector a cycle; ``vector`` holds it, in element order and masked,
-        in the cycle after ``read.en``.
+        two cycles after ``read.en`` (a cycle for the block RAM, one for the
+        rotation into a register).
     host : In(OperandRead), with ``host_read``
         One stored word (lanes in bank order), valid the cycle after ``en``
         with ``sel`` = ``select``.
@@ -86,37 +89,32 @@ class OperandBuffer(wiring.Component):
         def lane(x):  # x mod R, as a lane number
             return x[:lg] if lg else 0
 
-        # The word of the vector's first element, (row, col); element t is in lane
-        # (line + start + t) mod R = (t + line) mod R: the read is rotated by the line.
-        row, col = Mux(rd.column, rd.start, rd.line), Mux(rd.column, rd.line, rd.start)
-        rot = Signal(lg or 1)
-        first = Signal(2 * DIM_BITS)
-        m.d.comb += [
-            rot.eq(lane(rd.line)),
-            first.eq(row * rd.stride + (col >> lg) + rd.base + Cat(Const(0, abits), rd.half)),
-        ]
-        # A column read: lane b holds element t = (b - rot) mod R, t rows down,
-        # t * stride words on; t * stride by shifts and adds (no multiplier).
+        # Element t is in lane (line + start + t) mod R = (t + rot) mod R: the read is
+        # rotated by the line. A row read takes word ``first`` in every lane; a column
+        # read takes, in lane b, element t = (b - rot) mod R, t rows down: t * stride
+        # words on. The multiples of the stride are registered (the stride is stable
+        # through a GEMM), so an address is one add of two registers.
         multiples = []
         for t in range(R):
-            v = Signal(2 * DIM_BITS, name=f"stride_x{t}")
-            m.d.comb += v.eq(sum((rd.stride << i for i in range(t.bit_length()) if t >> i & 1), Const(0)))
+            v = Signal(abits + 1, name=f"stride_x{t}")
+            m.d.sync += v.eq(sum((rd.stride << i for i in range(t.bit_length()) if t >> i & 1), Const(0)))
             multiples.append(v)
         multiples = Array(multiples)
+        rot = rd.rot[:lg] if lg else Const(0, 1)
 
         lanes = []
         for b in range(R):
             mem = memory.Memory(shape=signed(8), depth=2 * self.depth, init=[])
             m.submodules[f"lane{b}"] = mem
             wp, rp = mem.write_port(), mem.read_port()
-            offset = Signal(2 * DIM_BITS, name=f"offset{b}")
+            offset = Signal(abits + 1, name=f"offset{b}")
             m.d.comb += [
                 wp.en.eq(wr.en & ((wr.sel == self.select) | wr.both)),
                 wp.addr.eq(Cat(wr.addr, wr.half)),
                 wp.data.eq(wr.data[b]),
                 offset.eq(Mux(rd.column, multiples[lane(b - rot)], 0)),
                 rp.en.eq(rd.en),
-                rp.addr.eq((first + offset)[: abits + 1]),
+                rp.addr.eq((rd.first + offset)[: abits + 1]),
             ]
             lanes.append(rp.data)
             if self.host_read:
@@ -127,10 +125,11 @@ class OperandBuffer(wiring.Component):
                     self.host.data[b].eq(hp.data),
                 ]
 
-        # The words arrive a cycle later: undo the rotation and mask with that cycle's request.
+        # The words arrive a cycle later: undo the rotation and mask with that
+        # cycle's request, into a register (the block RAM's output is slow).
         rot_d, mask_d = Signal.like(rot), Signal(R)
         m.d.sync += [rot_d.eq(rot), mask_d.eq(rd.mask)]
         lanes = Array(lanes)
         for t in range(R):
-            m.d.comb += self.vector[t].eq(Mux(mask_d[t], lanes[lane(t + rot_d)], 0))
+            m.d.sync += self.vector[t].eq(Mux(mask_d[t], lanes[lane(t + rot_d)], 0))
         return m

@@ -1,11 +1,11 @@
 """``ResultBuffer``: C lanes of int32 that sum the array's output rows over K.
 
-A row is tagged in the cycle its A vector is read, the cycle before it
-enters the array. Its tag travels beside the array: the old sum is read
-``latency`` cycles after the tag and the new one written the cycle after,
-when the row's C sums leave the array. The buffer is one space of
-``2·depth`` words; ``half`` is its top address bit. ``C[m, n]`` is lane
-``n mod C`` of word ``(n div C)·M + m`` (``docs/systolic.md``).
+A row is tagged in the cycle before it enters the array. Its tag travels
+beside the array: the old sum is read ``latency - 1`` cycles after the tag
+and held, and the new one written ``latency + 1`` cycles after it, when the
+row's C sums leave the array. The buffer is one space of ``2·depth``
+words; ``half`` is its top address bit. ``C[m, n]`` is lane ``n mod C`` of
+word ``(n div C)·M + m`` (``docs/systolic.md``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -52,6 +52,8 @@ class ResultBuffer(wiring.Component):
     """
 
     def __init__(self, cols, depth, latency):
+        if not (isinstance(latency, int) and latency >= 1):
+            raise ValueError(f"latency must be a positive integer, not {latency!r}")
         self.cols, self.depth, self.latency = cols, depth, latency
         super().__init__(
             {
@@ -79,9 +81,14 @@ class ResultBuffer(wiring.Component):
             m.d.sync += nxt.eq(pipe[-1])
             pipe.append(nxt)
         # The row entered the array the cycle after its tag: its sums leave
-        # ``latency`` cycles later, when the old sum has been read.
-        acc_read, acc_write = pipe[self.latency], pipe[self.latency + 1]
+        # ``latency`` cycles later. The old sum is read two cycles before that and
+        # held in a register (the block RAM's output is slow), so the write is one
+        # add of two registers. A write in the cycle between to the same word (a
+        # one-row tile right behind the last) is forwarded into that register.
+        acc_read, acc_hold, acc_write = pipe[self.latency - 1], pipe[self.latency], pipe[self.latency + 1]
         m.d.comb += self.last_written.eq(acc_write.valid & acc_write.last)
+        forward = Signal()
+        m.d.comb += forward.eq(acc_write.valid & (acc_write.addr == acc_hold.addr))
 
         for j in range(self.cols):
             mem = memory.Memory(shape=signed(32), depth=2 * self.depth, init=[])
@@ -89,12 +96,14 @@ class ResultBuffer(wiring.Component):
             wp = mem.write_port()
             rp_acc = mem.read_port(transparent_for=(wp,))
             rp_host = mem.read_port()
+            old = Signal(signed(32), name=f"old_{j}")
+            m.d.sync += old.eq(Mux(forward, wp.data, rp_acc.data))
             m.d.comb += [
                 rp_acc.en.eq(acc_read.valid),
                 rp_acc.addr.eq(acc_read.addr),
                 wp.en.eq(acc_write.valid),
                 wp.addr.eq(acc_write.addr),
-                wp.data.eq(Mux(acc_write.first_k, 0, rp_acc.data) + self.sums[j]),
+                wp.data.eq(Mux(acc_write.first_k, 0, old) + self.sums[j]),
                 rp_host.en.eq(self.read.en),
                 rp_host.addr.eq(Cat(self.read.addr, self.read.half)),
                 self.read.data[j].eq(rp_host.data),

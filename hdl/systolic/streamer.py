@@ -4,17 +4,25 @@ For a tile launched in cycle P (cycles as in :mod:`.launcher`):
 
 * weights: column j of ``B'`` (rows k0..k0+R-1, column n0 + j) is read in
   ``P + 1 + j`` and written into the tile's bank of array column j in
-  ``P + 2 + j``;
+  ``P + 3 + j``;
 * activations: row m of ``A'`` (m, k0..k0+R-1) is read in ``P + 2 + m`` and
-  enters the array in ``P + 3 + m``, tagged for the result buffer in its read cycle.
+  enters the array in ``P + 4 + m``, tagged for the result buffer in
+  ``P + 3 + m``, the cycle before it enters.
 
-So column j's weights land one cycle before the tile's first row reaches it.
-Reads are given as lines of the operands as stored: ``tn`` reads a column of
-the stored K×M A, ``nt`` a row of the stored N×K B. Elements past K (and
-columns past N) read as zero.
+An operand buffer's vector comes two cycles after its read (the block RAM,
+then the rotation into a register), so column j's weights land one cycle
+before the tile's first row reaches it. Reads are given as lines of the
+operands as stored: ``tn`` reads a column of the stored K×M A, ``nt`` a row
+of the stored N×K B. Elements past K (and columns past N) read as zero.
+
+Each read's word address is kept in a register and moved on by an add a
+line: the stride for a row read, one word every R lines for a column read.
+A tile's first address comes from the products the launcher keeps
+(``k0·stride``, ``n0·stride``), so no multiplier sits before the buffers'
+address pins.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,25 +44,30 @@ class TileStreamer(wiring.Component):
     ----------
     config : In(GemmConfig)
         The running GEMM.
+    a_origin, b_origin : In
+        Each operand's first word in its buffer (:class:`.TileLauncher`).
     launch : In(TileLaunch)
         A tile, in its launch cycle.
     a_read, b_read : Out(VectorRead)
         Operand reads: one row of ``A'`` / column of ``B'`` a cycle.
     w_en, w_bank, w_col : Out
-        The cycle after a ``b_read``: write its vector into that bank and column of the array.
+        Two cycles after a ``b_read``: write its vector into that bank and column of the array.
     a_valid, a_bank : Out
-        The cycle after an ``a_read``: its vector enters the array, with the tile's bank.
+        Two cycles after an ``a_read``: its vector enters the array, with the tile's bank.
     row : Out(RowTag)
-        Each row, in its ``a_read`` cycle.
+        Each row, the cycle after its ``a_read`` (the cycle before it enters).
     streaming : Out(1)
         A launched tile has rows still to read.
     """
 
     def __init__(self, rows, cols, operand_depth, result_depth):
         self.rows, self.cols = rows, cols
+        self.operand_depth = operand_depth
         super().__init__(
             {
                 "config": In(GemmConfig),
+                "a_origin": In(range(2 * operand_depth)),
+                "b_origin": In(range(2 * operand_depth)),
                 "launch": In(TileLaunch()),
                 "a_read": Out(VectorRead(rows, operand_depth)),
                 "b_read": Out(VectorRead(rows, operand_depth)),
@@ -71,71 +84,109 @@ class TileStreamer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        cfg, launch = self.config, self.launch
+        cfg, launch, tile = self.config, self.launch, self.launch.tile
         is_nt, is_tn = cfg.mode == Mode.NT, cfg.mode == Mode.TN
+        lg = R.bit_length() - 1
+        op_bits = (2 * self.operand_depth - 1).bit_length()
 
         def k_mask(k0, extra=1):  # element t is k0 + t of K
             return Cat(*[(k0 + t < cfg.k) & extra for t in range(R)])
 
-        # Weights: C columns, one a cycle, from the cycle after launch.
+        def low(x):  # x mod R
+            return x[:lg] if lg else 0
+
+        def next_line(first, rot, column, stride):
+            """The address of the next line: a row read is ``stride`` words on; a
+            column read moves to the next word when the line passes a multiple of R."""
+            wrap = (rot[:lg] == R - 1) if lg else 1
+            return [rot.eq(rot + 1), first.eq(Mux(column, first + wrap, first + stride))]
+
+        # Weights: C columns, one a cycle, from the cycle after launch. Column n of B'
+        # is column n of the stored K×N B (a column read from row k0), or row n of the
+        # stored N×K B in nt (a row read from column k0).
         b_act, b_j, b_tile = Signal(), Signal(range(C + 1)), Signal(Tile)
+        b_first, b_rot = Signal(op_bits), Signal(max(lg, 1))
+        b_column = ~is_nt
         with m.If(launch.valid):
-            m.d.sync += [b_act.eq(1), b_j.eq(0), b_tile.eq(launch.tile)]
+            m.d.sync += [
+                b_act.eq(1),
+                b_j.eq(0),
+                b_tile.eq(tile),
+                b_rot.eq(low(tile.n0)),
+                b_first.eq(Mux(b_column, tile.b_k0s + (tile.n0 >> lg), tile.b_n0s + (tile.k0 >> lg)) + self.b_origin),
+            ]
         with m.Elif(b_act):
             m.d.sync += b_j.eq(b_j + 1)
+            m.d.sync += next_line(b_first, b_rot, b_column, cfg.b_stride)
             with m.If(b_j == C - 1):
                 m.d.sync += b_act.eq(0)
         b_n = Signal(DIM_BITS)
         m.d.comb += b_n.eq(b_tile.n0 + b_j)
 
-        # Activations: M rows, one a cycle, from two cycles after launch.
+        # Activations: M rows, one a cycle, from two cycles after launch. Row m of A'
+        # is row m of the stored M×K A (a row read from column k0), or column m of the
+        # stored K×M A in tn (a column read from row k0).
         a_pending, a_tile = Signal(), Signal(Tile)  # launched last cycle
         pend = Signal(Tile)
         a_act, a_m = Signal(), Signal(DIM_BITS)
+        a_first, a_rot = Signal(op_bits), Signal(max(lg, 1))
         m.d.sync += a_pending.eq(launch.valid)
         with m.If(launch.valid):
-            m.d.sync += pend.eq(launch.tile)
+            m.d.sync += pend.eq(tile)
         with m.If(a_pending):
-            m.d.sync += [a_act.eq(1), a_m.eq(0), a_tile.eq(pend)]
+            m.d.sync += [
+                a_act.eq(1),
+                a_m.eq(0),
+                a_tile.eq(pend),
+                a_rot.eq(0),
+                a_first.eq(Mux(is_tn, pend.a_k0s, pend.k0 >> lg) + self.a_origin),
+            ]
         with m.Elif(a_act):
             m.d.sync += a_m.eq(a_m + 1)
+            m.d.sync += next_line(a_first, a_rot, is_tn, cfg.a_stride)
             with m.If(a_m + 1 >= cfg.m):
                 m.d.sync += a_act.eq(0)
-        a_issue = Signal()
-        m.d.comb += [a_issue.eq(a_act & (a_m < cfg.m)), self.streaming.eq(a_act | a_pending)]
+        a_issue, a_issue_d = Signal(), Signal()  # a row read this cycle, last cycle
+        m.d.sync += a_issue_d.eq(a_issue)
+        # A row read but not yet in the array still counts as streaming.
+        m.d.comb += [a_issue.eq(a_act & (a_m < cfg.m)), self.streaming.eq(a_act | a_pending | a_issue_d)]
 
-        a, b, row = self.a_read, self.b_read, self.row
+        a, b = self.a_read, self.b_read
         m.d.comb += [
-            # Row m of A' is row m of A, or column m of the stored K×M A in tn.
             a.en.eq(a_issue),
-            a.line.eq(a_m),
-            a.start.eq(a_tile.k0),
+            a.first.eq(a_first),
+            a.rot.eq(a_rot),
             a.column.eq(is_tn),
             a.mask.eq(k_mask(a_tile.k0)),
             a.stride.eq(cfg.a_stride),
-            a.base.eq(cfg.a_base),
-            a.half.eq(cfg.operand_half),
-            # Column n of B' is column n of B, or row n of the stored N×K B in nt.
             b.en.eq(b_act),
-            b.line.eq(b_n),
-            b.start.eq(b_tile.k0),
-            b.column.eq(~is_nt),
+            b.first.eq(b_first),
+            b.rot.eq(b_rot),
+            b.column.eq(b_column),
             b.mask.eq(k_mask(b_tile.k0, b_n < cfg.n)),
             b.stride.eq(cfg.b_stride),
-            b.base.eq(cfg.b_base),
-            b.half.eq(cfg.operand_half),
+        ]
+        # The row's tag, the cycle after its read.
+        row = self.row
+        m.d.sync += [
             row.valid.eq(a_issue),
             row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
             row.half.eq(cfg.result_half),
             row.first_k.eq(a_tile.first_k),
             row.last.eq(a_issue & a_tile.last & (a_m + 1 == cfg.m)),
         ]
-        # The vectors arrive from the buffers a cycle after their reads.
+        # The vectors arrive from the buffers two cycles after their reads.
+        w_en, w_col, w_bank, a_valid, a_bank = Signal(), Signal.like(b_j), Signal(), Signal(), Signal()
         m.d.sync += [
-            self.w_en.eq(b_act),
-            self.w_col.eq(b_j),
-            self.w_bank.eq(b_tile.bank),
-            self.a_valid.eq(a_issue),
-            self.a_bank.eq(a_tile.bank),
+            w_en.eq(b_act),
+            w_col.eq(b_j),
+            w_bank.eq(b_tile.bank),
+            a_valid.eq(a_issue),
+            a_bank.eq(a_tile.bank),
+            self.w_en.eq(w_en),
+            self.w_col.eq(w_col),
+            self.w_bank.eq(w_bank),
+            self.a_valid.eq(a_valid),
+            self.a_bank.eq(a_bank),
         ]
         return m

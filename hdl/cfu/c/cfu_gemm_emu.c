@@ -100,12 +100,13 @@ static uint32_t write_operand(int is_b, uint32_t in0, uint32_t in1) {
 /* reference/gemm.py's gemm_cycles(8, C, M, K, N): tile t of T = ceil(K/8)*ceil(N/C) launches in
  * P_t = max(P_{t-1} + a, P_{t-2} + b), P_0 = 1, a = max(M, C), b = M + 7. If b <= 2a the first term
  * always wins (P_{t-1} >= P_{t-2} + a), so P_t = 1 + t*a; otherwise P_t = 1 + (t/2)*b + (t%2)*a (the
- * two terms tie at odd t). The last row of the last tile leaves 3 + (M - 1) + (8 + C - 1) cycles later. */
+ * two terms tie at odd t). The last row of the last tile leaves 4 + (M - 1) + (8 + C) cycles later:
+ * its first row enters 4 cycles after its launch (ROW_ENTRY), and the array takes R + C (array_latency). */
 static uint64_t gemm_cycles(uint32_t M, uint32_t K, uint32_t N) {
   uint64_t a = M > C ? M : C, b = (uint64_t)M + R - 1;
   uint64_t t = (uint64_t)((K + R - 1) / R) * ((N + C - 1) / C) - 1;
   uint64_t launch = 1 + (b <= 2 * a ? t * a : (t / 2) * b + (t % 2) * a);
-  return launch + 3 + (M - 1) + (R + C - 1);
+  return launch + 4 + (M - 1) + (R + C);
 }
 
 /* START: C = A'.B' (M x K by K x N, int32 wrapping) from the stored operands in MODE; C[m, n] is lane
