@@ -84,5 +84,6 @@ def split_function_id(fid):
 #: undefined ops, when nothing older is in flight.
 FAST_LATENCY = 1
 #: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT and POST
-#: (a multiply stage and a rounding stage), when nothing older is in flight.
-SLOW_LATENCY = 3
+#: (seven pipeline stages and the response register: docs/cfu_isa.md), when
+#: nothing older is in flight.
+SLOW_LATENCY = 8

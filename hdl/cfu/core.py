@@ -15,8 +15,11 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
   ends the accepting cycle, in command order, so a command always sees every
   earlier command's effect.
 * MAC4, SET, GET and undefined ops are *fast*: their response is final at
-  acceptance. SRDHM, RDBPOT and POST are *slow*: they pass a multiply stage and
-  a rounding stage. A response never overtakes an older one: a finished op
+  acceptance. SRDHM, RDBPOT and POST are *slow*: they pass :attr:`CfuCore.STAGES`
+  stages, cut for a 100 MHz clock (``docs/cfu_isa.md``): POST's left shift;
+  the 32×32 product's four 16×16 parts; their two halves; SRDHM's sum and
+  rounding; RoundingDivideByPOT's shift and round-up bit; the offset add;
+  then the clamp into the response register. A response never overtakes an older one: a finished op
   jumps straight to the response register only when nothing older is in
   flight. So a fast op answers :attr:`CfuCore.FAST_LATENCY` cycles after it is
   taken (when nothing older is in flight) and a slow op
@@ -27,14 +30,29 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
   op in flight (its response is never given) and restores the registers.
 """
 
-from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, signed
+import operator
+from functools import reduce
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference import cfu_isa
 from reference.cfu_isa import FUNCTION_ID_BITS, MAC4_FIRST, REG_RESET, REG_WIDTH, Funct3, Reg
 
-from .output_stage import INT32_MAX, INT32_MIN, offset_clamp, rounding_divide, shift_amounts, srdhm_high
+from .output_stage import (
+    INT32_MAX,
+    INT32_MIN,
+    clamp,
+    left_shift,
+    partial_products,
+    product_halves,
+    round_offset,
+    rounding_masks,
+    rounding_split,
+    shift_amounts,
+    srdhm_sum,
+)
 
 __all__ = ["CFU_PORTS", "LANES", "FUNCTION_ID", "COMMAND", "RESPONSE", "CfuCore", "Cfu"]
 
@@ -63,38 +81,6 @@ CFU_PORTS = {
     "rsp_payload_outputs_0": Out(32),
 }
 
-# One op in flight between acceptance and the multiply (stage 1).
-_Stage1 = data.StructLayout(
-    {
-        "valid": 1,
-        "done": 1,  # result is final (a fast op)
-        "result": 32,  # fast op's response, or RDBPOT's dividend
-        "use_mul": 1,  # the dividend is SRDHM(a, b), not result
-        "a": signed(32),
-        "b": signed(32),
-        "exp": 5,  # RoundingDivideByPOT exponent
-        "offset": signed(32),  # output stage; identity for SRDHM/RDBPOT
-        "lo": signed(32),
-        "hi": signed(32),
-    }
-)
-
-# After the multiply (stage 2).
-_Stage2 = data.StructLayout(
-    {
-        "valid": 1,
-        "done": 1,
-        "result": 32,
-        "use_mul": 1,
-        "prod": signed(64),
-        "overflow": 1,  # a == b == INT32_MIN: SRDHM saturates
-        "exp": 5,
-        "offset": signed(32),
-        "lo": signed(32),
-        "hi": signed(32),
-    }
-)
-
 
 class CfuCore(wiring.Component):
     """CFU Playground's command/response interface as two streams, in the ``sync`` domain.
@@ -114,6 +100,8 @@ class CfuCore(wiring.Component):
     FAST_LATENCY = cfu_isa.FAST_LATENCY
     #: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT, POST.
     SLOW_LATENCY = cfu_isa.SLOW_LATENCY
+    #: Pipeline stages between acceptance and the response register.
+    STAGES = SLOW_LATENCY - 1
 
     def __init__(self):
         super().__init__({"cmd": In(stream.Signature(COMMAND)), "rsp": Out(stream.Signature(RESPONSE))})
@@ -126,8 +114,6 @@ class CfuCore(wiring.Component):
         acc = regs[Reg.ACC]
         shift = regs[Reg.OUTPUT_SHIFT]
 
-        s1 = Signal(_Stage1)
-        s2 = Signal(_Stage2)
         out_valid = Signal()
         out_data = Signal(32)
 
@@ -161,7 +147,8 @@ class CfuCore(wiring.Component):
         products = [(lanes0[i] + regs[Reg.INPUT_OFFSET]) * lanes1[i] for i in range(LANES.length)]
         mac_base = Mux(funct7 == MAC4_FIRST, 0, acc)
         new_acc = Signal(signed(32))
-        m.d.comb += new_acc.eq(sum(products, mac_base))
+        # The products are summed first and acc added last: acc's path back into acc is one add.
+        m.d.comb += new_acc.eq(mac_base + ((products[0] + products[1]) + (products[2] + products[3])))
 
         # GET: the register, sign-extended; SET: in0 truncated to the register.
         reg_value = Signal(signed(32))
@@ -180,13 +167,10 @@ class CfuCore(wiring.Component):
             m.d.comb += fast_result.eq(set_value)
         with m.Elif(is_get):
             m.d.comb += fast_result.eq(reg_value)
-        with m.Elif(is_rdbpot):
-            m.d.comb += fast_result.eq(in0)  # the dividend, not a response
 
-        # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits.
+        # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits; the add
+        # here, the shift in the next stage.
         left, right = shift_amounts(shift)
-        post_x = Signal(32)
-        m.d.comb += post_x.eq((acc + in0)[:32] << left)
 
         # -- state changes at the accepting edge ----------------------------
         with m.If(take):
@@ -197,56 +181,114 @@ class CfuCore(wiring.Component):
                     m.d.sync += regs[reg].eq(set_value)
 
         # -- the pipeline ---------------------------------------------------
-        new = Signal(_Stage1)
-        m.d.comb += [
-            new.valid.eq(take),
-            new.done.eq(~is_slow),
-            new.result.eq(fast_result),
-            new.use_mul.eq(is_srdhm | is_post),
-            new.a.eq(Mux(is_post, post_x, in0)),
-            new.b.eq(Mux(is_post, regs[Reg.OUTPUT_MULTIPLIER], in1)),
-            new.exp.eq(Mux(is_post, right, Mux(is_rdbpot, in1[:5], 0))),
-            new.offset.eq(Mux(is_post, regs[Reg.OUTPUT_OFFSET], 0)),
-            new.lo.eq(Mux(is_post, regs[Reg.ACT_MIN], INT32_MIN)),
-            new.hi.eq(Mux(is_post, regs[Reg.ACT_MAX], INT32_MAX)),
-        ]
+        # Stage k (1..STAGES) holds the op taken k cycles ago (while nothing
+        # stalls): valid, done (a fast op's final result rides in ``result``),
+        # and a slow op's operands and partial results, which output_stage's
+        # helpers compute one piece a stage. Everything moves under ``advance``.
+        n = self.STAGES
+        valid = [Signal(name=f"s{k}_valid") for k in range(1, n + 1)]
+        done = [Signal(name=f"s{k}_done") for k in range(1, n + 1)]
+        result = [Signal(32, name=f"s{k}_result") for k in range(1, n + 1)]
 
-        # Stage 2 -> response: SRDHM's rounding, RDBPOT, offset and clamp.
-        # SRDHM(a, b) = (a*b + 2**30) >> 31 (floor), saturated when a == b == MIN.
-        srdhm = srdhm_high(m, s2.prod, s2.overflow)
-        dividend = Signal(signed(32))
-        m.d.comb += dividend.eq(Mux(s2.use_mul, srdhm, s2.result))
-        # RDBPOT(x, e) = (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
-        rounded = rounding_divide(m, dividend, s2.exp)
-        slow_result = offset_clamp(m, rounded, s2.offset, s2.lo, s2.hi)
+        # Stage 0 is the accepting cycle: the slow op's operands.
+        slow = {
+            "use_mul": is_srdhm | is_post,
+            "pre": Mux(is_post, (acc + in0)[:32], in0).as_signed(),  # SRDHM's a, RDBPOT's dividend
+            "left": Mux(is_post, left, 0),
+            "b": Mux(is_post, regs[Reg.OUTPUT_MULTIPLIER], in1)[:32].as_signed(),
+            "exp": Mux(is_post, right, Mux(is_rdbpot, in1[:5], 0)),
+            "offset": Mux(is_post, regs[Reg.OUTPUT_OFFSET], 0),
+            "lo": Mux(is_post, regs[Reg.ACT_MIN], INT32_MIN),
+            "hi": Mux(is_post, regs[Reg.ACT_MAX], INT32_MAX),
+        }
+        stage_data = [slow]
 
+        def register(k, values):
+            """Stage k's registers of ``values`` (a dict of names to values), loaded under ``advance``."""
+            regs_k = {}
+            for name, value in values.items():
+                value = Value.cast(value)
+                reg = Signal(value.shape(), name=f"s{k}_{name}")
+                with m.If(advance):
+                    m.d.sync += reg.eq(value)
+                regs_k[name] = reg
+            stage_data.append(regs_k)
+            return regs_k
+
+        def keep(d, *names):
+            return {name: d[name] for name in names}
+
+        s1 = register(1, slow)
+        s2 = register(
+            2,
+            {
+                **keep(s1, "use_mul", "b", "exp", "offset", "lo", "hi"),
+                "a": left_shift(s1["pre"], s1["left"]),
+                **rounding_masks(s1["exp"]),
+            },
+        )
+        s3 = register(
+            3,
+            {
+                **keep(s2, "use_mul", "a", "exp", "mask", "half", "offset", "lo", "hi"),
+                **partial_products(s2["a"], s2["b"]),
+                "half1": s2["half"] + 1,
+            },
+        )
+        s4 = register(
+            4,
+            {
+                **keep(s3, "use_mul", "a", "overflow", "exp", "mask", "half", "half1", "offset", "lo", "hi"),
+                **product_halves(s3),
+                "inverted": s3["lo"] > s3["hi"],
+            },
+        )
+        s5 = register(
+            5,
+            {
+                **keep(s4, "exp", "mask", "half", "half1", "offset", "lo", "hi", "inverted"),
+                "dividend": Mux(s4["use_mul"], srdhm_sum(s4["lohi"], s4["cross"], s4["overflow"]), s4["a"]),
+            },
+        )
+        s6 = register(
+            6,
+            {
+                **keep(s5, "offset", "lo", "hi", "inverted"),
+                **rounding_split(s5["dividend"], s5["exp"], s5["mask"], s5["half"], s5["half1"]),
+            },
+        )
+        s7 = register(
+            7,
+            {**keep(s6, "lo", "hi", "inverted"), "v": round_offset(s6["shifted"], s6["up"], s6["offset"])},
+        )
+        assert len(stage_data) == n + 1
+        slow_result = clamp(m, s7["v"], s7["lo"], s7["hi"], s7["inverted"])
+
+        # The response register takes the oldest op if it is finished: the last
+        # stage's always is, an earlier stage's or the new one's when it is a
+        # fast op and every older stage is empty. So a fast op answers in the
+        # cycle after it is taken when nothing older is in flight, and never
+        # overtakes. At most one source is selected; the sources are or-ed.
+        src_valid = [take] + valid
+        src_done = [~is_slow] + done
+        src_result = [fast_result] + result[:-1] + [Mux(done[-1], result[-1], slow_result)]
+        sel = []
+        for k in range(n + 1):
+            older_empty = ~Cat(*valid[k:]).any() if k < n else 1
+            sel_k = Signal(name=f"sel{k}")
+            m.d.comb += sel_k.eq(src_valid[k] & (src_done[k] | (k == n)) & older_empty)
+            sel.append(sel_k)
         with m.If(advance):
-            # The response register takes the oldest finished op. A finished
-            # op jumps ahead only when every older stage is empty.
-            s1_jumps = s1.valid & s1.done & ~s2.valid
-            new_jumps = new.valid & new.done & ~s1.valid & ~s2.valid
-            with m.If(s2.valid):
-                m.d.sync += [out_valid.eq(1), out_data.eq(Mux(s2.done, s2.result, slow_result))]
-            with m.Elif(s1_jumps):
-                m.d.sync += [out_valid.eq(1), out_data.eq(s1.result)]
-            with m.Elif(new_jumps):
-                m.d.sync += [out_valid.eq(1), out_data.eq(new.result)]
-            with m.Else():
-                m.d.sync += out_valid.eq(0)
-
             m.d.sync += [
-                s2.valid.eq(s1.valid & ~s1_jumps),
-                s2.done.eq(s1.done),
-                s2.result.eq(s1.result),
-                s2.use_mul.eq(s1.use_mul),
-                s2.prod.eq(s1.a * s1.b),
-                s2.overflow.eq((s1.a == INT32_MIN) & (s1.b == INT32_MIN)),
-                s2.exp.eq(s1.exp),
-                s2.offset.eq(s1.offset),
-                s2.lo.eq(s1.lo),
-                s2.hi.eq(s1.hi),
+                out_valid.eq(Cat(*sel).any()),
+                out_data.eq(reduce(operator.or_, [Mux(sel[k], src_result[k], 0) for k in range(n + 1)])),
             ]
-            m.d.sync += [s1.eq(new), s1.valid.eq(new.valid & ~new_jumps)]
+            for k in range(n):
+                m.d.sync += [
+                    valid[k].eq(src_valid[k] & ~sel[k]),
+                    done[k].eq(src_done[k]),
+                    result[k].eq(src_result[k]),
+                ]
 
         return m
 

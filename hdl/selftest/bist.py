@@ -140,8 +140,11 @@ class GemmSelfTest(wiring.Component):
             eng.write.addr.eq(wr_addr_d),
             eng.write.data.eq(op_rd.data),
         ]
-        errors = Signal(16)
-        with m.If(cmp_pending & (eng.read.data.as_value() != exp_rd.data)):
+        # The compare is registered and counted a cycle later (FLUSH waits for the last one):
+        # a 256-bit compare and a count in one cycle was the design's slowest path.
+        errors, mismatch = Signal(16), Signal()
+        m.d.sync += mismatch.eq(cmp_pending & (eng.read.data.as_value() != exp_rd.data))
+        with m.If(mismatch):
             m.d.sync += errors.eq(Mux(errors == 0xFFFF, errors, errors + 1))
         m.d.comb += [self.errors.eq(errors)]
 
@@ -175,9 +178,11 @@ class GemmSelfTest(wiring.Component):
             with m.State("NEXT"):
                 m.d.sync += idx.eq(idx + 1)
                 with m.If(idx == len(vecs) - 1):
-                    m.next = "DONE"
+                    m.next = "FLUSH"
                 with m.Else():
                     m.next = "LOAD_A"
+            with m.State("FLUSH"):  # the last compare's count lands
+                m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.passed.eq(errors == 0), self.failed.eq(errors != 0)]
         return m

@@ -60,8 +60,9 @@ class CommandUnitHarness(Harness):
         "undefined": "an undefined op taken",
         "reset_in_flight": "a reset with a command in flight",
     }
-    #: Commands in flight at most: the pipeline's stages and the response register.
-    MAX_IN_FLIGHT = 3
+    #: Commands in flight at most: the pipeline's stages and the response register
+    #: (``CfuCore.STAGES + 1``, which is the slow ops' latency).
+    MAX_IN_FLIGHT = SLOW_LATENCY
 
     def __init__(self, groups=None, *, covers=None, fault=None):
         super().__init__(groups, covers=covers)

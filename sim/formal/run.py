@@ -48,7 +48,7 @@ class Job:
     #: yosys selections whose cells' outputs become free (``cutpoint``): datapath the properties
     #: do not depend on. Sound for these safety properties: a proof with the outputs free holds
     #: for the real cells too (a counterexample may not, and is then checked without the cut).
-    cut: tuple = ("t:$mul", "w:*clamped", "w:new_acc", "w:post_x")
+    cut: tuple = ("t:$mul", "w:*clamped", "w:new_acc")
 
 
 def _design_module(design):
