@@ -140,10 +140,13 @@ class GemmSelfTest(wiring.Component):
             eng.write.addr.eq(wr_addr_d),
             eng.write.data.eq(op_rd.data),
         ]
-        # The compare is registered and counted a cycle later (FLUSH waits for the last one):
-        # a 256-bit compare and a count in one cycle was the design's slowest path.
-        errors, mismatch = Signal(16), Signal()
-        m.d.sync += mismatch.eq(cmp_pending & (eng.read.data.as_value() != exp_rd.data))
+        # The two words are registered, compared a cycle later, and the mismatch counted a
+        # cycle after that (FLUSH waits for the last one): the block RAMs' outputs, a 256-bit
+        # compare and a count in one cycle were the design's slowest path.
+        errors, mismatch, flush = Signal(16), Signal(), Signal()
+        got, want, cmp_d = Signal.like(eng.read.data.as_value()), Signal.like(exp_rd.data), Signal()
+        m.d.sync += [got.eq(eng.read.data.as_value()), want.eq(exp_rd.data), cmp_d.eq(cmp_pending)]
+        m.d.sync += mismatch.eq(cmp_d & (got != want))
         with m.If(mismatch):
             m.d.sync += errors.eq(Mux(errors == 0xFFFF, errors, errors + 1))
         m.d.comb += [self.errors.eq(errors)]
@@ -181,8 +184,10 @@ class GemmSelfTest(wiring.Component):
                     m.next = "FLUSH"
                 with m.Else():
                     m.next = "LOAD_A"
-            with m.State("FLUSH"):  # the last compare's count lands
-                m.next = "DONE"
+            with m.State("FLUSH"):  # the last compare's count lands two cycles on
+                with m.If(flush):
+                    m.next = "DONE"
+                m.d.sync += flush.eq(~flush)
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.passed.eq(errors == 0), self.failed.eq(errors != 0)]
         return m
