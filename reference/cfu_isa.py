@@ -21,7 +21,9 @@ __all__ = [
     "MAC4_ACCUMULATE",
     "MAC4_FIRST",
     "FAST_LATENCY",
+    "MAC_LATENCY",
     "SLOW_LATENCY",
+    "latency",
 ]
 
 FUNCTION_ID_BITS = 10
@@ -80,10 +82,22 @@ def split_function_id(fid):
     return fid & 0x7, (fid >> 3) & 0x7F
 
 
-#: Cycles from the accepting cycle to ``rsp_valid`` for MAC4, SET, GET and
-#: undefined ops, when nothing older is in flight.
+#: Cycles from the accepting cycle to ``rsp_valid`` for SET, GET (but GET ACC)
+#: and undefined ops, when nothing older is in flight.
 FAST_LATENCY = 1
+#: Cycles from the accepting cycle to ``rsp_valid`` for MAC4 and GET ACC: the
+#: products are summed in the accepting cycle, acc is added (or read) in the next.
+MAC_LATENCY = 2
 #: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT and POST
-#: (seven pipeline stages and the response register: docs/cfu_isa.md), when
+#: (eight pipeline stages and the response register: docs/cfu_isa.md), when
 #: nothing older is in flight.
-SLOW_LATENCY = 8
+SLOW_LATENCY = 9
+
+
+def latency(funct3, funct7):
+    """The documented latency of an op (``docs/cfu_isa.md``): FAST, MAC or SLOW_LATENCY."""
+    if funct3 in (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST) and funct7 == 0:
+        return SLOW_LATENCY
+    if (funct3 == Funct3.MAC4 and funct7 <= MAC4_FIRST) or (funct3 == Funct3.GET and funct7 == Reg.ACC):
+        return MAC_LATENCY
+    return FAST_LATENCY

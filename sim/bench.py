@@ -29,8 +29,9 @@ def bench_cfu(simulators, ops=20000):
         workload = results["mlp_workload"]
         out[simulator] = {
             "ops_per_cycle_no_backpressure": results["throughput"]["mixed"]["ops_per_cycle"],
-            "latency_fast_slow": [
-                results["throughput"][k]["busy_cycles"] - results["throughput"][k]["ops"] for k in ("fast", "slow")
+            "latency_fast_mac4_slow": [
+                results["throughput"][k]["busy_cycles"] - results["throughput"][k]["ops"]
+                for k in ("fast", "MAC4", "slow")
             ],
             "random_stream_ops": stream["commands"],
             "random_stream_cycles": stream["cycles"],

@@ -79,15 +79,21 @@ def test_random_ops_match_the_golden_model(gap, backpressure):
 
 
 def test_latencies_are_the_specs():
-    assert (CfuCore.FAST_LATENCY, CfuCore.SLOW_LATENCY) == (cfu_isa.FAST_LATENCY, cfu_isa.SLOW_LATENCY)
+    assert (CfuCore.FAST_LATENCY, CfuCore.MAC_LATENCY, CfuCore.SLOW_LATENCY) == (1, 2, 9)
+    assert (CfuCore.FAST_LATENCY, CfuCore.MAC_LATENCY, CfuCore.SLOW_LATENCY) == (
+        cfu_isa.FAST_LATENCY,
+        cfu_isa.MAC_LATENCY,
+        cfu_isa.SLOW_LATENCY,
+    )
     fast = [
-        function_id(Funct3.MAC4),
         function_id(Funct3.SET, Reg.ACC),
         function_id(Funct3.GET, Reg.ACT_MAX),
+        function_id(Funct3.MAC4, 2),  # undefined
         function_id(7, 3),
     ]
+    mac = [function_id(Funct3.MAC4), function_id(Funct3.MAC4, 1), function_id(Funct3.GET, Reg.ACC)]
     slow = [function_id(Funct3.SRDHM), function_id(Funct3.RDBPOT), function_id(Funct3.POST)]
-    for fids, latency in [(fast, cfu_isa.FAST_LATENCY), (slow, cfu_isa.SLOW_LATENCY)]:
+    for fids, latency in [(fast, cfu_isa.FAST_LATENCY), (mac, cfu_isa.MAC_LATENCY), (slow, cfu_isa.SLOW_LATENCY)]:
         for fid in fids:
             accepted, responses = run_core([(fid, 0x01020304, 0x7F80FF01)])
             check_in_order(accepted, responses)
@@ -101,7 +107,7 @@ def test_one_op_a_cycle_in_order():
     cycles = [cycle for _, cycle in accepted]
     assert cycles == list(range(cycles[0], cycles[0] + len(commands)))
     # Back to back, the last answer comes its op's latency after the last accept, at most.
-    assert responses[-1][1] - cycles[-1] in (cfu_isa.FAST_LATENCY, cfu_isa.SLOW_LATENCY)
+    assert responses[-1][1] - cycles[-1] == cfu_isa.latency(*split_function_id(commands[-1][0]))
 
 
 def test_function_id_layout_is_cfu_playgrounds():

@@ -567,9 +567,21 @@ def test_combined_keeps_the_mac_timing_and_interleaves_in_order():
     events, responses = run(CombinedCfuCore(SMALL), mixed)
     check(CombinedCfuModel(SMALL), events, responses)
     cycles = [e[2] for e in _accepts(events)]
-    # The GEMM op behind POST waits for POST's answer (SLOW_LATENCY cycles) to keep the order.
+    # The GEMM op behind POST waits for POST's answer (SLOW_LATENCY cycles) to keep the order;
+    # GET ACC answers from the MAC side's stage 1 (MAC_LATENCY).
     assert [b - a for a, b in zip(cycles, cycles[1:])] == [1, 1, 1, cfu_isa.SLOW_LATENCY, 1]
-    assert [r[1] - c for r, c in zip(responses, cycles)] == [1, 1, 1, cfu_isa.SLOW_LATENCY, 1, 1]
+    assert [r[1] - c for r, c in zip(responses, cycles)] == [1, 1, 1, cfu_isa.SLOW_LATENCY, 1, cfu_isa.MAC_LATENCY]
+
+
+def test_combined_counts_a_full_mac_pipeline():
+    """As many slow MAC ops in flight as CfuCore holds (a stage each and the response), then GEMM
+    ops: the combined core's in-flight count must not wrap, or a GEMM op overtakes (formal found it)."""
+    from hdl.cfu.core import CfuCore
+
+    slow = [(function_id(Funct3.SRDHM), 1 << 30, 3 + i) for i in range(CfuCore.STAGES + 4)]
+    cmds = slow + [gop(GemmOp.STATUS), gop(GemmOp.GGET, GemmReg.INFO)] + slow[:3]
+    events, responses = run(CombinedCfuCore(SMALL), cmds)
+    assert check(CombinedCfuModel(SMALL), events, responses) == len(cmds)
 
 
 def test_last_is_the_cycle_model_for_large_shapes():

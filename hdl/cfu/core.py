@@ -11,19 +11,22 @@ Timing (see ``docs/cfu_isa.md`` for the sketch):
 
 * A command is taken in a cycle where ``cmd.valid & cmd.ready``; its operands
   are read only in that cycle.
-* All architectural state (registers, ``acc``) changes at the clock edge that
-  ends the accepting cycle, in command order, so a command always sees every
-  earlier command's effect.
-* MAC4, SET, GET and undefined ops are *fast*: their response is final at
-  acceptance. SRDHM, RDBPOT and POST are *slow*: they pass :attr:`CfuCore.STAGES`
-  stages, cut for a 100 MHz clock (``docs/cfu_isa.md``): POST's left shift;
-  the 32×32 product's four 16×16 parts; their two halves; SRDHM's sum and
-  rounding; RoundingDivideByPOT's shift and round-up bit; the offset add;
-  then the clamp into the response register. A response never overtakes an older one: a finished op
-  jumps straight to the response register only when nothing older is in
-  flight. So a fast op answers :attr:`CfuCore.FAST_LATENCY` cycles after it is
-  taken (when nothing older is in flight) and a slow op
-  :attr:`CfuCore.SLOW_LATENCY` cycles after.
+* Architectural state changes in command order, so a command always sees
+  every earlier command's effect: SET at the edge that ends the accepting
+  cycle; ``acc`` is read and added to in stage 1 (MAC4, GET ACC, POST), a
+  cycle later, and a SET ACC's write, at its accepting edge, comes after every
+  older op's stage 1.
+* SET, GET and undefined ops are *fast*: their response is final at
+  acceptance. MAC4 and GET ACC answer from stage 1 (:attr:`CfuCore.MAC_LATENCY`).
+  SRDHM, RDBPOT and POST are *slow*: they pass :attr:`CfuCore.STAGES` stages,
+  cut for a 100 MHz clock (``docs/cfu_isa.md``): POST's ``acc + bias``; its
+  left shift; the 32×32 product's four 16×16 parts; their two halves; SRDHM's
+  sum and rounding; RoundingDivideByPOT's shift and round-up bit; the offset
+  add; then the clamp into the response register.
+* A response never overtakes an older one: a finished op jumps straight to
+  the response register only when nothing older is in flight. So, when nothing older is in flight, a fast op answers
+  :attr:`CfuCore.FAST_LATENCY` cycles after it is taken, MAC4 and GET ACC
+  :attr:`CfuCore.MAC_LATENCY` and a slow op :attr:`CfuCore.SLOW_LATENCY`.
 * ``rsp.valid`` holds, with ``rsp.payload`` stable, until ``rsp.ready``.
   While it waits, ``cmd.ready`` is low and nothing moves.
 * During reset ``cmd.ready`` and ``rsp.valid`` are low; reset discards every
@@ -100,6 +103,8 @@ class CfuCore(wiring.Component):
     FAST_LATENCY = cfu_isa.FAST_LATENCY
     #: Cycles from the accepting cycle to ``rsp_valid`` for SRDHM, RDBPOT, POST.
     SLOW_LATENCY = cfu_isa.SLOW_LATENCY
+    #: Cycles from the accepting cycle to ``rsp_valid`` for MAC4 and GET ACC.
+    MAC_LATENCY = cfu_isa.MAC_LATENCY
     #: Pipeline stages between acceptance and the response register.
     STAGES = SLOW_LATENCY - 1
 
@@ -142,13 +147,18 @@ class CfuCore(wiring.Component):
         is_post = (funct3 == Funct3.POST) & plain
         is_slow = is_srdhm | is_rdbpot | is_post
 
-        # MAC4: four 9x8-bit signed products, summed into acc (wraps at 32).
+        # MAC4: four 9x8-bit signed products, summed in the accepting cycle and
+        # added into acc in stage 1 (wraps at 32). acc is read and written only in
+        # stage 1, in command order: by MAC4, GET ACC and POST there, and by
+        # SET ACC at its accepting edge, which is never before an older op's
+        # stage 1 (so a SET ACC's write wins over the MAC4 in stage 1 beside it).
         lanes0, lanes1 = LANES(in0), LANES(in1)
         products = [(lanes0[i] + regs[Reg.INPUT_OFFSET]) * lanes1[i] for i in range(LANES.length)]
-        mac_base = Mux(funct7 == MAC4_FIRST, 0, acc)
-        new_acc = Signal(signed(32))
-        # The products are summed first and acc added last: acc's path back into acc is one add.
-        m.d.comb += new_acc.eq(mac_base + ((products[0] + products[1]) + (products[2] + products[3])))
+        # Half the sum in each cycle: two pair sums here, their sum and acc in stage 1.
+        p01, p23 = Signal(signed(18)), Signal(signed(18))
+        m.d.comb += [p01.eq(products[0] + products[1]), p23.eq(products[2] + products[3])]
+        is_get_acc = is_get & (funct7 == Reg.ACC)
+        is_acc_op = is_mac | is_get_acc  # answered from stage 1
 
         # GET: the register, sign-extended; SET: in0 truncated to the register.
         reg_value = Signal(signed(32))
@@ -161,24 +171,12 @@ class CfuCore(wiring.Component):
                 m.d.comb += [reg_value.eq(0), set_value.eq(0)]
 
         fast_result = Signal(32)
-        with m.If(is_mac):
-            m.d.comb += fast_result.eq(new_acc)
-        with m.Elif(is_set):
+        with m.If(is_set):
             m.d.comb += fast_result.eq(set_value)
         with m.Elif(is_get):
             m.d.comb += fast_result.eq(reg_value)
 
-        # POST: x = (acc + bias) << max(shift, 0), wrapping at 32 bits; the add
-        # here, the shift in the next stage.
         left, right = shift_amounts(shift)
-
-        # -- state changes at the accepting edge ----------------------------
-        with m.If(take):
-            with m.If(is_mac):
-                m.d.sync += acc.eq(new_acc)
-            for reg in Reg:
-                with m.If(is_set & (funct7 == reg)):
-                    m.d.sync += regs[reg].eq(set_value)
 
         # -- the pipeline ---------------------------------------------------
         # Stage k (1..STAGES) holds the op taken k cycles ago (while nothing
@@ -190,10 +188,16 @@ class CfuCore(wiring.Component):
         done = [Signal(name=f"s{k}_done") for k in range(1, n + 1)]
         result = [Signal(32, name=f"s{k}_result") for k in range(1, n + 1)]
 
-        # Stage 0 is the accepting cycle: the slow op's operands.
+        # Stage 0 is the accepting cycle: MAC4's sum, and the slow op's operands.
         slow = {
+            "mac": is_mac,
+            "first": funct7 == MAC4_FIRST,
+            "p01": p01,
+            "p23": p23,
+            "get_acc": is_get_acc,
+            "post": is_post,
             "use_mul": is_srdhm | is_post,
-            "pre": Mux(is_post, (acc + in0)[:32], in0).as_signed(),  # SRDHM's a, RDBPOT's dividend
+            "x": in0.as_signed(),  # POST's bias, SRDHM's a, RDBPOT's dividend
             "left": Mux(is_post, left, 0),
             "b": Mux(is_post, regs[Reg.OUTPUT_MULTIPLIER], in1)[:32].as_signed(),
             "exp": Mux(is_post, right, Mux(is_rdbpot, in1[:5], 0)),
@@ -219,50 +223,68 @@ class CfuCore(wiring.Component):
             return {name: d[name] for name in names}
 
         s1 = register(1, slow)
+        # Stage 1: MAC4 adds into acc (under advance: the op leaves stage 1 at that
+        # edge); GET ACC reads it; POST adds its bias to it.
+        new_acc = Signal(signed(32))
+        m.d.comb += new_acc.eq(Mux(s1["first"], 0, acc) + (s1["p01"] + s1["p23"]))
+        with m.If(advance & valid[0] & s1["mac"]):
+            m.d.sync += acc.eq(new_acc)
+        with m.If(take):  # SETs at the accepting edge; a SET ACC wins over stage 1's MAC4
+            for reg in Reg:
+                with m.If(is_set & (funct7 == reg)):
+                    m.d.sync += regs[reg].eq(set_value)
+        s1_answer = Mux(s1["mac"], new_acc, Mux(s1["get_acc"], acc, result[0]))
         s2 = register(
             2,
             {
-                **keep(s1, "use_mul", "b", "exp", "offset", "lo", "hi"),
-                "a": left_shift(s1["pre"], s1["left"]),
-                **rounding_masks(s1["exp"]),
+                **keep(s1, "use_mul", "left", "b", "exp", "offset", "lo", "hi"),
+                "pre": Mux(s1["post"], (acc + s1["x"])[:32], s1["x"]).as_signed(),
             },
         )
         s3 = register(
             3,
             {
-                **keep(s2, "use_mul", "a", "exp", "mask", "half", "offset", "lo", "hi"),
-                **partial_products(s2["a"], s2["b"]),
-                "half1": s2["half"] + 1,
+                **keep(s2, "use_mul", "b", "exp", "offset", "lo", "hi"),
+                "a": left_shift(s2["pre"], s2["left"]),
+                **rounding_masks(s2["exp"]),
             },
         )
         s4 = register(
             4,
             {
-                **keep(s3, "use_mul", "a", "overflow", "exp", "mask", "half", "half1", "offset", "lo", "hi"),
-                **product_halves(s3),
-                "inverted": s3["lo"] > s3["hi"],
+                **keep(s3, "use_mul", "a", "exp", "mask", "half", "offset", "lo", "hi"),
+                **partial_products(s3["a"], s3["b"]),
+                "half1": s3["half"] + 1,
             },
         )
         s5 = register(
             5,
             {
-                **keep(s4, "exp", "mask", "half", "half1", "offset", "lo", "hi", "inverted"),
-                "dividend": Mux(s4["use_mul"], srdhm_sum(s4["lohi"], s4["cross"], s4["overflow"]), s4["a"]),
+                **keep(s4, "use_mul", "a", "overflow", "exp", "mask", "half", "half1", "offset", "lo", "hi"),
+                **product_halves(s4),
+                "inverted": s4["lo"] > s4["hi"],
             },
         )
         s6 = register(
             6,
             {
-                **keep(s5, "offset", "lo", "hi", "inverted"),
-                **rounding_split(s5["dividend"], s5["exp"], s5["mask"], s5["half"], s5["half1"]),
+                **keep(s5, "exp", "mask", "half", "half1", "offset", "lo", "hi", "inverted"),
+                "dividend": Mux(s5["use_mul"], srdhm_sum(s5["lohi"], s5["cross"], s5["overflow"]), s5["a"]),
             },
         )
         s7 = register(
             7,
-            {**keep(s6, "lo", "hi", "inverted"), "v": round_offset(s6["shifted"], s6["up"], s6["offset"])},
+            {
+                **keep(s6, "offset", "lo", "hi", "inverted"),
+                **rounding_split(s6["dividend"], s6["exp"], s6["mask"], s6["half"], s6["half1"]),
+            },
+        )
+        s8 = register(
+            8,
+            {**keep(s7, "lo", "hi", "inverted"), "v": round_offset(s7["shifted"], s7["up"], s7["offset"])},
         )
         assert len(stage_data) == n + 1
-        slow_result = clamp(m, s7["v"], s7["lo"], s7["hi"], s7["inverted"])
+        slow_result = clamp(m, s8["v"], s8["lo"], s8["hi"], s8["inverted"])
 
         # The response register takes the oldest op if it is finished: the last
         # stage's always is, an earlier stage's or the new one's when it is a
@@ -270,8 +292,8 @@ class CfuCore(wiring.Component):
         # cycle after it is taken when nothing older is in flight, and never
         # overtakes. At most one source is selected; the sources are or-ed.
         src_valid = [take] + valid
-        src_done = [~is_slow] + done
-        src_result = [fast_result] + result[:-1] + [Mux(done[-1], result[-1], slow_result)]
+        src_done = [~is_slow & ~is_acc_op] + done
+        src_result = [fast_result, s1_answer] + result[1:-1] + [Mux(done[-1], result[-1], slow_result)]
         sel = []
         for k in range(n + 1):
             older_empty = ~Cat(*valid[k:]).any() if k < n else 1
@@ -286,7 +308,7 @@ class CfuCore(wiring.Component):
             for k in range(n):
                 m.d.sync += [
                     valid[k].eq(src_valid[k] & ~sel[k]),
-                    done[k].eq(src_done[k]),
+                    done[k].eq(src_done[k] if k else ~is_slow),  # an acc op is done in stage 1
                     result[k].eq(src_result[k]),
                 ]
 
@@ -303,6 +325,7 @@ class Cfu(wiring.Component):
     """
 
     FAST_LATENCY = CfuCore.FAST_LATENCY
+    MAC_LATENCY = CfuCore.MAC_LATENCY
     SLOW_LATENCY = CfuCore.SLOW_LATENCY
 
     def __init__(self):

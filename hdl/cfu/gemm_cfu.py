@@ -454,6 +454,7 @@ class CombinedCfuCore(wiring.Component):
     """
 
     FAST_LATENCY = CfuCore.FAST_LATENCY
+    MAC_LATENCY = CfuCore.MAC_LATENCY
     SLOW_LATENCY = CfuCore.SLOW_LATENCY
     GEMM_FAST_LATENCY = GemmCfuCore.FAST_LATENCY
     WAIT_IDLE_LATENCY = GemmCfuCore.WAIT_IDLE_LATENCY
@@ -471,10 +472,11 @@ class CombinedCfuCore(wiring.Component):
         m.submodules.gemm = gemm = GemmCfuCore(self.geometry)
         to_gemm = cmd.payload.function_id.funct3 >= GSET  # 6 and 7
 
-        # Ops taken and not yet answered, per side (CfuCore holds at most 3 and its response).
+        # Ops taken and not yet answered, per side (CfuCore holds at most one a stage and its
+        # response; GemmCfuCore fewer).
         idle = {}
         for side in (mac, gemm):
-            count = Signal(range(8), name=f"{'mac' if side is mac else 'gemm'}_in_flight")
+            count = Signal(range(max(CfuCore.STAGES, 7) + 2), name=f"{'mac' if side is mac else 'gemm'}_in_flight")
             taken, answered = side.cmd.valid & side.cmd.ready, side.rsp.valid & rsp.ready
             m.d.sync += count.eq(count + taken - answered)
             idle[side] = (count == 0) | ((count == 1) & answered)
@@ -503,6 +505,7 @@ class GemmCfu(wiring.Component):
     """
 
     FAST_LATENCY = CombinedCfuCore.FAST_LATENCY
+    MAC_LATENCY = CombinedCfuCore.MAC_LATENCY
     SLOW_LATENCY = CombinedCfuCore.SLOW_LATENCY
     GEMM_FAST_LATENCY = CombinedCfuCore.GEMM_FAST_LATENCY
     WAIT_IDLE_LATENCY = CombinedCfuCore.WAIT_IDLE_LATENCY

@@ -34,7 +34,7 @@ from reference.cfu_gemm_isa import (
     WAIT_IDLE_LATENCY,
     GemmOp,
 )
-from reference.cfu_isa import FAST_LATENCY, SLOW_LATENCY, Funct3
+from reference.cfu_isa import FAST_LATENCY, MAC_LATENCY, SLOW_LATENCY, latency
 from sim.common import Mismatch
 
 from .bus import CfuScoreboard, describe_command
@@ -49,21 +49,21 @@ _LATENCY = {
     "READ32": READ32_LATENCY,
     "READ8": READ8_LATENCY,
     "MAC": FAST_LATENCY,
+    "MAC_ACC": MAC_LATENCY,
     "MAC_SLOW": SLOW_LATENCY,
 }
 
 
 def op_kind(fid):
     """A short name for the op's class: ``GSET``, a :class:`GemmOp` name, ``GOP?`` (unknown sub-op),
-    ``MAC`` (a fast MAC4-family op) or ``MAC_SLOW`` (SRDHM, RDBPOT, POST)."""
+    ``MAC`` (a fast MAC4-family op), ``MAC_ACC`` (MAC4, GET ACC) or ``MAC_SLOW`` (SRDHM, RDBPOT, POST)."""
     funct3, funct7 = fid & 7, fid >> 3
     if funct3 == GSET:
         return "GSET"
     if funct3 == GOP:
         return GemmOp(funct7).name if funct7 in GemmOp._value2member_map_ else "GOP?"
-    if funct3 in (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST) and funct7 == 0:
-        return "MAC_SLOW"
-    return "MAC"
+    lat = latency(funct3, funct7)
+    return "MAC_SLOW" if lat == SLOW_LATENCY else "MAC_ACC" if lat == MAC_LATENCY else "MAC"
 
 
 def _describe(command):

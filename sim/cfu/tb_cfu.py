@@ -12,7 +12,7 @@ import cocotb
 import numpy as np
 
 from hdl.cfu import Cfu
-from reference.cfu_isa import FAST_LATENCY, MAC4_ACCUMULATE, SLOW_LATENCY, Funct3, Reg, function_id, split_function_id
+from reference.cfu_isa import MAC4_ACCUMULATE, Funct3, Reg, function_id, latency, split_function_id
 from reference.digits import load_split
 from reference.float_mlp import digits_mlp
 from reference.tflm import fully_connected
@@ -127,11 +127,20 @@ async def throughput_and_latency(dut):
         (function_id(Funct3.MAC4, MAC4_ACCUMULATE), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))
     ]
     slow = [(function_id(Funct3.SRDHM), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))]
+    # SETs and GETs of the registers but ACC: one cycle.
+    others = [r for r in Reg if r != Reg.ACC]
+    plain = [
+        (function_id(int(f3), int(others[r])), int(v), 0)
+        for f3, r, v in zip(
+            rng.choice([Funct3.SET, Funct3.GET], 200), rng.integers(0, len(others), 200), rng.integers(0, 1 << 32, 200)
+        )
+    ]
     mixed = random_commands(2000, seed + 1)
     results = {}
     with errors_recorded():
         for name, commands, latency in [
-            ("fast", fast, Cfu.FAST_LATENCY),
+            ("MAC4", fast, Cfu.MAC_LATENCY),
+            ("fast", plain, Cfu.FAST_LATENCY),
             ("slow", slow, Cfu.SLOW_LATENCY),
             ("mixed", mixed, None),
         ]:
@@ -195,13 +204,8 @@ async def corners_stalled(dut):
     assert len(bus.scoreboard.responses) == len(commands)
 
 
-def _is_slow(fid):
-    funct3, funct7 = split_function_id(fid)
-    return funct3 in (Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST) and funct7 == 0
-
-
 class _TimedScoreboard(CfuScoreboard):
-    """Also records when each command was taken (and whether it is slow) and when each was answered."""
+    """Also records when each command was taken (and its documented latency) and when each was answered."""
 
     def __init__(self):
         super().__init__()
@@ -209,7 +213,7 @@ class _TimedScoreboard(CfuScoreboard):
 
     def accept(self, command, cycle):
         super().accept(command, cycle)
-        self.taken.append((cycle, _is_slow(command[0])))
+        self.taken.append((cycle, latency(*split_function_id(command[0]))))
 
     def respond(self, value, cycle):
         super().respond(value, cycle)
@@ -226,12 +230,12 @@ async def latency_with_gaps(dut):
     with errors_recorded():
         await bus.run(random_commands(1000, _seed() + 2), gap=0.5)
         previous = None
-        for i, ((taken, slow), answered) in enumerate(zip(sb.taken, sb.answered)):
-            due = taken + (SLOW_LATENCY if slow else FAST_LATENCY)
+        for i, ((taken, lat), answered) in enumerate(zip(sb.taken, sb.answered)):
+            due = taken + lat
             if previous is not None:
                 due = max(due, previous + 1)
             assert answered == due, (
-                f"command #{i} ({'slow' if slow else 'fast'}, taken in cycle {taken}): answered in cycle "
+                f"command #{i} (latency {lat}, taken in cycle {taken}): answered in cycle "
                 f"{answered}, the latency rule says {due}"
             )
             previous = answered
