@@ -139,7 +139,7 @@ def test_xc7_lut_levels():
 
 
 def test_cfu_place_and_route(tmp_path):
-    """The CFU through yosys and nextpnr-ecp5 (about 25 s): a plausible record, its figures from this run."""
+    """The CFU through yosys and nextpnr-ecp5 (about 25 s): a plausible record, and the pipelined unit meets 100 MHz."""
     from sim.timing import timing
 
     r = timing("cfu", out_dir=tmp_path)
@@ -147,5 +147,8 @@ def test_cfu_place_and_route(tmp_path):
     assert 10 < r["fmax_mhz"] < 500 and r["fmax_per_clock"] == {"clk": r["fmax_mhz"]}
     assert r["dsp"] == 8 and r["ebr"] == 0 and r["lut4"] > 500 and r["ff"] > 500
     assert r["critical_path"]["start"] and r["critical_path"]["end"]
-    assert r["slow_endpoints"] and all(e["ns"] > 10 for e in r["slow_endpoints"])
+    # Issue 13's target, deterministic for the pinned tools and seed 1 (117.1 MHz on 2026-12-05):
+    # no register-to-register path over 10 ns, so no slow endpoint either.
+    assert r["fmax_mhz"] >= 100, r["critical_path"]
+    assert r["slow_endpoints"] == []
     assert 1 <= r["xc7_lut_levels"] <= r["xc7_lut_levels_io"] < 50
