@@ -472,11 +472,13 @@ class CombinedCfuCore(wiring.Component):
         m.submodules.gemm = gemm = GemmCfuCore(self.geometry)
         to_gemm = cmd.payload.function_id.funct3 >= GSET  # 6 and 7
 
-        # Ops taken and not yet answered, per side (CfuCore holds at most one a stage and its
-        # response; GemmCfuCore fewer).
+        # Ops taken and not yet answered, per side. A side takes at most one op a cycle and
+        # answers it within its longest pipelined latency (a held response stops it taking
+        # more), so it holds at most that many: CfuCore's slow ops', more than READ8's.
+        most_in_flight = max(CfuCore.SLOW_LATENCY, GemmCfuCore.READ8_LATENCY)
         idle = {}
         for side in (mac, gemm):
-            count = Signal(range(max(CfuCore.STAGES, 7) + 2), name=f"{'mac' if side is mac else 'gemm'}_in_flight")
+            count = Signal(range(most_in_flight + 1), name=f"{'mac' if side is mac else 'gemm'}_in_flight")
             taken, answered = side.cmd.valid & side.cmd.ready, side.rsp.valid & rsp.ready
             m.d.sync += count.eq(count + taken - answered)
             idle[side] = (count == 0) | ((count == 1) & answered)

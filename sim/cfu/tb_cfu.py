@@ -123,7 +123,7 @@ async def throughput_and_latency(dut):
     seed = _seed()
     bus = await _bus(dut, seed)
     rng = np.random.default_rng(seed)
-    fast = [
+    mac4 = [
         (function_id(Funct3.MAC4, MAC4_ACCUMULATE), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))
     ]
     slow = [(function_id(Funct3.SRDHM), int(a), int(b)) for a, b in rng.integers(0, 1 << 32, size=(200, 2))]
@@ -138,8 +138,8 @@ async def throughput_and_latency(dut):
     mixed = random_commands(2000, seed + 1)
     results = {}
     with errors_recorded():
-        for name, commands, latency in [
-            ("MAC4", fast, Cfu.MAC_LATENCY),
+        for name, commands, documented in [
+            ("MAC4", mac4, Cfu.MAC_LATENCY),
             ("fast", plain, Cfu.FAST_LATENCY),
             ("slow", slow, Cfu.SLOW_LATENCY),
             ("mixed", mixed, None),
@@ -147,9 +147,9 @@ async def throughput_and_latency(dut):
             done = len(bus.scoreboard.responses)
             stats = await bus.run(commands)
             latencies = [lat for _, _, lat in bus.scoreboard.responses[done:]]
-            if latency is not None:
-                assert set(latencies) == {latency}, (
-                    f"{name} ops: latencies {sorted(set(latencies))}, documented {latency}"
+            if documented is not None:
+                assert set(latencies) == {documented}, (
+                    f"{name} ops: latencies {sorted(set(latencies))}, documented {documented}"
                 )
             # One command accepted every cycle, and the last answer its latency later.
             assert stats["accept_span"] == len(commands), (
