@@ -22,6 +22,7 @@ from .cfu_gemm_isa import (
     DEFAULT_GEOMETRY,
     GOP,
     GSET,
+    READ_ISSUE,
     READ_ONLY_REGS,
     REG_RESET,
     ROWS,
@@ -134,7 +135,8 @@ class GemmCfuModel:
         if op == GemmOp.START:
             return self._start(cycle)
         if op == GemmOp.WAIT:
-            self._hold(cycle)
+            if self._running(cycle):
+                self._hold(cycle)
             return to_u32(self.last)
         if op == GemmOp.STATUS:
             return int(self._running(cycle))
@@ -222,10 +224,10 @@ class GemmCfuModel:
         return 1
 
     def _hold(self, cycle):
-        """A WAIT, or a READ that must wait, accepted in ``cycle``: it holds while the engine is busy."""
-        if self._running(cycle):
-            t, total, _ = self.gemm
-            self.waits.append((cycle, t + total))
+        """A WAIT accepted in ``cycle``, or a READ that must wait, ready to read in ``cycle``: it
+        holds while the engine is busy."""
+        t, total, _ = self.gemm
+        self.waits.append((cycle, t + total))
 
     def _read(self, op, cycle):
         r, g = self.regs, self.g
@@ -234,7 +236,7 @@ class GemmCfuModel:
         n0 = col if op == GemmOp.READ32 else col & ~3
         addr = (r[GemmReg.R_BASE] + (n0 >> lc) * r[GemmReg.R_M] + row) % len(self.c)
         if self._running(cycle) and addr >> (g.result_addr_bits - 1) == self.gemm[2]:
-            self._hold(cycle)
+            self._hold(cycle + READ_ISSUE)  # it reads READ_ISSUE cycles after acceptance at the earliest
         known = bool(self.c_known[addr])
         word = self.c[addr]
         if op == GemmOp.READ32:

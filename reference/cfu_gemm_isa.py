@@ -33,6 +33,8 @@ __all__ = [
     "info_word",
     "GEMM_FAST_LATENCY",
     "WAIT_IDLE_LATENCY",
+    "START_LATENCY",
+    "READ_ISSUE",
     "READ32_LATENCY",
     "READ8_LATENCY",
 ]
@@ -204,15 +206,26 @@ def info_word(g):
 
 # Timing, as the RTL (hdl/cfu/gemm_cfu.py) implements it: cycles from the cycle
 # an op is accepted to the first cycle of its rsp_valid, when no older op is in flight.
+# The pipeline is cut for a 100 MHz clock (docs/cfu_gemm.md, "Timing").
 
-#: GSET, WRITE_A/B, START, STATUS, CH_*, COUNTER, CLEAR, GGET and undefined ops; one a cycle.
+#: GSET, WRITE_A/B, STATUS, CH_*, COUNTER, CLEAR, GGET and undefined ops; one a cycle.
 GEMM_FAST_LATENCY = 1
+#: START: the engine starts in the accepting cycle t (it is busy in t+1 .. t+T); T, the
+#: GEMM's busy cycles (LAST's new value), is computed in t+1 .. t+3 (the tile count, T's
+#: terms, their product, their sum), and the answer follows.
+START_LATENCY = 4
 #: WAIT with the engine idle (or in its last busy cycle). With a GEMM started in cycle t and
 #: T busy cycles, a WAIT taken in cycle s answers in cycle max(s, t + T) + 1.
 WAIT_IDLE_LATENCY = 1
-#: READ32 when the engine is not writing the half it reads: the result word's read, then the response.
-#: A READ that waits for the engine reads in cycle t + T + 1 and answers its latency after that.
-READ32_LATENCY = 2
-#: READ8: the word and the four channels' parameters read, acc + bias shifted left,
-#: the four 32x32 products, then rounding, offset and clamp.
-READ8_LATENCY = 4
+#: Cycles from a READ's acceptance in s to its word's read, at the earliest: the word's
+#: address R_BASE + (n div C)·R_M + R_ROW is computed in s+1. A READ of the result half a
+#: running GEMM writes reads in the first cycle from s + READ_ISSUE after the GEMM's last
+#: busy cycle t + T, so it answers in cycle max(s, t + T + 1 - READ_ISSUE) + its latency.
+READ_ISSUE = 2
+#: READ32: the word's address, its read, its lane, then the response.
+READ32_LATENCY = READ_ISSUE + 3
+#: READ8: the word's address; the word and the four channels' parameters read; then
+#: hdl/cfu/output_stage.py's seven stages, as POST's (acc + bias; the left shift; the
+#: products' parts; their halves; SRDHM; RoundingDivideByPOT's split; the offset); the
+#: clamp; the response.
+READ8_LATENCY = READ_ISSUE + 10

@@ -218,8 +218,9 @@ _SEQUENTIAL = re.compile(r"FD[RSCP]E(_1)?|RAMB(18|36)E1|FIFO(18|36)E1|IDDR|ODDR|
 
 
 def _dsp_passes(cell, port):
-    """Whether a DSP48E1 input reaches P with no register on the way."""
-    if _param(cell, "PREG"):
+    """Whether a DSP48E1 input reaches P with no register on the way. A register's clock
+    enable or reset (CE*, RST*) reaches only that register."""
+    if _param(cell, "PREG") or port.startswith(("CE", "RST")):
         return False
     mult = _param(cell, "MREG")
     if port.startswith(("A", "ACIN")) and not port.startswith("ALUMODE"):

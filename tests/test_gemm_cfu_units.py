@@ -444,7 +444,6 @@ FAST_GEMM_OPS = [
     gset(GemmReg.M, 3),
     gop(GemmOp.WRITE_A, 1, 2),
     gop(GemmOp.WRITE_B, 1, 2),
-    gop(GemmOp.START),  # refused: K and N are 0
     gop(GemmOp.STATUS),
     gop(GemmOp.CH_BIAS, 5, 1),
     gop(GemmOp.CH_MULT, 5, 1),
@@ -465,7 +464,11 @@ def test_latencies_are_the_specs():
         cfu_gemm_isa.READ8_LATENCY,
     )
     assert (GemmCfu.FAST_LATENCY, GemmCfu.SLOW_LATENCY) == (cfu_isa.FAST_LATENCY, cfu_isa.SLOW_LATENCY)
-    assert (cfu_gemm_isa.GEMM_FAST_LATENCY, cfu_gemm_isa.WAIT_IDLE_LATENCY) == (1, 1)
+    assert GemmCfu.START_LATENCY == cfu_gemm_isa.START_LATENCY
+    # The ISA document's figures (docs/cfu_gemm.md), for the pipeline cut for 100 MHz.
+    isa = cfu_gemm_isa
+    assert (isa.GEMM_FAST_LATENCY, isa.WAIT_IDLE_LATENCY, isa.START_LATENCY) == (1, 1, 4)
+    assert (isa.READ_ISSUE, isa.READ32_LATENCY, isa.READ8_LATENCY) == (2, 5, 12)
     for dut in (GemmCfuCore(SMALL), CombinedCfuCore(SMALL)):
         latencies, events, responses = _latency(dut, FAST_GEMM_OPS)
         assert latencies == [cfu_gemm_isa.GEMM_FAST_LATENCY] * len(FAST_GEMM_OPS)
@@ -473,8 +476,14 @@ def test_latencies_are_the_specs():
         assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))  # one a cycle
         assert check(GemmCfuModel(SMALL), events, responses) == len(FAST_GEMM_OPS)
         assert responses[-3][0] == 0  # WAIT with nothing started
-        latencies, events, responses = _latency(dut, [gop(GemmOp.READ32), gop(GemmOp.READ8), gop(GemmOp.READ32)])
-        assert latencies == [cfu_gemm_isa.READ32_LATENCY, cfu_gemm_isa.READ8_LATENCY, cfu_gemm_isa.READ32_LATENCY]
+        slow = [gop(GemmOp.START), gop(GemmOp.READ32), gop(GemmOp.READ8), gop(GemmOp.READ32), gop(GemmOp.START)]
+        latencies, events, responses = _latency(dut, slow)  # START refused: K and N are 0
+        assert latencies == [isa.START_LATENCY, isa.READ32_LATENCY, isa.READ8_LATENCY, isa.READ32_LATENCY] + [
+            isa.START_LATENCY
+        ]
+        assert check(GemmCfuModel(SMALL), events, responses) == len(slow)
+        cycles = [e[2] for e in _accepts(events)]
+        assert [b - a for a, b in zip(cycles, cycles[1:])] == latencies[:-1]  # each taken as the last answers
 
 
 def test_write_bursts_one_per_cycle():
@@ -506,8 +515,9 @@ def test_wait_and_held_reads_answer_when_the_engine_ends():
     T = gemm_cycles(8, SMALL.cols, M, K, N)
     cases = [
         (gop(GemmOp.WAIT), cfu_gemm_isa.WAIT_IDLE_LATENCY - 1),  # in cycle t + T + 1
-        (gop(GemmOp.READ32), cfu_gemm_isa.READ32_LATENCY),  # reads in t + T + 1
-        (gop(GemmOp.READ8), cfu_gemm_isa.READ8_LATENCY),
+        # reads in t + T + 1, then answers its latency less the address cycles
+        (gop(GemmOp.READ32), cfu_gemm_isa.READ32_LATENCY - cfu_gemm_isa.READ_ISSUE),
+        (gop(GemmOp.READ8), cfu_gemm_isa.READ8_LATENCY - cfu_gemm_isa.READ_ISSUE),
     ]
     for held, after in cases:
         cmds = _small_gemm(M, K, N) + [gop(GemmOp.START), held, gop(GemmOp.STATUS)]

@@ -100,6 +100,16 @@ def _cell(kind, ins, outs, **params):
     }
 
 
+def test_xc7_dsp_enables_end_at_their_registers():
+    """A DSP48E1's clock enables and resets feed its registers only: MREG on, PREG off, a LUT on CEM
+    and one on A (registered by MREG) start no path through the DSP; its P output starts one."""
+    from sim.timing import _dsp_passes, _registered
+
+    dsp = _cell("DSP48E1", {"A": [1], "CEM": [2], "RSTM": [3], "C": [4]}, {"P": [5]}, PREG="0", MREG="1")
+    assert [p for p in ("A", "CEM", "RSTM", "C") if _dsp_passes(dsp, p)] == ["C"]
+    assert _registered(dsp)
+
+
 def test_xc7_lut_levels():
     """reg q0 -> LUT -> CARRY4 -> LUT -> unregistered DSP -> LUT -> reg q1: 3 levels; the port path adds one."""
     cells = {

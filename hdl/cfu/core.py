@@ -147,16 +147,15 @@ class CfuCore(wiring.Component):
         is_post = (funct3 == Funct3.POST) & plain
         is_slow = is_srdhm | is_rdbpot | is_post
 
-        # MAC4: four 9x8-bit signed products, summed in the accepting cycle and
+        # MAC4: four 9x8-bit signed products, registered at acceptance, summed and
         # added into acc in stage 1 (wraps at 32). acc is read and written only in
         # stage 1, in command order: by MAC4, GET ACC and POST there, and by
         # SET ACC at its accepting edge, which is never before an older op's
         # stage 1 (so a SET ACC's write wins over the MAC4 in stage 1 beside it).
         lanes0, lanes1 = LANES(in0), LANES(in1)
+        # The four products are registered as they leave their multipliers (in a larger
+        # design the DSPs sit far from the adders); stage 1 sums them and adds acc.
         products = [(lanes0[i] + regs[Reg.INPUT_OFFSET]) * lanes1[i] for i in range(LANES.length)]
-        # Half the sum in each cycle: two pair sums here, their sum and acc in stage 1.
-        p01, p23 = Signal(signed(18)), Signal(signed(18))
-        m.d.comb += [p01.eq(products[0] + products[1]), p23.eq(products[2] + products[3])]
         is_get_acc = is_get & (funct7 == Reg.ACC)
         is_acc_op = is_mac | is_get_acc  # answered from stage 1
 
@@ -192,8 +191,7 @@ class CfuCore(wiring.Component):
         slow = {
             "mac": is_mac,
             "first": funct7 == MAC4_FIRST,
-            "p01": p01,
-            "p23": p23,
+            **{f"p{i}": products[i] for i in range(LANES.length)},
             "get_acc": is_get_acc,
             "post": is_post,
             "use_mul": is_srdhm | is_post,
@@ -226,7 +224,7 @@ class CfuCore(wiring.Component):
         # Stage 1: MAC4 adds into acc (under advance: the op leaves stage 1 at that
         # edge); GET ACC reads it; POST adds its bias to it.
         new_acc = Signal(signed(32))
-        m.d.comb += new_acc.eq(Mux(s1["first"], 0, acc) + (s1["p01"] + s1["p23"]))
+        m.d.comb += new_acc.eq(Mux(s1["first"], 0, acc) + ((s1["p0"] + s1["p1"]) + (s1["p2"] + s1["p3"])))
         with m.If(advance & valid[0] & s1["mac"]):
             m.d.sync += acc.eq(new_acc)
         with m.If(take):  # SETs at the accepting edge; a SET ACC wins over stage 1's MAC4

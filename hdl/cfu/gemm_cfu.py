@@ -10,22 +10,30 @@
 Timing of :class:`GemmCfuCore` (cycles from the accepting cycle to ``rsp.valid``;
 the figures are :mod:`reference.cfu_gemm_isa`'s):
 
-* All architectural state changes at the edge that ends the accepting cycle.
-* Fast ops (GSET, WRITE_A/B, START, STATUS, CH_*, COUNTER, CLEAR, GGET,
-  undefined) answer in ``GEMM_FAST_LATENCY`` = 1, one a cycle.
+* All architectural state changes at the edge that ends the accepting cycle
+  (LAST: at the end of the third cycle after START's).
+* Fast ops (GSET, WRITE_A/B, STATUS, CH_*, COUNTER, CLEAR, GGET, undefined)
+  answer in ``GEMM_FAST_LATENCY`` = 1, one a cycle.
 * START drives the engine's ``start`` in the accepting cycle t: the engine is
-  busy in t+1 .. t+T.
+  busy in t+1 .. t+T. T is computed in t+1 .. t+3 and START answers in
+  ``START_LATENCY`` = 4.
 * WAIT answers in the first cycle after acceptance in which the engine is idle
   (in cycle max(s, t+T) + 1 for a WAIT taken in s).
-* READ32 answers in ``READ32_LATENCY`` = 2 (the word's read, then the
-  response), READ8 in ``READ8_LATENCY`` = 4 (read; acc + bias << left; the
-  products; rounding, offset and clamp). A READ taken while the engine is
-  busy writing the half it reads waits, and reads in cycle t+T+1.
-* While a WAIT or READ is pending, and while a response waits for
+* A READ taken in s computes its word's address in s+1 and reads (the word
+  and the four channels' parameters) in the first cycle from s+2 in which
+  the engine is not writing the half it reads (``READ_ISSUE`` = 2). READ32
+  answers in ``READ32_LATENCY`` = 5 (address; read; lane; response), READ8 in
+  ``READ8_LATENCY`` = 12 (address; read; the seven stages of
+  :mod:`hdl.cfu.output_stage`, as CfuCore's POST; the clamp in a stage of its
+  own; the response).
+* While a START, WAIT or READ is pending, and while a response waits for
   ``rsp.ready``, ``cmd.ready`` is low.
 * Reset (synchronous): registers, counters and the engine restart; the
   buffers and the channel parameters keep their contents.
 """
+
+import operator
+from functools import reduce
 
 from amaranth.hdl import (
     Array,
@@ -35,6 +43,7 @@ from amaranth.hdl import (
     Mux,
     ResetSignal,
     Signal,
+    Value,
     signed,
 )
 from amaranth.lib import data, memory, stream, wiring
@@ -60,7 +69,17 @@ from reference.gemm import MODES, ROW_ENTRY, array_latency
 
 from ..systolic.engine import GemmEngine
 from .core import CFU_PORTS, COMMAND, RESPONSE, CfuCore, cfu_playground_ports
-from .output_stage import INT32_MIN, offset_clamp, rounding_divide, shift_amounts, srdhm_high
+from .output_stage import (
+    clamp,
+    left_shift,
+    partial_products,
+    product_halves,
+    round_offset,
+    rounding_masks,
+    rounding_split,
+    shift_amounts,
+    srdhm_sum,
+)
 
 __all__ = ["GemmCfuCore", "CombinedCfuCore", "GemmCfu", "READ8_LANES"]
 
@@ -93,6 +112,9 @@ class GemmCfuCore(wiring.Component):
     WAIT_IDLE_LATENCY = cfu_gemm_isa.WAIT_IDLE_LATENCY
     READ32_LATENCY = cfu_gemm_isa.READ32_LATENCY
     READ8_LATENCY = cfu_gemm_isa.READ8_LATENCY
+    START_LATENCY = cfu_gemm_isa.START_LATENCY
+    #: READ8's registered stages between the parameters' read and the response register.
+    READ8_STAGES = 8
 
     def __init__(self, geometry=DEFAULT_GEOMETRY):
         self.geometry = geometry
@@ -131,8 +153,10 @@ class GemmCfuCore(wiring.Component):
         with m.If(out_valid & rsp.ready):
             m.d.sync += out_valid.eq(0)
 
-        def answer(value):  # later in this function than the clear above, so it wins
-            m.d.sync += [out_valid.eq(1), out_data.eq(value)]
+        answers = []  # (when, value): at most one is true in a cycle (one op pending, or one taken)
+
+        def answer(when, value):
+            answers.append((when, Value.cast(value)))
 
         # -- decode ---------------------------------------------------------
         funct3, funct7 = cmd.payload.function_id.funct3, cmd.payload.function_id.funct7
@@ -165,13 +189,13 @@ class GemmCfuCore(wiring.Component):
             with m.Default():
                 m.d.comb += get_result.eq(0)
 
-        # The GEMM's tile count, ceil(K/R)·ceil(N/C), kept as K and N are set, so that
-        # START computes the busy cycles T with one multiply.
-        tiles = Signal(range(-(-0xFFFF // ROWS) * -(-0xFFFF // C) + 1))
-        new_k = Mux(funct7 == R.K, in0[:16], regs[R.K])
-        new_n = Mux(funct7 == R.N, in0[:16], regs[R.N])
-        with m.If(gset & ((funct7 == R.K) | (funct7 == R.N))):
-            m.d.sync += tiles.eq(((new_k + ROWS - 1) >> _lg(ROWS)) * ((new_n + C - 1) >> lc))
+        # The GEMM's tile counts along K and N, ceil(K/R) and ceil(N/C), kept as K and N
+        # are set, for START's count of the busy cycles T.
+        k_tiles, n_tiles = Signal(range(-(-0xFFFF // ROWS) + 1)), Signal(range(-(-0xFFFF // C) + 1))
+        with m.If(gset & (funct7 == R.K)):
+            m.d.sync += k_tiles.eq((in0[:16] + ROWS - 1) >> _lg(ROWS))
+        with m.If(gset & (funct7 == R.N)):
+            m.d.sync += n_tiles.eq((in0[:16] + C - 1) >> lc)
 
         # -- WRITE_A / WRITE_B ----------------------------------------------
         a_wcol, b_wcol = Signal(16), Signal(16)  # words written in the current stored row
@@ -239,20 +263,36 @@ class GemmCfuCore(wiring.Component):
         # T = reference.gemm.gemm_cycles: the last tile's launch P, then its last row's exit.
         # P_T = max(P_{T-1} + I, P_{T-2} + F) from P_0 = 1 (TileLauncher) is
         # 1 + floor(T/2)·max(2I, F) + (T odd)·I, with I = max(M, C), F = M + R - 1.
+        # T is computed in three stages, from registers that cannot change while START is
+        # pending (the cycles after its acceptance): the tile count; T's terms; their
+        # product; LAST, at the end of the third cycle after START's, which then answers.
+        tiles = Signal(len(k_tiles) + len(n_tiles))
+        m.d.sync += tiles.eq(k_tiles * n_tiles)  # >= 1 when START is taken
         interval, bank_free = Signal(17), Signal(17)
         m.d.comb += [interval.eq(Mux(gm > C, gm, C)), bank_free.eq(gm + ROWS - 1)]
-        pair = Mux((interval << 1) > bank_free, interval << 1, bank_free)
-        t_last = Signal.like(tiles)  # tiles >= 1 when START is taken
+        t_last = Signal.like(tiles)
         m.d.comb += t_last.eq(tiles - 1)
-        busy_cycles = Signal(32)
-        m.d.comb += busy_cycles.eq(
-            1 + (t_last >> 1) * pair + Mux(t_last[0], interval, 0) + ROW_ENTRY + (gm - 1) + array_latency(ROWS, C)
-        )
+        st_half, st_pair, st_rest = Signal.like(tiles), Signal(18), Signal(32)
+        m.d.sync += [
+            st_half.eq(t_last >> 1),
+            st_pair.eq(Mux((interval << 1) > bank_free, interval << 1, bank_free)),
+            st_rest.eq(1 + Mux(t_last[0], interval, 0) + ROW_ENTRY + (gm - 1) + array_latency(ROWS, C)),
+        ]
+        st_prod, st_rest2 = Signal(32), Signal(32)
+        m.d.sync += [st_prod.eq(st_half * st_pair), st_rest2.eq(st_rest)]
         last = Signal(32)  # the last GEMM's busy cycles: what WAIT and COUNTER LAST answer
         run_half = Signal()  # the result half the running (or last) GEMM writes
+        pend_start, start_answer = Signal(), Signal()
+        start_wait = Signal(range(self.START_LATENCY))  # cycles left before START answers
+        with m.If(take & op(GemmOp.START)):
+            m.d.sync += [
+                pend.eq(1),
+                pend_start.eq(1),
+                start_answer.eq(start_ok),
+                start_wait.eq(self.START_LATENCY - 2),
+            ]
         with m.If(engine.start.valid):
             m.d.sync += [
-                last.eq(busy_cycles),
                 run_half.eq(regs[R.C_BASE][rab - 1]),
                 regs[R.R_BASE].eq(regs[R.C_BASE]),
                 regs[R.R_M].eq(gm),
@@ -260,27 +300,43 @@ class GemmCfuCore(wiring.Component):
                 regs[R.R_ROW].eq(0),
                 regs[R.R_COL].eq(0),
             ]
+        started = engine.start.valid  # then the third cycle after a START that started the engine
+        for k in range(self.START_LATENCY - 1):
+            started_k = Signal(name=f"started{k + 1}")
+            m.d.sync += started_k.eq(started)
+            started = started_k
+        with m.If(started):
+            m.d.sync += last.eq(st_prod + st_rest2)
+        start_done = Signal()  # START answers (in the cycle LAST is written)
+        m.d.comb += start_done.eq(pend_start & (start_wait == 0))
+        with m.If(pend_start & (start_wait != 0)):
+            m.d.sync += start_wait.eq(start_wait - 1)
+        answer(start_done, start_answer)
+        with m.If(start_done):
+            m.d.sync += [pend.eq(0), pend_start.eq(0)]
 
-        # -- READ32 / READ8 and WAIT: taken, held, read ----------------------
+        # -- READ32 / READ8 and WAIT: taken, addressed, issued, read ---------
+        # A READ taken in cycle t computes its word's address in t+1 and is issued (the
+        # result word and the four channels' parameters read) in the first cycle from t+2
+        # in which the engine is not writing the half it reads.
         rcol, rrow = regs[R.R_COL], regs[R.R_ROW]
         is_read8 = funct7 == GemmOp.READ8
         is_read = op(GemmOp.READ32) | op(GemmOp.READ8)
         is_wait = op(GemmOp.WAIT)
-        # C[row, n] is lane n mod C of word R_BASE + (n div C)·R_M + row (n div C is the
-        # same for READ8's n0 = R_COL & ~3, since 4 divides C).
-        raddr = Signal(rab)
-        m.d.comb += raddr.eq(regs[R.R_BASE] + (rcol >> lc)[:rab] * regs[R.R_M][:rab] + rrow[:rab])
-        read_hold = Signal()  # the engine is writing the half this READ reads
-        m.d.comb += read_hold.eq(busy & (raddr[rab - 1] == run_half))
         n0 = Mux(is_read8, Cat(Const(0, 2), rcol[2:]), rcol)
         col_next = Signal(17)
         m.d.comb += col_next.eq(Mux(is_read8, n0 + READ8_LANES, rcol + 1))
         wait_defer = busy & ~engine.done  # WAIT holds: the engine is busy after this cycle
 
-        pend_wait, pend_hold, pend_read8 = Signal(), Signal(), Signal()
-        p_addr, p_lane, p_mask, p_ch = Signal(rab), Signal(lc), Signal(READ8_LANES), Signal(chb)
-        ch_now = Signal(chb)
-        m.d.comb += ch_now.eq(regs[R.CH_BASE] + n0)
+        pend_wait, pend_hold, pend_read8, pend_addr = Signal(), Signal(), Signal(), Signal()
+        p_tile, p_row, p_addr = Signal(rab), Signal(rab), Signal(rab)
+        p_lane, p_mask = Signal(lc), Signal(READ8_LANES)
+        # Bank b's entry for READ8's four channels CH_BASE + n0 .. +3 (n0 = R_COL & ~3):
+        # the one of them that is b mod 4. From registers alone, so kept at acceptance.
+        ch_first = Signal(chb)
+        m.d.comb += ch_first.eq(regs[R.CH_BASE] + Cat(Const(0, 2), rcol[2:]))
+        p_ch_lo = Signal(2)
+        p_ch_row = [Signal(max(chb - 2, 1), name=f"p_ch_row{b}") for b in range(READ8_LANES)]
         with m.If(take & is_read):
             with m.If(col_next >= regs[R.R_N]):
                 m.d.sync += [rcol.eq(0), rrow.eq(rrow + 1)]
@@ -289,32 +345,41 @@ class GemmCfuCore(wiring.Component):
             m.d.sync += [
                 pend.eq(1),
                 pend_wait.eq(0),
-                pend_hold.eq(read_hold),
+                pend_addr.eq(1),
                 pend_read8.eq(is_read8),
-                p_addr.eq(raddr),
+                # C[row, n] is lane n mod C of word R_BASE + (n div C)·R_M + row (n div C is
+                # the same for READ8's n0, since 4 divides C): computed in the next cycle.
+                p_tile.eq((rcol >> lc)[:rab]),
+                p_row.eq(rrow[:rab]),
                 p_lane.eq(n0[:lc]),
                 p_mask.eq(Cat(*[n0 + i < regs[R.R_N] for i in range(READ8_LANES)])),
-                p_ch.eq(ch_now),
+                p_ch_lo.eq(ch_first[:2]),
+            ]
+            for b in range(READ8_LANES):
+                bump = (b < ch_first[:2]) if b < READ8_LANES - 1 else 0
+                m.d.sync += p_ch_row[b].eq((ch_first[2:] + bump)[: chb - 2])
+        with m.If(pend_addr):
+            m.d.sync += [
+                p_addr.eq(regs[R.R_BASE] + p_tile * regs[R.R_M][:rab] + p_row),
+                pend_addr.eq(0),
+                pend_hold.eq(1),
             ]
         with m.If(take & is_wait & wait_defer):
             m.d.sync += [pend.eq(1), pend_wait.eq(1), pend_hold.eq(1)]
+        answer(pend & pend_wait & ~wait_defer, last)
         with m.If(pend & pend_wait & ~wait_defer):
-            answer(last)
             m.d.sync += [pend.eq(0), pend_wait.eq(0), pend_hold.eq(0)]
 
-        # The result word and the four channels' parameters are read in the same cycle:
-        # at acceptance, or in the first idle cycle for a READ that waited.
-        issue_now = take & is_read & ~read_hold
-        issue_late = pend & pend_hold & ~pend_wait & ~busy
-        issue = issue_now | issue_late
-        issue_addr = Mux(issue_now, raddr, p_addr)
-        issue_ch = Mux(issue_now, ch_now, p_ch)
-        with m.If(issue_late):
+        read_hold = Signal()  # the engine is writing the half this READ reads
+        m.d.comb += read_hold.eq(busy & (p_addr[rab - 1] == run_half))
+        issue = Signal()
+        m.d.comb += issue.eq(pend & pend_hold & ~pend_wait & ~read_hold)
+        with m.If(issue):
             m.d.sync += pend_hold.eq(0)
         m.d.comb += [
             engine.read.en.eq(issue),
-            engine.read.half.eq(issue_addr[rab - 1]),
-            engine.read.addr.eq(issue_addr[: rab - 1]),
+            engine.read.half.eq(p_addr[rab - 1]),
+            engine.read.addr.eq(p_addr[: rab - 1]),
         ]
 
         # -- per-channel parameters: 4 banks by channel mod 4 ----------------
@@ -332,59 +397,93 @@ class GemmCfuCore(wiring.Component):
                 mem = memory.Memory(shape=shape, depth=max(g.channels // READ8_LANES, 2), init=[])
                 m.submodules[f"{o.name.lower()}{b}"] = mem
                 wp, rp = mem.write_port(), mem.read_port()
-                # Bank b serves the one of the four channels first .. first+3 that is b mod 4.
                 m.d.comb += [
                     wp.en.eq(take & op(o) & ch_ok & (ch_bank == b)),
                     wp.addr.eq(ch_row),
                     wp.data.eq(in0[: len(wp.data)]),
                     rp.en.eq(issue),
-                    rp.addr.eq((issue_ch[2:] + ((b < issue_ch[:2]) if b < READ8_LANES - 1 else 0))[: chb - 2]),
+                    rp.addr.eq(p_ch_row[b]),
                 ]
                 ports.append(rp.data)
             params[o] = Array(ports)
 
         # -- the read pipeline ----------------------------------------------
+        # READ32 answers the word read. READ8 passes output_stage's stages, as
+        # CfuCore's POST does: acc + bias (with the shift's split and the multiplier);
+        # the left shift and the rounding masks; the four 16x16 parts of each product;
+        # their halves; SRDHM's sum; RoundingDivideByPOT's split; the offset; the clamp
+        # (registered: the response's mux follows). Only one READ is in flight, so
+        # nothing here stalls.
         word = engine.read.data
-        v1, v2, v3 = Signal(), Signal(), Signal()  # the word is read; products; rounding
-        m.d.sync += [v1.eq(issue), v2.eq(v1 & pend_read8), v3.eq(v2)]
-        with m.If(v1 & ~pend_read8):
-            answer(word[p_lane])
+        read_valid = Signal()  # the word (and the parameters) are on the ports
+        m.d.sync += read_valid.eq(issue)
+        # READ32: the word's lane registered, then the response.
+        r32_valid, r32_word = Signal(), Signal(32)
+        m.d.sync += [r32_valid.eq(read_valid & ~pend_read8), r32_word.eq(word[p_lane])]
+        answer(r32_valid, r32_word)
+        with m.If(r32_valid):
             m.d.sync += pend.eq(0)
+        offset, lo, hi = regs[R.OUT_OFFSET], regs[R.ACT_MIN], regs[R.ACT_MAX]  # fixed while a READ is pending
+        inverted = Signal()
+        m.d.sync += inverted.eq(lo > hi)
+        valid = read_valid & pend_read8
         packed = []
         for i in range(READ8_LANES):
-            bank = (p_ch[:2] + i)[:2]
-            x = Signal(32, name=f"x{i}")
-            m.d.comb += x.eq(word[Cat(Const(i, 2), p_lane[2:])] + params[GemmOp.CH_BIAS][bank])
+            bank = (p_ch_lo + i)[:2]
+
+            def register(values, i=i):
+                out = {}
+                for name, value in values.items():
+                    value = Value.cast(value)
+                    out[name] = Signal(value.shape(), name=f"r8_{name}{i}")
+                    m.d.sync += out[name].eq(value)
+                return out
+
             left, right = shift_amounts(params[GemmOp.CH_SHIFT][bank])
-            a, b = Signal(signed(32), name=f"a{i}"), Signal(signed(32), name=f"b{i}")
-            exp1, exp2 = Signal(5, name=f"exp1_{i}"), Signal(5, name=f"exp2_{i}")
-            prod, overflow = Signal(signed(64), name=f"prod{i}"), Signal(name=f"overflow{i}")
-            m.d.sync += [
-                a.eq(x << left),
-                b.eq(params[GemmOp.CH_MULT][bank]),
-                exp1.eq(right),
-                prod.eq(a * b),
-                overflow.eq((a == INT32_MIN) & (b == INT32_MIN)),
-                exp2.eq(exp1),
-            ]
-            high = srdhm_high(m, prod, overflow, name=f"srdhm{i}")
-            y = offset_clamp(
-                m,
-                rounding_divide(m, high, exp2, prefix=f"lane{i}_"),
-                regs[R.OUT_OFFSET],
-                regs[R.ACT_MIN],
-                regs[R.ACT_MAX],
-                prefix=f"lane{i}_",
+            s1 = register(
+                {
+                    "pre": (word[Cat(Const(i, 2), p_lane[2:])] + params[GemmOp.CH_BIAS][bank])[:32].as_signed(),
+                    "left": left,
+                    "exp": right,
+                    "b": params[GemmOp.CH_MULT][bank],
+                }
             )
-            packed.append(Mux(p_mask[i], y[:8], 0))
-        with m.If(v3):
-            answer(Cat(*packed))
+            s2 = register(
+                {"a": left_shift(s1["pre"], s1["left"]), "b": s1["b"], "exp": s1["exp"], **rounding_masks(s1["exp"])}
+            )
+            s3 = register(
+                {
+                    **partial_products(s2["a"], s2["b"]),
+                    "exp": s2["exp"],
+                    "mask": s2["mask"],
+                    "half": s2["half"],
+                    "half1": s2["half"] + 1,
+                }
+            )
+            s4 = register({**product_halves(s3), **{k: s3[k] for k in ("overflow", "exp", "mask", "half", "half1")}})
+            s5 = register(
+                {
+                    "dividend": srdhm_sum(s4["lohi"], s4["cross"], s4["overflow"]),
+                    **{k: s4[k] for k in ("exp", "mask", "half", "half1")},
+                }
+            )
+            s6 = register(rounding_split(s5["dividend"], s5["exp"], s5["mask"], s5["half"], s5["half1"]))
+            s7 = register({"v": round_offset(s6["shifted"], s6["up"], offset)})
+            s8 = register({"y": clamp(m, s7["v"], lo, hi, inverted, prefix=f"lane{i}_")[:8]})
+            packed.append(Mux(p_mask[i], s8["y"], 0))
+        r8_valid = valid
+        for k in range(1, self.READ8_STAGES + 1):
+            nxt = Signal(name=f"r8_valid{k}")
+            m.d.sync += nxt.eq(r8_valid)
+            r8_valid = nxt
+        answer(r8_valid, Cat(*packed))
+        with m.If(r8_valid):
             m.d.sync += pend.eq(0)
 
         # -- counters -------------------------------------------------------
         busy_cnt, wait_cnt, transfers = Signal(32), Signal(32), Signal(32)
         holding = Signal()  # a WAIT, or a READ waiting for the engine, is held in this cycle
-        m.d.comb += holding.eq((take & (is_wait | (is_read & read_hold))) | (pend & pend_hold))
+        m.d.comb += holding.eq((take & is_wait) | (pend & pend_hold & (pend_wait | read_hold)))
         # A CH_* op naming no channel entry is bad input: it is not counted either.
         is_ch = op(GemmOp.CH_BIAS) | op(GemmOp.CH_MULT) | op(GemmOp.CH_SHIFT)
         is_transfer = is_gop & Cat(*[funct7 == o for o in TRANSFER_OPS]).any() & (ch_ok | ~is_ch)
@@ -438,8 +537,14 @@ class GemmCfuCore(wiring.Component):
                 m.d.comb += fast_result.eq(get_result)
             with m.Default():  # CLEAR, READs (not fast) and undefined ops
                 m.d.comb += fast_result.eq(0)
-        with m.If(take & ~is_read & ~(is_wait & wait_defer)):
-            answer(fast_result)
+        answer(take & ~is_read & ~op(GemmOp.START) & ~(is_wait & wait_defer), fast_result)
+
+        # The response register: the one answer of the cycle, or-ed in (no priority chain).
+        with m.If(Cat(*[when for when, _ in answers]).any()):
+            m.d.sync += [
+                out_valid.eq(1),
+                out_data.eq(reduce(operator.or_, [Mux(when, value, 0) for when, value in answers])),
+            ]
         return m
 
 
@@ -460,6 +565,7 @@ class CombinedCfuCore(wiring.Component):
     WAIT_IDLE_LATENCY = GemmCfuCore.WAIT_IDLE_LATENCY
     READ32_LATENCY = GemmCfuCore.READ32_LATENCY
     READ8_LATENCY = GemmCfuCore.READ8_LATENCY
+    START_LATENCY = GemmCfuCore.START_LATENCY
 
     def __init__(self, geometry=DEFAULT_GEOMETRY):
         self.geometry = geometry
@@ -513,6 +619,7 @@ class GemmCfu(wiring.Component):
     WAIT_IDLE_LATENCY = CombinedCfuCore.WAIT_IDLE_LATENCY
     READ32_LATENCY = CombinedCfuCore.READ32_LATENCY
     READ8_LATENCY = CombinedCfuCore.READ8_LATENCY
+    START_LATENCY = CombinedCfuCore.START_LATENCY
 
     def __init__(self, geometry=DEFAULT_GEOMETRY):
         self.geometry = geometry

@@ -28,7 +28,7 @@ What is sampled, and when:
 import collections
 
 from reference.cfu import mac4_sum
-from reference.cfu_gemm_isa import GOP, GSET, ROWS, GemmOp, GemmReg
+from reference.cfu_gemm_isa import GOP, GSET, READ8_LATENCY, READ32_LATENCY, READ_ISSUE, ROWS, GemmOp, GemmReg
 from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id, split_function_id
 from reference.fixedpoint import multiply_by_quantized_multiplier, sx, wrap32
 from reference.gemm import MODES
@@ -193,7 +193,7 @@ class GemmCfuCoverage(CfuCoverage):
         "WAIT held",
         "write mid-row",
     ]
-    _READ_LATENCY = {"READ32": 2, "READ8": 4}
+    _READ_LATENCY = {"READ32": READ32_LATENCY, "READ8": READ8_LATENCY}
 
     def __init__(self, geometry):
         self.g = geometry
@@ -274,7 +274,7 @@ class GemmCfuCoverage(CfuCoverage):
 
 def _held(g, since):
     """Whether the model held the op accepted in ``since`` (a READ of the half the engine writes)."""
-    return any(start == since for start, _ in g.waits)
+    return any(start in (since, since + READ_ISSUE) for start, _ in g.waits)
 
 
 async def directed_corners(bus, reset_ops=(), mixed=()):

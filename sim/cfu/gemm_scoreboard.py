@@ -11,9 +11,10 @@ timing rules of ``docs/cfu_gemm.md`` that the values cannot show:
   ops have all answered by its accept cycle answers in the cycle
   ``reference/cfu_gemm_isa.py`` documents: its latency after acceptance
   (:data:`GEMM_FAST_LATENCY`, :data:`READ32_LATENCY`, :data:`READ8_LATENCY`,
-  :data:`WAIT_IDLE_LATENCY`, the MAC4 family's own); a WAIT that held, in the
-  cycle after the engine's last busy cycle; a READ that held, its latency
-  after that cycle.
+  :data:`START_LATENCY`, :data:`WAIT_IDLE_LATENCY`, the MAC4 family's own); a
+  WAIT that held, in the cycle after the engine's last busy cycle; a READ that
+  held reads in the first cycle from its acceptance + :data:`READ_ISSUE` after
+  that cycle, and answers its latency less :data:`READ_ISSUE` after its read.
 
 A response the model calls undefined (None: a READ of a word that a reset
 left half-written) is taken unchecked and counted in ``skipped``. A break of
@@ -31,6 +32,8 @@ from reference.cfu_gemm_isa import (
     GSET,
     READ8_LATENCY,
     READ32_LATENCY,
+    READ_ISSUE,
+    START_LATENCY,
     WAIT_IDLE_LATENCY,
     GemmOp,
 )
@@ -42,12 +45,12 @@ from .gemm_stimulus import describe_gemm_command
 
 __all__ = ["GemmCfuScoreboard", "op_kind"]
 
-#: Cycles from acceptance (or, for an op that held, from the cycle after the engine's last busy cycle,
-#: minus one for WAIT, which answers in that cycle) to the response, by op kind.
+#: Cycles from acceptance to the response, by op kind (for an op that held, see respond()).
 _LATENCY = {
     "WAIT": WAIT_IDLE_LATENCY,
     "READ32": READ32_LATENCY,
     "READ8": READ8_LATENCY,
+    "START": START_LATENCY,
     "MAC": FAST_LATENCY,
     "MAC_ACC": MAC_LATENCY,
     "MAC_SLOW": SLOW_LATENCY,
@@ -152,8 +155,12 @@ class GemmCfuScoreboard(CfuScoreboard):
             if latency != lat:
                 self._fail(index, command, since, f"latency {lat}", f"latency {latency}", cycle)
         else:
-            # A held op acts as if taken in the engine's last busy cycle (WAIT) or the one after (READs).
-            want = held + lat + (kind != "WAIT")
+            # A held WAIT acts as if taken in the engine's last busy cycle; a held READ reads in
+            # the first cycle from its acceptance + READ_ISSUE after it (reference/cfu_gemm_isa.py).
+            if kind == "WAIT":
+                want = held + lat
+            else:
+                want = max(since + lat, held + 1 + lat - READ_ISSUE)
             if cycle != want:
                 self._fail(
                     index, command, since, f"a response in cycle {want} (the engine's last busy: {held})", cycle, cycle

@@ -5,8 +5,7 @@ The same properties as ``Cfu``'s (:class:`sim.formal.cfu.CommandUnitHarness`),
 against ``docs/cfu_gemm.md``: the known answers are the MAC4 family's SETs,
 the GSETs of writable registers and the undefined ops of both families (0);
 a WAIT, or a READ of the half the engine writes, may rightly wait while the
-engine is busy, and answers within READ8's latency plus one (the held READ
-reads in the first idle cycle) once it is idle.
+engine is busy, and answers within READ8's latency plus one once it is idle.
 """
 
 from amaranth.hdl import Fragment, Signal
