@@ -350,7 +350,7 @@ class GemmCfuCore(wiring.Component):
                 # C[row, n] is lane n mod C of word R_BASE + (n div C)·R_M + row (n div C is
                 # the same for READ8's n0, since 4 divides C): computed in the next cycle.
                 p_tile.eq((rcol >> lc)[:rab]),
-                p_row.eq(rrow[:rab]),
+                p_row.eq(regs[R.R_BASE] + rrow[:rab]),  # R_BASE + row, wrapping
                 p_lane.eq(n0[:lc]),
                 p_mask.eq(Cat(*[n0 + i < regs[R.R_N] for i in range(READ8_LANES)])),
                 p_ch_lo.eq(ch_first[:2]),
@@ -360,7 +360,7 @@ class GemmCfuCore(wiring.Component):
                 m.d.sync += p_ch_row[b].eq((ch_first[2:] + bump)[: chb - 2])
         with m.If(pend_addr):
             m.d.sync += [
-                p_addr.eq(regs[R.R_BASE] + p_tile * regs[R.R_M][:rab] + p_row),
+                p_addr.eq(p_row + p_tile * regs[R.R_M][:rab]),
                 pend_addr.eq(0),
                 pend_hold.eq(1),
             ]
