@@ -18,6 +18,12 @@ Timing, with ``t`` the cycle in which ``a_data`` is presented:
 * ``w_en`` in cycle ``x`` writes ``w_data`` (R weights, one per row) into bank
   ``w_bank`` of column ``w_col``; PE (i, w_col) uses it from cycle ``x + 1``.
 
+Each PE but (0, 0) selects its weight a cycle early into a register (the bank
+it will see is its left neighbour's, or its skew stage's, now; a write is
+forwarded from ``w_data``), so that its multiplier has registers only at its
+inputs: in a large design the two weight banks' mux and the bank signal's
+fan-out are off the path into the DSP. PE (0, 0)'s bank is the input itself.
+
 With ``dsp_pairs``, the PEs of columns 2k and 2k + 1 share one multiplier,
 as in Xilinx's INT8 packing (WP486): the activation that PE (i, 2k) holds in
 cycle ``u`` is the one PE (i, 2k + 1) will hold in ``u + 1``, so one signed
@@ -92,22 +98,27 @@ class SystolicArray(wiring.Component):
         R, C = self.rows, self.cols
 
         # Skew: row i is delayed i cycles; an invalid vector enters as zeros.
-        edge_a, edge_bank = [], []
+        edge_a, edge_bank, edge_bank_early = [], [], []
         for i in range(R):
             a = Signal(signed(8), name=f"skew_a_{i}_0")
             bank = Signal(name=f"skew_bank_{i}_0")
             m.d.comb += [a.eq(Mux(self.a_valid, self.a_data[i], 0)), bank.eq(self.a_bank)]
+            bank_prev = None  # row 0's bank is the input itself: not known a cycle early
             for d in range(i):
                 a_next = Signal(signed(8), name=f"skew_a_{i}_{d + 1}")
                 bank_next = Signal(name=f"skew_bank_{i}_{d + 1}")
                 m.d.sync += [a_next.eq(a), bank_next.eq(bank)]
+                bank_prev = bank
                 a, bank = a_next, bank_next
             edge_a.append(a)
             edge_bank.append(bank)
+            edge_bank_early.append(bank_prev)
 
         psum = [[Signal(signed(32), name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             a_in, bank_in = edge_a[i], edge_bank[i]
+            # The bank PE (i, 0) uses in the next cycle: the skew chain's stage before its last.
+            bank_early = edge_bank_early[i]
             w = []  # w[j][bank]
             for j in range(C):
                 w.append([Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)])
@@ -138,12 +149,24 @@ class SystolicArray(wiring.Component):
                     ]
                 else:
                     prod = Signal(signed(16), name=f"prod_{i}_{j}")
-                    m.d.sync += [prod.eq(a_in * weight(j)), psum[i][j].eq(above + prod)]
+                    if bank_early is None:
+                        w_use = weight(j)
+                    else:
+                        # The weight this PE multiplies by in the next cycle, selected a cycle
+                        # early (the bank it will see is its left neighbour's now, and a write in
+                        # this cycle is forwarded), so that only a register feeds the multiplier.
+                        w_use = Signal(signed(8), name=f"wsel_{i}_{j}")
+                        incoming = 0 if self.stuck_pe == (i, j) else self.w_data[i]
+                        nxt = [
+                            Mux(self.w_en & (self.w_col == j) & (self.w_bank == b), incoming, w[j][b]) for b in (0, 1)
+                        ]
+                        m.d.sync += w_use.eq(Mux(bank_early, nxt[1], nxt[0]))
+                    m.d.sync += [prod.eq(a_in * w_use), psum[i][j].eq(above + prod)]
                 if j < C - 1:
                     a_out = Signal(signed(8), name=f"a_{i}_{j}")
                     bank_out = Signal(name=f"bank_{i}_{j}")
                     m.d.sync += [a_out.eq(a_in), bank_out.eq(bank_in)]
-                    a_in, bank_in = a_out, bank_out
+                    a_in, bank_in, bank_early = a_out, bank_out, bank_in
 
         # Deskew: column j is delayed C - 1 - j cycles.
         for j in range(C):
