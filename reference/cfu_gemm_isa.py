@@ -211,7 +211,7 @@ def info_word(g):
 #: GSET, WRITE_A/B, STATUS, CH_*, COUNTER, CLEAR, GGET and undefined ops; one a cycle.
 GEMM_FAST_LATENCY = 1
 #: START: the engine starts in the accepting cycle t (it is busy in t+1 .. t+T); T, the
-#: GEMM's busy cycles (LAST's new value), is computed in t+1 .. t+3 (the tile count, T's
+#: GEMM's busy cycles (LAST's new value), is computed in t .. t+3 (the tile count, T's
 #: terms, their product, their sum), and the answer follows.
 START_LATENCY = 4
 #: WAIT with the engine idle (or in its last busy cycle). With a GEMM started in cycle t and

@@ -15,7 +15,7 @@ the figures are :mod:`reference.cfu_gemm_isa`'s):
 * Fast ops (GSET, WRITE_A/B, STATUS, CH_*, COUNTER, CLEAR, GGET, undefined)
   answer in ``GEMM_FAST_LATENCY`` = 1, one a cycle.
 * START drives the engine's ``start`` in the accepting cycle t: the engine is
-  busy in t+1 .. t+T. T is computed in t+1 .. t+3 and START answers in
+  busy in t+1 .. t+T. T is computed in t .. t+3 and START answers in
   ``START_LATENCY`` = 4.
 * WAIT answers in the first cycle after acceptance in which the engine is idle
   (in cycle max(s, t+T) + 1 for a WAIT taken in s).
