@@ -19,7 +19,7 @@ from cocotb.triggers import FallingEdge
 from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Dst, Kind, Loss, Mode, Phase, Target, plan_step
 from reference.gemm import gemm, gemm_cycles
 from reference.gemm_layout import pack_operand, result_words, unpack_operand, unpack_results
-from reference.training import exp_table, loss_error
+from reference.training import exp_table, loss_error, round_half_up_shift, sat
 from reference.training_numerics import LFSR_SEED
 from sim.common import Mismatch
 from sim.common.coverage import Coverage
@@ -429,23 +429,33 @@ async def loss_divider(dut):
     record(loss_divider=ops)
 
 
-#: Wide GEMMs: ``(mode, phase, M, K, N)``; N past 2^9 so that the column indices use their high bits.
-WIDE_GEMMS = [
-    (Mode.NN, Phase.FORWARD, 3, 5, 600),
-    (Mode.NT, Phase.BACKWARD, 3, 5, 600),
-    (Mode.TN, Phase.BACKWARD, 3, 5, 600),
-]
+def wide_gemms(R):
+    """Directed GEMM ops ``(mode, phase, M, K, N)`` for an R-row core:
+
+    - N = 600 in each mode, so that the column indices use their high bits;
+    - K = 400 (nt): the tiles' operand offsets k0 · stride (``Tile.a_k0s``, ``b_k0s``) pass 2^12;
+    - one GEMM in each phase with an odd count of active-row cycles, M · ceil(K/R) · ceil(N/R) = 5 · 1 · 3, so a
+      counter bit that flips on every increment shows (the plan's GEMMs all have even counts).
+    """
+    return [
+        (Mode.NN, Phase.FORWARD, 3, 5, 600),
+        (Mode.NT, Phase.BACKWARD, 3, 5, 600),
+        (Mode.TN, Phase.BACKWARD, 3, 5, 600),
+        (Mode.NT, Phase.BACKWARD, 3, 400, 9),
+        *((Mode.NN, phase, 5, R, 2 * R + 1) for phase in Phase),
+    ]
 
 
 @cocotb.test()
 async def wide_gemm(dut):
-    """One GEMM op in each mode with N = 600 columns (a plan's N is a layer's width): C against
+    """:func:`wide_gemms`, each a GEMM op alone (a plan's N is a layer's width): C against
     :func:`reference.gemm.gemm`, the GEMM cycles against the engine's model, the active rows M per tile."""
     cfg, run, plan, drv = await _setup(dut)
     R = plan.geometry.rows
     rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    jobs = wide_gemms(R)
     with errors_recorded("train", "wide_gemm"):
-        for mode, phase, M, K, N in WIDE_GEMMS:
+        for mode, phase, M, K, N in jobs:
             name = mode.name.lower()
             a = rng.integers(-128, 128, (K, M) if mode == Mode.TN else (M, K))
             b = rng.integers(-128, 128, (N, K) if mode == Mode.NT else (K, N))
@@ -459,4 +469,48 @@ async def wide_gemm(dut):
             got = unpack_results(await drv.read_words("results", 0, result_words(M, N, R)), M, N, R)
             _check_matrix(got, gemm(a, b, name), f"C of a {name} GEMM {M}x{K}x{N}")
             _check_counters(drv, phase, 3 + engine + 2, engine, M * -(-K // R) * -(-N // R))
-    record(wide_gemm=[f"{mode.name} {M}x{K}x{N}" for mode, _, M, K, N in WIDE_GEMMS])
+    record(wide_gemm=[f"{mode.name} {M}x{K}x{N} ({phase.name.lower()})" for mode, phase, M, K, N in jobs])
+
+
+#: The requantizing shifts of :func:`post_shifts`' FWD and DX ops, by operand range. A plan uses FWD shifts
+#: x_frac + w_frac - a_frac >= 6 and DX shifts w_frac - dx_extra = 5; the op takes any shift in 0..31, and a
+#: bit of the sum below the rounding position shows only at a shift that reaches it.
+POST_SHIFTS = {8: tuple(range(8)), 128: (8, 10, 13, 16, 20, 31)}
+
+
+@cocotb.test()
+async def post_shifts(dut):
+    """FWD and DX ops at every shift of :data:`POST_SHIFTS` over one GEMM's results: FWD's
+    ``sat8(rhu(acc + bias))`` (the bias the master's top, rounded) and DX's ``sat8(rhu(acc))``, as
+    :func:`reference.training.forward` defines them, against what the core keeps in vmem."""
+    cfg, run, plan, drv = await _setup(dut)
+    R, nm = plan.geometry.rows, run.n
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    M, K, N = 5, R + 1, 2 * R + 3
+    W = -(-N // R)
+    tried = []
+    with errors_recorded("train", "post_shifts"):
+        for bound, shifts in POST_SHIFTS.items():
+            # Operands in [-bound, bound): at bound 8 the sums stay near sat8's range at shift 0.
+            a, b = rng.integers(-bound, bound, (M, K)), rng.integers(-bound, bound, (K, N))
+            b_master = rng.integers(-(bound**2) << nm.master_extra, bound**2 << nm.master_extra, N)
+            (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+            await drv.write_words("a", 0, a_words)
+            await drv.write_words("b", 0, b_words)
+            await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
+            op = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
+            op.update(b_base=0, b_stride=b_stride, r_base=0)
+            end = {"kind": Kind.END, "phase": Phase.FORWARD}
+            assert await _run_program(dut, drv, [op, end], 2 * gemm_cycles(R, R, M, K, N) + 100) == 0
+            acc = gemm(a, b, "nn")
+            bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
+            for s in shifts:
+                post = dict(phase=Phase.FORWARD, m=M, k=W, n=N, r_base=0, shift0=s, act=Act.NONE, dst=Dst.NONE)
+                fwd = dict(post, kind=Kind.FWD, bb_base=0, vw_base=0, vw_stride=W)
+                dx = dict(post, kind=Kind.DX, vr_base=0, vr_stride=W, vw_base=M * W, vw_stride=W)
+                assert await _run_program(dut, drv, [fwd, dx, end], 4 * M * W + 40) == 0
+                kept = (await drv.read_words("vmem", 0, 2 * M * W)).reshape(2, M, W * R)[:, :, :N]
+                _check_matrix(kept[0], sat(round_half_up_shift(acc + bias, s), 8), f"y (FWD at shift {s})")
+                _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX at shift {s})")
+                tried.append(s)
+    record(post_shifts=tried)
