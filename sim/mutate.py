@@ -151,8 +151,8 @@ BENCHES = {
         note="rows 4: 2 steps of 64-16-10 batch 8, every kept tensor checked, cycles, GEMM cycles and active rows "
         "against the models, counters hold while idle, then 2 more with momentum, MSE and leaky ReLU; bad ops; "
         "reset mid-step; LOSS over the divider's threshold rows at 10 and 16 classes and MSE rows at 16; GEMMs "
-        "of N = 600 in each mode, of K = 400, and with odd active-row counts in each phase; FWD and DX at shifts "
-        "0 to 31",
+        "of N = 600 in each mode, of K = 400, a tn GEMM whose B wraps the operand space, and with odd active-row "
+        "counts in each phase; FWD and DX at shifts 0 to 31",
     ),
 }
 
