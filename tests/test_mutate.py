@@ -50,17 +50,24 @@ endmodule
 """
 
 
-def test_equivalence_checks_tell_equivalent_from_observable(tmp_path):
+def _toy_mutations(work, top, verilog, count, seed):
+    """``verilog`` (module ``top``) as the sweep prepares a design (``design.il`` in ``work``), and
+    ``count`` mutations of it drawn by yosys's ``mutate -list``."""
     import subprocess
 
-    from sim.mutate import _fields
     from sim.synth import yosys_command
 
-    (tmp_path / "toy.v").write_text(TOY)
-    script = "read_verilog toy.v\nprep -top toy\nflatten\nopt_clean\nwrite_rtlil design.il\n"
-    script += "mutate -list 40 -seed 3 -o mutations.txt\n"
-    subprocess.run([yosys_command(), "-q", "-p", script], cwd=tmp_path, check=True)
-    lines = [ln for ln in (tmp_path / "mutations.txt").read_text().splitlines() if ln.strip()]
+    (work / f"{top}.v").write_text(verilog)
+    script = f"read_verilog {top}.v\nprep -top {top}\nflatten\nopt_clean\nwrite_rtlil design.il\n"
+    script += f"mutate -list {count} -seed {seed} -o mutations.txt\n"
+    subprocess.run([yosys_command(), "-q", "-p", script], cwd=work, check=True)
+    return [ln for ln in (work / "mutations.txt").read_text().splitlines() if ln.strip()]
+
+
+def test_equivalence_checks_tell_equivalent_from_observable(tmp_path):
+    from sim.mutate import _fields
+
+    lines = _toy_mutations(tmp_path, "toy", TOY, 40, 3)
     seen = {True: 0, False: 0}
     same = 0
     for i, line in enumerate(lines, 1):
@@ -98,17 +105,10 @@ endmodule
 
 
 def test_equivalence_flow_with_a_memory(tmp_path):
-    import subprocess
-
     from sim.mutate import _fields, check_equivalent
-    from sim.synth import yosys_command
 
-    (tmp_path / "toymem.v").write_text(TOY_MEMORY)
-    script = "read_verilog toymem.v\nprep -top toymem\nflatten\nopt_clean\nwrite_rtlil design.il\n"
-    script += "mutate -list 60 -seed 5 -o mutations.txt\n"
-    subprocess.run([yosys_command(), "-q", "-p", script], cwd=tmp_path, check=True)
+    lines = _toy_mutations(tmp_path, "toymem", TOY_MEMORY, 60, 5)
     assert "$mem_v2" in (tmp_path / "design.il").read_text()
-    lines = [ln for ln in (tmp_path / "mutations.txt").read_text().splitlines() if ln.strip()]
     seen = {"adder, high": 0, "adder, low": 0, "memory": 0}
     for i, line in enumerate(lines, 1):
         f = _fields(line)
