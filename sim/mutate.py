@@ -403,10 +403,19 @@ def _run_in_subprocess(bench, verilog, index, env, timeout):
     return result
 
 
-def _gold_and_gate(top, line):
-    """yosys commands: the design as module ``gold`` and, mutated by ``line``, as module ``gate``."""
+def _gold_and_gate(top, line, cut_memories=False):
+    """yosys commands: the design as module ``gold`` and, mutated by ``line``, as module ``gate``; with
+    ``cut_memories``, both without their memories (:data:`CUT_MEMORIES`)."""
     args = _apply_args(line).replace(f"-module {_fields(line)['module']}", "-module gate")
-    return ["read_rtlil design.il", f"copy {top} gate", f"rename {top} gold", f"mutate {args}", "opt_clean"]
+    return [
+        "read_rtlil design.il",
+        *([NAME_MEMORY_PORTS] if cut_memories else []),
+        f"copy {top} gate",
+        f"rename {top} gold",
+        f"mutate {args}",
+        *(CUT_MEMORIES if cut_memories else []),
+        "opt_clean",
+    ]
 
 
 #: yosys commands that cut the memories out of both versions (``equiv_make`` takes no memories: yosys 0.23 stops
@@ -428,14 +437,9 @@ CUT_MEMORIES = [
 
 
 def _equiv_script(top, line, blacklist):
-    gold_and_gate = _gold_and_gate(top, line)
     return "\n".join(
         [
-            gold_and_gate[0],
-            NAME_MEMORY_PORTS,
-            *gold_and_gate[1:-1],
-            *CUT_MEMORIES,
-            gold_and_gate[-1],
+            *_gold_and_gate(top, line, cut_memories=True),
             f"equiv_make -blacklist {blacklist} gold gate equiv",
             "hierarchy -top equiv",
             # Merges the cells the two versions share (same type, inputs already paired): their outputs are
@@ -588,8 +592,8 @@ def check_equivalent(work, top, index, line, rounds=6, timeout=120):
     text = design.read_text()
     if not (work / "design.il").exists() or (work / "design.il").read_text() != text:
         shutil.copy(design, work / "design.il")
-    cell = _fields(line)["cell"]
-    if re.search(rf"^\s*cell \$mem_v2 \\?{re.escape(cell.lstrip(chr(92)))}$", text, re.M):
+    cell = re.escape(_fields(line)["cell"].lstrip("\\"))
+    if re.search(rf"^\s*cell \$mem_v2 \\?{cell}$", text, re.M):
         return "not tried: the mutation is on a memory's own port"
     ports = _top_ports(text)
     unpaired = []

@@ -194,8 +194,8 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
 def test_train_core_directed(simulator, testcase, report):
     """Directed programs against the golden model: cross-entropy rows at each of the loss divider's
     quotient-bit thresholds; GEMMs of 600 columns in each mode, of K = 400, a tn GEMM whose B wraps the operand
-    space, and with odd active-row counts,
-    with their counters against the timing model; FWD and DX at requantizing shifts the plan never uses."""
+    space, and with odd active-row counts, with their counters against the timing model; FWD and DX at
+    requantizing shifts the plan never uses."""
     r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 

@@ -429,21 +429,26 @@ async def loss_divider(dut):
     record(loss_divider=ops)
 
 
-def wide_gemms(R):
-    """Directed GEMM ops ``(mode, phase, M, K, N)`` for an R-row core:
+def wide_gemms(R, space):
+    """Directed GEMM ops ``(mode, phase, M, K, N, P)`` for an R-row core whose operand buffers hold ``space``
+    words each:
 
     - N = 600 in each mode, so that the column indices use their high bits;
-    - K = 400 (nt): the tiles' operand offsets k0 · stride (``Tile.a_k0s``, ``b_k0s``) pass 2^12 (in tn, where A's
-      offsets are read, the same needs a B past the operand space: :func:`wrapped_tn`);
+    - K = 400 (nt): the tiles' operand offsets k0 · stride (``Tile.a_k0s``, ``b_k0s``) pass 2^12;
+    - in tn, where A's offsets are read, the same needs a B past the operand space. B's stride is
+      S = space / 16 words, so its rows repeat every P = 16 rows (P, else None: B as drawn) and only the first
+      P are stored; row k's address k · S wraps to (k mod 16) · S (the buffers decode the low bits). With
+      K = 32 + R, the tile at k0 = 32 has k0 · S = 2 · space, past 2^12 for the default 1,024-word halves;
     - one GEMM in each phase with an odd count of active-row cycles, M · ceil(K/R) · ceil(N/R) = 5 · 1 · 3, so a
       counter bit that flips on every increment shows (the plan's GEMMs all have even counts).
     """
     return [
-        (Mode.NN, Phase.FORWARD, 3, 5, 600),
-        (Mode.NT, Phase.BACKWARD, 3, 5, 600),
-        (Mode.TN, Phase.BACKWARD, 3, 5, 600),
-        (Mode.NT, Phase.BACKWARD, 3, 400, 9),
-        *((Mode.NN, phase, 5, R, 2 * R + 1) for phase in Phase),
+        (Mode.NN, Phase.FORWARD, 3, 5, 600, None),
+        (Mode.NT, Phase.BACKWARD, 3, 5, 600, None),
+        (Mode.TN, Phase.BACKWARD, 3, 5, 600, None),
+        (Mode.NT, Phase.BACKWARD, 3, 400, 9, None),
+        (Mode.TN, Phase.BACKWARD, 3, 32 + R, R * (space // 16), 16),
+        *((Mode.NN, phase, 5, R, 2 * R + 1, None) for phase in Phase),
     ]
 
 
@@ -452,15 +457,20 @@ async def wide_gemm(dut):
     """:func:`wide_gemms`, each a GEMM op alone (a plan's N is a layer's width): C against
     :func:`reference.gemm.gemm`, the GEMM cycles against the engine's model, the active rows M per tile."""
     cfg, run, plan, drv = await _setup(dut)
-    R = plan.geometry.rows
+    R, space = plan.geometry.rows, 2 * plan.geometry.operand_depth
     rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
-    jobs = wide_gemms(R)
+    jobs = wide_gemms(R, space)
     with errors_recorded("train", "wide_gemm"):
-        for mode, phase, M, K, N in jobs:
+        for mode, phase, M, K, N, P in jobs:
             name = mode.name.lower()
             a = rng.integers(-128, 128, (K, M) if mode == Mode.TN else (M, K))
             b = rng.integers(-128, 128, (N, K) if mode == Mode.NT else (K, N))
-            (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+            stored = b
+            if P:  # B's rows repeat every P: only the first P are stored, and they fill the space
+                stored = b[:P]
+                b = stored[np.arange(K) % P]
+            (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(stored, R)
+            assert not P or len(b_words) == space
             await drv.write_words("a", 0, a_words)
             await drv.write_words("b", 0, b_words)
             op = dict(kind=Kind.GEMM, phase=phase, mode=mode, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
@@ -468,33 +478,9 @@ async def wide_gemm(dut):
             engine = gemm_cycles(R, R, M, K, N)
             assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": phase}], 2 * engine + 100) == 0
             got = unpack_results(await drv.read_words("results", 0, result_words(M, N, R)), M, N, R)
-            _check_matrix(got, gemm(a, b, name), f"C of a {name} GEMM {M}x{K}x{N}")
+            _check_matrix(got, gemm(a, b, name), f"C of a {name} GEMM {M}x{K}x{N}" + (", B wrapped" if P else ""))
             _check_counters(drv, phase, 3 + engine + 2, engine, M * -(-K // R) * -(-N // R))
-        # tn with B past the operand space, its rows repeating so that the wrapped addresses read the right ones.
-        M, K, N, P = wrapped_tn(R, 2 * plan.geometry.operand_depth)
-        a, b_rows = rng.integers(-128, 128, (K, M)), rng.integers(-128, 128, (P, N))
-        b = b_rows[np.arange(K) % P]
-        (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b_rows, R)
-        assert len(b_words) == 2 * plan.geometry.operand_depth
-        await drv.write_words("a", 0, a_words)
-        await drv.write_words("b", 0, b_words)
-        op = dict(kind=Kind.GEMM, phase=Phase.BACKWARD, mode=Mode.TN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
-        op.update(b_base=0, b_stride=b_stride, r_base=0)
-        engine = gemm_cycles(R, R, M, K, N)
-        assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": Phase.BACKWARD}], 2 * engine + 100) == 0
-        got = unpack_results(await drv.read_words("results", 0, result_words(M, N, R)), M, N, R)
-        _check_matrix(got, gemm(a, b, "tn"), f"C of a tn GEMM {M}x{K}x{N}, B wrapped")
-        jobs.append((Mode.TN, Phase.BACKWARD, M, K, N))
-    record(wide_gemm=[f"{mode.name} {M}x{K}x{N} ({phase.name.lower()})" for mode, phase, M, K, N in jobs])
-
-
-def wrapped_tn(R, space):
-    """A tn GEMM ``(M, K, N, P)`` whose B (K x N) is past the operand space (``space`` words): B's stride
-    S = space / 16 words, so its rows repeat every P = 16 rows and only the first P are stored; row k's
-    address k · S wraps to (k mod 16) · S (the buffers decode the low bits). K = 32 + R: the tile at k0 = 32
-    has k0 · S = 2 · space, past 2^12 for the default 1,024-word halves."""
-    S = space // 16
-    return 3, 32 + R, R * S, 16
+    record(wide_gemm=[f"{mode.name} {M}x{K}x{N} ({phase.name.lower()})" for mode, phase, M, K, N, _ in jobs])
 
 
 #: The requantizing shifts of :func:`post_shifts`' FWD and DX ops, by operand range. A plan uses FWD shifts
