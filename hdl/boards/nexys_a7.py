@@ -16,7 +16,7 @@ The self-test does not run from the board's 100 MHz oscillator: no tool here
 has checked it at 100 MHz. An MMCM makes :data:`SELFTEST_CLOCK_HZ` (50 MHz)
 from it, and the XDC declares that clock on the self-test's domain, so
 Vivado checks the design against the clock it runs at. ``make timing``
-placed and routed the self-test at 103.7 MHz on an ECP5-85F (speed 8), with
+placed and routed the self-test at 105.8 MHz on an ECP5-85F (speed 8), with
 8 xc7 LUT levels (docs/performance.md; 59.9 MHz before issue 13's
 pipelining); the Artix-7 is the faster part, and 50 MHz leaves margin for
 the board's own I/O logic, which that figure does not include.
