@@ -141,9 +141,10 @@ BENCHES = {
             "loss_divider",
             "wide_gemm",
             "post_shifts",
+            "post_behind",
         ],
-        # The first update ends in cycle 1108 of a step at rows 4, the step in 1908: reset between.
-        env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant, "RESET_AFTER": "1300"},
+        # reset_mid_step resets while an UPDATE runs behind a GEMM (cycles 1028 to 1081 of a step at rows 4).
+        env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant},
         timeout=60,
         miter_timeout=None,
         # Each round of yosys's flow takes about 3 minutes on the core (its cone of 20,000 paired wires).
@@ -152,7 +153,7 @@ BENCHES = {
         "against the models, counters hold while idle, then 2 more with momentum, MSE and leaky ReLU; bad ops; "
         "reset mid-step; LOSS over the divider's threshold rows at 10 and 16 classes and MSE rows at 16; GEMMs "
         "of N = 600 in each mode, of K = 400, a tn GEMM whose B wraps the operand space, and with odd active-row "
-        "counts in each phase; FWD and DX at shifts 0 to 31",
+        "counts in each phase; FWD and DX at shifts 0 to 31; post-ops behind a GEMM that ends first and last",
     ),
 }
 
@@ -305,25 +306,17 @@ def _train_timing(results, bench, env):
 
 
 def _train_run_timing(results, bench, cfg):
-    from hdl.training.program import CoreGeometry, Kind, Loss, plan_step
+    from hdl.training.program import CoreGeometry, Kind, plan_step, step_cycles
     from reference.gemm import gemm_cycles
 
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
     plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
-    R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, 0
+    R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, step_cycles(plan)
     active = dict(gemm)
     for op in plan.ops:
-        kind = op["kind"]
-        if kind == Kind.GEMM:
+        if op["kind"] == Kind.GEMM:
             gemm[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
             active[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
-            step += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
-        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
-            step += 5 + op["m"] * op["k"]
-        elif kind == Kind.LOSS:
-            step += 3 + op["m"] * ((2 if op["loss"] == Loss.MSE else 3) * op["k"] + 1)
-        else:
-            step += 2
     steps = results.get("steps", 0)
     if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
         return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"

@@ -11,8 +11,10 @@ __all__ = ["OperandWriter"]
 
 
 class OperandWriter(wiring.Component):
-    """Combinational: the held op picks its source (``loss`` for LOSS, ``post``
-    otherwise) and its destination (``ctl.op.dst``: none, A, B or both). The
+    """Combinational: the held op picks the source (``loss`` for LOSS, ``post``
+    otherwise), and the source's op its destination (``ctl.op.dst`` for LOSS,
+    ``ctl.post_op.dst`` for the post unit, which may run behind a GEMM: none,
+    A, B or both). The
     word goes out on ``write`` in the same cycle, rotated into the engine's
     diagonal banking: lane e of matrix row r goes to bank (r + e) mod R."""
 
@@ -32,13 +34,16 @@ class OperandWriter(wiring.Component):
         R = self.geometry.rows
         lg = R.bit_length() - 1
         op = self.ctl.op
+        dst = Signal(Dst)
         en, addr, row = Signal(), Signal(16), Signal(16)
         word = Signal(data.ArrayLayout(signed(8), R))  # element order
         with m.If(op.kind == Kind.LOSS):
             m.d.comb += [en.eq(self.loss.en), addr.eq(self.loss.addr), word.eq(self.loss.data), row.eq(self.loss.row)]
+            m.d.comb += dst.eq(op.dst)
         with m.Else():
+            m.d.comb += dst.eq(self.ctl.post_op.dst)
             m.d.comb += [
-                en.eq(self.post.en & (op.dst != Dst.NONE)),
+                en.eq(self.post.en),
                 addr.eq(self.post.addr),
                 word.eq(self.post.data),
                 row.eq(self.post.row),
@@ -48,9 +53,9 @@ class OperandWriter(wiring.Component):
         for b in range(R):  # bank b holds element (b - row) mod R
             m.d.comb += self.write.data[b].eq(elements[(Const(b, lg) - rot)[:lg]] if lg else word[0])
         m.d.comb += [
-            self.write.en.eq(en & (op.dst != Dst.NONE)),
-            self.write.sel.eq(op.dst == Dst.B),
-            self.write.both.eq(op.dst == Dst.BOTH),
+            self.write.en.eq(en & (dst != Dst.NONE)),
+            self.write.sel.eq(dst == Dst.B),
+            self.write.both.eq(dst == Dst.BOTH),
             self.write.addr.eq(addr),
         ]
         return m

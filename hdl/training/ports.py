@@ -15,9 +15,10 @@ __all__ = ["control", "run", "mem_write", "mem_read", "operand_word", "operand_w
 
 def control():
     """What the sequencer holds for every unit: the current ``op`` (from the
-    cycle after DECODE to the next DECODE), ``busy`` (a step runs) and the
-    step's ``lr`` (latched at ``start``)."""
-    return wiring.Signature({"op": Out(OP_LAYOUT), "busy": Out(1), "lr": Out(16)})
+    cycle after DECODE to the next DECODE), the last post-op ``post_op`` (the
+    same op while it runs, but held while a post-op runs behind a GEMM),
+    ``busy`` (a step runs) and the step's ``lr`` (latched at ``start``)."""
+    return wiring.Signature({"op": Out(OP_LAYOUT), "post_op": Out(OP_LAYOUT), "busy": Out(1), "lr": Out(16)})
 
 
 def run():

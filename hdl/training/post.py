@@ -172,7 +172,7 @@ class PostProcessor(wiring.Component):
         m = Module()
         R = self.geometry.rows
         lg = R.bit_length() - 1
-        op, busy, lfsr = self.ctl.op, self.ctl.busy, self.lfsr
+        op, busy, lfsr = self.ctl.post_op, self.ctl.busy, self.lfsr
         # Stage 0: row pm, word pt.
         run, pm, pt = Signal(), Signal(16), Signal(16)
         with m.If(self.run.go):
@@ -249,7 +249,7 @@ class PostProcessor(wiring.Component):
 
     def _writes(self, m, s1, s1_m, s1_t, last_row, word):
         """Stage 1's writes, by the op's kind."""
-        op = self.ctl.op
+        op = self.ctl.post_op
         s1_words = Signal(32)
         m.d.comb += [
             s1_words.eq(s1_m * op.k + s1_t),

@@ -17,6 +17,13 @@ UPDATE   momentum and SGD over [dW; db] with LFSR stochastic rounding:
 END      the step is done
 =======  ================================================================
 
+A post-op (FWD, DX, UPDATE) with ``behind`` set runs behind the next op: the
+sequencer starts it and goes on to fetch the next op, which must be a GEMM
+that touches none of its data. Any other op waits in DECODE until the post-op
+has finished. The plan sets ``behind`` on each DX (the next op is the layer's
+dW GEMM) and on each UPDATE but the last (the next op is the layer below's
+dX or dW GEMM); :func:`schedule` is the timing.
+
 The bias trick: each layer's input X is stored with one more column, all
 ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
 ``db = Σ_batch dY`` in its last, bit-exact, from the array.
@@ -50,6 +57,8 @@ __all__ = [
     "PlanError",
     "SPACES",
     "fit_geometry",
+    "schedule",
+    "step_cycles",
 ]
 
 
@@ -113,6 +122,7 @@ OP_LAYOUT = data.StructLayout(
         "dst": Dst,
         "loss": Loss,
         "momentum": 1,
+        "behind": 1,
         "shift0": signed(7),
         "shift1": signed(7),
         "m": ADDR,
@@ -412,6 +422,7 @@ def plan_step(
                 dst=Dst.BOTH,
                 dst_base=dy[l - 1].base,
                 dst_stride=dy[l - 1].stride,
+                behind=1,  # behind the dW GEMM: it reads x_l and dY_l, writes dW_l; none of this op's data
             )
         op(
             Kind.GEMM,
@@ -448,11 +459,56 @@ def plan_step(
             dst=Dst.B,
             dst_base=w8[l].base,
             dst_stride=w8[l].stride,
+            # Behind the layer below's dX or dW GEMM, which reads dY_(l-1) (its DX has finished), x_(l-1)
+            # and W_(l-1): every tensor has its own words (_place), and this op writes layer l's only.
+            behind=int(l > 0),
         )
     op(Kind.END, Phase.UPDATE)
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
     return plan
+
+
+def schedule(plan):
+    """When each op of ``plan`` runs on the core (docs/training.md, "Timing"), in cycles from the
+    step's first: a list of ``(start, end)``, each op from its FETCH to the cycle before the next
+    op's FETCH, and for a post-op running ``behind`` the next GEMM its own ``(go, done)`` too.
+
+    Each op costs 3 cycles to fetch, decode and start; a GEMM its engine cycles
+    (:func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; the cross-entropy loss
+    3W + 1 a row (2W + 1 for MSE); END 2 (fetch and decode). A post-op ``behind`` the next GEMM
+    costs its 3 cycles only: the GEMM's FETCH follows its start. The op after that GEMM waits in
+    DECODE until the post-op is done, rows x words + 2 cycles after its start.
+    """
+    from reference.gemm import gemm_cycles
+
+    R, t, out = plan.geometry.rows, 0, []
+    behind_done = None  # the first cycle with the post-op running behind done
+    for op in plan.ops:
+        kind, start = op["kind"], t
+        if kind != Kind.GEMM and behind_done is not None:
+            t = max(t, behind_done - 1)  # FETCH in cycle t; DECODE waits for done
+            behind_done = None
+        if kind == Kind.GEMM:
+            t += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
+        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
+            if op.get("behind"):
+                t += 3  # go in cycle t - 1; the last word is written in cycle t + m·k
+                behind_done = t + op["m"] * op["k"] + 1
+                out.append({"start": start, "end": t, "go": t - 1, "done": behind_done})
+                continue
+            t += 5 + op["m"] * op["k"]
+        elif kind == Kind.LOSS:
+            t += 3 + op["m"] * ((2 if op["loss"] == Loss.MSE else 3) * op["k"] + 1)
+        else:
+            t += 2
+        out.append({"start": start, "end": t})
+    return out
+
+
+def step_cycles(plan):
+    """The cycles one step of ``plan`` takes on the core (:func:`schedule`)."""
+    return schedule(plan)[-1]["end"]
 
 
 def pack_op(fields):

@@ -30,7 +30,10 @@ class Sequencer(wiring.Component):
     with ``lr``) raises ``busy`` the next cycle and clears the counters; each
     op then costs FETCH, DECODE and one START cycle before its unit runs
     (``gemm``, ``post`` or ``loss``: ``go`` for one cycle, then the wait for
-    ``done``). END, an unknown kind, or a LOSS op whose row the loss unit
+    ``done``). A post-op with ``behind`` set is not waited for: its START is
+    followed by the next op's FETCH, and only a GEMM leaves DECODE while the
+    post unit is busy (``ctl.post_op`` holds the post-op, ``ctl.op`` the
+    GEMM). END, an unknown kind, or a LOSS op whose row the loss unit
     cannot take, pulses ``done`` in its DECODE cycle and drops ``busy`` the
     next; the last two also set ``error`` until the next ``start``.
 
@@ -70,7 +73,7 @@ class Sequencer(wiring.Component):
         p_wr, p_rd = program.write_port(), program.read_port()
         pc = Signal(range(g.program_depth + 1))
         state = Signal(State)
-        busy, op, error = self.ctl.busy, self.ctl.op, self.error
+        busy, op, post_op, error = self.ctl.busy, self.ctl.op, self.ctl.post_op, self.error
         m.d.comb += [
             self.busy.eq(busy),
             p_wr.en.eq(self.prog.en & ~busy),
@@ -101,29 +104,41 @@ class Sequencer(wiring.Component):
             with m.Case(State.FETCH):
                 m.d.sync += state.eq(State.DECODE)
             with m.Case(State.DECODE):
-                m.d.sync += op.eq(new)
-                with m.Switch(new.kind):
-                    with m.Case(Kind.END):
-                        stop(bad=False)
-                    with m.Case(Kind.GEMM):
-                        m.d.sync += state.eq(State.GEMM_START)
-                    with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
-                        m.d.sync += state.eq(State.POST_START)
-                    with m.Case(Kind.LOSS):
-                        with m.If((new.m == 0) | (new.n == 0) | (new.n > g.classes) | (new.k != (new.n + R - 1) // R)):
-                            stop(bad=True)  # a row the loss unit cannot take
-                        with m.Else():
-                            m.d.sync += state.eq(State.LOSS_START)
-                    with m.Default():  # an unknown op: stop, and say so
-                        stop(bad=True)
+                # Only a GEMM may start while a post-op runs behind; any other op waits here for it.
+                with m.If(self.post.done | (new.kind == Kind.GEMM)):
+                    m.d.sync += op.eq(new)
+                    with m.Switch(new.kind):
+                        with m.Case(Kind.END):
+                            stop(bad=False)
+                        with m.Case(Kind.GEMM):
+                            m.d.sync += state.eq(State.GEMM_START)
+                        with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
+                            m.d.sync += [state.eq(State.POST_START), post_op.eq(new)]
+                        with m.Case(Kind.LOSS):
+                            bad_row = (
+                                (new.m == 0) | (new.n == 0) | (new.n > g.classes) | (new.k != (new.n + R - 1) // R)
+                            )
+                            with m.If(bad_row):
+                                stop(bad=True)  # a row the loss unit cannot take
+                            with m.Else():
+                                m.d.sync += state.eq(State.LOSS_START)
+                        with m.Default():  # an unknown op: stop, and say so
+                            stop(bad=True)
+            with m.Case(State.POST_START):
+                m.d.comb += self.post.go.eq(1)
+                with m.If(op.behind):  # on to the next op (a GEMM) while the post-op runs
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+                with m.Else():
+                    m.d.sync += state.eq(State.POST_WAIT)
             for unit, start, wait in (
                 (self.gemm, State.GEMM_START, State.GEMM_WAIT),
-                (self.post, State.POST_START, State.POST_WAIT),
+                (self.post, None, State.POST_WAIT),
                 (self.loss, State.LOSS_START, State.LOSS_WAIT),
             ):
-                with m.Case(start):
-                    m.d.comb += unit.go.eq(1)
-                    m.d.sync += state.eq(wait)
+                if start is not None:
+                    with m.Case(start):
+                        m.d.comb += unit.go.eq(1)
+                        m.d.sync += state.eq(wait)
                 with m.Case(wait):
                     with m.If(unit.done):
                         m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]

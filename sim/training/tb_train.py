@@ -11,12 +11,13 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge
 
-from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Dst, Kind, Loss, Mode, Phase, Target, plan_step
+from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Dst, Kind, Loss, Mode, Phase, Target, plan_step, schedule
 from reference.gemm import gemm, gemm_cycles
 from reference.gemm_layout import pack_operand, result_words, unpack_operand, unpack_results
 from reference.training import exp_table, loss_error, round_half_up_shift, sat
@@ -283,12 +284,18 @@ async def bad_ops(dut):
 @cocotb.test()
 async def reset_mid_step(dut):
     """A reset in the middle of a step aborts it (sequencer and LFSR to their
-    reset state); after the host reloads the state, the step runs bit-exact."""
+    reset state); after the host reloads the state, the step runs bit-exact.
+
+    The reset comes halfway through the last post-op that runs behind a GEMM (an
+    UPDATE: the LFSR has moved), so the engine and the post unit are both busy
+    (``RESET_AFTER`` cycles after ``start`` instead, if set)."""
     cfg, run, plan, drv = await _setup(dut)
+    behind = [op for op in schedule(plan) if "go" in op]
+    reset_after = os.environ.get("RESET_AFTER") or (behind[-1]["go"] + behind[-1]["done"]) // 2
     with errors_recorded():
         _, idx, _ = next(run.batches())
         await drv.begin_step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
-        for _ in range(int(os.environ.get("RESET_AFTER", "700"))):
+        for _ in range(int(reset_after)):
             await FallingEdge(dut.clk)
         assert int(dut.busy.value), "the step ended before the reset"
         assert int(dut.lfsr.value) != LFSR_SEED, "the reset came before any update: it tests less than it should"
@@ -525,3 +532,64 @@ async def post_shifts(dut):
                 _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX at shift {s})")
                 tried.append(s)
     record(post_shifts=tried)
+
+
+@cocotb.test()
+async def post_behind(dut):
+    """Post-ops running ``behind`` a GEMM, both ways round, after one GEMM ``C1 = A1·B1``:
+
+    - an FWD over C1 behind a GEMM that ends first, so the DX after it waits in DECODE;
+    - a DX over C1 behind a GEMM that ends last, so the END after it does not wait.
+
+    The kept y and dx against ``sat8(rhu(C1 + bias))`` and ``sat8(rhu(C1))``, both GEMMs' C
+    against :func:`reference.gemm.gemm`, and each program's cycles against
+    :func:`hdl.training.program.schedule`."""
+    cfg, run, plan, drv = await _setup(dut)
+    R, nm = plan.geometry.rows, run.n
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    M, K, N, s = 4 * R + 1, R + 1, 2 * R + 3, 4
+    W = -(-N // R)
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
+    timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
+    with errors_recorded("train", "post_behind"):
+        a, b = rng.integers(-16, 16, (M, K)), rng.integers(-16, 16, (K, N))
+        b_master = rng.integers(-(1 << 12), 1 << 12, N)
+        (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+        await drv.write_words("a", 0, a_words)
+        await drv.write_words("b", 0, b_words)
+        await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
+        gemm1 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
+        gemm1.update(b_base=0, b_stride=b_stride, r_base=0)
+        assert await _run_program(dut, drv, [gemm1, end], 2 * gemm_cycles(R, R, M, K, N) + 100) == 0
+        acc = gemm(a, b, "nn")
+        bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
+        post = dict(phase=Phase.FORWARD, m=M, k=W, n=N, r_base=0, shift0=s, act=Act.NONE, dst=Dst.NONE)
+        # The second GEMM's operands after the first's, its results after C1's.
+        a_base, b_base, r_base = len(a_words), len(b_words), M * W
+        for name, (m2, k2, n2), behind_kind in (
+            ("ends first", (1, 1, 1), Kind.FWD),
+            ("ends last", (2 * R, 2 * R, 3 * R), Kind.DX),
+        ):
+            a2, b2 = rng.integers(-128, 128, (m2, k2)), rng.integers(-128, 128, (k2, n2))
+            (a2_words, a2_stride), (b2_words, b2_stride) = pack_operand(a2, R), pack_operand(b2, R)
+            await drv.write_words("a", a_base, a2_words)
+            await drv.write_words("b", b_base, b2_words)
+            gemm2 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=m2, k=k2, n=n2)
+            gemm2.update(a_base=a_base, a_stride=a2_stride, b_base=b_base, b_stride=b2_stride, r_base=r_base)
+            fwd = dict(post, kind=Kind.FWD, bb_base=0, vw_base=0, vw_stride=W)
+            dx = dict(post, kind=Kind.DX, vr_base=0, vr_stride=W, vw_base=M * W, vw_stride=W)
+            if behind_kind == Kind.FWD:
+                ops = [dict(fwd, behind=1), gemm2, dx, end]
+            else:
+                ops = [fwd, dict(dx, behind=1), gemm2, end]
+            engine = gemm_cycles(R, R, m2, k2, n2)
+            assert await _run_program(dut, drv, ops, 2 * (engine + M * W) + 100) == 0
+            kept = (await drv.read_words("vmem", 0, 2 * M * W)).reshape(2, M, W * R)[:, :, :N]
+            _check_matrix(kept[0], sat(round_half_up_shift(acc + bias, s), 8), f"y (FWD, the GEMM behind it {name})")
+            _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX, the GEMM behind it {name})")
+            got = unpack_results(await drv.read_words("results", r_base, result_words(m2, n2, R)), m2, n2, R)
+            _check_matrix(got, gemm(a2, b2, "nn"), f"C of the GEMM {m2}x{k2}x{n2} a post-op ran behind ({name})")
+            active = m2 * -(-k2 // R) * -(-n2 // R)
+            _check_counters(drv, Phase.FORWARD, timing(ops), engine, active)
+            await drv.write_words("vmem", 0, np.zeros((2 * M * W, R), dtype=np.int64))
+    record(post_behind=["FWD behind a GEMM that ends first", "DX behind a GEMM that ends last"])
