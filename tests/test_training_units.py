@@ -189,6 +189,8 @@ def _sequencer_run(ops, gemm_cycles=4, limit=200):
                 if pending[1] < 0:
                     ctx.set(getattr(seq, pending[0]).done, 1)
                     pending = None
+            if not pending or pending[0] != "post":  # as PostProcessor: done while it runs no op
+                ctx.set(seq.post.done, 1)
             await ctx.tick()
             cycles += 1
         out.update(
@@ -385,7 +387,7 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
 
     async def bench(ctx):
         ctx.set(
-            post.ctl.op,
+            post.ctl.post_op,
             OP_LAYOUT.const(
                 {"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w, "shift1": s_b, "momentum": momentum}
             ),
@@ -432,6 +434,7 @@ def test_operand_writer_rotates_and_picks_its_source():
         for kind, dst in ((Kind.FWD, Dst.A), (Kind.LOSS, Dst.BOTH), (Kind.UPDATE, Dst.B), (Kind.FWD, Dst.NONE)):
             src, other = (wr.loss, wr.post) if kind == Kind.LOSS else (wr.post, wr.loss)
             ctx.set(wr.ctl.op, OP_LAYOUT.const({"kind": kind, "dst": dst}))
+            ctx.set(wr.ctl.post_op, OP_LAYOUT.const({"kind": kind, "dst": dst if kind != Kind.LOSS else Dst.NONE}))
             for row in range(R + 1):
                 ctx.set(src.en, 1)
                 ctx.set(other.en, 0)

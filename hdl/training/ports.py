@@ -24,7 +24,8 @@ def control():
 def run():
     """Running one op on a unit: ``go`` is high for one cycle; ``done`` is high
     in the cycle the unit has finished (the sequencer moves on at that edge).
-    ``done`` may be high when no op runs."""
+    ``done`` may be high when no op runs; the post unit's must be (the
+    sequencer reads it to know a post-op running behind a GEMM has finished)."""
     return wiring.Signature({"go": Out(1), "done": In(1)})
 
 
