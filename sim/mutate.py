@@ -143,7 +143,7 @@ BENCHES = {
             "post_shifts",
             "post_behind",
         ],
-        # reset_mid_step resets while an UPDATE runs behind a GEMM (cycles 1028 to 1081 of a step at rows 4).
+        # reset_mid_step resets halfway through the last UPDATE that runs behind a GEMM (from the schedule).
         env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant},
         timeout=60,
         miter_timeout=None,

@@ -287,15 +287,14 @@ async def reset_mid_step(dut):
     reset state); after the host reloads the state, the step runs bit-exact.
 
     The reset comes halfway through the last post-op that runs behind a GEMM (an
-    UPDATE: the LFSR has moved), so the engine and the post unit are both busy
-    (``RESET_AFTER`` cycles after ``start`` instead, if set)."""
+    UPDATE: the LFSR has moved), so the engine and the post unit are both busy."""
     cfg, run, plan, drv = await _setup(dut)
     behind = [op for op in schedule(plan) if "go" in op]
-    reset_after = os.environ.get("RESET_AFTER") or (behind[-1]["go"] + behind[-1]["done"]) // 2
+    reset_after = (behind[-1]["go"] + behind[-1]["done"]) // 2
     with errors_recorded():
         _, idx, _ = next(run.batches())
         await drv.begin_step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
-        for _ in range(int(reset_after)):
+        for _ in range(reset_after):
             await FallingEdge(dut.clk)
         assert int(dut.busy.value), "the step ended before the reset"
         assert int(dut.lfsr.value) != LFSR_SEED, "the reset came before any update: it tests less than it should"
@@ -496,6 +495,40 @@ async def wide_gemm(dut):
 POST_SHIFTS = {8: tuple(range(8)), 128: (8, 10, 13, 16, 20, 31)}
 
 
+async def _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, bound, bias_bound):
+    """One NN GEMM ``C = A·B`` (operands in [-bound, bound)) into the results from word 0, and N bias masters
+    (in [-bias_bound, bias_bound)) at bmem word 0: ``(C, the bias FWD adds, A's words, B's words)``."""
+    W = -(-N // R)
+    a, b = rng.integers(-bound, bound, (M, K)), rng.integers(-bound, bound, (K, N))
+    b_master = rng.integers(-bias_bound, bias_bound, N)
+    (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+    await drv.write_words("a", 0, a_words)
+    await drv.write_words("b", 0, b_words)
+    await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
+    op = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
+    op.update(b_base=0, b_stride=b_stride, r_base=0)
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
+    assert await _run_program(dut, drv, [op, end], 2 * gemm_cycles(R, R, M, K, N) + 100) == 0
+    return gemm(a, b, "nn"), sat(round_half_up_shift(b_master, nm.master_extra), 32), len(a_words), len(b_words)
+
+
+def _fwd_dx_ops(M, N, R, s):
+    """An FWD (y at vmem word 0) and a DX (dx after it) over the M x N results at word 0, at shift ``s``."""
+    W = -(-N // R)
+    post = dict(phase=Phase.FORWARD, m=M, k=W, n=N, r_base=0, shift0=s, act=Act.NONE, dst=Dst.NONE)
+    fwd = dict(post, kind=Kind.FWD, bb_base=0, vw_base=0, vw_stride=W)
+    dx = dict(post, kind=Kind.DX, vr_base=0, vr_stride=W, vw_base=M * W, vw_stride=W)
+    return fwd, dx
+
+
+async def _check_fwd_dx(drv, R, acc, bias, s, how):
+    """What :func:`_fwd_dx_ops`' FWD and DX kept: ``sat8(rhu(acc + bias))`` and ``sat8(rhu(acc))``."""
+    (M, N), W = acc.shape, -(-acc.shape[1] // R)
+    kept = (await drv.read_words("vmem", 0, 2 * M * W)).reshape(2, M, W * R)[:, :, :N]
+    _check_matrix(kept[0], sat(round_half_up_shift(acc + bias, s), 8), f"y (FWD {how})")
+    _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX {how})")
+
+
 @cocotb.test()
 async def post_shifts(dut):
     """FWD and DX ops at every shift of :data:`POST_SHIFTS` over one GEMM's results: FWD's
@@ -505,43 +538,30 @@ async def post_shifts(dut):
     R, nm = plan.geometry.rows, run.n
     rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
     M, K, N = 5, R + 1, 2 * R + 3
-    W = -(-N // R)
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
     tried = []
     with errors_recorded("train", "post_shifts"):
         for bound, shifts in POST_SHIFTS.items():
             # Operands in [-bound, bound): at bound 8 the sums stay near sat8's range at shift 0.
-            a, b = rng.integers(-bound, bound, (M, K)), rng.integers(-bound, bound, (K, N))
-            b_master = rng.integers(-(bound**2) << nm.master_extra, bound**2 << nm.master_extra, N)
-            (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
-            await drv.write_words("a", 0, a_words)
-            await drv.write_words("b", 0, b_words)
-            await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
-            op = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
-            op.update(b_base=0, b_stride=b_stride, r_base=0)
-            end = {"kind": Kind.END, "phase": Phase.FORWARD}
-            assert await _run_program(dut, drv, [op, end], 2 * gemm_cycles(R, R, M, K, N) + 100) == 0
-            acc = gemm(a, b, "nn")
-            bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
+            bias_bound = bound**2 << nm.master_extra
+            acc, bias, _, _ = await _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, bound, bias_bound)
             for s in shifts:
-                post = dict(phase=Phase.FORWARD, m=M, k=W, n=N, r_base=0, shift0=s, act=Act.NONE, dst=Dst.NONE)
-                fwd = dict(post, kind=Kind.FWD, bb_base=0, vw_base=0, vw_stride=W)
-                dx = dict(post, kind=Kind.DX, vr_base=0, vr_stride=W, vw_base=M * W, vw_stride=W)
-                assert await _run_program(dut, drv, [fwd, dx, end], 4 * M * W + 40) == 0
-                kept = (await drv.read_words("vmem", 0, 2 * M * W)).reshape(2, M, W * R)[:, :, :N]
-                _check_matrix(kept[0], sat(round_half_up_shift(acc + bias, s), 8), f"y (FWD at shift {s})")
-                _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX at shift {s})")
+                fwd, dx = _fwd_dx_ops(M, N, R, s)
+                assert await _run_program(dut, drv, [fwd, dx, end], 4 * M * -(-N // R) + 40) == 0
+                await _check_fwd_dx(drv, R, acc, bias, s, f"at shift {s}")
                 tried.append(s)
     record(post_shifts=tried)
 
 
 @cocotb.test()
 async def post_behind(dut):
-    """Post-ops running ``behind`` a GEMM, both ways round, after one GEMM ``C1 = A1·B1``:
+    """Post-ops running ``behind`` a GEMM, both ways round, after one GEMM ``C1 = A1·B1``
+    (:func:`_fwd_dx_operands`):
 
     - an FWD over C1 behind a GEMM that ends first, so the DX after it waits in DECODE;
     - a DX over C1 behind a GEMM that ends last, so the END after it does not wait.
 
-    The kept y and dx against ``sat8(rhu(C1 + bias))`` and ``sat8(rhu(C1))``, both GEMMs' C
+    The kept y and dx against ``sat8(rhu(C1 + bias))`` and ``sat8(rhu(C1))``, the second GEMM's C
     against :func:`reference.gemm.gemm`, and each program's cycles against
     :func:`hdl.training.program.schedule`."""
     cfg, run, plan, drv = await _setup(dut)
@@ -552,20 +572,9 @@ async def post_behind(dut):
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
     timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
     with errors_recorded("train", "post_behind"):
-        a, b = rng.integers(-16, 16, (M, K)), rng.integers(-16, 16, (K, N))
-        b_master = rng.integers(-(1 << 12), 1 << 12, N)
-        (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
-        await drv.write_words("a", 0, a_words)
-        await drv.write_words("b", 0, b_words)
-        await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
-        gemm1 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, a_base=0, a_stride=a_stride)
-        gemm1.update(b_base=0, b_stride=b_stride, r_base=0)
-        assert await _run_program(dut, drv, [gemm1, end], 2 * gemm_cycles(R, R, M, K, N) + 100) == 0
-        acc = gemm(a, b, "nn")
-        bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
-        post = dict(phase=Phase.FORWARD, m=M, k=W, n=N, r_base=0, shift0=s, act=Act.NONE, dst=Dst.NONE)
-        # The second GEMM's operands after the first's, its results after C1's.
-        a_base, b_base, r_base = len(a_words), len(b_words), M * W
+        acc, bias, a_base, b_base = await _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, 16, 1 << 12)
+        fwd, dx = _fwd_dx_ops(M, N, R, s)
+        r_base = M * W  # the second GEMM's operands after the first's, its results after C1's
         for name, (m2, k2, n2), behind_kind in (
             ("ends first", (1, 1, 1), Kind.FWD),
             ("ends last", (2 * R, 2 * R, 3 * R), Kind.DX),
@@ -576,17 +585,13 @@ async def post_behind(dut):
             await drv.write_words("b", b_base, b2_words)
             gemm2 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=m2, k=k2, n=n2)
             gemm2.update(a_base=a_base, a_stride=a2_stride, b_base=b_base, b_stride=b2_stride, r_base=r_base)
-            fwd = dict(post, kind=Kind.FWD, bb_base=0, vw_base=0, vw_stride=W)
-            dx = dict(post, kind=Kind.DX, vr_base=0, vr_stride=W, vw_base=M * W, vw_stride=W)
             if behind_kind == Kind.FWD:
                 ops = [dict(fwd, behind=1), gemm2, dx, end]
             else:
                 ops = [fwd, dict(dx, behind=1), gemm2, end]
             engine = gemm_cycles(R, R, m2, k2, n2)
             assert await _run_program(dut, drv, ops, 2 * (engine + M * W) + 100) == 0
-            kept = (await drv.read_words("vmem", 0, 2 * M * W)).reshape(2, M, W * R)[:, :, :N]
-            _check_matrix(kept[0], sat(round_half_up_shift(acc + bias, s), 8), f"y (FWD, the GEMM behind it {name})")
-            _check_matrix(kept[1], sat(round_half_up_shift(acc, s), 8), f"dx (DX, the GEMM behind it {name})")
+            await _check_fwd_dx(drv, R, acc, bias, s, f"with the GEMM beside it that {name}")
             got = unpack_results(await drv.read_words("results", r_base, result_words(m2, n2, R)), m2, n2, R)
             _check_matrix(got, gemm(a2, b2, "nn"), f"C of the GEMM {m2}x{k2}x{n2} a post-op ran behind ({name})")
             active = m2 * -(-k2 // R) * -(-n2 // R)
