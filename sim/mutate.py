@@ -306,17 +306,11 @@ def _train_timing(results, bench, env):
 
 
 def _train_run_timing(results, bench, cfg):
-    from hdl.training.program import CoreGeometry, Kind, plan_step, step_cycles
-    from reference.gemm import gemm_cycles
+    from hdl.training.program import CoreGeometry, phase_counts, plan_step, step_cycles
 
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
     plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
-    R, gemm, step = plan.geometry.rows, {name: 0 for name in plan.macs}, step_cycles(plan)
-    active = dict(gemm)
-    for op in plan.ops:
-        if op["kind"] == Kind.GEMM:
-            gemm[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
-            active[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
+    (gemm, active), step = phase_counts(plan), step_cycles(plan)
     steps = results.get("steps", 0)
     if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
         return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"

@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, Kind, fit_geometry, plan_step, step_cycles
-from reference.gemm import gemm_cycles
+from hdl.training.program import CoreGeometry, fit_geometry, phase_counts, plan_step, step_cycles
 from sim.runner import run_cocotb
 from sim.train import train
 from sim.training.session import run_config
@@ -28,25 +27,13 @@ def _step_cycles(layers, batch, geometry=CoreGeometry(), **kw):
 
 
 def _gemm_cycles_per_step(layers, batch, geometry=CoreGeometry(), **kw):
-    plan = plan_step(layers, batch, geometry, **kw)
-    R = plan.geometry.rows
-    out = {name: 0 for name in plan.macs}
-    for op in plan.ops:
-        if op["kind"] == Kind.GEMM:
-            out[op["phase"].name.lower()] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
-    return out
+    """``cnt_gemm``: the engine's cycle model summed per phase (:func:`hdl.training.program.phase_counts`)."""
+    return phase_counts(plan_step(layers, batch, geometry, **kw))[0]
 
 
 def _active_rows_per_step(layers, batch, geometry=CoreGeometry(), **kw):
-    """``cnt_active``: a row of A' enters the array once per tile (docs/systolic.md), M rows of
-    ceil(K/R)·ceil(N/R) tiles a GEMM."""
-    plan = plan_step(layers, batch, geometry, **kw)
-    R = plan.geometry.rows
-    out = {name: 0 for name in plan.macs}
-    for op in plan.ops:
-        if op["kind"] == Kind.GEMM:
-            out[op["phase"].name.lower()] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
-    return out
+    """``cnt_active``: M rows for each of a GEMM's tiles, per phase (:func:`hdl.training.program.phase_counts`)."""
+    return phase_counts(plan_step(layers, batch, geometry, **kw))[1]
 
 
 def _ops_not_driven(activation="relu", loss="ce", momentum=False):

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
+from reference.gemm import gemm_cycles
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
@@ -59,6 +60,7 @@ __all__ = [
     "fit_geometry",
     "schedule",
     "step_cycles",
+    "phase_counts",
 ]
 
 
@@ -509,6 +511,23 @@ def schedule(plan):
 def step_cycles(plan):
     """The cycles one step of ``plan`` takes on the core (:func:`schedule`)."""
     return schedule(plan)[-1]["end"]
+
+
+def phase_counts(plan):
+    """The per-phase counters' models for one step of ``plan``: ``(gemm, active)``, dicts by phase name.
+
+    ``gemm``: the engine's cycle model (:func:`reference.gemm.gemm_cycles`) summed over each phase's
+    GEMMs (``cnt_gemm``). ``active``: a row of A' enters the array once per tile (docs/systolic.md),
+    M rows for each of a GEMM's ceil(K/R)·ceil(N/R) tiles (``cnt_active``).
+    """
+    R = plan.geometry.rows
+    gemm, active = {name: 0 for name in plan.macs}, {name: 0 for name in plan.macs}
+    for op in plan.ops:
+        if op["kind"] == Kind.GEMM:
+            phase = op["phase"].name.lower()
+            gemm[phase] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            active[phase] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
+    return gemm, active
 
 
 def pack_op(fields):
