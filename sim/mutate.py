@@ -306,19 +306,12 @@ def _train_timing(results, bench, env):
 
 
 def _train_run_timing(results, bench, cfg):
-    from hdl.training.program import CoreGeometry, phase_counts, plan_step, step_cycles
+    from hdl.training.program import CoreGeometry, plan_step
+
+    from .training.session import timing_differs
 
     kw = dict(loss=cfg["loss"], activation=cfg["activation"], momentum=cfg["momentum"])
-    plan = plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw)
-    (gemm, active), step = phase_counts(plan), step_cycles(plan)
-    steps = results.get("steps", 0)
-    if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
-        return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"
-    if results.get("active_rows_by_phase") != {k: v * steps for k, v in active.items()}:
-        return f"active rows by phase {results.get('active_rows_by_phase')}, M per tile {active} a step"
-    if results.get("step_cycles") != [step]:
-        return f"step cycles {results.get('step_cycles')}, timing model {step}"
-    return None
+    return timing_differs(results, plan_step(cfg["layers"], cfg["batch"], CoreGeometry(**_params(bench)), **kw))
 
 
 #: design -> a check of the results dict beyond the bench's own asserts (as the design's pytest does).

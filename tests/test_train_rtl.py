@@ -10,30 +10,20 @@ import json
 
 import pytest
 
-from hdl.training.program import CoreGeometry, fit_geometry, phase_counts, plan_step, step_cycles
+from hdl.training.program import CoreGeometry, fit_geometry, plan_step
 from sim.runner import run_cocotb
 from sim.train import train
-from sim.training.session import run_config
+from sim.training.session import run_config, timing_differs
 
 SMALL = dict(layers=(64, 16, 10), batch=8, epochs=1, plot=None, progress=False)
 
 
-def _step_cycles(layers, batch, geometry=CoreGeometry(), **kw):
-    """docs/training.md's timing, op by op (:func:`hdl.training.program.step_cycles`): 3 cycles to
-    fetch, decode and start each op; a GEMM's engine cycles; rows x words (+2 to drain) for a post-op,
-    3 only for one running behind the next GEMM; 3W + 1 cycles a row for the cross-entropy loss unit
-    (2W + 1 for MSE); 2 for END."""
-    return step_cycles(plan_step(layers, batch, geometry, **kw))
-
-
-def _gemm_cycles_per_step(layers, batch, geometry=CoreGeometry(), **kw):
-    """``cnt_gemm``: the engine's cycle model summed per phase (:func:`hdl.training.program.phase_counts`)."""
-    return phase_counts(plan_step(layers, batch, geometry, **kw))[0]
-
-
-def _active_rows_per_step(layers, batch, geometry=CoreGeometry(), **kw):
-    """``cnt_active``: M rows for each of a GEMM's tiles, per phase (:func:`hdl.training.program.phase_counts`)."""
-    return phase_counts(plan_step(layers, batch, geometry, **kw))[1]
+def _check_timing(r, layers, batch, geometry=CoreGeometry(), **kw):
+    """The run's counters against docs/training.md's models (:func:`sim.training.session.timing_differs`):
+    each phase's GEMM cycles the engine's cycle model, its active rows M per tile, and every step's cycles
+    the op-by-op timing (:func:`hdl.training.program.step_cycles`)."""
+    differs = timing_differs(r, plan_step(layers, batch, geometry, **kw))
+    assert differs is None, differs
 
 
 def _ops_not_driven(activation="relu", loss="ce", momentum=False):
@@ -65,12 +55,7 @@ def test_train_bit_exact(simulator, variant, report, functional_coverage):
     r = train(**SMALL, **kw, backend=simulator, check="full", max_steps=steps)
     assert r["bit_exact"] is True and r["steps"] == steps
     plan_kw = {k: v for k, v in kw.items() if k in ("loss", "activation")}
-    want = _gemm_cycles_per_step(SMALL["layers"], SMALL["batch"], momentum=bool(kw.get("momentum")), **plan_kw)
-    for phase, cycles in want.items():
-        assert r["gemm_cycles_by_phase"][phase] == cycles * steps, phase
-    active = _active_rows_per_step(SMALL["layers"], SMALL["batch"], momentum=bool(kw.get("momentum")), **plan_kw)
-    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
-    assert r["step_cycles"] == [_step_cycles(SMALL["layers"], SMALL["batch"], **plan_kw)]
+    _check_timing(r, SMALL["layers"], SMALL["batch"], momentum=bool(kw.get("momentum")), **plan_kw)
     not_driven = _ops_not_driven(**plan_kw, momentum=bool(kw.get("momentum"))) + ["robustness:*"]
     functional_coverage(r, f"train ({variant}) on {simulator}", not_driven)
     report(
@@ -93,11 +78,7 @@ def test_train_default_network(simulator, report, functional_coverage):
         max_steps=steps,
     )
     assert r["bit_exact"] is True and r["steps"] == steps
-    want = _gemm_cycles_per_step((64, 32, 10), 32)
-    assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
-    active = _active_rows_per_step((64, 32, 10), 32)
-    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
-    assert r["step_cycles"] == [_step_cycles((64, 32, 10), 32)]
+    _check_timing(r, (64, 32, 10), 32)
     functional_coverage(r, f"train (64-32-10) on {simulator}", _ops_not_driven() + ["robustness:*"])
     report(
         f"training core on {simulator}: 64-32-10 batch 32, {steps} steps bit-exact, "
@@ -131,11 +112,7 @@ def test_train_other_geometries(simulator, layers, batch, array, pairs, report):
     g = fit_geometry(layers, batch, array, base=CoreGeometry(dsp_pairs=pairs))
     assert r["bit_exact"] is True and r["steps"] == steps
     assert r["array"] == f"{array}x{array}" and r["geometry"] == g.params
-    want = _gemm_cycles_per_step(layers, batch, g)
-    assert r["gemm_cycles_by_phase"] == {k: v * steps for k, v in want.items()}
-    active = _active_rows_per_step(layers, batch, g)
-    assert r["active_rows_by_phase"] == {k: v * steps for k, v in active.items()}
-    assert r["step_cycles"] == [_step_cycles(layers, batch, g)]
+    _check_timing(r, layers, batch, g)
     report(
         f"training core on {simulator}, {'-'.join(map(str, layers))} batch {batch} on {array}x{array}: {steps} "
         f"steps, every kept tensor bit-exact, {r['cycles_per_step']} cycles a step = timing model, "

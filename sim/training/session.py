@@ -195,3 +195,22 @@ class FixedRun:
 
     def dump(self, path, out):
         dump_step(path, out, self.state, self.cfg["loss"], self.cfg["lr_applied"])
+
+
+def timing_differs(results, plan):
+    """What of a run's cycle counters differs from ``plan``'s models, or None.
+
+    Each phase's GEMM cycles and active rows must equal
+    :func:`hdl.training.program.phase_counts` times the steps run, and every
+    step's cycles :func:`hdl.training.program.step_cycles` (docs/training.md).
+    """
+    from hdl.training.program import phase_counts, step_cycles
+
+    (gemm, active), step, steps = phase_counts(plan), step_cycles(plan), results.get("steps", 0)
+    if results.get("gemm_cycles_by_phase") != {k: v * steps for k, v in gemm.items()}:
+        return f"GEMM cycles by phase {results.get('gemm_cycles_by_phase')}, engine model {gemm} a step"
+    if results.get("active_rows_by_phase") != {k: v * steps for k, v in active.items()}:
+        return f"active rows by phase {results.get('active_rows_by_phase')}, M per tile {active} a step"
+    if results.get("step_cycles") != [step]:
+        return f"step cycles {results.get('step_cycles')}, timing model {step}"
+    return None
