@@ -142,6 +142,7 @@ BENCHES = {
             "wide_gemm",
             "post_shifts",
             "post_behind",
+            "post_readers",
         ],
         # reset_mid_step resets halfway through the last UPDATE that runs behind a GEMM (from the schedule).
         env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant},
@@ -153,7 +154,8 @@ BENCHES = {
         "against the models, counters hold while idle, then 2 more with momentum, MSE and leaky ReLU; bad ops; "
         "reset mid-step; LOSS over the divider's threshold rows at 10 and 16 classes and MSE rows at 16; GEMMs "
         "of N = 600 in each mode, of K = 400, a tn GEMM whose B wraps the operand space, and with odd active-row "
-        "counts in each phase; FWD and DX at shifts 0 to 31; post-ops behind a GEMM that ends first and last",
+        "counts in each phase; FWD and DX at shifts 0 to 31; post-ops behind a GEMM that ends first and last; "
+        "a FWD by column behind the GEMM that reads it, and behind a LOSS over its y",
     ),
 }
 

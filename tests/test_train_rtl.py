@@ -143,13 +143,14 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
-@pytest.mark.parametrize("testcase", ["loss_divider", "wide_gemm", "post_shifts", "post_behind"])
+@pytest.mark.parametrize("testcase", ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers"])
 def test_train_core_directed(simulator, testcase, report):
     """Directed programs against the golden model: cross-entropy rows at each of the loss divider's
     quotient-bit thresholds; GEMMs of 600 columns in each mode, of K = 400, a tn GEMM whose B wraps the operand
     space, and with odd active-row counts, with their counters against the timing model; FWD and DX at
     requantizing shifts the plan never uses; post-ops running behind a GEMM that ends first and one that
-    ends last, with the cycles against the schedule."""
+    ends last, and behind the op that reads what they write (a GEMM, the loss unit), with the cycles
+    against the schedule."""
     r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 

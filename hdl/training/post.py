@@ -135,7 +135,8 @@ class PostProcessor(wiring.Component):
     """FWD, DX and UPDATE over the held op's output matrix.
 
     ``run.go`` starts it (an op with no rows or words ends at once). It walks
-    the matrix row by row, one word of R lanes a cycle, in two stages: stage
+    the matrix row by row (with the op's ``by_column``, word column by word
+    column), one word of R lanes a cycle, in two stages: stage
     0 presents the result address (``results``) and the addresses of the
     words the op needs beside it (``vmem_rd`` for y, ``wmem_rd``,
     ``bmem_rd``, ``mmem_rd``); stage 1, the next cycle, computes from their
@@ -177,13 +178,19 @@ class PostProcessor(wiring.Component):
         run, pm, pt = Signal(), Signal(16), Signal(16)
         with m.If(self.run.go):
             m.d.sync += [run.eq((op.m != 0) & (op.k != 0)), pm.eq(0), pt.eq(0)]
-        with m.If(run):
-            with m.If(pt + 1 >= op.k):
-                m.d.sync += [pt.eq(0), pm.eq(pm + 1)]
-                with m.If(pm + 1 >= op.m):
+
+        def walk(inner, inner_n, outer, outer_n):  # the inner index to its end, then the outer one step
+            with m.If(inner + 1 >= inner_n):
+                m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
+                with m.If(outer + 1 >= outer_n):
                     m.d.sync += run.eq(0)
             with m.Else():
-                m.d.sync += pt.eq(pt + 1)
+                m.d.sync += inner.eq(inner + 1)
+
+        with m.If(run & ~op.by_column):
+            walk(pt, op.k, pm, op.m)  # word by word along a row, then the next row
+        with m.Elif(run):
+            walk(pm, op.m, pt, op.k)  # by_column: row by row down a word column, then the next column
         s1, s1_m, s1_t, s1_last_row = Signal(), Signal(16), Signal(16), Signal()  # stage 1
         m.d.sync += [s1.eq(run), s1_m.eq(pm), s1_t.eq(pt), s1_last_row.eq(pm + 1 == op.m)]
         m.d.comb += self.run.done.eq(~run & ~s1)  # the last word has been written

@@ -17,12 +17,24 @@ UPDATE   momentum and SGD over [dW; db] with LFSR stochastic rounding:
 END      the step is done
 =======  ================================================================
 
-A post-op (FWD, DX, UPDATE) with ``behind`` set runs behind the next op: the
-sequencer starts it and goes on to fetch the next op, which must be a GEMM
-that touches none of its data. Any other op waits in DECODE until the post-op
-has finished. The plan sets ``behind`` on each DX (the next op is the layer's
-dW GEMM) and on each UPDATE but the last (the next op is the layer below's
-dX or dW GEMM); :func:`schedule` is the timing.
+A post-op (FWD, DX, UPDATE) walks its output a row at a time (word 0 to W-1 of
+row 0, then of row 1, ...), or with ``by_column`` a word column at a time (word 0
+of every row, then word 1, ...). With ``behind`` set it runs behind the next op:
+the sequencer starts it and goes on to fetch the next op. That op must be a
+GEMM, or a LOSS behind a FWD that writes no operand words. Any other op waits
+in DECODE until the post-op has finished. The next op may read what the
+post-op writes, in the order it is written: each writes one word a cycle from
+two cycles after its start, and the reader, fetched after that start, reads at
+most one word a cycle from later on (docs/training.md, "Timing"). The plan
+sets ``behind``
+- on each hidden layer's FWD, by column: the next layer's forward GEMM reads
+  its input one word column (a tile's K rows) at a time;
+- on the last layer's FWD: the loss unit reads the logits row by row;
+- on each DX: the next op is the layer's dW GEMM, which reads none of its data;
+- on each UPDATE but the last: the next op is the layer below's dX or dW
+  GEMM, which reads none of its data.
+
+:func:`schedule` is the timing.
 
 The bias trick: each layer's input X is stored with one more column, all
 ones, so the gradient GEMM ``[X 1]ᵀ·dY`` yields dW in its first rows and
@@ -61,6 +73,7 @@ __all__ = [
     "schedule",
     "step_cycles",
     "phase_counts",
+    "may_pass",
 ]
 
 
@@ -125,6 +138,7 @@ OP_LAYOUT = data.StructLayout(
         "loss": Loss,
         "momentum": 1,
         "behind": 1,
+        "by_column": 1,
         "shift0": signed(7),
         "shift1": signed(7),
         "m": ADDR,
@@ -373,6 +387,10 @@ def plan_step(
             vw_base=y[l].base,
             vw_stride=y[l].stride,
             shift0=shift,
+            # Behind the next GEMM (hidden), which reads this op's output a word column at a time, or
+            # behind the loss unit (the last layer: no operand words), which reads the logits row by row.
+            behind=1,
+            by_column=int(hidden),
             act=act if hidden else Act.NONE,
             ones=int(hidden),
             dst=Dst.A if hidden else Dst.NONE,
@@ -471,6 +489,16 @@ def plan_step(
     return plan
 
 
+def may_pass(op, post_op):
+    """Whether ``op`` may leave DECODE while ``post_op`` runs behind (the sequencer's rule): a GEMM,
+    or a LOSS while a FWD that writes no operand words runs (the operand writer and vmem's read port
+    then serve the loss unit)."""
+    kind = lambda o: Kind(o["kind"])
+    return kind(op) == Kind.GEMM or (
+        kind(op) == Kind.LOSS and kind(post_op) == Kind.FWD and Dst(post_op.get("dst", Dst.NONE)) == Dst.NONE
+    )
+
+
 def schedule(plan):
     """When each op of ``plan`` runs on the core (docs/training.md, "Timing"), in cycles from the
     step's first: a list of ``(start, end)``, each op from its FETCH to the cycle before the next
@@ -478,25 +506,26 @@ def schedule(plan):
 
     Each op costs 3 cycles to fetch, decode and start; a GEMM its engine cycles
     (:func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; the cross-entropy loss
-    3W + 1 a row (2W + 1 for MSE); END 2 (fetch and decode). A post-op ``behind`` the next GEMM
-    costs its 3 cycles only: the GEMM's FETCH follows its start. The op after that GEMM waits in
-    DECODE until the post-op is done, rows x words + 2 cycles after its start.
+    3W + 1 a row (2W + 1 for MSE); END 2 (fetch and decode). A post-op ``behind`` the next op
+    costs its 3 cycles only: the next op's FETCH follows its start. That op is a GEMM, or a LOSS
+    behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
+    the post-op is done, rows x words + 2 cycles after its start.
     """
     from reference.gemm import gemm_cycles
 
     R, t, out = plan.geometry.rows, 0, []
-    behind_done = None  # the first cycle with the post-op running behind done
+    behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
     for op in plan.ops:
         kind, start = op["kind"], t
-        if kind != Kind.GEMM and behind_done is not None:
+        if behind is not None and not may_pass(op, behind):
             t = max(t, behind_done - 1)  # FETCH in cycle t; DECODE waits for done
-            behind_done = None
+            behind = behind_done = None
         if kind == Kind.GEMM:
             t += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             if op.get("behind"):
                 t += 3  # go in cycle t - 1; the last word is written in cycle t + m·k
-                behind_done = t + op["m"] * op["k"] + 1
+                behind, behind_done = op, t + op["m"] * op["k"] + 1
                 out.append({"start": start, "end": t, "go": t - 1, "done": behind_done})
                 continue
             t += 5 + op["m"] * op["k"]

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..systolic.signatures import COUNTER_BITS
 from . import ports
-from .program import OP_LAYOUT, Kind, Phase
+from .program import OP_LAYOUT, Dst, Kind, Phase
 
 __all__ = ["Sequencer", "State"]
 
@@ -31,11 +31,12 @@ class Sequencer(wiring.Component):
     op then costs FETCH, DECODE and one START cycle before its unit runs
     (``gemm``, ``post`` or ``loss``: ``go`` for one cycle, then the wait for
     ``done``). A post-op with ``behind`` set is not waited for: its START is
-    followed by the next op's FETCH, and only a GEMM leaves DECODE while the
-    post unit is busy (``ctl.post_op`` holds the post-op, ``ctl.op`` the
-    GEMM). END, an unknown kind, or a LOSS op whose row the loss unit
-    cannot take, pulses ``done`` in its DECODE cycle and drops ``busy`` the
-    next; the last two also set ``error`` until the next ``start``.
+    followed by the next op's FETCH, and only a GEMM, or a LOSS behind a FWD
+    that writes no operand words, leaves DECODE while the post unit is busy
+    (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). END, an
+    unknown kind, or a LOSS op whose row the loss unit cannot take, pulses
+    ``done`` in its DECODE cycle and drops ``busy`` the next; the last two
+    also set ``error`` until the next ``start``.
 
     ``cnt_cycles[p]`` counts the busy cycles while the held op's phase is
     ``p``; ``cnt_gemm[p]`` and ``cnt_active[p]`` those in which
@@ -104,8 +105,12 @@ class Sequencer(wiring.Component):
             with m.Case(State.FETCH):
                 m.d.sync += state.eq(State.DECODE)
             with m.Case(State.DECODE):
-                # Only a GEMM may start while a post-op runs behind; any other op waits here for it.
-                with m.If(self.post.done | (new.kind == Kind.GEMM)):
+                # While a post-op runs behind, only a GEMM may start, or a LOSS behind a FWD that writes
+                # no operand words (program.may_pass); any other op waits here for it.
+                passes = (new.kind == Kind.GEMM) | (
+                    (new.kind == Kind.LOSS) & (post_op.kind == Kind.FWD) & (post_op.dst == Dst.NONE)
+                )
+                with m.If(self.post.done | passes):
                     m.d.sync += op.eq(new)
                     with m.Switch(new.kind):
                         with m.Case(Kind.END):

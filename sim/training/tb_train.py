@@ -598,3 +598,74 @@ async def post_behind(dut):
             _check_counters(drv, Phase.FORWARD, timing(ops), engine, active)
             await drv.write_words("vmem", 0, np.zeros((2 * M * W, R), dtype=np.int64))
     record(post_behind=["FWD behind a GEMM that ends first", "DX behind a GEMM that ends last"])
+
+
+@cocotb.test()
+async def post_readers(dut):
+    """Post-ops ``behind`` the op that reads what they write, after one GEMM ``C1 = A1·B1``
+    (:func:`_fwd_dx_operands`), each reader's words pre-filled with other values:
+
+    - a FWD by column (ReLU, ones column) into A, behind a GEMM that reads it as its A: that GEMM's C
+      against :func:`reference.gemm.gemm` of the activations, as each hidden layer's FWD of a plan;
+    - a FWD with no operand words behind a LOSS over the y it keeps: dY against
+      :func:`reference.training.loss_error`, as the last layer's FWD of a plan;
+    - the same FWD writing A: the LOSS waits in DECODE until the FWD is done.
+
+    Each program's cycles against :func:`hdl.training.program.schedule`."""
+    cfg, run, plan, drv = await _setup(dut)
+    R, nm = plan.geometry.rows, run.n
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    M, K, N, s = 4 * R + 1, R + 1, 2 * R + 3, 4
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
+    timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
+    ran = []
+    with errors_recorded("train", "post_readers"):
+        acc, bias, a_base, b_base = await _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, 16, 1 << 12)
+        r_base = M * -(-N // R)  # results after C1's
+
+        async def stale(space, base, words):  # what a reader would see if it read too early
+            await drv.write_words(space, base, rng.integers(-128, 128, (words, R)))
+
+        # A FWD by column, ReLU, with the ones column: the GEMM reads all N + 1 columns as its A.
+        k2, n2 = N + 1, R + 1
+        W2 = -(-k2 // R)
+        b2 = rng.integers(-128, 128, (k2, n2))
+        b2_words, b2_stride = pack_operand(b2, R)
+        await drv.write_words("b", b_base, b2_words)
+        await stale("a", a_base, M * W2)
+        fwd, _ = _fwd_dx_ops(M, N, R, s)
+        fwd = dict(fwd, act=Act.RELU, ones=1, dst=Dst.A, dst_base=a_base, dst_stride=W2, vw_stride=W2)
+        fwd.update(k=W2, behind=1, by_column=1)
+        gemm2 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=k2, n=n2)
+        gemm2.update(a_base=a_base, a_stride=W2, b_base=b_base, b_stride=b2_stride, r_base=r_base)
+        ops = [fwd, gemm2, end]
+        engine = gemm_cycles(R, R, M, k2, n2)
+        assert await _run_program(dut, drv, ops, 2 * (engine + M * W2) + 100) == 0
+        y = sat(round_half_up_shift(acc + bias, s), 8)
+        x2 = np.concatenate([np.maximum(y, 0), np.ones((M, 1), dtype=y.dtype)], axis=1)
+        kept = (await drv.read_words("vmem", 0, M * W2)).reshape(M, W2 * R)[:, :N]
+        _check_matrix(kept, y, "y (FWD by column behind the GEMM that reads it)")
+        got = unpack_results(await drv.read_words("results", r_base, result_words(M, n2, R)), M, n2, R)
+        _check_matrix(got, gemm(x2, b2, "nn"), f"C of the GEMM {M}x{k2}x{n2} that reads the FWD behind it")
+        _check_counters(drv, Phase.FORWARD, timing(ops), engine, M * W2 * -(-n2 // R))
+        ran.append("FWD by column behind a GEMM that reads it")
+
+        # The last layer's FWD (no activation, no ones column) and a LOSS over its y.
+        classes = min(plan.geometry.classes, N)
+        W = -(-classes // R)
+        labels = rng.integers(0, classes, M)
+        await drv.write_labels(labels)
+        y = sat(round_half_up_shift(acc[:, :classes] + bias[:classes], s), 8)
+        fwd, _ = _fwd_dx_ops(M, classes, R, s)
+        loss = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=M, k=W, n=classes, loss=Loss.CE, vr_base=0)
+        loss.update(vr_stride=W, dst=Dst.B, dst_base=b_base, dst_stride=W)
+        for dst, how in ((Dst.NONE, "does not wait"), (Dst.A, "waits")):
+            await stale("vmem", 0, M * W)
+            await stale("b", b_base, M * W)
+            ops = [dict(fwd, behind=1, dst=dst, dst_base=a_base, dst_stride=W), loss, end]
+            assert await _run_program(dut, drv, ops, 2 * M * (4 * W + 1) + 100) == 0
+            got = unpack_operand(await drv.read_words("b", b_base, M * W), M, classes, R)
+            _check_matrix(got, loss_error(y, labels, "ce", nm), f"dy (LOSS behind a FWD: it {how})")
+            _check_counters(drv, Phase.FORWARD, timing(ops))
+            ran.append(f"LOSS behind a FWD with dst {dst.name}: it {how}")
+    record(post_readers=ran)
