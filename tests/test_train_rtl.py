@@ -143,7 +143,9 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
-@pytest.mark.parametrize("testcase", ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers"])
+@pytest.mark.parametrize(
+    "testcase", ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers", "post_padding"]
+)
 def test_train_core_directed(simulator, testcase, report):
     """Directed programs against the golden model: cross-entropy rows at each of the loss divider's
     quotient-bit thresholds; GEMMs of 600 columns in each mode, of K = 400, a tn GEMM whose B wraps the operand

@@ -669,3 +669,58 @@ async def post_readers(dut):
             _check_counters(drv, Phase.FORWARD, timing(ops))
             ran.append(f"LOSS behind a FWD with dst {dst.name}: it {how}")
     record(post_readers=ran)
+
+
+@cocotb.test()
+async def post_padding(dut):
+    """Post-ops over a matrix of N = 2R + 1 columns, whose last word has every lane but lane 0 past N,
+    with every word they read or write pre-filled with random values, padding lanes included. In the
+    lanes past N (PostLane's rule; inside the matrix, post_shifts and the training runs check the values):
+
+    - FWD (ReLU, the ones column): y is 0; the written word is 1 in column N and 0 after;
+    - DX: dx and the written dY are 0;
+    - UPDATE with momentum: the master weights, the bias masters and the momenta keep what they held, and
+      the int8 weights written are 0."""
+    cfg, run, plan, drv = await _setup(dut)
+    R, nm = plan.geometry.rows, run.n
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    M, K, N, s = 2 * R + 1, R + 1, 2 * R + 1, 4
+    W = -(-N // R)
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
+    with errors_recorded("train", "post_padding"):
+        _, _, a_base, b_base = await _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, 16, 1 << 12)
+        fills = {}
+        for space, base, words, bits in (
+            ("vmem", 0, 2 * M * W, 8),
+            ("a", a_base, 2 * M * W, 8),
+            ("b", b_base, M * W, 8),
+            ("wmem", 0, M * W, 16),
+            ("bmem", 0, W, 32),
+            ("mmem", 0, M * W, 32),
+        ):
+            fills[space] = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (words, R))
+            await drv.write_words(space, base, fills[space])
+        fwd, dx = _fwd_dx_ops(M, N, R, s)
+        fwd.update(act=Act.RELU, ones=1, dst=Dst.A, dst_base=a_base, dst_stride=W)
+        dx.update(act=Act.RELU, vr_base=0, dst=Dst.A, dst_base=a_base + M * W, dst_stride=W)
+        update = dict(kind=Kind.UPDATE, phase=Phase.UPDATE, m=M, k=W, n=N, r_base=0, p_base=0, q_base=0)
+        update.update(bb_base=0, shift0=s, shift1=s, momentum=1, dst=Dst.B, dst_base=b_base, dst_stride=W)
+        dut.lr.value = 0x3000  # the step's lr (the directed programs' default, 0, would update nothing)
+        assert await _run_program(dut, drv, [fwd, dx, update, end], 8 * M * W + 100) == 0
+        dut.lr.value = 0
+
+        past = np.arange(W * R) >= N  # the columns past the matrix, in a row of W words
+        rows = lambda words, n_rows: np.asarray(words).reshape(n_rows, W * R)
+        kept = rows(await drv.read_words("vmem", 0, 2 * M * W), 2 * M)
+        _check_matrix(kept[:, past], np.zeros_like(kept[:, past]), "y and dx past N")
+        for base, op, ones in ((a_base, "FWD", 1), (a_base + M * W, "DX", 0)):
+            written = unpack_operand(await drv.read_words("a", base, M * W), M, W * R, R)[:, past]
+            want = np.zeros_like(written)
+            want[:, 0] = ones  # FWD's ones column, N, is the first past the matrix
+            _check_matrix(written, want, f"{op}'s int8 words past N")
+        for space, n_rows in (("wmem", M - 1), ("bmem", 1), ("mmem", M)):
+            got = rows(await drv.read_words(space, 0, n_rows * W), n_rows)
+            _check_matrix(got[:, past], rows(fills[space][: n_rows * W], n_rows)[:, past], f"{space} past N")
+        w8 = unpack_operand(await drv.read_words("b", b_base, (M - 1) * W), M - 1, W * R, R)
+        _check_matrix(w8[:, past], np.zeros_like(w8[:, past]), "the int8 weights past N")
+    record(post_padding=["FWD", "DX", "UPDATE with momentum"])
