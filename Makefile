@@ -87,7 +87,7 @@ coverage: | $(PY)
 # MUTANTS per design (the issue asks for at least 40); MUTATE_ARGS e.g. '--jobs 1'.
 MUTANTS ?= 40
 mutate: | $(PY)
-	for d in cfu gemm loss_unit train; do $(PY) -m sim mutate --design $$d --count $(MUTANTS) $(MUTATE_ARGS) || exit 1; done
+	for d in cfu gemm_cfu gemm loss_unit train; do $(PY) -m sim mutate --design $$d --count $(MUTANTS) $(MUTATE_ARGS) || exit 1; done
 
 clean:
 	rm -rf build sim_build .pytest_cache

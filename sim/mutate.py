@@ -118,6 +118,27 @@ BENCHES = {
         note="4x2 array (C < R: the weight-bank hazard binds): 17 GEMMs vs NumPy and the cycle model, resets; "
         "two GEMMs at M = 2^11 (M + R = 2^11 over three tiles, M = 2^11 over two): cycles and the wrapped result space",
     ),
+    "gemm_cfu": Bench(
+        "gemm_cfu",
+        "sim.cfu.tb_gemm_cfu",
+        params={"cols": 4, "operand_depth": 64, "result_depth": 64, "channels": 4},
+        testcases=[
+            "random_stream",
+            "odd_shapes",
+            "double_buffered",
+            "control_ops",
+            "reset_mid_gemm",
+            "throughput",
+            "corner_cases",
+        ],
+        env={"GEMM_CFU_OPS": "3000", "STIMULUS_SEED": "1"},
+        timeout=120,
+        miter_timeout=None,
+        note="tb_gemm_cfu on an 8x4 engine with 64-word buffers and 4 channels (test_gemm_cfu_rtl's small "
+        "geometry, where addresses wrap): 3,000 random commands mixing GEMMs and MAC4-family ops with gaps, "
+        "back-pressure and resets; odd shapes read back as READ32 and READ8; double buffering; control ops "
+        "and refusals; resets mid-GEMM, mid-transfer and in a wait; one instruction a cycle; corners",
+    ),
     "loss_unit": Bench(
         "loss_unit",
         "sim.training.tb_loss_unit",
@@ -143,6 +164,7 @@ BENCHES = {
             "post_shifts",
             "post_behind",
             "post_readers",
+            "post_padding",
         ],
         # reset_mid_step resets halfway through the last UPDATE that runs behind a GEMM (from the schedule).
         env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant},
@@ -155,7 +177,8 @@ BENCHES = {
         "reset mid-step; LOSS over the divider's threshold rows at 10 and 16 classes and MSE rows at 16; GEMMs "
         "of N = 600 in each mode, of K = 400, a tn GEMM whose B wraps the operand space, and with odd active-row "
         "counts in each phase; FWD and DX at shifts 0 to 31; post-ops behind a GEMM that ends first and last; "
-        "a FWD by column behind the GEMM that reads it, and behind a LOSS over its y",
+        "a FWD by column behind the GEMM that reads it, and behind a LOSS over its y; FWD, DX and UPDATE "
+        "lanes past N over random masters and momenta",
     ),
 }
 

@@ -165,10 +165,10 @@ async def random_stream(dut):
 
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def odd_shapes(dut):
-    """M, K, N of 1, below, equal to and above 8 or C, multiples and not, in all three modes, bases in both halves,
-    strides with padding: every result word read back as READ32 and as READ8 (per-channel parameters,
-    channel entries wrapping), checked against the model and against the definitions; then the output
-    stage's corners (:meth:`GemmStream.output_stage_corners`)."""
+    """M, K, N of 1, below, equal to and above 8 or C, multiples and not, K past 64, in all three modes,
+    bases in both halves, strides with padding: every result word read back as READ32 and as READ8
+    (per-channel parameters, channel entries wrapping), checked against the model and against the
+    definitions; then the output stage's corners (:meth:`GemmStream.output_stage_corners`)."""
     g = _geometry()
     C = g.cols
     shapes = [
@@ -184,6 +184,7 @@ async def odd_shapes(dut):
         (3, 16, C - 1),
         (16, 5, 2 * C),
         (5, 8, C),
+        (2, 66, 3),  # K past 64: a tile's k0 + t uses bit 6 (the small geometry fits it in nt only)
     ]
     s = GemmStream(g, seed=11, mac_rate=0.05)
     i = 0
