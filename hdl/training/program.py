@@ -511,8 +511,6 @@ def schedule(plan):
     behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
     the post-op is done, rows x words + 2 cycles after its start.
     """
-    from reference.gemm import gemm_cycles
-
     R, t, out = plan.geometry.rows, 0, []
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
     for op in plan.ops:

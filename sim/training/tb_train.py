@@ -495,6 +495,14 @@ async def wide_gemm(dut):
 POST_SHIFTS = {8: tuple(range(8)), 128: (8, 10, 13, 16, 20, 31)}
 
 
+async def _post_setup(dut):
+    """The directed post-op tests' start: the core loaded (:func:`_setup`), ``(plan, driver, R, numerics,
+    rng)`` with the rng seeded from ``$STIMULUS_SEED``."""
+    cfg, run, plan, drv = await _setup(dut)
+    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    return plan, drv, plan.geometry.rows, run.n, rng
+
+
 async def _fwd_dx_operands(dut, drv, rng, R, nm, M, K, N, bound, bias_bound):
     """One NN GEMM ``C = A·B`` (operands in [-bound, bound)) into the results from word 0, and N bias masters
     (in [-bias_bound, bias_bound)) at bmem word 0: ``(C, the bias FWD adds, A's words, B's words)``."""
@@ -534,9 +542,7 @@ async def post_shifts(dut):
     """FWD and DX ops at every shift of :data:`POST_SHIFTS` over one GEMM's results: FWD's
     ``sat8(rhu(acc + bias))`` (the bias the master's top, rounded) and DX's ``sat8(rhu(acc))``, as
     :func:`reference.training.forward` defines them, against what the core keeps in vmem."""
-    cfg, run, plan, drv = await _setup(dut)
-    R, nm = plan.geometry.rows, run.n
-    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    plan, drv, R, nm, rng = await _post_setup(dut)
     M, K, N = 5, R + 1, 2 * R + 3
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
     tried = []
@@ -564,9 +570,7 @@ async def post_behind(dut):
     The kept y and dx against ``sat8(rhu(C1 + bias))`` and ``sat8(rhu(C1))``, the second GEMM's C
     against :func:`reference.gemm.gemm`, and each program's cycles against
     :func:`hdl.training.program.schedule`."""
-    cfg, run, plan, drv = await _setup(dut)
-    R, nm = plan.geometry.rows, run.n
-    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    plan, drv, R, nm, rng = await _post_setup(dut)
     M, K, N, s = 4 * R + 1, R + 1, 2 * R + 3, 4
     W = -(-N // R)
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
@@ -612,9 +616,7 @@ async def post_readers(dut):
     - the same FWD writing A: the LOSS waits in DECODE until the FWD is done.
 
     Each program's cycles against :func:`hdl.training.program.schedule`."""
-    cfg, run, plan, drv = await _setup(dut)
-    R, nm = plan.geometry.rows, run.n
-    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    plan, drv, R, nm, rng = await _post_setup(dut)
     M, K, N, s = 4 * R + 1, R + 1, 2 * R + 3, 4
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
     timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
@@ -681,9 +683,7 @@ async def post_padding(dut):
     - DX: dx and the written dY are 0;
     - UPDATE with momentum: the master weights, the bias masters and the momenta keep what they held, and
       the int8 weights written are 0."""
-    cfg, run, plan, drv = await _setup(dut)
-    R, nm = plan.geometry.rows, run.n
-    rng = np.random.default_rng(int(os.environ.get("STIMULUS_SEED", "1")))
+    plan, drv, R, nm, rng = await _post_setup(dut)
     M, K, N, s = 2 * R + 1, R + 1, 2 * R + 1, 4
     W = -(-N // R)
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
