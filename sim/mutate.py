@@ -146,7 +146,7 @@ BENCHES = {
         testcases=["loss_rows"],
         env={"LOSS_ROWS": "150"},
         timeout=60,
-        note="10 classes, 8 lanes: 150 random rows, both losses, gaps, back-pressure; 343 CE rows near a "
+        note="10 classes, 8 lanes: 150 random rows back to back, both losses, gaps, back-pressure; 341 CE rows near a "
         "rounding step; 256 rows at the divider's thresholds; 60 rows outside the contract, with the unit's "
         "defined answer",
     ),

@@ -249,8 +249,12 @@ def test_pack_op_checks_its_fields():
 # -- LossFeeder and LossUnit -----------------------------------------------------
 
 
+@pytest.mark.parametrize("stalls", [False, True], ids=["flowing", "stalled"])
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
-def test_loss_feeder_through_the_loss_unit(loss):
+def test_loss_feeder_through_the_loss_unit(loss, stalls):
+    """Rows through the feeder and the unit, bit-exact, on time. ``stalled``: ``ctl.busy`` (and with it
+    ``errors.ready``) is low 8 cycles in 16, so the unit's stages fill up and the feeder must show a
+    word the unit did not take again."""
     g = CoreGeometry(rows=4, classes=10)
     R, rows, n = g.rows, 5, 10
     rng = np.random.default_rng(3)
@@ -286,7 +290,7 @@ def test_loss_feeder_through_the_loss_unit(loss):
         l_rd.addr.eq(feeder.labels_rd.addr),
         feeder.labels_rd.data.eq(l_rd.data),
     ]
-    got, took = {}, []
+    got, took, held = {}, [], []
 
     async def bench(ctx):
         ctx.set(
@@ -309,7 +313,10 @@ def test_loss_feeder_through_the_loss_unit(loss):
         ctx.set(feeder.run.go, 1)
         await ctx.tick()
         ctx.set(feeder.run.go, 0)
-        for cycle in range(1, rows * (3 * W + 1) + 2):
+        stall = [stalls and (c // 8) % 2 == 1 for c in range(1000)]  # 8 cycles stalled, 8 not
+        for cycle in range(1, 4 * rows * W + 3 + sum(stall[: 8 * rows * W])):
+            ctx.set(feeder.ctl.busy, int(not stall[cycle]))
+            held.append(ctx.get(unit.logits.valid) and not ctx.get(unit.logits.ready))
             if ctx.get(feeder.dst.en):
                 got[ctx.get(feeder.dst.addr)] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
             if ctx.get(feeder.run.done):
@@ -318,8 +325,12 @@ def test_loss_feeder_through_the_loss_unit(loss):
             await ctx.tick()
 
     _run(m, bench)
-    # The timing model: 3W + 1 cycles a row for cross-entropy, 2W + 1 for MSE.
-    assert took == [rows * ((2 if loss == Loss.MSE else 3) * W + 1)], "the feeder did not finish in time"
+    if stalls:
+        assert took and sum(held) > 0, "no word was held back"
+    else:
+        # The timing model: the first word 2 cycles after go, a row every W cycles, the last row's errors
+        # 2W cycles after its last word, for either loss; the unit never holds a word back.
+        assert took == [(rows + 2) * W + 1] and not any(held), "the feeder did not finish in time"
     want = loss_error(logits, labels, loss.name.lower(), NM)
     for r in range(rows):
         row = [v for w in range(W) for v in got[100 + r * W + w][1]]

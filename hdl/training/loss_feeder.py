@@ -1,6 +1,6 @@
 """``LossFeeder``: the LOSS op, from the logits in vmem through the loss unit to dY."""
 
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,16 +15,17 @@ class LossFeeder(wiring.Component):
     """Feeds each row of the held LOSS op's logits to a :class:`~.loss_unit.LossUnit`
     and writes its error words to the operand buffers.
 
-    ``run.go`` starts it at row 0. A row's W logit words (``vmem_rd``, from
-    ``vr_base + row · vr_stride``) go out on ``logits`` one a cycle, each
-    the cycle after its address: the loss unit takes a row's words in
-    consecutive cycles (its ready is high while it loads), so each is shown
-    once. Meanwhile ``loss``, ``count`` (the op's n) and the row's ``label``
-    (read from ``labels_rd``, R labels a word) are held for the unit. Error
-    words are taken from ``errors`` while a LOSS op runs, each written the
-    same cycle through ``dst`` (at ``dst_base + row · dst_stride + word``).
-    The row's last error word starts the next row; ``run.done`` is high in
-    the cycle the last row's last word is taken.
+    ``run.go`` starts it at row 0. The logit words of rows 0 to m - 1, W a
+    row (``vmem_rd``, from ``vr_base + row · vr_stride``), go out on
+    ``logits`` one a cycle, each the cycle after its address, row after row
+    with no gap: the loss unit holds three rows at once (load, exponents,
+    emit). With each word go the row's ``loss``, ``count`` (the op's n) and
+    ``label`` (read from ``labels_rd``, R labels a word). A word the unit
+    does not take stays shown: its address is read again. Error words are
+    taken from ``errors`` while a LOSS op runs, each written the same cycle
+    through ``dst`` (at ``dst_base + row · dst_stride + word``, for the row
+    the errors are of; rows come back in order). ``run.done`` is high in the
+    cycle the last row's last error word is taken.
     """
 
     def __init__(self, geometry):
@@ -50,28 +51,32 @@ class LossFeeder(wiring.Component):
         R = self.geometry.rows
         lg = R.bit_length() - 1
         op = self.ctl.op
-        row, lk, lout = Signal(16), Signal(16), Signal(16)  # row; next word to read; error words taken
-        feeding, fed_valid, fed_k = Signal(), Signal(), Signal(16)
+        row, lout = Signal(16), Signal(16)  # the row being written; its error words taken
+        rrow, lk, feeding = Signal(16), Signal(16), Signal()  # the row and word to read next; rows left to read
+        shown, shown_row, shown_k = Signal(), Signal(16), Signal(16)  # the word on ``logits``
+        hold = shown & ~self.logits.ready  # not taken: read it again
+        read_now = feeding & ~hold
         labels = self.labels_rd.data
+        a_row, a_k = Mux(hold, shown_row, rrow), Mux(hold, shown_k, lk)
         m.d.comb += [
             self.loss.eq(op.loss),
             self.count.eq(op.n),
-            self.labels_rd.addr.eq(row >> lg),
-            self.label.eq(Array(labels[e] for e in range(R))[row[:lg] if lg else 0]),
-            self.vmem_rd.addr.eq(op.vr_base + row * op.vr_stride + lk),
+            self.labels_rd.addr.eq(a_row >> lg),
+            self.label.eq(Array(labels[e] for e in range(R))[shown_row[:lg] if lg else 0]),
+            self.vmem_rd.addr.eq(op.vr_base + a_row * op.vr_stride + a_k),
         ]
-        with m.If(self.run.go):
-            m.d.sync += [row.eq(0), lk.eq(0), feeding.eq(1), lout.eq(0)]
-        read_now = feeding & (lk < op.k)
-        m.d.sync += [fed_valid.eq(read_now), fed_k.eq(lk)]
+        with m.If(~hold):
+            m.d.sync += [shown.eq(read_now), shown_row.eq(rrow), shown_k.eq(lk)]
         with m.If(read_now):
             m.d.sync += lk.eq(lk + 1)
             with m.If(lk + 1 >= op.k):
-                m.d.sync += feeding.eq(0)
+                m.d.sync += [lk.eq(0), rrow.eq(rrow + 1), feeding.eq(rrow + 1 < op.m)]
+        with m.If(self.run.go):
+            m.d.sync += [row.eq(0), lout.eq(0), rrow.eq(0), lk.eq(0), feeding.eq(1), shown.eq(0)]
         m.d.comb += [
-            self.logits.valid.eq(fed_valid),
+            self.logits.valid.eq(shown),
             self.logits.payload.data.eq(self.vmem_rd.data),
-            self.logits.payload.last.eq(fed_valid & (fed_k + 1 >= op.k)),
+            self.logits.payload.last.eq(shown & (shown_k + 1 >= op.k)),
             self.errors.ready.eq(self.ctl.busy & (op.kind == Kind.LOSS)),
             self.dst.row.eq(row),
             self.dst.data.eq(self.errors.payload.data),
@@ -80,6 +85,6 @@ class LossFeeder(wiring.Component):
             m.d.comb += [self.dst.addr.eq(op.dst_base + row * op.dst_stride + lout), self.dst.en.eq(1)]
             m.d.sync += lout.eq(lout + 1)
             with m.If(self.errors.payload.last):
-                m.d.sync += [row.eq(row + 1), lout.eq(0), lk.eq(0), feeding.eq(row + 1 < op.m)]
+                m.d.sync += [row.eq(row + 1), lout.eq(0)]
                 m.d.comb += self.run.done.eq(row + 1 >= op.m)
         return m

@@ -1,5 +1,5 @@
-"""``LossUnit``: dL/dY of one sample's logits, softmax cross-entropy or MSE,
-a word of ``lanes`` classes a cycle.
+"""``LossUnit``: dL/dY of each sample's logits, softmax cross-entropy or MSE,
+a word of ``lanes`` classes a cycle, three rows at once.
 
 A sample's ``count`` int8 logits arrive on the ``logits`` stream as words
 (class j in lane ``j mod lanes`` of word ``j div lanes``; ``last`` on the
@@ -7,26 +7,34 @@ last word; ``label``, ``loss`` and ``count`` held while they come in); its
 int8 errors leave on the ``errors`` stream as words in the same layout,
 lanes past ``count`` zero, ``last`` on the row's last word. Both streams
 follow ``lib.stream``'s rules: a word moves in a cycle where valid and
-ready are both high. Cross-entropy,
-as :func:`reference.training.loss_error`:
+ready are both high. Rows leave in the order they came. Cross-entropy,
+as :func:`reference.training.loss_error`, in three stages, each holding
+one row and taking a word a cycle:
 
-1. load: keep the logits, track their maximum (a tree over the lanes);
+1. load: keep the logits, track their maximum (a chain over the lanes);
 2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
    per lane), ``S = Σ e_j``;
-3. errors: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an unrolled
+3. emit: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an unrolled
    8-step restoring divider per lane (q < 256), ``p_j = min(q_j, 127)``,
    ``dY_j = p_j - 2^e_frac · [j == label]``.
 
-MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, straight from the logits.
+MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, from the logits, in
+the emit stage (its rows pass the exponent stage like the others).
+
+A row moves to the next stage in the cycle its stage finishes it, if that
+stage is empty or gives its own row on in the same cycle. With no gaps in
+and no back-pressure out, a row of W words takes 3W cycles from its first
+word in to its last error out, and rows follow each other every W cycles.
 
 Bad input has a defined answer. A ``count`` above ``classes`` (the port is
 wider) counts as ``classes``. A ``last`` before ``count`` lanes have come
 ends the row, and the row's count is then the lanes its words brought. A
 ``label`` at or past the row's count marks no class. The errors are those
 of the row so defined, in as many words as it has.
-A row of W words takes 3W cycles (2W for MSE) plus the wait for its errors
-to be taken; ``logits.ready`` is high only while loading (it does not
-depend on ``logits.valid``), ``errors.valid`` only while emitting.
+``logits.ready`` is low only while the load stage holds a whole row that
+the exponent stage cannot take yet (it does not depend on
+``logits.valid``); ``errors.valid`` is high while the emit stage holds a
+row.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -35,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from reference.training_numerics import Numerics, exp_rom
 
-__all__ = ["LossUnit", "Loss", "State", "word_layout"]
+__all__ = ["LossUnit", "Loss", "word_layout"]
 
 
 class Loss(enum.Enum, shape=1):
@@ -43,12 +51,6 @@ class Loss(enum.Enum, shape=1):
 
     CE = 0  #: softmax cross-entropy
     MSE = 1  #: mean squared error
-
-
-class State(enum.Enum, shape=2):
-    LOAD = 0  #: taking a row's logit words
-    EXP = 1  #: exponents and their sum (cross-entropy only)
-    EMIT = 2  #: giving out the error words
 
 
 def word_layout(lanes):
@@ -78,62 +80,92 @@ class LossUnit(wiring.Component):
         m = Module()
         n, P, NW = self.numerics, self.lanes, self.words
         one = 1 << n.e_frac_ce
-
-        ys = Array(Signal(data.ArrayLayout(signed(8), P), name=f"y_w{w}") for w in range(NW))
-        es = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"e_w{w}") for w in range(NW))
         m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
         rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
 
-        w = Signal(range(NW + 1))  # word being loaded / exponentiated / emitted
-        y_max = Signal(signed(8))
-        total = Signal(unsigned(24))  # S = Σ e_j <= 256 · 2^15
-        label, loss, count = Signal.like(self.label), Signal(Loss), Signal.like(self.count)
-        state = Signal(State)
-        in_data = self.logits.payload.data
+        def row(stage):
+            """A stage's registers for its row: logit words, maximum, label, loss and count."""
+            return {
+                "y": Array(Signal(data.ArrayLayout(signed(8), P), name=f"{stage}_y_w{w}") for w in range(NW)),
+                "y_max": Signal(signed(8), name=f"{stage}_y_max"),
+                "label": Signal.like(self.label, name=f"{stage}_label"),
+                "loss": Signal(Loss, name=f"{stage}_loss"),
+                "count": Signal.like(self.count, name=f"{stage}_count"),
+            }
+
+        def take_row(dst, src):
+            """Statements moving a row's registers (or the values they are about to take) into ``dst``."""
+            return [dst["y"][w].eq(src["y"][w]) for w in range(NW)] + [
+                dst[k].eq(src[k]) for k in ("y_max", "label", "loss", "count")
+            ]
 
         def valid(word, lane, cnt):
             return (word * P + lane) < cnt
 
-        # Bad input has a defined answer: a count past ``classes`` counts ``classes``, and a row whose
-        # ``last`` comes before ``count`` lanes ends there (its count is the lanes it brought).
+        def last_word(word, cnt):
+            return ((word + 1) * P >= cnt) | (word == NW - 1)
+
+        ld, ex, em = row("load"), row("exp"), row("emit")
+        ld_w, ex_w, em_w = Signal(range(NW + 1)), Signal(range(NW + 1)), Signal(range(NW + 1))  # each stage's word
+        ld_full = Signal()  # the load stage holds a whole row the exponent stage has not taken
+        ex_busy, ex_done = Signal(), Signal()  # the exponent stage holds a row; its exponents are all in
+        em_busy = Signal()  # the emit stage holds a row
+        ex_e = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"exp_e_w{w}") for w in range(NW))
+        em_e = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"emit_e_w{w}") for w in range(NW))
+        ex_total, em_total = Signal(unsigned(24), name="exp_total"), Signal(unsigned(24), name="emit_total")
+        in_data = self.logits.payload.data
+
+        # -- load. Bad input has a defined answer: a count past ``classes`` counts ``classes``, and a row
+        # whose ``last`` comes before ``count`` lanes ends there (its count is the lanes it brought).
+        take = Signal()
+        m.d.comb += [self.logits.ready.eq(~ld_full), take.eq(self.logits.valid & ~ld_full)]
         in_count = Signal.like(self.count)
         m.d.comb += in_count.eq(Mux(self.count > self.classes, self.classes, self.count))
-        brought = (w + 1) * P
-
-        # -- load: the maximum over this word's valid lanes and the running one
-        in_max = Signal(signed(8))
-        best = Mux(w == 0, Const(-128, signed(8)), y_max)
+        brought = (ld_w + 1) * P
+        best = Mux(ld_w == 0, Const(-128, signed(8)), ld["y_max"])
         for j in range(P):
             cand = Signal(signed(8), name=f"max{j}")
-            m.d.comb += cand.eq(Mux(valid(w, j, in_count) & (in_data[j] > best), in_data[j], best))
+            m.d.comb += cand.eq(Mux(valid(ld_w, j, in_count) & (in_data[j] > best), in_data[j], best))
             best = cand
-        m.d.comb += in_max.eq(best)
+        # The load stage's row as it stands after this cycle's word, if one comes.
+        loaded = {
+            "y": [Mux(take & (ld_w == w), in_data, ld["y"][w]) for w in range(NW)],
+            "y_max": Mux(take, best, ld["y_max"]),
+            "label": Mux(take, self.label, ld["label"]),
+            "loss": Mux(take, self.loss, ld["loss"]),
+            "count": Mux(take, Mux(self.logits.payload.last & (brought < in_count), brought, in_count), ld["count"]),
+        }
+        ld_ends = self.logits.payload.last | (brought >= in_count) | (ld_w == NW - 1)
+        ld_ready = ld_full | (take & ld_ends)  # a whole row, after this cycle
 
-        # -- exponents of word w, and their sum
-        cur_y = ys[w]
-        cur_e = es[w]
+        # -- exponents of word ex_w, and their sum
+        ex_work = ex_busy & ~ex_done
         e_word = Signal(data.ArrayLayout(unsigned(16), P))
         e_sum = 0
         for j in range(P):
             m.d.comb += [
-                rom_rd[j].addr.eq((y_max - cur_y[j])[:8]),
-                e_word[j].eq(Mux(valid(w, j, count), rom_rd[j].data, 0)),
+                rom_rd[j].addr.eq((ex["y_max"] - ex["y"][ex_w][j])[:8]),
+                e_word[j].eq(Mux(valid(ex_w, j, ex["count"]), rom_rd[j].data, 0)),
             ]
             e_sum = e_sum + e_word[j]
+        ex_ready = ex_busy & (ex_done | last_word(ex_w, ex["count"]))
+        exps = [Mux(ex_work & (ex_w == w), e_word, ex_e[w]) for w in range(NW)]
+        total = Mux(ex_work, ex_total + e_sum, ex_total)
 
-        # -- errors of word w
+        # -- errors of word em_w
+        cur_y, cur_e, label, count = em["y"][em_w], em_e[em_w], em["label"], em["count"]
         out = Signal(data.ArrayLayout(signed(8), P))
         for j in range(P):
-            is_label = (w * P + j) == label
+            is_label = (em_w * P + j) == label
             rem = Signal(unsigned(28), name=f"rem_in{j}")
-            m.d.comb += rem.eq((cur_e[j] << (n.e_frac_ce + 1)) + total)
+            m.d.comb += rem.eq((cur_e[j] << (n.e_frac_ce + 1)) + em_total)
             q_bits = []
             for bit in reversed(range(8)):
-                shifted = (total << 1) << bit
-                take = Signal(name=f"q{j}_{bit}")
+                shifted = (em_total << 1) << bit
+                q_bit = Signal(name=f"q{j}_{bit}")
                 nxt = Signal(unsigned(28), name=f"rem{j}_{bit}")
-                m.d.comb += [take.eq(rem >= shifted), nxt.eq(Mux(take, rem - shifted, rem))]
-                q_bits.append(take)
+                m.d.comb += [q_bit.eq(rem >= shifted), nxt.eq(Mux(q_bit, rem - shifted, rem))]
+                q_bits.append(q_bit)
                 rem = nxt
             q = Signal(unsigned(8), name=f"quot{j}")
             m.d.comb += q.eq(Cat(*reversed(q_bits)))
@@ -141,36 +173,41 @@ class LossUnit(wiring.Component):
             mse_error = Signal(signed(10), name=f"mse{j}")
             m.d.comb += mse_error.eq(cur_y[j] - Mux(is_label, Const(1 << n.a_frac, 9), 0))
             mse_sat = Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error))
-            m.d.comb += out[j].eq(Mux(valid(w, j, count), Mux(loss == Loss.MSE, mse_sat, ce_error), 0))
+            m.d.comb += out[j].eq(Mux(valid(em_w, j, count), Mux(em["loss"] == Loss.MSE, mse_sat, ce_error), 0))
+        em_last = last_word(em_w, count)
+        m.d.comb += [
+            self.errors.valid.eq(em_busy),
+            self.errors.payload.last.eq(em_last),
+            self.errors.payload.data.eq(out),
+        ]
 
-        last_word = Signal()
-        m.d.comb += last_word.eq((w + 1) * P >= count)
-        with m.Switch(state):
-            with m.Case(State.LOAD):
-                m.d.comb += self.logits.ready.eq(1)
-                with m.If(self.logits.valid):
-                    m.d.sync += [
-                        ys[w].eq(in_data),
-                        y_max.eq(in_max),
-                        label.eq(self.label),
-                        loss.eq(self.loss),
-                        count.eq(Mux(self.logits.payload.last & (brought < in_count), brought, in_count)),
-                        w.eq(w + 1),
-                    ]
-                    with m.If(self.logits.payload.last | (brought >= in_count) | (w == NW - 1)):
-                        m.d.sync += [w.eq(0), total.eq(0), state.eq(Mux(self.loss == Loss.MSE, State.EMIT, State.EXP))]
-            with m.Case(State.EXP):
-                m.d.sync += [es[w].eq(e_word), total.eq(total + e_sum), w.eq(w + 1)]
-                with m.If(last_word | (w == NW - 1)):
-                    m.d.sync += [w.eq(0), state.eq(State.EMIT)]
-            with m.Default():  # EMIT one word of errors
-                m.d.comb += [
-                    self.errors.valid.eq(1),
-                    self.errors.payload.last.eq(last_word | (w == NW - 1)),
-                    self.errors.payload.data.eq(out),
-                ]
-                with m.If(self.errors.ready):
-                    m.d.sync += w.eq(w + 1)
-                    with m.If(last_word | (w == NW - 1)):
-                        m.d.sync += [w.eq(0), state.eq(State.LOAD)]
+        # -- hand-overs: a stage gives its row on when the next one is empty or gives its own on too
+        em_gives = em_busy & self.errors.ready & em_last
+        ex_gives = ex_ready & (~em_busy | em_gives)
+        ld_gives = ld_ready & (~ex_busy | ex_gives)
+
+        with m.If(take):
+            m.d.sync += [ld["y"][ld_w].eq(in_data), ld_w.eq(ld_w + 1)]
+            m.d.sync += [ld[k].eq(loaded[k]) for k in ("y_max", "label", "loss", "count")]
+            with m.If(ld_ends):
+                m.d.sync += ld_full.eq(1)
+        with m.If(ld_gives):
+            m.d.sync += [ld_w.eq(0), ld_full.eq(0)]
+
+        with m.If(ex_work):
+            m.d.sync += [ex_e[ex_w].eq(e_word), ex_total.eq(total), ex_done.eq(last_word(ex_w, ex["count"]))]
+            with m.If(~last_word(ex_w, ex["count"])):
+                m.d.sync += ex_w.eq(ex_w + 1)
+        with m.If(ex_gives):
+            m.d.sync += ex_busy.eq(0)
+        with m.If(ld_gives):
+            m.d.sync += [*take_row(ex, loaded), ex_w.eq(0), ex_total.eq(0), ex_busy.eq(1), ex_done.eq(0)]
+
+        with m.If(self.errors.valid & self.errors.ready):
+            m.d.sync += em_w.eq(em_w + 1)
+            with m.If(em_last):
+                m.d.sync += [em_w.eq(0), em_busy.eq(0)]
+        with m.If(ex_gives):
+            m.d.sync += [*take_row(em, ex), *(em_e[w].eq(exps[w]) for w in range(NW))]
+            m.d.sync += [em_total.eq(total), em_w.eq(0), em_busy.eq(1)]
         return m

@@ -505,9 +505,9 @@ def schedule(plan):
     op's FETCH, and for a post-op running ``behind`` the next GEMM its own ``(go, done)`` too.
 
     Each op costs 3 cycles to fetch, decode and start; a GEMM its engine cycles
-    (:func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; the cross-entropy loss
-    3W + 1 a row (2W + 1 for MSE); END 2 (fetch and decode). A post-op ``behind`` the next op
-    costs its 3 cycles only: the next op's FETCH follows its start. That op is a GEMM, or a LOSS
+    (:func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; a LOSS (m + 2)·W + 1 for m
+    rows of W words (its unit's three stages each hold a row); END 2 (fetch and decode). A post-op
+    ``behind`` the next op costs its 3 cycles only: the next op's FETCH follows its start. That op is a GEMM, or a LOSS
     behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
     the post-op is done, rows x words + 2 cycles after its start.
     """
@@ -528,7 +528,7 @@ def schedule(plan):
                 continue
             t += 5 + op["m"] * op["k"]
         elif kind == Kind.LOSS:
-            t += 3 + op["m"] * ((2 if op["loss"] == Loss.MSE else 3) * op["k"] + 1)
+            t += 4 + (op["m"] + 2) * op["k"]  # a row every W cycles; the last one's errors 3W after its first word
         else:
             t += 2
         out.append({"start": start, "end": t})

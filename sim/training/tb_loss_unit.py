@@ -7,7 +7,12 @@ source and sink; then cross-entropy rows near the rounding steps of
 quotient bit's threshold in each lane (``tb_train.divider_rows``), and rows
 outside the contract with the answer the unit defines for them (:func:`bad_rows`).
 Logits and errors travel as the unit's stream words (``lanes`` int8 and
-``last``), packed from its own port layout."""
+``last``), packed from its own port layout. The rows go in back to back, each
+word with its row's label, loss and count, so the unit holds up to three rows
+at once; gaps and back-pressure come in stretches (:func:`stretches`), with
+stretches of none between them where rows follow each other at full speed."""
+
+import itertools
 
 import cocotb
 import numpy as np
@@ -118,6 +123,14 @@ def bad_rows(rng, classes, lanes, count_max, label_max, numerics, count=60):
     return out
 
 
+def stretches(probability, seed, length=400):
+    """Pauses with ``probability`` for ``length`` cycles, then none for ``length``, and so on."""
+    draws = pauses(probability, seed)
+    for cycle in itertools.count():
+        paused = next(draws)
+        yield paused and (cycle // length) % 2 == 0
+
+
 def coverage(classes, lanes):
     """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
     the loss, where the label is, how the row fills the stream's words, and the loss crossed with
@@ -145,8 +158,9 @@ async def loss_rows(dut):
     n = Numerics()
     rng = np.random.default_rng(env_int("STIMULUS_SEED", 1))
     word = LossUnit(classes, lanes).signature.members["logits"].signature.members["payload"].shape
-    src = StreamSource(dut.logits__valid, dut.logits__ready, dut.logits__payload, pause=pauses(0.2, seed=2))
-    snk = StreamSink(dut.errors__valid, dut.errors__ready, dut.errors__payload, pause=pauses(0.3, seed=3))
+    fields = {"word": dut.logits__payload, "label": dut.label, "loss": dut.loss, "count": dut.count}
+    src = StreamSource(dut.logits__valid, dut.logits__ready, fields, pause=stretches(0.2, seed=2))
+    snk = StreamSink(dut.errors__valid, dut.errors__ready, dut.errors__payload, pause=stretches(0.3, seed=3))
     start_clock(dut.clk)
     await reset(
         dut.clk,
@@ -166,44 +180,53 @@ async def loss_rows(dut):
     cases += bad_rows(np.random.default_rng(rng.integers(1 << 32)), classes, lanes, count_max, label_max, n)
     cycles = 0
     cov = coverage(classes, lanes)
-    with errors_recorded():
-        for r, (y, label, loss, count_port, expected) in enumerate(cases):
-            count = len(expected)  # the row's lanes, as the unit defines them
-            words = -(-count // lanes)
-            sent_words = -(-len(y) // lanes)
-            padded = np.pad(y, (0, sent_words * lanes - len(y)), constant_values=77)  # junk past count
-            sent_before = src.sent
-            src.send(
-                pack_value(
+    words_in = []  # each row's words sent, counted through it
+    for y, label, loss, count_port, _ in cases:
+        sent_words = -(-len(y) // lanes)
+        padded = np.pad(y, (0, sent_words * lanes - len(y)), constant_values=77)  # junk past count
+        src.send(
+            {
+                "word": pack_value(
                     word,
                     {"data": [int(v) for v in padded[k * lanes : (k + 1) * lanes]], "last": int(k == sent_words - 1)},
-                )
-                for k in range(sent_words)
-            )
-            got = []
-            while len(got) < words:
-                await edge(dut.clk)
-                if not got and src.sent == sent_before:  # label, loss and count: held while the row comes in
-                    dut.label.value, dut.loss.value, dut.count.value = label, loss.value, count_port
-                src.drive()
-                snk.drive()
-                await ReadOnly()
-                src.sample()
-                out = snk.sample()
-                if out is not None:
-                    out = unpack_value(word, out)
-                    got.append([int(v) for v in out.data])
-                    assert int(out.last) == (len(got) == words), f"row {r}: last misplaced"
-                cycles += 1
-                assert cycles < 200 * (r + 1) * classes, "the loss unit stopped answering"
-            assert src.idle, f"row {r}: errors came out before all its logits went in"
+                ),
+                "label": label,
+                "loss": loss.value,
+                "count": count_port,
+            }
+            for k in range(sent_words)
+        )
+        words_in.append((words_in[-1] if words_in else 0) + sent_words)
+    with errors_recorded():
+        r, got = 0, []
+        while r < len(cases):
+            y, label, loss, count_port, expected = cases[r]
+            count = len(expected)  # the row's lanes, as the unit defines them
+            words = -(-count // lanes)
+            await edge(dut.clk)
+            src.drive()
+            snk.drive()
+            await ReadOnly()
+            src.sample()
+            out = snk.sample()
+            cycles += 1
+            assert cycles < 200 * (r + 1) * classes, "the loss unit stopped answering"
+            if out is None:
+                continue
+            assert src.sent >= words_in[r], f"row {r}: errors came out before all its logits went in"
+            out = unpack_value(word, out)
+            got.append([int(v) for v in out.data])
+            assert int(out.last) == (len(got) == words), f"row {r}: last misplaced"
+            if len(got) < words:
+                continue
             got = [v for w in got for v in w]
             want = [int(v) for v in expected] + [0] * (words * lanes - count)
             assert got == want, (
                 f"row {r} ({loss.name.lower()}, label {label}, count {count_port}) logits {[int(v) for v in y]}: "
                 f"expected {want}, got {got}"
             )
-            if r >= in_contract:
+            r, got = r + 1, []
+            if r > in_contract:
                 continue  # the bins are the contract's
             cov.sample("classes", str(count))
             where = "first" if label == 0 else "last" if label == count - 1 else "middle"
