@@ -16,6 +16,7 @@ the RTL registers at the rising edge ending cycle ``t``, on any simulator.
 """
 
 import functools
+import itertools
 import random
 import time
 
@@ -80,6 +81,13 @@ class CfuScoreboard(InOrderScoreboard):
         self.model.reset()
 
 
+def _pattern(p, rng):
+    """Pauses drawn with probability ``p``, or the booleans of a list and then none."""
+    if isinstance(p, (int, float)):
+        return pauses(p, rng)
+    return itertools.chain(p, itertools.repeat(False))
+
+
 class CfuBus:
     """Cycle-level driver and monitor of a ``Cfu`` (CFU Playground ports)."""
 
@@ -118,8 +126,10 @@ class CfuBus:
     async def run(self, commands, *, gap=0.0, backpressure=0.0, reset_cycles=(), drain=True):
         """Stream ``commands`` ((function_id, in0, in1) tuples) through the unit.
 
-        ``gap``: probability of an idle cycle before presenting a command.
-        ``backpressure``: probability that ``rsp_ready`` is low in a cycle.
+        ``gap``: probability of an idle cycle before presenting a command, or a list of booleans, one
+        drawn each time a command is next to go (True: an idle cycle first; none after the list).
+        ``backpressure``: probability that ``rsp_ready`` is low in a cycle, or a list of booleans, one
+        a cycle from this call's first (True: low; high after the list).
         ``reset_cycles``: cycles, counted from this call, in which ``reset`` is high.
         Returns a dict of counts and timings: ``cycles`` (clock cycles the
         call stepped, not counting the one it ends on), ``busy_cycles``
@@ -130,8 +140,8 @@ class CfuBus:
         dut, sb, src, snk, cov = self.dut, self.scoreboard, self.source, self.sink, self.coverage
         fall, read_only = edge(dut.clk), ReadOnly()
         reset_h = dut.reset
-        src.pause = pauses(gap, self.rng)
-        snk.pause = pauses(backpressure, self.rng)
+        src.pause = _pattern(gap, self.rng)
+        snk.pause = _pattern(backpressure, self.rng)
         src.send(commands)
 
         resets = set(reset_cycles)

@@ -281,7 +281,8 @@ async def directed_corners(bus, reset_ops=(), mixed=()):
     """The cases random streams reach rarely, through ``bus`` (a started :class:`sim.cfu.bus.CfuBus`):
     a reset in each pipeline state (before a slow op is taken, in its stage 1 and stage 2, with its answer
     ready, with a response blocked, and in the cycle after each of ``reset_ops`` is taken); SRDHM's
-    MIN x MIN; RDBPOT ties of both signs; and ``mixed`` with long gaps and back-pressure."""
+    MIN x MIN; RDBPOT ties of both signs; ``mixed`` with long gaps and back-pressure; and two slow ops held
+    by back-pressure in every stage of the pipeline, for an odd and an even number of cycles."""
     srdhm, rdbpot = function_id(Funct3.SRDHM), function_id(Funct3.RDBPOT)
     mac = function_id(Funct3.MAC4, MAC4_ACCUMULATE)
     int32_min = 1 << 31
@@ -292,3 +293,12 @@ async def directed_corners(bus, reset_ops=(), mixed=()):
     await bus.run([(mac, 0x01020304, 0x05060708)], backpressure=1.0, reset_cycles=[4])
     await bus.run([(rdbpot, 0x18, 4), (rdbpot, -0x18 & 0xFFFFFFFF, 4), (srdhm, int32_min, int32_min)])
     await bus.run(list(mixed), gap=0.85, backpressure=0.85)
+    # Two slow ops 0 to 7 cycles apart, with rsp_ready low for 1, 2 and 3 cycles from each of the first 14: so
+    # each op is held in each stage of the pipeline an odd and an even number of cycles. Both are RDBPOT at
+    # exponent 31 one step above its rounding threshold (a positive tie, and a negative value 1 above it),
+    # where a held register that changes by a bit of the rounding's half or mask changes the answer.
+    ties = [(rdbpot, 1 << 30, 31), (rdbpot, (1 - (1 << 30)) & 0xFFFFFFFF, 31)]
+    for hold in (1, 2, 3):
+        for apart in range(8):
+            for first in range(14):
+                await bus.run(ties, gap=[False] + [True] * apart, backpressure=[False] * first + [True] * hold)

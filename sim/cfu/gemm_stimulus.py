@@ -47,7 +47,7 @@ from reference.cfu_isa import Funct3, Reg, function_id
 from reference.fixedpoint import sx, wrap32
 from reference.gemm import MODES, gemm, gemm_cycles, stored_shapes
 
-from .stimulus import random_commands
+from .stimulus import random_commands, srdhm_near_steps
 
 __all__ = ["Job", "GemmStream", "gset", "gop", "describe_gemm_command"]
 
@@ -374,13 +374,16 @@ class GemmStream:
     def output_stage_corners(self):
         """READ8 through the output stage's corners in all four lanes (the random params seldom meet them):
         SRDHM's INT32_MIN x INT32_MIN (C = 0, bias and multiplier INT32_MIN), with a shift of 0 and of -32
-        (a right shift of 31); then the MAC4 family's own: SRDHM(INT32_MIN, INT32_MIN), OUTPUT_SHIFT -32."""
-        for shift in (0, -32):
+        (a right shift of 31); SRDHM's rounding just past and just before a step
+        (:func:`sim.cfu.stimulus.srdhm_near_steps`: bias and multiplier, shift 0, four pairs a READ8); then the
+        MAC4 family's own: SRDHM(INT32_MIN, INT32_MIN), OUTPUT_SHIFT -32, and SRDHM of the same pairs."""
+        near = srdhm_near_steps(self.rng)
+        lanes = [([INT32_MIN] * 4, [INT32_MIN] * 4, shift) for shift in (0, -32)]
+        lanes += [([a for a, _ in near[i : i + 4]], [b for _, b in near[i : i + 4]], 0) for i in range(0, len(near), 4)]
+        for bias, mult, shift in lanes:
             job = self.job(shape=(1, 1, 4), mode="nn", corners=False)
             job.a[:] = 0
-            job.params = dict(
-                ch_base=0, bias=[INT32_MIN] * 4, mult=[INT32_MIN] * 4, shift=[shift] * 4, offset=0, lo=-128, hi=127
-            )
+            job.params = dict(ch_base=0, bias=bias, mult=mult, shift=[shift] * 4, offset=0, lo=-128, hi=127)
             self._write_entries(job, job.params["shift"])
             self.channel_params(job, entries=False)
             self.write_job(job)
@@ -391,6 +394,7 @@ class GemmStream:
             (function_id(Funct3.SRDHM), INT32_MIN & M32, INT32_MIN & M32),
             (function_id(Funct3.SET, Reg.OUTPUT_SHIFT), -32 & M32, 0),
             (function_id(Funct3.POST), 0, 0),
+            *((function_id(Funct3.SRDHM), a & M32, b & M32) for a, b in near),
         ):
             self.emit(command, mac=False)
 

@@ -12,7 +12,7 @@ from hdl.cfu.core import LANES
 from reference.cfu_isa import MAC4_ACCUMULATE, MAC4_FIRST, Funct3, Reg, function_id
 from sim.common import pack_words
 
-__all__ = ["random_commands"]
+__all__ = ["random_commands", "srdhm_near_steps"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 CORNER_WORDS = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -2, -1, 0, 1, 2, 1 << 30, INT32_MAX - 1, INT32_MAX]
@@ -64,6 +64,28 @@ def _undefined(rng):
     if kind == 2:
         return function_id(int(rng.choice([Funct3.SET, Funct3.GET])), int(rng.integers(len(Reg), 128)))
     return function_id(int(rng.choice([Funct3.SRDHM, Funct3.RDBPOT, Funct3.POST])), int(rng.integers(1, 128)))
+
+
+def srdhm_near_steps(rng, bands=(0, 4, 8, 12, 16, 20, 24, 28)):
+    """Operand pairs ``(a, b)`` of SaturatingRoundingDoublingHighMul whose ``a·b + 2^30`` lands just past a
+    multiple of 2^31 (its remainder under 2^j) or just before one (over 2^31 - 2^j), for each j in
+    ``bands``: there a fault that moves a low bit of the product's sum changes the answer, where random
+    operands would do so one time in about 2^(31 - j). One operand is odd and under 120 in magnitude, so the
+    answer is under 121 in magnitude (int8 after a shift of 0); the other is the solution of the
+    congruence mod 2^31, of either sign. Two pairs a band and side, in random order."""
+    out = []
+    for j in bands:
+        for above in (True, False):
+            for _ in range(2):
+                small = int(rng.integers(1, 60)) * 2 + 1
+                small = -small if rng.random() < 0.5 else small
+                r = int(rng.integers(0, 1 << j))
+                r = r if above else (1 << 31) - 1 - r
+                big = (r - (1 << 30)) * pow(small, -1, 1 << 31) % (1 << 31)
+                big = big - (1 << 31) if rng.random() < 0.5 else big
+                assert (big * small + (1 << 30)) % (1 << 31) == r
+                out.append((big, small) if rng.random() < 0.5 else (small, big))
+    return [out[k] for k in rng.permutation(len(out))]
 
 
 def random_commands(n, seed=0):
