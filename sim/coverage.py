@@ -68,11 +68,15 @@ GEMM_ARRAYS = [(1, 1, 4), (2, 3, 6), (4, 1, 4), (4, 4, 6), (8, 8, 4), (16, 16, 2
 GEMM_BUFFERS, GEMM_SEED = {"operand_depth": 256, "result_depth": 256}, 1
 LOSS_UNITS, LOSS_ROWS = [(10, 8), (16, 4)], 150  # tests/test_loss_unit.py
 # tests/test_train_rtl.py on Verilator: two small-network variants checked in full, the default network,
-# and the robustness cases (opcodes the core must refuse, a reset in the middle of a step).
+# the robustness cases (opcodes the core must refuse, a reset in the middle of a step) and the directed
+# programs (the loss divider's thresholds, wide GEMMs, shifts, post-ops behind other ops, lanes past N).
 TRAIN_SMALL = dict(layers=(64, 16, 10), batch=8, epochs=1)
 TRAIN_VARIANTS = {"default": {}, "momentum-mse-leaky": dict(momentum=0.875, loss="mse", activation="leaky", lr=0.05)}
 TRAIN_SMALL_STEPS, TRAIN_DEFAULT_STEPS = 12, 8
-TRAIN_ROBUSTNESS = ("bad_ops", "reset_mid_step")
+TRAIN_TESTCASES = (
+    *("bad_ops", "reset_mid_step"),
+    *("loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers", "post_padding"),
+)
 
 
 def _cfu(ops=CFU_OPS, samples=CFU_SAMPLES):
@@ -158,7 +162,7 @@ def _train_default():
     assert r["bit_exact"]
 
 
-def _train_robustness(testcase):
+def _train_testcase(testcase):
     from hdl.training.program import CoreGeometry
 
     from .runner import run_cocotb
@@ -189,7 +193,7 @@ WORKLOADS = {
     "train": [
         *(_workload(f"train 64-16-10 {v}, {TRAIN_SMALL_STEPS} steps", _train_small, v) for v in TRAIN_VARIANTS),
         _workload(f"train 64-32-10, {TRAIN_DEFAULT_STEPS} steps", _train_default),
-        *(_workload(f"tb_train {t}", _train_robustness, t) for t in TRAIN_ROBUSTNESS),
+        *(_workload(f"tb_train {t}", _train_testcase, t) for t in TRAIN_TESTCASES),
     ],
 }
 

@@ -87,6 +87,7 @@ def test_workloads_are_the_regressions():
     assert (cov.GEMM_CFU_OPS, cov.GEMM_CFU_SEED) == (test_gemm_cfu_rtl.OPS, test_gemm_cfu_rtl.SEED)
     assert cov.GEMM_ARRAYS == test_gemm_rtl.ARRAYS and cov.GEMM_BUFFERS == test_gemm_rtl.SMALL_BUFFERS
     assert {k: v for k, v in test_train_rtl.SMALL.items() if k in cov.TRAIN_SMALL} == cov.TRAIN_SMALL
+    assert cov.TRAIN_TESTCASES == (*test_train_rtl.ROBUSTNESS_CASES, *test_train_rtl.DIRECTED_CASES)
     assert set(cov.WORKLOADS) == set(cov.DESIGNS)
 
 

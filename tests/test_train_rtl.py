@@ -120,6 +120,11 @@ def test_train_other_geometries(simulator, layers, batch, array, pairs, report):
     )
 
 
+# tb_train's own tests that run on the default core (sim/coverage.py runs them too).
+ROBUSTNESS_CASES = ["bad_ops", "reset_mid_step"]
+DIRECTED_CASES = ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers", "post_padding"]
+
+
 def _run_testcase(simulator, testcase):
     """One of tb_train's own tests on the default core, with the small network's configuration."""
     cfg = run_config(SMALL["layers"], 1, SMALL["batch"], 0.2, 0.0, "ce", 0, "relu")
@@ -135,7 +140,7 @@ def _run_testcase(simulator, testcase):
     )
 
 
-@pytest.mark.parametrize("testcase", ["bad_ops", "reset_mid_step"])
+@pytest.mark.parametrize("testcase", ROBUSTNESS_CASES)
 def test_train_core_robustness(simulator, testcase, report, functional_coverage):
     r = _run_testcase(simulator, testcase)
     other = [f"robustness:{b}" for t, bins in ROBUSTNESS.items() if t != testcase for b in bins]
@@ -143,9 +148,7 @@ def test_train_core_robustness(simulator, testcase, report, functional_coverage)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
-@pytest.mark.parametrize(
-    "testcase", ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers", "post_padding"]
-)
+@pytest.mark.parametrize("testcase", DIRECTED_CASES)
 def test_train_core_directed(simulator, testcase, report):
     """Directed programs against the golden model: cross-entropy rows at each of the loss divider's
     quotient-bit thresholds; GEMMs of 600 columns in each mode, of K = 400, a tn GEMM whose B wraps the operand
