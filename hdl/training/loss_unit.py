@@ -25,6 +25,9 @@ A row moves to the next stage in the cycle its stage finishes it, if that
 stage is empty or gives its own row on in the same cycle. With no gaps in
 and no back-pressure out, a row of W words takes 3W cycles from its first
 word in to its last error out, and rows follow each other every W cycles.
+The stages keep registers only for the lanes that can hold a class: with
+``classes`` not a multiple of ``lanes``, the last word's lanes past it are
+constant 0.
 
 Bad input has a defined answer. A ``count`` above ``classes`` (the port is
 wider) counts as ``classes``. A ``last`` before ``count`` lanes have come
@@ -37,7 +40,7 @@ the exponent stage cannot take yet (it does not depend on
 row.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,10 +86,28 @@ class LossUnit(wiring.Component):
         m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
         rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
 
+        # Word w holds classes w·P to w·P + P - 1; the lanes past ``classes`` never hold one, so the
+        # stages keep no register for them and read them as 0.
+        live = [min(P, self.classes - w * P) for w in range(NW)]
+
+        def words(name, shape):
+            """A stage's words: the live lanes of each."""
+            return [Signal(data.ArrayLayout(shape, live[w]), name=f"{name}_w{w}") for w in range(NW)]
+
+        def store(dst, value):
+            """``dst`` (a word of :func:`words`) takes the live lanes of ``value``, a word of P lanes."""
+            return dst.eq(Value.cast(value)[: len(Value.cast(dst))])
+
+        def pick(stored, index, shape):
+            """Word ``index`` of ``stored``, as P lanes (0 past the live ones)."""
+            width = Shape.cast(shape).width
+            padded = [Cat(Value.cast(v), Const(0, width * (P - live[w]))) for w, v in enumerate(stored)]
+            return data.View(data.ArrayLayout(shape, P), Array(padded)[index])
+
         def row(stage):
             """A stage's registers for its row: logit words, maximum, label, loss and count."""
             return {
-                "y": Array(Signal(data.ArrayLayout(signed(8), P), name=f"{stage}_y_w{w}") for w in range(NW)),
+                "y": words(f"{stage}_y", signed(8)),
                 "y_max": Signal(signed(8), name=f"{stage}_y_max"),
                 "label": Signal.like(self.label, name=f"{stage}_label"),
                 "loss": Signal(Loss, name=f"{stage}_loss"),
@@ -95,7 +116,7 @@ class LossUnit(wiring.Component):
 
         def take_row(dst, src):
             """Statements moving a row's registers (or the values they are about to take) into ``dst``."""
-            return [dst["y"][w].eq(src["y"][w]) for w in range(NW)] + [
+            return [store(dst["y"][w], src["y"][w]) for w in range(NW)] + [
                 dst[k].eq(src[k]) for k in ("y_max", "label", "loss", "count")
             ]
 
@@ -110,8 +131,7 @@ class LossUnit(wiring.Component):
         ld_full = Signal()  # the load stage holds a whole row the exponent stage has not taken
         ex_busy, ex_done = Signal(), Signal()  # the exponent stage holds a row; its exponents are all in
         em_busy = Signal()  # the emit stage holds a row
-        ex_e = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"exp_e_w{w}") for w in range(NW))
-        em_e = Array(Signal(data.ArrayLayout(unsigned(16), P), name=f"emit_e_w{w}") for w in range(NW))
+        ex_e, em_e = words("exp_e", unsigned(16)), words("emit_e", unsigned(16))
         ex_total, em_total = Signal(unsigned(24), name="exp_total"), Signal(unsigned(24), name="emit_total")
         in_data = self.logits.payload.data
 
@@ -141,10 +161,11 @@ class LossUnit(wiring.Component):
         # -- exponents of word ex_w, and their sum
         ex_work = ex_busy & ~ex_done
         e_word = Signal(data.ArrayLayout(unsigned(16), P))
+        ex_y = pick(ex["y"], ex_w, signed(8))
         e_sum = 0
         for j in range(P):
             m.d.comb += [
-                rom_rd[j].addr.eq((ex["y_max"] - ex["y"][ex_w][j])[:8]),
+                rom_rd[j].addr.eq((ex["y_max"] - ex_y[j])[:8]),
                 e_word[j].eq(Mux(valid(ex_w, j, ex["count"]), rom_rd[j].data, 0)),
             ]
             e_sum = e_sum + e_word[j]
@@ -153,7 +174,8 @@ class LossUnit(wiring.Component):
         total = Mux(ex_work, ex_total + e_sum, ex_total)
 
         # -- errors of word em_w
-        cur_y, cur_e, label, count = em["y"][em_w], em_e[em_w], em["label"], em["count"]
+        cur_y, cur_e = pick(em["y"], em_w, signed(8)), pick(em_e, em_w, unsigned(16))
+        label, count = em["label"], em["count"]
         out = Signal(data.ArrayLayout(signed(8), P))
         for j in range(P):
             is_label = (em_w * P + j) == label
@@ -187,7 +209,10 @@ class LossUnit(wiring.Component):
         ld_gives = ld_ready & (~ex_busy | ex_gives)
 
         with m.If(take):
-            m.d.sync += [ld["y"][ld_w].eq(in_data), ld_w.eq(ld_w + 1)]
+            for w in range(NW):
+                with m.If(ld_w == w):
+                    m.d.sync += store(ld["y"][w], in_data)
+            m.d.sync += ld_w.eq(ld_w + 1)
             m.d.sync += [ld[k].eq(loaded[k]) for k in ("y_max", "label", "loss", "count")]
             with m.If(ld_ends):
                 m.d.sync += ld_full.eq(1)
@@ -195,7 +220,10 @@ class LossUnit(wiring.Component):
             m.d.sync += [ld_w.eq(0), ld_full.eq(0)]
 
         with m.If(ex_work):
-            m.d.sync += [ex_e[ex_w].eq(e_word), ex_total.eq(total), ex_done.eq(last_word(ex_w, ex["count"]))]
+            for w in range(NW):
+                with m.If(ex_w == w):
+                    m.d.sync += store(ex_e[w], e_word)
+            m.d.sync += [ex_total.eq(total), ex_done.eq(last_word(ex_w, ex["count"]))]
             with m.If(~last_word(ex_w, ex["count"])):
                 m.d.sync += ex_w.eq(ex_w + 1)
         with m.If(ex_gives):
@@ -208,6 +236,6 @@ class LossUnit(wiring.Component):
             with m.If(em_last):
                 m.d.sync += [em_w.eq(0), em_busy.eq(0)]
         with m.If(ex_gives):
-            m.d.sync += [*take_row(em, ex), *(em_e[w].eq(exps[w]) for w in range(NW))]
+            m.d.sync += [*take_row(em, ex), *(store(em_e[w], exps[w]) for w in range(NW))]
             m.d.sync += [em_total.eq(total), em_w.eq(0), em_busy.eq(1)]
         return m
