@@ -12,6 +12,7 @@ word with its row's label, loss and count, so the unit holds up to three rows
 at once; gaps and back-pressure come in stretches (:func:`stretches`), with
 stretches of none between them where rows follow each other at full speed."""
 
+import bisect
 import itertools
 
 import cocotb
@@ -134,7 +135,9 @@ def stretches(probability, seed, length=400):
 def coverage(classes, lanes):
     """Bins of each row the unit answered right: its class count (every one from 2 to ``classes``),
     the loss, where the label is, how the row fills the stream's words, and the loss crossed with
-    the last two."""
+    the last two. And of the pipeline, seen from the ports: how many rows were in the unit at once
+    (a word in, its errors not all out: 1 to 3, one a stage), and a logit word held back (valid
+    with ready low: the load stage full behind a busy exponent stage)."""
     cov = Coverage("loss_unit")
     cov.point("classes", [str(c) for c in range(2, classes + 1)])
     cov.point("loss", [loss.name for loss in Loss])
@@ -142,6 +145,8 @@ def coverage(classes, lanes):
     cov.point("words", sorted({_words_bin(c, lanes) for c in range(2, classes + 1)}))  # the ones that can occur
     cov.cross("loss_x_label", "loss", "label")
     cov.cross("loss_x_words", "loss", "words")
+    cov.point("rows_in_flight", ["1", "2", "3"])
+    cov.point("logits_held", ["held"])
     return cov
 
 
@@ -203,13 +208,21 @@ async def loss_rows(dut):
             y, label, loss, count_port, expected = cases[r]
             count = len(expected)  # the row's lanes, as the unit defines them
             words = -(-count // lanes)
+            # Rows with a word in and their errors not all out, after the last edge.
+            in_flight = min(bisect.bisect_left(words_in, src.sent) + 1, len(cases)) - r if src.sent else 0
+            assert in_flight <= 3, f"row {r}: {in_flight} rows in the unit, which has three stages"
+            if in_flight:
+                cov.sample("rows_in_flight", str(in_flight))
             await edge(dut.clk)
             src.drive()
             snk.drive()
             await ReadOnly()
+            presented = src.current is not None
             src.sample()
             out = snk.sample()
             cycles += 1
+            if presented and not src.ready_now:
+                cov.sample("logits_held", "held")
             assert cycles < 200 * (r + 1) * classes, "the loss unit stopped answering"
             if out is None:
                 continue
