@@ -8,35 +8,36 @@ from sim.runner import SIMULATORS
 _REPORT = []
 
 
-# The longest tests, longest first (a serial `pytest --durations=0`; docs/verification.md). Under pytest-xdist
+# The longest tests, longest first (`make test`'s --durations on 2026-12-06; docs/verification.md). Under pytest-xdist
 # (`make test`: --dist load --maxschedchunk 1) each worker takes the next test when it frees, so these start
 # at once and the short ones fill in at the end. Tests that share a build or a firmware directory (the SoC's
 # batch of 8, the training core's build) are spaced apart, so that two workers do not wait on one lock.
 SLOW_FIRST = [
     "test_soc.py::test_firmware_on_vexriscv[icarus]",
-    "test_infer.py::test_small_cnn_and_per_channel_fc_on_the_soc_match_tflm",
-    "test_soc.py::test_soc_json_keys",
-    "test_gemm_rtl.py::test_gemm_rtl[verilator-16x16]",
-    "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[gemm]",
+    "test_formal.py::test_cfu_proved",
     "test_timing.py::test_cfu_place_and_route",
+    "test_gemm_cfu_rtl.py::test_gemm_cfu_rtl[icarus]",
+    "test_train_rtl.py::test_train_other_geometries[icarus-16x16-dsp-pairs]",
+    "test_infer.py::test_small_cnn_and_per_channel_fc_on_the_soc_match_tflm",
+    "test_train_rtl.py::test_train_other_geometries[icarus-64-48-32-10]",
+    "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[cfu]",
     "test_cli.py::test_concurrent_train_runs_own_results",
-    "test_gemm_cfu_rtl.py::test_gemm_cfu_rtl[verilator]",
+    "test_formal.py::test_gemm_group_proved[cycles]",
     "test_gemm_rtl.py::test_gemm_rtl[icarus-16x16]",
     "test_selftest.py::test_board_selftest_8x8",
-    "test_train_rtl.py::test_train_bit_exact[icarus-default]",
-    "test_train_rtl.py::test_train_other_geometries[icarus-16x16-dsp-pairs]",
-    "test_infer.py::test_digits_mlp_on_the_rtl_is_bit_exact_and_predicts_as_sim_cfu[cfu]",
-    "test_train_rtl.py::test_train_default_network[icarus]",
-    "test_cfu_rtl.py::test_cfu_rtl[verilator]",
     "test_gemm_rtl.py::test_gemm_rtl[verilator-8x8]",
-    "test_selftest.py::test_selftest_passes[verilator]",
-    "test_train_rtl.py::test_train_bit_exact[icarus-momentum-mse-leaky]",
-    "test_gemm_cfu_rtl.py::test_gemm_cfu_rtl[icarus]",
-    "test_selftest.py::test_selftest_fails_on_a_stuck_pe[verilator]",
-    "test_cli.py::test_gemm_json_keys",
-    "test_topology.py::test_rtl_equals_the_model_on_every_layer",
+    "test_train_rtl.py::test_train_core_robustness[icarus-reset_mid_step]",
+    "test_soc.py::test_soc_json_keys",
+    "test_train_rtl.py::test_train_bit_exact[icarus-default]",
+    "test_gemm_rtl.py::test_gemm_rtl_dsp_pairs[verilator-8x8]",
+    "test_train_rtl.py::test_train_core_directed[icarus-wide_gemm]",
+    "test_cfu_rtl.py::test_cfu_rtl[icarus]",
+    "test_train_rtl.py::test_train_other_geometries[verilator-64-48-32-10]",
+    "test_train_rtl.py::test_train_other_geometries[icarus-4x4]",
+    "test_mutate.py::test_mutate_cfu_small",
     "test_infer.py::test_small_cnn_and_odd_per_channel_fc_on_the_rtl_match_tflm[gemm]",
-    "test_training_reference.py::test_train_command_json_and_dump",
+    "test_train_rtl.py::test_train_bit_exact[verilator-momentum-mse-leaky]",
+    "test_train_rtl.py::test_train_default_network[icarus]",
 ]
 
 
