@@ -28,7 +28,7 @@ help:
 	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
 	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
 	@echo "make coverage  line and toggle coverage of the regression on Verilator, per design, in build/coverage/"
-	@echo "make mutate    mutation score: $(MUTANTS) yosys mutants of cfu, gemm, loss_unit and train vs their benches"
+	@echo "make mutate    mutation score: $(MUTANTS) yosys mutants of each design in sim/mutate.py (cfu, gemm, gemm_cfu, loss_unit, train) vs its bench"
 
 install:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -87,7 +87,8 @@ coverage: | $(PY)
 # MUTANTS per design (the issue asks for at least 40); MUTATE_ARGS e.g. '--jobs 1'.
 MUTANTS ?= 40
 mutate: | $(PY)
-	for d in cfu gemm_cfu gemm loss_unit train; do $(PY) -m sim mutate --design $$d --count $(MUTANTS) $(MUTATE_ARGS) || exit 1; done
+	for d in $$($(PY) -c 'from sim.mutate import BENCHES; print(*BENCHES)'); do \
+	  $(PY) -m sim mutate --design $$d --count $(MUTANTS) $(MUTATE_ARGS) || exit 1; done
 
 clean:
 	rm -rf build sim_build .pytest_cache

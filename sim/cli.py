@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .mutate import BENCHES as MUTATE_BENCHES
 from .runner import SIMULATORS, Mismatch, SimulationError, ToolMissing, waves_requested
 
 __all__ = ["main", "MAX_ARRAY"]
@@ -1177,7 +1178,7 @@ def _parser():
     cv.set_defaults(func=_cmd_coverage)
 
     mu = sub.add_parser("mutate", help=_cmd_mutate.__doc__)
-    mu.add_argument("--design", choices=["cfu", "gemm_cfu", "gemm", "train", "loss_unit"], required=True)
+    mu.add_argument("--design", choices=list(MUTATE_BENCHES), required=True)
     mu.add_argument("--count", type=_whole(1), default=40, help="mutants (default 40)")
     mu.add_argument(
         "--seed", type=_whole(0, " (yosys mutate's seed)"), default=1, help="yosys mutate -seed (default 1)"

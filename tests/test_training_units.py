@@ -290,7 +290,7 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
         l_rd.addr.eq(feeder.labels_rd.addr),
         feeder.labels_rd.data.eq(l_rd.data),
     ]
-    got, took, held = {}, [], []
+    got, took, held, writes = {}, [], [], []
 
     async def bench(ctx):
         ctx.set(
@@ -318,7 +318,8 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
             ctx.set(feeder.ctl.busy, int(not stall[cycle]))
             held.append(ctx.get(unit.logits.valid) and not ctx.get(unit.logits.ready))
             if ctx.get(feeder.dst.en):
-                got[ctx.get(feeder.dst.addr)] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
+                writes.append(ctx.get(feeder.dst.addr))
+                got[writes[-1]] = (ctx.get(feeder.dst.row), list(ctx.get(feeder.dst.data)))
             if ctx.get(feeder.run.done):
                 took.append(cycle)
                 return
@@ -331,6 +332,8 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
         # The timing model: the first word 2 cycles after go, a row every W cycles, the last row's errors
         # 2W cycles after its last word, for either loss; the unit never holds a word back.
         assert took == [(rows + 2) * W + 1] and not any(held), "the feeder did not finish in time"
+    # Each error word written once, in row order: none lost or written twice when the unit stalls.
+    assert writes == [100 + i for i in range(rows * W)]
     want = loss_error(logits, labels, loss.name.lower(), NM)
     for r in range(rows):
         row = [v for w in range(W) for v in got[100 + r * W + w][1]]

@@ -209,21 +209,15 @@ class LossUnit(wiring.Component):
         ld_gives = ld_ready & (~ex_busy | ex_gives)
 
         with m.If(take):
-            for w in range(NW):
-                with m.If(ld_w == w):
-                    m.d.sync += store(ld["y"][w], in_data)
-            m.d.sync += ld_w.eq(ld_w + 1)
-            m.d.sync += [ld[k].eq(loaded[k]) for k in ("y_max", "label", "loss", "count")]
+            m.d.sync += [*take_row(ld, loaded), ld_w.eq(ld_w + 1)]
             with m.If(ld_ends):
                 m.d.sync += ld_full.eq(1)
         with m.If(ld_gives):
             m.d.sync += [ld_w.eq(0), ld_full.eq(0)]
 
         with m.If(ex_work):
-            for w in range(NW):
-                with m.If(ex_w == w):
-                    m.d.sync += store(ex_e[w], e_word)
-            m.d.sync += [ex_total.eq(total), ex_done.eq(last_word(ex_w, ex["count"]))]
+            m.d.sync += [*(store(ex_e[w], exps[w]) for w in range(NW)), ex_total.eq(total)]
+            m.d.sync += ex_done.eq(last_word(ex_w, ex["count"]))
             with m.If(~last_word(ex_w, ex["count"])):
                 m.d.sync += ex_w.eq(ex_w + 1)
         with m.If(ex_gives):

@@ -405,12 +405,12 @@ def _check_counters(drv, phase, cycles, gemm_cycles_=0, active=0):
 async def loss_divider(dut):
     """LOSS ops over :func:`divider_rows`, cross-entropy, at the network's class count and at the most the
     loss unit takes (``CoreGeometry.classes``), then MSE rows at the most: every error against
-    :func:`reference.training.loss_error`, and each op's cycles against docs/training.md's timing."""
+    :func:`reference.training.loss_error`, and each op's cycles against :func:`hdl.training.program.schedule`."""
     cfg, run, plan, drv = await _setup(dut)
     R, most = plan.geometry.rows, plan.geometry.classes
     seed = int(os.environ.get("STIMULUS_SEED", "1"))
     rng = np.random.default_rng(seed)
-    ops = []
+    ran = []
     with errors_recorded("train", "loss_divider"):
         for classes, loss in ((plan.layers[-1], Loss.CE), (most, Loss.CE), (most, Loss.MSE)):
             W = -(-classes // R)
@@ -425,13 +425,14 @@ async def loss_divider(dut):
             await drv.write_labels(labels)
             op = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=m, k=W, n=classes, loss=loss, vr_base=0, vr_stride=W)
             op.update(dst=Dst.A, dst_base=0, dst_stride=W)
-            assert await _run_program(dut, drv, [op, {"kind": Kind.END, "phase": Phase.BACKWARD}], 20 * m * W) == 0
+            ops = [op, {"kind": Kind.END, "phase": Phase.BACKWARD}]
+            assert await _run_program(dut, drv, ops, 20 * m * W) == 0
             got = unpack_operand(await drv.read_words("a", 0, m * W), m, classes, R)
             name = loss.name.lower()
             _check_matrix(got, loss_error(logits, labels, name, run.n), f"dy (LOSS {loss.name} over {classes} classes)")
-            _check_counters(drv, Phase.BACKWARD, 3 + (m + 2) * W + 1 + 2)  # a row every W cycles, then END
-            ops.append({"rows": m, "classes": classes, "loss": name})
-    record(loss_divider=ops)
+            _check_counters(drv, Phase.BACKWARD, schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"])
+            ran.append({"rows": m, "classes": classes, "loss": name})
+    record(loss_divider=ran)
 
 
 def wide_gemms(R, space):
