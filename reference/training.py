@@ -36,6 +36,8 @@ __all__ = [
     "round_half_up_shift",
     "lr_to_fixed",
     "predict",
+    "update_draws",
+    "stochastic_round_with",
 ]
 
 
@@ -80,11 +82,43 @@ def stochastic_round_shift(x, s, lfsr):
     row-major order). Past 16 bits, the lowest ``s - 16`` are first dropped
     by flooring and the top 16 rounded so. ``x << -s`` for s <= 0."""
     x = np.asarray(x, dtype=np.int64)
+    r = lfsr.draws(x.size).reshape(x.shape) if s > 0 else 0
+    return stochastic_round_with(x, s, r)
+
+
+def update_draws(rows, cols, s_w, s_b, lfsr, lanes):
+    """The LFSR values the update of one layer rounds with: ``(r_w, r_b)``,
+    shaped as its ``rows`` x ``cols`` weights and ``cols`` biases.
+
+    The update walks ``[W; b]`` (the weights' rows, then the biases' row) a
+    word column at a time: the first ``lanes`` output units down every row,
+    then the next ``lanes``. Each element of a row whose shift is positive
+    takes one fresh value, lanes in order; a row with ``s <= 0`` takes none
+    (its step is an exact shift) and its entries here are 0.
+    """
+    r_w = np.zeros((rows, cols), dtype=np.int64)
+    r_b = np.zeros(cols, dtype=np.int64)
+    for c0 in range(0, cols, lanes):
+        width = min(lanes, cols - c0)
+        if s_w > 0:
+            for i in range(rows):
+                r_w[i, c0 : c0 + width] = lfsr.draws(width)
+        if s_b > 0:
+            r_b[c0 : c0 + width] = lfsr.draws(width)
+    return r_w, r_b
+
+
+def stochastic_round_with(x, s, r):
+    """``x / 2^s`` rounded stochastically with the LFSR values ``r`` (one per
+    element of ``x``): ``floor``, plus 1 when the dropped bits exceed the low
+    ``s`` bits of the element's value. Past 16 bits, the lowest ``s - 16`` are
+    first dropped by flooring and the top 16 rounded so. ``x << -s`` for s <= 0."""
+    x = np.asarray(x, dtype=np.int64)
     if s <= 0:
         return x << -s
     if s > 16:
         x, s = x >> (s - 16), 16
-    r = lfsr.draws(x.size).reshape(x.shape) & ((1 << s) - 1)
+    r = np.asarray(r, dtype=np.int64) & ((1 << s) - 1)
     return (x >> s) + ((x & ((1 << s) - 1)) > r)
 
 
@@ -112,6 +146,9 @@ class MlpState:
     b_momentum: list = field(default_factory=list)
     lfsr: Lfsr16 = field(default_factory=Lfsr16)
     numerics: Numerics = field(default_factory=Numerics)
+    #: The update's word: output units updated side by side (the core's R);
+    #: the LFSR's draws follow its walk (:func:`update_draws`).
+    lanes: int = 8
 
     def x_frac(self, l):
         """Fractional bits of layer l's input: pixels for l = 0, activations after."""
@@ -126,8 +163,9 @@ class MlpState:
         return sat(round_half_up_shift(self.b_master[l], self.numerics.master_extra), 32)
 
 
-def init_state(layers, seed=0, numerics=Numerics()):
-    """Kaiming initialization, N(0, 2/n_in), quantized to the int16 masters; biases 0."""
+def init_state(layers, seed=0, numerics=Numerics(), lanes=8):
+    """Kaiming initialization, N(0, 2/n_in), quantized to the int16 masters; biases 0.
+    ``lanes``: the update's word width (:class:`MlpState`)."""
     rng = np.random.default_rng(seed)
     w = [
         sat(np.floor(rng.normal(0, np.sqrt(2 / n_in), (n_in, n_out)) * (1 << numerics.master_frac) + 0.5), 16)
@@ -135,7 +173,13 @@ def init_state(layers, seed=0, numerics=Numerics()):
     ]
     b = [np.zeros(n_out, dtype=np.int64) for n_out in layers[1:]]
     return MlpState(
-        tuple(layers), w, b, [np.zeros_like(x) for x in w], [np.zeros_like(x) for x in b], numerics=numerics
+        tuple(layers),
+        w,
+        b,
+        [np.zeros_like(x) for x in w],
+        [np.zeros_like(x) for x in b],
+        numerics=numerics,
+        lanes=lanes,
     )
 
 
@@ -199,8 +243,9 @@ def train_step(state, x8, labels, lr_q, *, loss="ce", activation="relu", momentu
     update of layer l happens after its dX is computed, with the weights of
     the forward pass; then ``master -= stochastic_round(g · lr_q / 2^s)``,
     saturated (int16 weights, int32 biases), with s bringing g's scale to the
-    master's. LFSR draws: layers from last to first, weights row-major, then
-    biases.
+    master's. LFSR draws: layers from last to first; in each, ``[W; b]`` a
+    word column (``state.lanes`` output units) at a time, down the weights'
+    rows and then the biases' (:func:`update_draws`).
     """
     n = state.numerics
     depth_of = lambda l: len(state.w_master) - 1 - l
@@ -235,8 +280,9 @@ def train_step(state, x8, labels, lr_q, *, loss="ce", activation="relu", momentu
         # g's scale is 2^-(x_frac + e_frac) (weights) or 2^-e_frac (biases); lr_q's is 2^-lr_frac.
         s_w = n.lr_frac + state.x_frac(l) + e_frac - n.master_frac
         s_b = n.lr_frac + e_frac - (state.x_frac(l) + n.w_frac + n.master_extra)
-        state.w_master[l] = sat(state.w_master[l] - stochastic_round_shift(gw * lr_q, s_w, state.lfsr), 16)
-        state.b_master[l] = sat(state.b_master[l] - stochastic_round_shift(gb * lr_q, s_b, state.lfsr), 32)
+        r_w, r_b = update_draws(*gw.shape, s_w, s_b, state.lfsr, state.lanes)
+        state.w_master[l] = sat(state.w_master[l] - stochastic_round_with(gw * lr_q, s_w, r_w), 16)
+        state.b_master[l] = sat(state.b_master[l] - stochastic_round_with(gb * lr_q, s_b, r_b), 32)
         if l:
             y_prev = ys[l - 1]
             if activation == "relu":

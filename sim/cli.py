@@ -594,10 +594,8 @@ def _cmd_train(args):
     from .training.session import run_config, total_steps
 
     waves = waves_requested(args.waves) if args.backend != "reference" else False
-    if args.backend == "reference" and (
-        args.check != "weights" or args.waves or args.array is not None or args.dsp_pairs
-    ):
-        raise _UsageError("--array, --dsp-pairs, --check and --waves apply to the RTL backends (icarus, verilator)")
+    if args.backend == "reference" and (args.check != "weights" or args.waves or args.dsp_pairs):
+        raise _UsageError("--dsp-pairs, --check and --waves apply to the RTL backends (icarus, verilator)")
     if args.dump:
         _probe_dir(args.dump, "--dump")
     if args.plot:
@@ -1044,8 +1042,9 @@ def _parser():
         type=_positive_int,
         default=None,
         metavar="R",
-        help="RTL: an R x R array, R a power of two up to 32 (default 8); the memories are sized "
-        "from --layers and --batch",
+        help="an R x R array, R a power of two up to 32 (default 8); the memories are sized "
+        "from --layers and --batch. The update works on words of R output units and the "
+        "stochastic rounding's draws follow it, so R also picks the reference's draw order",
     )
     t.add_argument(
         "--dsp-pairs",

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .coverage import TRAIN_TESTCASES
 from .runner import build_tag, repo_root
 from .synth import yosys_command
 
@@ -154,18 +155,7 @@ BENCHES = {
         "train",
         "sim.training.tb_train",
         params={"rows": 4},
-        testcases=[
-            "train_run",
-            "train_variant",
-            "bad_ops",
-            "reset_mid_step",
-            "loss_divider",
-            "wide_gemm",
-            "post_shifts",
-            "post_behind",
-            "post_readers",
-            "post_padding",
-        ],
+        testcases=["train_run", "train_variant", *TRAIN_TESTCASES],  # the regression's tb_train tests
         # reset_mid_step resets halfway through the last UPDATE that runs behind a GEMM (from the schedule).
         env={"TRAIN_CONFIG": _train_config, "TRAIN_VARIANT": _train_variant},
         timeout=60,

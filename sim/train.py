@@ -77,7 +77,9 @@ def train(
     cfg.update(check=check, progress=progress, dump=str(dump) if dump else None)
     start = time.perf_counter()
     if backend == "reference":
-        result = _run_reference(cfg)
+        if array not in ARRAYS:
+            raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
+        result = _run_reference(cfg, array)
     else:
         result = _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling)
     curves = {**result.pop("curves"), **_float_curves(cfg)}
@@ -106,8 +108,8 @@ def train(
     return summary
 
 
-def _run_reference(cfg):
-    run = FixedRun(cfg)
+def _run_reference(cfg, array):
+    run = FixedRun(cfg, lanes=array)  # the update's word is the array's R, as on the core
     bar = None
     if cfg["progress"]:
         from tqdm import tqdm

@@ -10,7 +10,7 @@ from hdl.systolic import GemmConfig, GemmEngine, Mode
 from hdl.systolic.launcher import TileLauncher
 from hdl.systolic.operand_buffer import OperandBuffer
 from hdl.systolic.result_buffer import ResultBuffer
-from reference.gemm import gemm, gemm_cycles, stored_shapes, tile_launches, weight_stall_cycles
+from reference.gemm import gemm, gemm_cycles, row_exit_cycle, stored_shapes, tile_launches, weight_stall_cycles
 from reference.gemm_layout import pack_operand, unpack_results
 
 
@@ -204,7 +204,8 @@ def test_result_buffer_accumulates_over_k():
     ],
 )
 def test_engine_gemm(R, C, M, K, N, mode, pairs):
-    """C equals the golden GEMM bit for bit; the counters equal the cycle model. With ``dsp_pairs``
+    """C equals the golden GEMM bit for bit; the counters equal the cycle model; ``finished`` shows each
+    result word's final write, in the cycle ``row_exit_cycle`` gives, and no other. With ``dsp_pairs``
     (two PEs a multiplier) the operands include -128 and 127 runs, the packing's corners."""
     rng = np.random.default_rng(R * 100 + M)
     a_shape, b_shape = stored_shapes(M, K, N, mode)
@@ -236,14 +237,19 @@ def test_engine_gemm(R, C, M, K, N, mode, pairs):
         )
         ctx.set(dut.start.valid, 1)
         assert ctx.get(dut.start.ready)
-        cycle = 0
+        cycle, finished = 0, []
         while True:
             await ctx.tick()
             ctx.set(dut.start.valid, 0)
             cycle += 1
+            if ctx.get(dut.finished):
+                finished.append((cycle, ctx.get(dut.finished_addr)))
             if ctx.get(dut.done):
                 break
             assert cycle < 1000
+        assert finished == [
+            (row_exit_cycle(R, C, M, K, N, i % M, i // M * C), half * depth + i) for i in range(n_results)
+        ]
         await ctx.tick()
         counters = dut.counters
         assert cycle == ctx.get(counters.total) == gemm_cycles(R, C, M, K, N, mode)

@@ -122,7 +122,15 @@ def test_train_other_geometries(simulator, layers, batch, array, pairs, report):
 
 # tb_train's own tests that run on the default core (sim/coverage.py runs them too).
 ROBUSTNESS_CASES = ["bad_ops", "reset_mid_step"]
-DIRECTED_CASES = ["loss_divider", "wide_gemm", "post_shifts", "post_behind", "post_readers", "post_padding"]
+DIRECTED_CASES = [
+    "loss_divider",
+    "wide_gemm",
+    "post_shifts",
+    "post_behind",
+    "gemm_behind",
+    "post_readers",
+    "post_padding",
+]
 
 
 def _run_testcase(simulator, testcase):
@@ -155,7 +163,8 @@ def test_train_core_directed(simulator, testcase, report):
     space, and with odd active-row counts, with their counters against the timing model; FWD and DX at
     requantizing shifts the plan never uses; post-ops running behind a GEMM that ends first and one that
     ends last, and behind the op that reads what they write (a GEMM, the loss unit), with the cycles
-    against the schedule."""
+    against the schedule; a GEMM behind, with a post-op that follows it (reading its words as they
+    are finished) and one that waits for it."""
     r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 

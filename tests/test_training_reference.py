@@ -23,6 +23,7 @@ from reference.training import (
     round_half_up_shift,
     stochastic_round_shift,
     train_step,
+    update_draws,
 )
 
 N = Numerics()
@@ -51,6 +52,21 @@ def test_stochastic_rounding_is_unbiased_and_bounded():
     assert abs(r.mean() - 5.25) < 0.01
     r2 = stochastic_round_shift(x, 8, Lfsr16(7))
     assert np.array_equal(r, r2)  # the same LFSR seed: the same bits
+
+
+def test_update_draws_follow_the_update_word_column_by_word_column():
+    """Two rows of three weights and their biases, words of two lanes: columns 0-1 down both rows and
+    the biases, then column 2 the same way; a row with s <= 0 draws nothing."""
+    d = Lfsr16(9).draws(9)
+    r_w, r_b = update_draws(2, 3, 4, 4, Lfsr16(9), lanes=2)
+    assert r_w.tolist() == [[d[0], d[1], d[6]], [d[2], d[3], d[7]]]
+    assert r_b.tolist() == [d[4], d[5], d[8]]
+    lfsr = Lfsr16(9)
+    r_w, r_b = update_draws(2, 3, 4, -1, lfsr, lanes=2)
+    assert r_w.tolist() == [[d[0], d[1], d[4]], [d[2], d[3], d[5]]] and r_b.tolist() == [0, 0, 0]
+    assert lfsr.state == d[5]
+    r_w, _ = update_draws(2, 3, 4, 4, Lfsr16(9), lanes=4)  # one word: row-major, then the biases
+    assert r_w.tolist() == [[d[0], d[1], d[2]], [d[3], d[4], d[5]]]
 
 
 def test_exp_table():

@@ -15,7 +15,15 @@ from hdl.training.loss_unit import Loss, LossUnit
 from hdl.training.post import PostLane
 from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
 from hdl.training.sequencer import Sequencer
-from reference.training import Lfsr16, loss_error, round_half_up_shift, sat, stochastic_round_shift
+from reference.training import (
+    Lfsr16,
+    loss_error,
+    round_half_up_shift,
+    sat,
+    stochastic_round_shift,
+    stochastic_round_with,
+    update_draws,
+)
 from reference.training_numerics import Numerics
 
 NM = Numerics()
@@ -344,11 +352,26 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
 # -- PostProcessor: an UPDATE, LFSR draws in the golden model's order -----------
 
 
-@pytest.mark.parametrize("s_w,s_b,momentum", [(20, 5, 0), (3, -2, 1), (9, 17, 0)])
-def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
-    """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes): masters,
-    biases and momenta, and the LFSR after it, as reference.training's update
-    with Lfsr16 drawing row-major, then the biases."""
+@pytest.mark.parametrize(
+    "s_w,s_b,momentum,finals",
+    [
+        (20, 5, 0, None),
+        (3, -2, 1, None),
+        (9, 17, 0, None),
+        # follow: the GEMM writes word column 0 final in cycles 5-8 and column 1 in 30-33
+        (9, 17, 1, [5, 6, 7, 8, 30, 31, 32, 33]),
+        (20, 5, 0, [1, 2, 3, 4, 5, 40, 41, 44]),
+    ],
+)
+def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals):
+    """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes), walked by word column as the plan
+    walks it: masters, biases and momenta, and the LFSR after it, as reference.training's update with
+    Lfsr16 drawing in that walk's order (update_draws). With ``finals`` the op follows a GEMM that
+    writes word i of the walk final in cycle finals[i] (go in cycle 0), shown on ``frontier`` from
+    the cycle after: the unit must read each word after it and finish when program.schedule says
+    (each read in the cycle after its word's write, or the cycle after the last read, whichever is
+    later). A word held in the result buffer but not yet final reads as a wrong value here: its
+    address holds a decoy until its final cycle."""
     from hdl.training.post import PostProcessor
 
     g = CoreGeometry(
@@ -377,6 +400,9 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
     for pm in range(rows):
         for pt in range(W):
             res[pt * rows + pm] = pad(grad)[pm, pt * R : (pt + 1) * R]
+    final_res = res.copy()
+    if finals is not None:
+        res = res + 12345  # the decoys: each word's final value is written in its cycle
     m = Module()
     m.submodules.post = post = PostProcessor(g, NM)
     lanes = lambda shape: data.ArrayLayout(shape, R)
@@ -397,38 +423,67 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum):
         if name != "results":
             wr, src = mem.write_port(), getattr(post, f"{name}_wr")
             m.d.comb += [wr.en.eq(src.en), wr.addr.eq(src.addr), wr.data.eq(src.data)]
+    gemm_write = mems["results"].write_port()  # the GEMM's final writes, from the bench
     out = {}
+    last = rows * W + 3 + (max(finals) if finals else 0)
+
+    def drive_gemm(ctx, cycle):
+        """The GEMM's side in ``cycle``: a final write, and the frontier its earlier ones give."""
+        if finals is None:
+            return
+        ctx.set(post.frontier, sum(f < cycle for f in finals))
+        i = finals.index(cycle) if cycle in finals else None
+        ctx.set(gemm_write.en, i is not None)
+        if i is not None:
+            ctx.set(gemm_write.addr, i)
+            ctx.set(gemm_write.data, [int(v) for v in final_res[i]])
 
     async def bench(ctx):
         ctx.set(
             post.ctl.post_op,
             OP_LAYOUT.const(
-                {"kind": Kind.UPDATE, "m": rows, "k": W, "n": n, "shift0": s_w, "shift1": s_b, "momentum": momentum}
+                {
+                    "kind": Kind.UPDATE,
+                    "m": rows,
+                    "k": W,
+                    "n": n,
+                    "shift0": s_w,
+                    "shift1": s_b,
+                    "momentum": momentum,
+                    "by_column": 1,
+                    "follow": finals is not None,
+                }
             ),
         )
         ctx.set(post.ctl.busy, 1)
         ctx.set(post.ctl.lr, lr)
         ctx.set(post.run.go, 1)
+        drive_gemm(ctx, 0)
         await ctx.tick()
         ctx.set(post.run.go, 0)
-        for cycle in range(1, rows * W + 3):
+        for cycle in range(1, last):
+            drive_gemm(ctx, cycle)
             await ctx.tick()
             if ctx.get(post.run.done):
-                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2
+                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2 without finals
                 break
         read = lambda name, count: np.array([list(ctx.get(mems[name].data[i])) for i in range(count)])
         out.update(w=read("wmem", ins * W), b=read("bmem", W), mom=read("mmem", rows * W), lfsr=ctx.get(post.lfsr))
 
     _run(m, bench)
 
-    assert out["cycles"] == rows * W + 2
+    read = 0  # the cycle of the last read: one a cycle from go + 1, each after its word's final write
+    for final in finals or [-1] * (rows * W):
+        read = max(read + 1, final + 1)
+    assert out["cycles"] == read + 2
     lfsr = Lfsr16()
     if momentum:
         mom_new = mom + ((grad - mom) >> NM.momentum_shift)
         grad = mom_new
         assert np.array_equal(out["mom"].reshape(rows, -1)[:, :n], mom_new)
-    w_new = sat(w - stochastic_round_shift(grad[:-1] * lr, s_w, lfsr), 16)
-    b_new = sat(b - stochastic_round_shift(grad[-1] * lr, s_b, lfsr), 32)
+    r_w, r_b = update_draws(ins, n, s_w, s_b, lfsr, R)
+    w_new = sat(w - stochastic_round_with(grad[:-1] * lr, s_w, r_w), 16)
+    b_new = sat(b - stochastic_round_with(grad[-1] * lr, s_b, r_b), 32)
     assert np.array_equal(out["w"].reshape(ins, -1)[:, :n], w_new)
     assert np.array_equal(out["b"].reshape(-1)[:n], b_new)
     assert out["lfsr"] == lfsr.state

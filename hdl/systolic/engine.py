@@ -77,6 +77,10 @@ class GemmEngine(wiring.Component):
         is written; ``done`` in that last cycle.
     active : Out(1)
         High in each cycle an activation row enters the array.
+    finished : Out(1), finished_addr : Out(range(2·result_depth))
+        A row of final sums (its column block's last K tile) is written this
+        cycle, to result word ``finished_addr`` (over both halves). A GEMM writes
+        them in its result layout's order: word ``(n div C)·M + m``, rising.
     write : In(OperandWrite)
         Host write of one operand word, lanes in bank order.
     read : In(ResultRead)
@@ -118,6 +122,8 @@ class GemmEngine(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "active": Out(1),
+            "finished": Out(1),
+            "finished_addr": Out(range(2 * result_depth)),
             "write": In(OperandWrite(rows, operand_depth)),
             "read": In(ResultRead(cols, result_depth)),
             "counters": Out(CounterPorts()),
@@ -182,6 +188,8 @@ class GemmEngine(wiring.Component):
             self.busy.eq(launcher.busy),
             self.done.eq(launcher.done),
             self.active.eq(streamer.a_valid),
+            self.finished.eq(results.finished),
+            self.finished_addr.eq(results.finished_addr),
         ]
 
         self._count(m, launcher, streamer)

@@ -24,6 +24,7 @@ class Tile(data.Struct):
     k0: DIM_BITS  #: k_t·R
     c_base: 2 * DIM_BITS  #: n_t·M: the result word of the tile's row 0 (mod the result space)
     first_k: 1  #: k_t = 0: its sums are written, not added
+    last_k: 1  #: its column block's last K tile: the sums it leaves are final
     last: 1  #: the GEMM's last tile
     bank: 1  #: the weight bank it uses, T mod 2
     # Products the streamer's operand addresses need, kept by adds as the tiles advance
@@ -110,6 +111,7 @@ class TileLauncher(wiring.Component):
             tile.k0.eq(k0),
             tile.c_base.eq(c_base),
             tile.first_k.eq(k_t == 0),
+            tile.last_k.eq(last_k),
             tile.last.eq(last_k & last_n),
             tile.bank.eq(bank),
             tile.a_k0s.eq(a_k0s),

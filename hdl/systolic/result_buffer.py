@@ -21,11 +21,19 @@ class RowTag(wiring.Signature):
     """One activation row, seen from the side that issues it: ``addr`` is its
     result word, counted from the start of ``half`` (it may reach past it: the
     buffer is one space of ``2·depth`` words); ``first_k``: the first K tile
-    (write the sum, don't add); ``last``: the GEMM's last row."""
+    (write the sum, don't add); ``last_k``: the last K tile (the sum written is
+    final); ``last``: the GEMM's last row."""
 
     def __init__(self, depth):
         super().__init__(
-            {"valid": Out(1), "addr": Out(range(2 * depth)), "half": Out(1), "first_k": Out(1), "last": Out(1)}
+            {
+                "valid": Out(1),
+                "addr": Out(range(2 * depth)),
+                "half": Out(1),
+                "first_k": Out(1),
+                "last_k": Out(1),
+                "last": Out(1),
+            }
         )
 
 
@@ -49,6 +57,8 @@ class ResultBuffer(wiring.Component):
         Host read of one result word, ``data`` valid the cycle after ``en``.
     last_written : Out(1)
         The GEMM's last row is written in this cycle, ``latency + 1`` cycles after its tag.
+    finished : Out(1), finished_addr : Out(range(2·depth))
+        A row of its tile's last K tile (its final sums) is written this cycle, to ``finished_addr``.
     """
 
     def __init__(self, cols, depth, latency):
@@ -61,18 +71,21 @@ class ResultBuffer(wiring.Component):
                 "sums": In(data.ArrayLayout(signed(32), cols)),
                 "read": In(ResultRead(cols, depth)),
                 "last_written": Out(1),
+                "finished": Out(1),
+                "finished_addr": Out(range(2 * depth)),
             }
         )
 
     def elaborate(self, platform):
         m = Module()
         abits = (self.depth - 1).bit_length()
-        meta_layout = data.StructLayout({"valid": 1, "addr": abits + 1, "first_k": 1, "last": 1})
+        meta_layout = data.StructLayout({"valid": 1, "addr": abits + 1, "first_k": 1, "last_k": 1, "last": 1})
         meta = Signal(meta_layout)
         m.d.comb += [
             meta.valid.eq(self.row.valid),
             meta.addr.eq(self.row.addr + Cat(Const(0, abits), self.row.half)),
             meta.first_k.eq(self.row.first_k),
+            meta.last_k.eq(self.row.last_k),
             meta.last.eq(self.row.last),
         ]
         pipe = [meta]
@@ -86,7 +99,11 @@ class ResultBuffer(wiring.Component):
         # add of two registers. A write in the cycle between to the same word (a
         # one-row tile right behind the last) is forwarded into that register.
         acc_read, acc_hold, acc_write = pipe[self.latency - 1], pipe[self.latency], pipe[self.latency + 1]
-        m.d.comb += self.last_written.eq(acc_write.valid & acc_write.last)
+        m.d.comb += [
+            self.last_written.eq(acc_write.valid & acc_write.last),
+            self.finished.eq(acc_write.valid & acc_write.last_k),
+            self.finished_addr.eq(acc_write.addr),
+        ]
         forward = Signal()
         m.d.comb += forward.eq(acc_write.valid & (acc_write.addr == acc_hold.addr))
 

@@ -173,6 +173,7 @@ class TileStreamer(wiring.Component):
             row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
             row.half.eq(cfg.result_half),
             row.first_k.eq(a_tile.first_k),
+            row.last_k.eq(a_tile.last_k),
             row.last.eq(a_issue & a_tile.last & (a_m + 1 == cfg.m)),
         ]
         # The vectors arrive from the buffers two cycles after their reads.

@@ -109,6 +109,7 @@ class TrainCore(wiring.Component):
             seq.prog.data.eq(self.prog_wr_data),
             seq.gemm_busy.eq(gemm.busy),
             seq.gemm_active.eq(gemm.active),
+            post.frontier.eq(gemm.frontier),
             self.cnt_cycles.eq(seq.cnt_cycles),
             self.cnt_gemm.eq(seq.cnt_gemm),
             self.cnt_active.eq(seq.cnt_active),

@@ -24,7 +24,11 @@ class GemmPort(wiring.Component):
     phase counters). ``write`` (operand words, bank order), ``results`` (int32
     result words) and ``operands`` (stored operand words) are the engine's
     host ports, with flat addresses over both halves; reads answer the next
-    cycle.
+    cycle. ``frontier``: one past the last result word that the running (or
+    last) GEMM has written final (its column block's last K tile); every word
+    from its first to below the frontier is final, since a GEMM writes them in
+    rising order. It is 0 from the cycle after ``go`` until the first is
+    written; a read in the cycle after a word's write sees the word.
     """
 
     def __init__(self, geometry):
@@ -36,6 +40,7 @@ class GemmPort(wiring.Component):
                 "run": In(ports.run()),
                 "busy": Out(1),
                 "active": Out(1),
+                "frontier": Out(range(2 * g.result_depth + 1)),
                 "write": In(ports.operand_write(R, 2 * g.operand_depth)),
                 "results": In(ports.mem_read(2 * g.result_depth, data.ArrayLayout(signed(32), R), en=True)),
                 "operands": In(ports.operand_read(R, 2 * g.operand_depth)),
@@ -76,5 +81,9 @@ class GemmPort(wiring.Component):
             eng.read.half.eq(self.results.addr[res_abits]),
             self.results.data.eq(eng.read.data),
         ]
+        with m.If(self.run.go):
+            m.d.sync += self.frontier.eq(0)
+        with m.Elif(eng.finished):
+            m.d.sync += self.frontier.eq(eng.finished_addr + 1)
         wiring.connect(m, wiring.flipped(self.operands), eng.operand_read)
         return m

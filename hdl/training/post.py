@@ -145,6 +145,12 @@ class PostProcessor(wiring.Component):
     buffers to ``dst``. ``run.done`` is high once the last word is written
     (rows × words + 2 cycles after ``go``). Each UPDATE word advances
     ``lfsr`` by the lanes that drew from it.
+
+    With the op's ``follow`` set, the op follows the GEMM that writes its
+    results, still running: stage 0 waits on a word at or above ``frontier``
+    (:class:`.gemm_port.GemmPort`'s, one past the GEMM's last final word) and
+    reads it in the cycle after the GEMM has written it final. Such an op
+    walks by column, the order the GEMM finishes its words in.
     """
 
     def __init__(self, geometry, numerics=Numerics()):
@@ -155,6 +161,7 @@ class PostProcessor(wiring.Component):
             {
                 "ctl": In(ports.control()),
                 "run": In(ports.run()),
+                "frontier": In(range(2 * g.result_depth + 1)),
                 "results": Out(ports.mem_read(2 * g.result_depth, lanes(signed(32)), en=True)),
                 "vmem_rd": Out(ports.mem_read(g.vmem_depth, lanes(signed(8)))),
                 "wmem_rd": Out(ports.mem_read(g.wmem_depth, lanes(signed(16)))),
@@ -187,14 +194,16 @@ class PostProcessor(wiring.Component):
             with m.Else():
                 m.d.sync += inner.eq(inner + 1)
 
-        with m.If(run & ~op.by_column):
+        row_words, res_addr, advance = Signal(32), Signal(32), Signal()
+        # follow: the word is read once the GEMM has written it final (a cycle before, or earlier).
+        m.d.comb += advance.eq(run & ~(op.follow & (res_addr >= self.frontier)))
+        with m.If(advance & ~op.by_column):
             walk(pt, op.k, pm, op.m)  # word by word along a row, then the next row
-        with m.Elif(run):
+        with m.Elif(advance):
             walk(pm, op.m, pt, op.k)  # by_column: row by row down a word column, then the next column
         s1, s1_m, s1_t, s1_last_row = Signal(), Signal(16), Signal(16), Signal()  # stage 1
-        m.d.sync += [s1.eq(run), s1_m.eq(pm), s1_t.eq(pt), s1_last_row.eq(pm + 1 == op.m)]
+        m.d.sync += [s1.eq(advance), s1_m.eq(pm), s1_t.eq(pt), s1_last_row.eq(pm + 1 == op.m)]
         m.d.comb += self.run.done.eq(~run & ~s1)  # the last word has been written
-        row_words, res_addr = Signal(32), Signal(32)
         m.d.comb += [
             row_words.eq(pm * op.k + pt),
             res_addr.eq(op.r_base + pt * op.m + pm),

@@ -5,7 +5,7 @@ The host writes the program once; the core's sequencer runs it per step
 (``docs/training.md``). One op is one of:
 
 =======  ================================================================
-GEMM     start the engine on one GEMM and wait for it
+GEMM     start the engine on one GEMM and wait for it (``behind``: go on)
 FWD      requantize a forward GEMM's results, add the bias, keep y, apply
          the activation and write the next layer's input (with its ones
          column)
@@ -34,6 +34,13 @@ sets ``behind``
 - on each UPDATE but the last: the next op is the layer below's dX or dW
   GEMM, which reads none of its data.
 
+A GEMM with ``behind`` set is not waited for either: the next op is a post-op
+with ``follow`` set, which reads the GEMM's results word by word as the engine
+finishes them (walking by column, the order it finishes them in); any other
+op waits in DECODE for the engine. The plan sets it on the step's last GEMM
+(layer 0's dW) and its UPDATE. Every UPDATE walks by column, and the LFSR's
+draws follow that walk (:func:`reference.training.update_draws`).
+
 :func:`schedule` is the timing.
 
 The bias trick: each layer's input X is stored with one more column, all
@@ -48,7 +55,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from reference.gemm import gemm_cycles
+from reference.gemm import gemm_cycles, row_exit_cycle
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
@@ -139,6 +146,7 @@ OP_LAYOUT = data.StructLayout(
         "momentum": 1,
         "behind": 1,
         "by_column": 1,
+        "follow": 1,
         "shift0": signed(7),
         "shift1": signed(7),
         "m": ADDR,
@@ -456,6 +464,8 @@ def plan_step(
             b_base=dy[l].base,
             b_stride=dy[l].stride,
             r_base=dw[l].base,
+            # The step's last GEMM: its UPDATE follows it, word by word as the engine finishes them.
+            behind=int(l == 0),
         )
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
@@ -479,14 +489,26 @@ def plan_step(
             dst=Dst.B,
             dst_base=w8[l].base,
             dst_stride=w8[l].stride,
+            # By word column, the order the dW GEMM finishes its words in (the LFSR's draws follow it:
+            # reference.training.update_draws).
+            by_column=1,
             # Behind the layer below's dX or dW GEMM, which reads dY_(l-1) (its DX has finished), x_(l-1)
             # and W_(l-1): every tensor has its own words (_place), and this op writes layer l's only.
             behind=int(l > 0),
+            # Layer 0's follows its own dW GEMM, the step's last, reading each word once it is final.
+            follow=int(l == 0),
         )
     op(Kind.END, Phase.UPDATE)
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
     return plan
+
+
+def _final_write_cycles(op, R, go):
+    """For a GEMM started (``go``) in cycle ``go``: the cycle each result word is written final, in
+    the order of its result layout (word ``(n div R)·M + m``)."""
+    M, K, N = op["m"], op["k"], op["n"]
+    return [go + row_exit_cycle(R, R, M, K, N, m, nb * R) for nb in range(-(-N // R)) for m in range(M)]
 
 
 def may_pass(op, post_op):
@@ -510,16 +532,38 @@ def schedule(plan):
     ``behind`` the next op costs its 3 cycles only: the next op's FETCH follows its start. That op is a GEMM, or a LOSS
     behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
     the post-op is done, rows x words + 2 cycles after its start.
+
+    A GEMM ``behind`` costs its 3 cycles only, and the op after it is a post-op that has ``follow`` set:
+    that op reads word i of its walk (by column) in the cycle after the GEMM writes it final
+    (:func:`reference.gemm.row_exit_cycle`), or later, one word a cycle; it is done 2 cycles after
+    its last read. Any other op waits in DECODE until the engine is idle, the cycle after the GEMM's
+    last write.
     """
     R, t, out = plan.geometry.rows, 0, []
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
+    finals, gemm_idle = None, 0  # a GEMM running behind: its words' final writes; its first idle cycle
     for op in plan.ops:
         kind, start = op["kind"], t
         if behind is not None and not may_pass(op, behind):
             t = max(t, behind_done - 1)  # FETCH in cycle t; DECODE waits for done
             behind = behind_done = None
+        if not op.get("follow"):
+            t = max(t, gemm_idle - 1)  # DECODE waits for the engine
         if kind == Kind.GEMM:
-            t += 3 + gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            cycles = gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            if op.get("behind"):
+                finals, gemm_idle = _final_write_cycles(op, R, t + 2), t + 3 + cycles
+                t += 3
+            else:
+                t += 3 + cycles
+        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE) and op.get("follow"):
+            if finals is None or not op.get("by_column") or op.get("behind") or len(finals) != op["m"] * op["k"]:
+                raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
+            read = t + 2  # go in cycle t + 2
+            for final in finals:
+                read = max(read + 1, final + 1)
+            t = read + 3  # the last word written in read + 1, done in read + 2; the next FETCH
+            finals = None
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             if op.get("behind"):
                 t += 3  # go in cycle t - 1; the last word is written in cycle t + m·k

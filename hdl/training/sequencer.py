@@ -33,14 +33,18 @@ class Sequencer(wiring.Component):
     ``done``). A post-op with ``behind`` set is not waited for: its START is
     followed by the next op's FETCH, and only a GEMM, or a LOSS behind a FWD
     that writes no operand words, leaves DECODE while the post unit is busy
-    (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). END, an
+    (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). A GEMM with
+    ``behind`` set is not waited for either: its START is followed by the
+    next op's FETCH, and while the engine is busy only a post-op with
+    ``follow`` set (which reads the GEMM's results as they are finished)
+    leaves DECODE; any other op waits there for the engine. END, an
     unknown kind, or a LOSS op whose row the loss unit cannot take, pulses
     ``done`` in its DECODE cycle and drops ``busy`` the next; the last two
     also set ``error`` until the next ``start``.
 
     ``cnt_cycles[p]`` counts the busy cycles while the held op's phase is
-    ``p``; ``cnt_gemm[p]`` and ``cnt_active[p]`` those in which
-    ``gemm_busy`` / ``gemm_active`` were high too.
+    ``p``; ``cnt_gemm[p]`` and ``cnt_active[p]`` the cycles in which
+    ``gemm_busy`` / ``gemm_active`` were high for a GEMM of phase ``p``.
     """
 
     def __init__(self, geometry):
@@ -74,6 +78,7 @@ class Sequencer(wiring.Component):
         p_wr, p_rd = program.write_port(), program.read_port()
         pc = Signal(range(g.program_depth + 1))
         state = Signal(State)
+        gemm_phase = Signal(Phase)  # the running GEMM's, for the counters
         busy, op, post_op, error = self.ctl.busy, self.ctl.op, self.ctl.post_op, self.error
         m.d.comb += [
             self.busy.eq(busy),
@@ -110,7 +115,11 @@ class Sequencer(wiring.Component):
                 passes = (new.kind == Kind.GEMM) | (
                     (new.kind == Kind.LOSS) & (post_op.kind == Kind.FWD) & (post_op.dst == Dst.NONE)
                 )
-                with m.If(self.post.done | passes):
+                # While a GEMM runs behind, only a post-op that follows it may start.
+                engine_free = ~self.gemm_busy | (
+                    new.follow & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))
+                )
+                with m.If((self.post.done | passes) & engine_free):
                     m.d.sync += op.eq(new)
                     with m.Switch(new.kind):
                         with m.Case(Kind.END):
@@ -135,8 +144,15 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
                 with m.Else():
                     m.d.sync += state.eq(State.POST_WAIT)
+            with m.Case(State.GEMM_START):
+                m.d.comb += self.gemm.go.eq(1)
+                m.d.sync += gemm_phase.eq(op.phase)
+                with m.If(op.behind):  # on to the next op (a post-op that follows it) while the GEMM runs
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+                with m.Else():
+                    m.d.sync += state.eq(State.GEMM_WAIT)
             for unit, start, wait in (
-                (self.gemm, State.GEMM_START, State.GEMM_WAIT),
+                (self.gemm, None, State.GEMM_WAIT),
                 (self.post, None, State.POST_WAIT),
                 (self.loss, State.LOSS_START, State.LOSS_WAIT),
             ):
@@ -156,10 +172,11 @@ class Sequencer(wiring.Component):
                     self.cnt_gemm[p.value].eq(0),
                     self.cnt_active[p.value].eq(0),
                 ]
-            with m.Elif(busy & (op.phase == p)):
-                m.d.sync += self.cnt_cycles[p.value].eq(self.cnt_cycles[p.value] + 1)
-                with m.If(self.gemm_busy):
+            with m.Elif(busy):
+                with m.If(op.phase == p):
+                    m.d.sync += self.cnt_cycles[p.value].eq(self.cnt_cycles[p.value] + 1)
+                with m.If(self.gemm_busy & (gemm_phase == p)):
                     m.d.sync += self.cnt_gemm[p.value].eq(self.cnt_gemm[p.value] + 1)
-                with m.If(self.gemm_active):
+                with m.If(self.gemm_active & (gemm_phase == p)):
                     m.d.sync += self.cnt_active[p.value].eq(self.cnt_active[p.value] + 1)
         return m

@@ -154,10 +154,11 @@ class FixedRun:
     Both backends drive it: ``reference`` alone, the RTL ones beside the
     hardware, which must match each step it returns."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, lanes=8):
+        """``lanes``: the core's R, the update's word (the LFSR's draws follow its walk)."""
         self.cfg = cfg
         self.x_train, self.y_train, self.x_test, self.y_test = load_split()
-        self.state = init_state(cfg["layers"], seed=cfg["seed"])
+        self.state = init_state(cfg["layers"], seed=cfg["seed"], lanes=lanes)
         self.n = self.state.numerics
         self.x8_train = quantize_input(self.x_train, self.n)
         self.x8_test = quantize_input(self.x_test, self.n)

@@ -89,11 +89,12 @@ async def _setup(dut, config="TRAIN_CONFIG"):
     """The run ``$TRAIN_CONFIG`` (or another variable) names: its golden model, its plan, and the core
     loaded with both."""
     cfg = json.loads(os.environ[config])
-    run = FixedRun(cfg)
+    geometry = CoreGeometry(**design_params())
+    run = FixedRun(cfg, lanes=geometry.rows)
     plan = plan_step(
         cfg["layers"],
         cfg["batch"],
-        CoreGeometry(**design_params()),
+        geometry,
         run.n,
         loss=cfg["loss"],
         activation=cfg["activation"],
@@ -602,6 +603,51 @@ async def post_behind(dut):
             _check_counters(drv, Phase.FORWARD, timing(ops), engine, active)
             await drv.write_words("vmem", 0, np.zeros((2 * M * W, R), dtype=np.int64))
     record(post_behind=["FWD behind a GEMM that ends first", "DX behind a GEMM that ends last"])
+
+
+@cocotb.test()
+async def gemm_behind(dut):
+    """A GEMM ``behind`` (the sequencer goes on while it runs), ``C = A·B`` of 3 K tiles and 3 column
+    blocks, so that its result words hold partial sums before they are final:
+
+    - with an FWD over C that has ``follow`` set, by column: each word read once the GEMM has written
+      it final, while the GEMM runs;
+    - with a DX over C that does not, which waits in DECODE for the engine to finish.
+
+    The post-op is in the update phase: the GEMM's cycles and rows must still count in the forward
+    phase's counters. The kept y and dx against ``sat8(rhu(C + bias))`` and ``sat8(rhu(C))``, and each
+    program's cycles against :func:`hdl.training.program.schedule`."""
+    plan, drv, R, nm, rng = await _post_setup(dut)
+    M, K, N, s = 2 * R + 1, 2 * R + 1, 2 * R + 3, 5
+    W = -(-N // R)
+    end = {"kind": Kind.END, "phase": Phase.UPDATE}
+    timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
+    a, b = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
+    b_master = rng.integers(-(1 << 18), 1 << 18, N)
+    (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+    acc, bias = gemm(a, b, "nn"), sat(round_half_up_shift(b_master, nm.master_extra), 32)
+    engine, active = gemm_cycles(R, R, M, K, N), M * -(-K // R) * W
+    gemm_op = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, behind=1)
+    gemm_op.update(a_base=0, a_stride=a_stride, b_base=0, b_stride=b_stride, r_base=0)
+    fwd, dx = _fwd_dx_ops(M, N, R, s)
+    fwd, dx = dict(fwd, phase=Phase.UPDATE), dict(dx, phase=Phase.UPDATE)
+    done = []
+    with errors_recorded("train", "gemm_behind"):
+        await drv.write_words("a", 0, a_words)
+        await drv.write_words("b", 0, b_words)
+        await drv.write_words("bmem", 0, np.pad(b_master, (0, W * R - N)).reshape(W, R))
+        for name, ops in (
+            ("an FWD that follows it", [gemm_op, dict(fwd, follow=1, by_column=1), dx, end]),
+            ("a DX that waits for it", [gemm_op, dx, fwd, end]),
+        ):
+            # The last program's results stay in the buffer: clear them, so that the first K tile's
+            # partial sums are what a read too early would see.
+            await drv.write_words("vmem", 0, np.zeros((2 * M * W, R), dtype=np.int64))
+            assert await _run_program(dut, drv, ops, 3 * (engine + M * W) + 100) == 0
+            await _check_fwd_dx(drv, R, acc, bias, s, f"after a GEMM behind, with {name}")
+            _check_counters(drv, Phase.FORWARD, timing(ops), engine, active)
+            done.append(f"GEMM behind, {name}")
+    record(gemm_behind=done)
 
 
 @cocotb.test()
