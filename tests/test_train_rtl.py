@@ -128,6 +128,7 @@ DIRECTED_CASES = [
     "post_shifts",
     "post_behind",
     "gemm_behind",
+    "loss_behind",
     "post_readers",
     "post_padding",
 ]
@@ -164,7 +165,8 @@ def test_train_core_directed(simulator, testcase, report):
     requantizing shifts the plan never uses; post-ops running behind a GEMM that ends first and one that
     ends last, and behind the op that reads what they write (a GEMM, the loss unit), with the cycles
     against the schedule; a GEMM behind, with a post-op that follows it (reading its words as they
-    are finished) and one that waits for it."""
+    are finished) and one that waits for it; the plan's GEMM behind its LOSS, at its delay and one
+    cycle short of it."""
     r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 

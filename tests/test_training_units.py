@@ -490,7 +490,9 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals):
 
 
 def test_operand_writer_rotates_and_picks_its_source():
-    """Lane e of row r goes to bank (r + e) mod R; LOSS takes the feeder's word, other ops the post-processor's."""
+    """Lane e of row r goes to bank (r + e) mod R, to the source's ``to``; the loss feeder's word in a
+    cycle it writes one (a post-op's word beside it, with no operand words to write, is dropped), the
+    post-processor's otherwise."""
     from hdl.training.operand_writer import OperandWriter
     from hdl.training.program import Dst
 
@@ -502,11 +504,12 @@ def test_operand_writer_rotates_and_picks_its_source():
     async def bench(ctx):
         for kind, dst in ((Kind.FWD, Dst.A), (Kind.LOSS, Dst.BOTH), (Kind.UPDATE, Dst.B), (Kind.FWD, Dst.NONE)):
             src, other = (wr.loss, wr.post) if kind == Kind.LOSS else (wr.post, wr.loss)
-            ctx.set(wr.ctl.op, OP_LAYOUT.const({"kind": kind, "dst": dst}))
-            ctx.set(wr.ctl.post_op, OP_LAYOUT.const({"kind": kind, "dst": dst if kind != Kind.LOSS else Dst.NONE}))
+            ctx.set(src.to, dst)
+            ctx.set(other.to, Dst.A if dst != Dst.A else Dst.B)
+            ctx.set(other.addr, 7)
             for row in range(R + 1):
                 ctx.set(src.en, 1)
-                ctx.set(other.en, 0)
+                ctx.set(other.en, kind == Kind.LOSS and row % 2)  # a FWD beside the LOSS
                 ctx.set(src.addr, 40 + row)
                 ctx.set(src.row, row)
                 ctx.set(src.data, word)

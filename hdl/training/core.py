@@ -38,7 +38,7 @@ from .loss_feeder import LossFeeder
 from .loss_unit import LossUnit
 from .operand_writer import OperandWriter
 from .post import PostProcessor
-from .program import OP_LAYOUT, CoreGeometry, Kind, Phase
+from .program import OP_LAYOUT, CoreGeometry, Phase
 from .sequencer import Sequencer
 
 __all__ = ["TrainCore"]
@@ -86,7 +86,7 @@ class TrainCore(wiring.Component):
         m.submodules.writer = writer = OperandWriter(g)
         m.submodules.host = host = HostPort(g)
 
-        wiring.connect(m, seq.ctl, gemm.ctl, post.ctl, feeder.ctl, writer.ctl)
+        wiring.connect(m, seq.ctl, gemm.ctl, post.ctl, feeder.ctl)
         wiring.connect(m, seq.gemm, gemm.run)
         wiring.connect(m, seq.post, post.run)
         wiring.connect(m, seq.loss, feeder.run)
@@ -141,7 +141,7 @@ class TrainCore(wiring.Component):
             readers = [getattr(post, f"{name}_rd"), getattr(host, f"{name}_rd")]
             if name == "vmem":  # LOSS reads the logits, the post-ops y
                 readers.append(feeder.vmem_rd)
-                core_addr = Mux(seq.ctl.op.kind == Kind.LOSS, feeder.vmem_rd.addr, post.vmem_rd.addr)
+                core_addr = Mux(feeder.active, feeder.vmem_rd.addr, post.vmem_rd.addr)
             else:
                 core_addr = readers[0].addr
             m.d.comb += [rd.addr.eq(Mux(busy, core_addr, readers[1].addr)), *(r.data.eq(rd.data) for r in readers)]

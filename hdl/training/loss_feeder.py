@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import ports
 from .loss_unit import Loss, word_layout
-from .program import Kind
+from .program import OP_LAYOUT
 
 __all__ = ["LossFeeder"]
 
@@ -26,6 +26,11 @@ class LossFeeder(wiring.Component):
     through ``dst`` (at ``dst_base + row · dst_stride + word``, for the row
     the errors are of; rows come back in order). ``run.done`` is high in the
     cycle the last row's last error word is taken.
+
+    The feeder keeps the op it was started with (``ctl.op`` in ``go``'s
+    cycle), so that the sequencer may go on to the next op while it runs
+    (a LOSS ``behind``). ``active`` is high from the cycle after ``go`` to
+    the cycle of ``done``: vmem's read port and the operand writer are its.
     """
 
     def __init__(self, geometry):
@@ -43,6 +48,7 @@ class LossFeeder(wiring.Component):
                 "label": Out(range(g.classes)),
                 "count": Out(range(g.classes + 1)),
                 "dst": Out(ports.operand_word(R)),
+                "active": Out(1),
             }
         )
 
@@ -50,7 +56,9 @@ class LossFeeder(wiring.Component):
         m = Module()
         R = self.geometry.rows
         lg = R.bit_length() - 1
-        op = self.ctl.op
+        op = Signal(OP_LAYOUT)  # the op it was started with
+        with m.If(self.run.go):
+            m.d.sync += op.eq(self.ctl.op)
         row, lout = Signal(16), Signal(16)  # the row being written; its error words taken
         rrow, lk, feeding = Signal(16), Signal(16), Signal()  # the row and word to read next; rows left to read
         shown, shown_row, shown_k = Signal(), Signal(16), Signal(16)  # the word on ``logits``
@@ -72,13 +80,14 @@ class LossFeeder(wiring.Component):
             with m.If(lk + 1 >= op.k):
                 m.d.sync += [lk.eq(0), rrow.eq(rrow + 1), feeding.eq(rrow + 1 < op.m)]
         with m.If(self.run.go):
-            m.d.sync += [row.eq(0), lout.eq(0), rrow.eq(0), lk.eq(0), feeding.eq(1), shown.eq(0)]
+            m.d.sync += [row.eq(0), lout.eq(0), rrow.eq(0), lk.eq(0), feeding.eq(1), shown.eq(0), self.active.eq(1)]
         m.d.comb += [
             self.logits.valid.eq(shown),
             self.logits.payload.data.eq(self.vmem_rd.data),
             self.logits.payload.last.eq(shown & (shown_k + 1 >= op.k)),
-            self.errors.ready.eq(self.ctl.busy & (op.kind == Kind.LOSS)),
+            self.errors.ready.eq(self.ctl.busy & self.active),
             self.dst.row.eq(row),
+            self.dst.to.eq(op.dst),
             self.dst.data.eq(self.errors.payload.data),
         ]
         with m.If(self.errors.valid & self.errors.ready):
@@ -86,5 +95,7 @@ class LossFeeder(wiring.Component):
             m.d.sync += lout.eq(lout + 1)
             with m.If(self.errors.payload.last):
                 m.d.sync += [row.eq(row + 1), lout.eq(0)]
-                m.d.comb += self.run.done.eq(row + 1 >= op.m)
+                with m.If(row + 1 >= op.m):
+                    m.d.comb += self.run.done.eq(1)
+                    m.d.sync += self.active.eq(0)
         return m

@@ -8,7 +8,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .program import OP_LAYOUT
+from .program import OP_LAYOUT, Dst
 
 __all__ = ["control", "run", "mem_write", "mem_read", "operand_word", "operand_write", "operand_read"]
 
@@ -44,10 +44,17 @@ def mem_read(depth, shape, en=False):
 
 def operand_word(rows):
     """An int8 word for the operand buffers, in element order (lane e is column
-    ``col0 + e``): written at ``addr`` of the op's destination in the cycle
-    ``en`` is high; ``row`` is the matrix row it belongs to, for the rotation."""
+    ``col0 + e``): written at ``addr`` of ``to`` (:class:`.program.Dst`: none,
+    A, B or both) in the cycle ``en`` is high; ``row`` is the matrix row it
+    belongs to, for the rotation."""
     return wiring.Signature(
-        {"en": Out(1), "addr": Out(16), "row": Out(16), "data": Out(data.ArrayLayout(signed(8), rows))}
+        {
+            "en": Out(1),
+            "to": Out(Dst),
+            "addr": Out(16),
+            "row": Out(16),
+            "data": Out(data.ArrayLayout(signed(8), rows)),
+        }
     )
 
 

@@ -270,6 +270,7 @@ class PostProcessor(wiring.Component):
         m.d.comb += [
             s1_words.eq(s1_m * op.k + s1_t),
             self.dst.row.eq(s1_m),
+            self.dst.to.eq(op.dst),
             self.dst.addr.eq(op.dst_base + s1_m * op.dst_stride + s1_t),
         ]
         vw_addr = op.vw_base + s1_m * op.vw_stride + s1_t

@@ -30,16 +30,23 @@ sets ``behind``
 - on each hidden layer's FWD, by column: the next layer's forward GEMM reads
   its input one word column (a tile's K rows) at a time;
 - on the last layer's FWD: the loss unit reads the logits row by row;
-- on each DX: the next op is the layer's dW GEMM, which reads none of its data;
-- on each UPDATE but the last: the next op is the layer below's dX or dW
-  GEMM, which reads none of its data.
+- on each UPDATE but the last: the next op is the layer below's dW GEMM,
+  which reads none of its data.
 
 A GEMM with ``behind`` set is not waited for either: the next op is a post-op
 with ``follow`` set, which reads the GEMM's results word by word as the engine
 finishes them (walking by column, the order it finishes them in); any other
-op waits in DECODE for the engine. The plan sets it on the step's last GEMM
-(layer 0's dW) and its UPDATE. Every UPDATE walks by column, and the LFSR's
-draws follow that walk (:func:`reference.training.update_draws`).
+op waits in DECODE for the engine. The plan sets it on each dX GEMM and its
+DX, and on the step's last GEMM (layer 0's dW) and its UPDATE. Every UPDATE
+walks by column, and the LFSR's draws follow that walk
+(:func:`reference.training.update_draws`).
+
+A LOSS with ``behind`` set is not waited for: the next op, the last layer's
+dW GEMM, waits its ``delay`` cycles and starts while the loss unit still
+writes dY, which that GEMM reads as weights, R rows a tile
+(:func:`loss_gemm_delay`). Any other op waits in DECODE for the loss unit.
+The backward pass of a layer is therefore its dW GEMM, then its dX GEMM with
+the DX that follows it, then its UPDATE.
 
 :func:`schedule` is the timing.
 
@@ -55,7 +62,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from reference.gemm import gemm_cycles, row_exit_cycle
+from reference.gemm import gemm_cycles, row_exit_cycle, tile_launches
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
@@ -147,6 +154,7 @@ OP_LAYOUT = data.StructLayout(
         "behind": 1,
         "by_column": 1,
         "follow": 1,
+        "delay": 8,
         "shift0": signed(7),
         "shift1": signed(7),
         "m": ADDR,
@@ -417,8 +425,29 @@ def plan_step(
         dst=Dst.BOTH,
         dst_base=dy[-1].base,
         dst_stride=dy[-1].stride,
+        # Behind the last layer's dW GEMM, which reads dY row block by row block as weights, each
+        # tile after the loss unit has written its rows (the GEMM's delay).
+        behind=1,
     )
     for l in reversed(range(L)):
+        # dW first: right after the LOSS it is the GEMM that can start before all of dY is written.
+        dw_gemm = dict(
+            mode=Mode.TN,
+            m=ins[l] + 1,
+            k=batch,
+            n=outs[l],
+            a_base=x[l].base,
+            a_stride=x[l].stride,
+            b_base=dy[l].base,
+            b_stride=dy[l].stride,
+            r_base=dw[l].base,
+            # The step's last GEMM: its UPDATE follows it, word by word as the engine finishes them.
+            behind=int(l == 0),
+        )
+        if l == L - 1:
+            dw_gemm["delay"] = loss_gemm_delay(plan.ops[-1], dw_gemm, R)
+        op(Kind.GEMM, Phase.BACKWARD, **dw_gemm)
+        plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         if l:
             op(
                 Kind.GEMM,
@@ -432,6 +461,7 @@ def plan_step(
                 b_base=w8[l].base,
                 b_stride=w8[l].stride,
                 r_base=dxacc[l].base,
+                behind=1,  # its DX follows it
             )
             plan.macs["backward"] += batch * outs[l] * ins[l]
             op(
@@ -450,24 +480,9 @@ def plan_step(
                 dst=Dst.BOTH,
                 dst_base=dy[l - 1].base,
                 dst_stride=dy[l - 1].stride,
-                behind=1,  # behind the dW GEMM: it reads x_l and dY_l, writes dW_l; none of this op's data
+                by_column=1,
+                follow=1,  # the dX GEMM's results as it finishes them; the layer below's GEMMs read dY
             )
-        op(
-            Kind.GEMM,
-            Phase.BACKWARD,
-            mode=Mode.TN,
-            m=ins[l] + 1,
-            k=batch,
-            n=outs[l],
-            a_base=x[l].base,
-            a_stride=x[l].stride,
-            b_base=dy[l].base,
-            b_stride=dy[l].stride,
-            r_base=dw[l].base,
-            # The step's last GEMM: its UPDATE follows it, word by word as the engine finishes them.
-            behind=int(l == 0),
-        )
-        plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
         s_b = n.lr_frac + e_frac(l) - (x_frac(l) + n.w_frac + n.master_extra)
         for s in (s_w, s_b):
@@ -492,8 +507,9 @@ def plan_step(
             # By word column, the order the dW GEMM finishes its words in (the LFSR's draws follow it:
             # reference.training.update_draws).
             by_column=1,
-            # Behind the layer below's dX or dW GEMM, which reads dY_(l-1) (its DX has finished), x_(l-1)
-            # and W_(l-1): every tensor has its own words (_place), and this op writes layer l's only.
+            # Behind the layer below's dW GEMM, which reads dY_(l-1) (its DX has finished), x_(l-1)
+            # and writes dW_(l-1): every tensor has its own words (_place), and this op writes layer l's
+            # only. Its dX GEMM, which read W_l, has finished.
             behind=int(l > 0),
             # Layer 0's follows its own dW GEMM, the step's last, reading each word once it is final.
             follow=int(l == 0),
@@ -502,6 +518,35 @@ def plan_step(
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
     return plan
+
+
+def loss_write_cycle(row, word, words):
+    """The cycle, counted from a LOSS's go, in which the loss feeder writes error word ``word`` of
+    ``row`` (rows of ``words`` words): a row enters the unit every W cycles and leaves its last
+    stage 2W cycles after it entered (docs/training.md, "Timing")."""
+    return (row + 2) * words + word + 2
+
+
+def loss_gemm_delay(loss_op, gemm_op, R):
+    """The fewest cycles a GEMM fetched right after a LOSS running ``behind`` must wait in the
+    sequencer before its start, so that each of its tiles reads the rows of dY it needs as weights
+    (B, stored K x N: rows k0..k0+R-1 of word column n0/R) after the loss feeder has written them.
+
+    The GEMM starts (go) 3 + delay cycles after the LOSS's go: FETCH, DECODE, the delay, START.
+    Tile T's first weight column is read P_T + 1 cycles after the GEMM's go
+    (:func:`reference.gemm.tile_launches`), and a read sees a write of the cycle before.
+    """
+    M, K, N, W = gemm_op["m"], gemm_op["k"], gemm_op["n"], loss_op["k"]
+    if gemm_op["mode"] != Mode.TN or K != loss_op["m"] or -(-N // R) != W:
+        raise PlanError("a GEMM behind a LOSS reads its dY as B, K x N, K the LOSS's rows")
+    launches, delay, kt = tile_launches(R, R, M, K, N), 0, -(-K // R)
+    for t, p in enumerate(launches):
+        nb, kb = divmod(t, kt)
+        last_row = min((kb + 1) * R, K) - 1
+        delay = max(delay, loss_write_cycle(last_row, nb, W) - 3 - p)
+    if delay >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
+        raise PlanError(f"the GEMM behind the LOSS needs a delay of {delay} cycles, more than the op holds")
+    return delay
 
 
 def _final_write_cycles(op, R, go):
@@ -542,6 +587,7 @@ def schedule(plan):
     R, t, out = plan.geometry.rows, 0, []
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
     finals, gemm_idle = None, 0  # a GEMM running behind: its words' final writes; its first idle cycle
+    loss_done = 0  # a LOSS running behind: the cycle of its last write
     for op in plan.ops:
         kind, start = op["kind"], t
         if behind is not None and not may_pass(op, behind):
@@ -549,13 +595,15 @@ def schedule(plan):
             behind = behind_done = None
         if not op.get("follow"):
             t = max(t, gemm_idle - 1)  # DECODE waits for the engine
+        if kind != Kind.GEMM:
+            t = max(t, loss_done)  # DECODE waits for the loss unit
         if kind == Kind.GEMM:
-            cycles = gemm_cycles(R, R, op["m"], op["k"], op["n"])
+            cycles, delay = gemm_cycles(R, R, op["m"], op["k"], op["n"]), op.get("delay", 0)
             if op.get("behind"):
-                finals, gemm_idle = _final_write_cycles(op, R, t + 2), t + 3 + cycles
-                t += 3
+                finals, gemm_idle = _final_write_cycles(op, R, t + 2 + delay), t + 3 + delay + cycles
+                t += 3 + delay
             else:
-                t += 3 + cycles
+                t += 3 + delay + cycles
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE) and op.get("follow"):
             if finals is None or not op.get("by_column") or op.get("behind") or len(finals) != op["m"] * op["k"]:
                 raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
@@ -571,6 +619,9 @@ def schedule(plan):
                 out.append({"start": start, "end": t, "go": t - 1, "done": behind_done})
                 continue
             t += 5 + op["m"] * op["k"]
+        elif kind == Kind.LOSS and op.get("behind"):
+            loss_done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])  # go in cycle t + 2
+            t += 3
         elif kind == Kind.LOSS:
             t += 4 + (op["m"] + 2) * op["k"]  # a row every W cycles; the last one's errors 3W after its first word
         else:

@@ -21,6 +21,7 @@ class State(enum.Enum, shape=4):
     POST_WAIT = 6
     LOSS_START = 7
     LOSS_WAIT = 8
+    GEMM_DELAY = 9  #: the GEMM op's ``delay`` cycles before its start
 
 
 class Sequencer(wiring.Component):
@@ -37,7 +38,11 @@ class Sequencer(wiring.Component):
     ``behind`` set is not waited for either: its START is followed by the
     next op's FETCH, and while the engine is busy only a post-op with
     ``follow`` set (which reads the GEMM's results as they are finished)
-    leaves DECODE; any other op waits there for the engine. END, an
+    leaves DECODE; any other op waits there for the engine. A LOSS with
+    ``behind`` set is not waited for: while it runs only a GEMM leaves
+    DECODE, and a GEMM waits its ``delay`` cycles between DECODE and START
+    (the plan picks the delay so that it reads each row of dY after the loss
+    unit has written it). END, an
     unknown kind, or a LOSS op whose row the loss unit cannot take, pulses
     ``done`` in its DECODE cycle and drops ``busy`` the next; the last two
     also set ``error`` until the next ``start``.
@@ -79,6 +84,8 @@ class Sequencer(wiring.Component):
         pc = Signal(range(g.program_depth + 1))
         state = Signal(State)
         gemm_phase = Signal(Phase)  # the running GEMM's, for the counters
+        loss_busy = Signal()  # a LOSS runs (behind)
+        delay = Signal(OP_LAYOUT["delay"].shape)  # GEMM_DELAY's cycles left
         busy, op, post_op, error = self.ctl.busy, self.ctl.op, self.ctl.post_op, self.error
         m.d.comb += [
             self.busy.eq(busy),
@@ -119,13 +126,17 @@ class Sequencer(wiring.Component):
                 engine_free = ~self.gemm_busy | (
                     new.follow & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))
                 )
-                with m.If((self.post.done | passes) & engine_free):
+                loss_free = ~loss_busy | (new.kind == Kind.GEMM)  # beside a LOSS, only a GEMM
+                with m.If((self.post.done | passes) & engine_free & loss_free):
                     m.d.sync += op.eq(new)
                     with m.Switch(new.kind):
                         with m.Case(Kind.END):
                             stop(bad=False)
                         with m.Case(Kind.GEMM):
-                            m.d.sync += state.eq(State.GEMM_START)
+                            with m.If(new.delay != 0):
+                                m.d.sync += [state.eq(State.GEMM_DELAY), delay.eq(new.delay - 1)]
+                            with m.Else():
+                                m.d.sync += state.eq(State.GEMM_START)
                         with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
                             m.d.sync += [state.eq(State.POST_START), post_op.eq(new)]
                         with m.Case(Kind.LOSS):
@@ -144,6 +155,16 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
                 with m.Else():
                     m.d.sync += state.eq(State.POST_WAIT)
+            with m.Case(State.GEMM_DELAY):
+                m.d.sync += delay.eq(delay - 1)
+                with m.If(delay == 0):
+                    m.d.sync += state.eq(State.GEMM_START)
+            with m.Case(State.LOSS_START):
+                m.d.comb += self.loss.go.eq(1)
+                with m.If(op.behind):  # on to the next op (a GEMM) while the loss unit runs
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH), loss_busy.eq(1)]
+                with m.Else():
+                    m.d.sync += state.eq(State.LOSS_WAIT)
             with m.Case(State.GEMM_START):
                 m.d.comb += self.gemm.go.eq(1)
                 m.d.sync += gemm_phase.eq(op.phase)
@@ -151,18 +172,17 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
                 with m.Else():
                     m.d.sync += state.eq(State.GEMM_WAIT)
-            for unit, start, wait in (
-                (self.gemm, None, State.GEMM_WAIT),
-                (self.post, None, State.POST_WAIT),
-                (self.loss, State.LOSS_START, State.LOSS_WAIT),
+            for unit, wait in (
+                (self.gemm, State.GEMM_WAIT),
+                (self.post, State.POST_WAIT),
+                (self.loss, State.LOSS_WAIT),
             ):
-                if start is not None:
-                    with m.Case(start):
-                        m.d.comb += unit.go.eq(1)
-                        m.d.sync += state.eq(wait)
                 with m.Case(wait):
                     with m.If(unit.done):
                         m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+
+        with m.If(self.loss.done):
+            m.d.sync += loss_busy.eq(0)
 
         # Per-phase counters, cleared by start.
         for p in Phase:

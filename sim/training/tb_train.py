@@ -651,6 +651,59 @@ async def gemm_behind(dut):
 
 
 @cocotb.test()
+async def loss_behind(dut):
+    """The plan's LOSS ``behind``, with the last layer's dW GEMM after it at the plan's delay
+    (:func:`hdl.training.program.loss_gemm_delay`): the GEMM reads each row of dY as weights after the
+    loss unit has written it. dY starts as decoys, so a row read too early would show. dY and dW
+    against :func:`reference.training.loss_error` and ``Xᵀ·dY``, and the cycles against the schedule;
+    then the same one cycle earlier, which must read a decoy: the delay is the least that works."""
+    plan, drv, R, nm, rng = await _post_setup(dut)
+    i = next(i for i, op in enumerate(plan.ops) if op["kind"] == Kind.LOSS)
+    loss_op, gemm_op = plan.ops[i], plan.ops[i + 1]
+    L = len(plan.layers) - 1
+    end = {"kind": Kind.END, "phase": Phase.BACKWARD}
+    x_reg = plan.regions[f"x{L - 1}"]
+    batch, classes = plan.batch, plan.layers[-1]
+    x = rng.integers(-128, 128, (x_reg.rows, x_reg.cols))
+    logits, labels = rng.integers(-128, 128, (batch, classes)), rng.integers(0, classes, batch)
+    dy = loss_error(logits, labels, "ce", nm)
+    decoy = np.where(dy == 5, 6, 5)
+    timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
+    tried = []
+    with errors_recorded("train", "loss_behind"):
+        assert loss_op.get("behind") and gemm_op["delay"] > 0, "the plan has no GEMM behind its LOSS"
+        await drv.write_matrix(f"x{L - 1}", x)
+        await drv.write_matrix(f"y{L - 1}", logits)
+        await drv.write_labels(labels)
+        dy_reg, (decoy_words, _) = plan.regions[f"dy{L - 1}"], pack_operand(decoy, R)
+        for delay in (gemm_op["delay"], gemm_op["delay"] - 1):
+            for space in ("a", "b"):  # the LOSS writes dY to both; the GEMM reads B's
+                await drv.write_words(space, dy_reg.base, decoy_words)
+            ops = [loss_op, dict(gemm_op, delay=delay), end]
+            assert await _run_program(dut, drv, ops, 4 * timing(ops) + 100) == 0
+            _check_matrix(await drv.read_matrix(f"dy{L - 1}"), dy, f"dY (LOSS behind, delay {delay})")
+            dw = await drv.read_matrix(f"dw{L - 1}")
+            if delay == gemm_op["delay"]:
+                _check_matrix(dw, gemm(x, dy, "tn"), f"dW (the GEMM behind the LOSS, delay {delay})")
+                _check_counters(drv, Phase.BACKWARD, timing(ops), *_gemm_model(gemm_op, R))
+            elif np.array_equal(dw, gemm(x, dy, "tn")):
+                raise Mismatch(
+                    design="train",
+                    tensor=f"dW with the delay one short ({delay}): it should have read a decoy row of dY",
+                    expected="a decoy in dW",
+                    got="dW exact",
+                )
+            tried.append(f"delay {delay}")
+    record(loss_behind=tried)
+
+
+def _gemm_model(op, R):
+    """A GEMM op's engine cycles and active rows (:func:`hdl.training.program.phase_counts`' terms)."""
+    M, K, N = op["m"], op["k"], op["n"]
+    return gemm_cycles(R, R, M, K, N), M * -(-K // R) * -(-N // R)
+
+
+@cocotb.test()
 async def post_readers(dut):
     """Post-ops ``behind`` the op that reads what they write, after one GEMM ``C1 = A1·B1``
     (:func:`_fwd_dx_operands`), each reader's words pre-filled with other values:
