@@ -371,23 +371,16 @@ def plan_step(
     def op(kind, phase, **fields):
         plan.ops.append({"kind": kind, "phase": phase, **fields})
 
+    def gemm(mode, m, k, n, a, b, r, **fields):
+        """A GEMM's fields: C (at region r) = A'·B' of m x k by k x n, A and B at regions a and b."""
+        strides = dict(a_base=a.base, a_stride=a.stride, b_base=b.base, b_stride=b.stride, r_base=r.base)
+        return dict(mode=mode, m=m, k=k, n=n, **strides, **fields)
+
     act = Act[activation.upper()]
 
     for l in range(L):
         hidden = l < L - 1
-        op(
-            Kind.GEMM,
-            Phase.FORWARD,
-            mode=Mode.NN,
-            m=batch,
-            k=ins[l],
-            n=outs[l],
-            a_base=x[l].base,
-            a_stride=x[l].stride,
-            b_base=w8[l].base,
-            b_stride=w8[l].stride,
-            r_base=acc[l].base,
-        )
+        op(Kind.GEMM, Phase.FORWARD, **gemm(Mode.NN, batch, ins[l], outs[l], x[l], w8[l], acc[l]))
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
@@ -431,38 +424,15 @@ def plan_step(
     )
     for l in reversed(range(L)):
         # dW first: right after the LOSS it is the GEMM that can start before all of dY is written.
-        dw_gemm = dict(
-            mode=Mode.TN,
-            m=ins[l] + 1,
-            k=batch,
-            n=outs[l],
-            a_base=x[l].base,
-            a_stride=x[l].stride,
-            b_base=dy[l].base,
-            b_stride=dy[l].stride,
-            r_base=dw[l].base,
-            # The step's last GEMM: its UPDATE follows it, word by word as the engine finishes them.
-            behind=int(l == 0),
-        )
+        # The step's last GEMM has behind set: its UPDATE follows it, word by word as the engine finishes them.
+        dw_gemm = gemm(Mode.TN, ins[l] + 1, batch, outs[l], x[l], dy[l], dw[l], behind=int(l == 0))
         if l == L - 1:
             dw_gemm["delay"] = loss_gemm_delay(plan.ops[-1], dw_gemm, R)
         op(Kind.GEMM, Phase.BACKWARD, **dw_gemm)
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         if l:
-            op(
-                Kind.GEMM,
-                Phase.BACKWARD,
-                mode=Mode.NT,
-                m=batch,
-                k=outs[l],
-                n=ins[l],
-                a_base=dy[l].base,
-                a_stride=dy[l].stride,
-                b_base=w8[l].base,
-                b_stride=w8[l].stride,
-                r_base=dxacc[l].base,
-                behind=1,  # its DX follows it
-            )
+            # behind: its DX follows it
+            op(Kind.GEMM, Phase.BACKWARD, **gemm(Mode.NT, batch, outs[l], ins[l], dy[l], w8[l], dxacc[l], behind=1))
             plan.macs["backward"] += batch * outs[l] * ins[l]
             op(
                 Kind.DX,
