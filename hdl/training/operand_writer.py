@@ -35,9 +35,10 @@ class OperandWriter(wiring.Component):
         dst = Signal(Dst)
         en, addr, row = Signal(), Signal(16), Signal(16)
         word = Signal(data.ArrayLayout(signed(8), R))  # element order
-        for src in (self.post, self.loss):  # the later assignment wins: the loss feeder's, when it writes
-            with m.If(src.en | (src is self.post)):
-                m.d.comb += [en.eq(src.en), dst.eq(src.to), addr.eq(src.addr), word.eq(src.data), row.eq(src.row)]
+        pick = lambda src: [en.eq(src.en), dst.eq(src.to), addr.eq(src.addr), word.eq(src.data), row.eq(src.row)]
+        m.d.comb += pick(self.post)
+        with m.If(self.loss.en):  # the later assignment wins
+            m.d.comb += pick(self.loss)
         rot = row[:lg] if lg else Const(0, 1)
         elements = Array(word[e] for e in range(R))
         for b in range(R):  # bank b holds element (b - row) mod R
