@@ -222,10 +222,11 @@ def test_sequencer_runs_a_program():
     ]
     r = _sequencer_run(ops, gemm_cycles=4)
     assert r["error"] == 0 and r["units"] == ["gemm", "post", "loss", "post"]
-    # Each op: FETCH, DECODE, START, then the unit's 4 cycles until done; END: FETCH and DECODE.
-    assert r["cycles"] == 4 * (3 + 4) + 2
-    # Each cycle goes to the held op's phase: an op's FETCH and DECODE to the op before it.
-    assert r["counters"] == [7 + 7 + 2, 5 + 2, 5 + 2]
+    # The first op: FETCH, DECODE, START, then the unit's 4 cycles until done. Each op after it: DECODE
+    # (its word fetched in the cycle the op before ends), START and 4 cycles; END: its DECODE.
+    assert r["cycles"] == (3 + 4) + 3 * (2 + 4) + 1
+    # Each cycle goes to the held op's phase: an op's DECODE to the op before it.
+    assert r["counters"] == [7 + 6 + 1, 5 + 1, 5 + 1]
 
 
 @pytest.mark.parametrize(

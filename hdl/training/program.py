@@ -502,7 +502,7 @@ def loss_gemm_delay(loss_op, gemm_op, R):
     sequencer before its start, so that each of its tiles reads the rows of dY it needs as weights
     (B, stored K x N: rows k0..k0+R-1 of word column n0/R) after the loss feeder has written them.
 
-    The GEMM starts (go) 3 + delay cycles after the LOSS's go: FETCH, DECODE, the delay, START.
+    The GEMM starts (go) 2 + delay cycles after the LOSS's go: its DECODE, the delay, its START.
     Tile T's first weight column is read P_T + 1 cycles after the GEMM's go
     (:func:`reference.gemm.tile_launches`), and a read sees a write of the cycle before.
     """
@@ -513,7 +513,7 @@ def loss_gemm_delay(loss_op, gemm_op, R):
     for t, p in enumerate(launches):
         nb, kb = divmod(t, kt)
         last_row = min((kb + 1) * R, K) - 1
-        delay = max(delay, loss_write_cycle(last_row, nb, W) - 3 - p)
+        delay = max(delay, loss_write_cycle(last_row, nb, W) - 2 - p)
     if delay >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
         raise PlanError(f"the GEMM behind the LOSS needs a delay of {delay} cycles, more than the op holds")
     return delay
@@ -538,30 +538,34 @@ def may_pass(op, post_op):
 
 def schedule(plan):
     """When each op of ``plan`` runs on the core (docs/training.md, "Timing"), in cycles from the
-    step's first: a list of ``(start, end)``, each op from its FETCH to the cycle before the next
-    op's FETCH, and for a post-op running ``behind`` the next GEMM its own ``(go, done)`` too.
+    step's first: a list of ``(start, end)``, each op from the cycle its word is fetched to the
+    cycle before the next op's DECODE, and for a post-op running ``behind`` the next GEMM its own
+    ``(go, done)`` too. The first op is fetched in cycle 0; each after it in the last cycle of the op
+    before (the program memory reads the next op while the held one starts and runs).
 
-    Each op costs 3 cycles to fetch, decode and start; a GEMM its engine cycles
-    (:func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; a LOSS (m + 2)·W + 1 for m
-    rows of W words (its unit's three stages each hold a row); END 2 (fetch and decode). A post-op
-    ``behind`` the next op costs its 3 cycles only: the next op's FETCH follows its start. That op is a GEMM, or a LOSS
+    Each op costs 2 cycles to decode and start (the first 3, with its fetch); a GEMM its engine cycles
+    (:func:`reference.gemm.gemm_cycles`), and its ``delay`` before its start; a post-op rows x words
+    + 2; a LOSS (m + 2)·W + 1 for m rows of W words (its unit's three stages each hold a row); END 2
+    (fetch and decode: the step ends the cycle after its DECODE). A post-op ``behind`` the next op
+    costs its 2 cycles only: the next op's DECODE follows its start. That op is a GEMM, or a LOSS
     behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
     the post-op is done, rows x words + 2 cycles after its start.
 
-    A GEMM ``behind`` costs its 3 cycles only, and the op after it is a post-op that has ``follow`` set:
+    A GEMM ``behind`` costs its 2 cycles only, and the op after it is a post-op that has ``follow`` set:
     that op reads word i of its walk (by column) in the cycle after the GEMM writes it final
     (:func:`reference.gemm.row_exit_cycle`), or later, one word a cycle; it is done 2 cycles after
     its last read. Any other op waits in DECODE until the engine is idle, the cycle after the GEMM's
-    last write.
+    last write. A LOSS ``behind`` costs its 2 cycles, and until its last write only a GEMM leaves
+    DECODE (:func:`loss_gemm_delay`).
     """
-    R, t, out = plan.geometry.rows, 0, []
+    R, t, out = plan.geometry.rows, 0, []  # t: the cycle before the op's DECODE
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
     finals, gemm_idle = None, 0  # a GEMM running behind: its words' final writes; its first idle cycle
     loss_done = 0  # a LOSS running behind: the cycle of its last write
     for op in plan.ops:
         kind, start = op["kind"], t
         if behind is not None and not may_pass(op, behind):
-            t = max(t, behind_done - 1)  # FETCH in cycle t; DECODE waits for done
+            t = max(t, behind_done - 1)  # DECODE waits for done
             behind = behind_done = None
         if not op.get("follow"):
             t = max(t, gemm_idle - 1)  # DECODE waits for the engine
@@ -569,31 +573,31 @@ def schedule(plan):
             t = max(t, loss_done)  # DECODE waits for the loss unit
         if kind == Kind.GEMM:
             cycles, delay = gemm_cycles(R, R, op["m"], op["k"], op["n"]), op.get("delay", 0)
+            go = t + 2 + delay
             if op.get("behind"):
-                finals, gemm_idle = _final_write_cycles(op, R, t + 2 + delay), t + 3 + delay + cycles
-                t += 3 + delay
+                finals, gemm_idle, t = _final_write_cycles(op, R, go), go + cycles + 1, go
             else:
-                t += 3 + delay + cycles
+                t = go + cycles  # done in its last write; the next DECODE after it
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE) and op.get("follow"):
             if finals is None or not op.get("by_column") or op.get("behind") or len(finals) != op["m"] * op["k"]:
                 raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
             read = t + 2  # go in cycle t + 2
             for final in finals:
                 read = max(read + 1, final + 1)
-            t = read + 3  # the last word written in read + 1, done in read + 2; the next FETCH
+            t = read + 2  # the last word written in read + 1, done in read + 2
             finals = None
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
             if op.get("behind"):
-                t += 3  # go in cycle t - 1; the last word is written in cycle t + m·k
-                behind, behind_done = op, t + op["m"] * op["k"] + 1
-                out.append({"start": start, "end": t, "go": t - 1, "done": behind_done})
+                t += 2  # go in cycle t; the last word is written in cycle t + 1 + m·k
+                behind, behind_done = op, t + op["m"] * op["k"] + 2
+                out.append({"start": start, "end": t, "go": t, "done": behind_done})
                 continue
-            t += 5 + op["m"] * op["k"]
+            t += 4 + op["m"] * op["k"]
         elif kind == Kind.LOSS and op.get("behind"):
             loss_done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])  # go in cycle t + 2
-            t += 3
+            t += 2
         elif kind == Kind.LOSS:
-            t += 4 + (op["m"] + 2) * op["k"]  # a row every W cycles; the last one's errors 3W after its first word
+            t += 3 + (op["m"] + 2) * op["k"]  # a row every W cycles; the last one's errors 3W after its first word
         else:
             t += 2
         out.append({"start": start, "end": t})

@@ -1,6 +1,6 @@
 """``Sequencer``: runs a training step's program, one op at a time."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,15 +28,18 @@ class Sequencer(wiring.Component):
     """The program memory and the FSM that steps through it.
 
     ``prog`` writes one op (honoured while idle). ``start`` (taken while idle,
-    with ``lr``) raises ``busy`` the next cycle and clears the counters; each
-    op then costs FETCH, DECODE and one START cycle before its unit runs
+    with ``lr``) raises ``busy`` the next cycle and clears the counters; the
+    first op then costs FETCH, DECODE and one START cycle before its unit runs
     (``gemm``, ``post`` or ``loss``: ``go`` for one cycle, then the wait for
-    ``done``). A post-op with ``behind`` set is not waited for: its START is
-    followed by the next op's FETCH, and only a GEMM, or a LOSS behind a FWD
+    ``done``), and each op after it DECODE and START: the program memory
+    reads the next op while the one before starts and runs, so the cycle after
+    its ``done`` (or its START, for one not waited for) decodes the next. A
+    post-op with ``behind`` set is not waited for: its START is
+    followed by the next op's DECODE, and only a GEMM, or a LOSS behind a FWD
     that writes no operand words, leaves DECODE while the post unit is busy
     (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). A GEMM with
     ``behind`` set is not waited for either: its START is followed by the
-    next op's FETCH, and while the engine is busy only a post-op with
+    next op's DECODE, and while the engine is busy only a post-op with
     ``follow`` set (which reads the GEMM's results as they are finished)
     leaves DECODE; any other op waits there for the engine. A LOSS with
     ``behind`` set is not waited for: while it runs only a GEMM leaves
@@ -92,7 +95,9 @@ class Sequencer(wiring.Component):
             p_wr.en.eq(self.prog.en & ~busy),
             p_wr.addr.eq(self.prog.addr),
             p_wr.data.eq(self.prog.data),
-            p_rd.addr.eq(pc),
+            # The held op's address while it is fetched and decoded, the next one's after: its word is
+            # there in the cycle after the held op starts, or ends, whichever comes later.
+            p_rd.addr.eq(Mux((state == State.FETCH) | (state == State.DECODE), pc, pc + 1)),
         ]
 
         def stop(bad):
@@ -152,7 +157,7 @@ class Sequencer(wiring.Component):
             with m.Case(State.POST_START):
                 m.d.comb += self.post.go.eq(1)
                 with m.If(op.behind):  # on to the next op (a GEMM) while the post-op runs
-                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.DECODE)]
                 with m.Else():
                     m.d.sync += state.eq(State.POST_WAIT)
             with m.Case(State.GEMM_DELAY):
@@ -162,14 +167,14 @@ class Sequencer(wiring.Component):
             with m.Case(State.LOSS_START):
                 m.d.comb += self.loss.go.eq(1)
                 with m.If(op.behind):  # on to the next op (a GEMM) while the loss unit runs
-                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH), loss_busy.eq(1)]
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.DECODE), loss_busy.eq(1)]
                 with m.Else():
                     m.d.sync += state.eq(State.LOSS_WAIT)
             with m.Case(State.GEMM_START):
                 m.d.comb += self.gemm.go.eq(1)
                 m.d.sync += gemm_phase.eq(op.phase)
                 with m.If(op.behind):  # on to the next op (a post-op that follows it) while the GEMM runs
-                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+                    m.d.sync += [pc.eq(pc + 1), state.eq(State.DECODE)]
                 with m.Else():
                     m.d.sync += state.eq(State.GEMM_WAIT)
             for unit, wait in (
@@ -179,7 +184,7 @@ class Sequencer(wiring.Component):
             ):
                 with m.Case(wait):
                     with m.If(unit.done):
-                        m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
+                        m.d.sync += [pc.eq(pc + 1), state.eq(State.DECODE)]
 
         with m.If(self.loss.done):
             m.d.sync += loss_busy.eq(0)
