@@ -5,7 +5,7 @@ components speak :mod:`.ports`' signatures. When the engine's interface
 changes, this file is what changes.
 """
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,11 +24,13 @@ class GemmPort(wiring.Component):
     phase counters). ``write`` (operand words, bank order), ``results`` (int32
     result words) and ``operands`` (stored operand words) are the engine's
     host ports, with flat addresses over both halves; reads answer the next
-    cycle. ``frontier``: one past the last result word that the running (or
-    last) GEMM has written final (its column block's last K tile); every word
-    from its first to below the frontier is final, since a GEMM writes them in
-    rising order. It is 0 from the cycle after ``go`` until the first is
-    written; a read in the cycle after a word's write sees the word.
+    cycle. ``frontier``: while a GEMM runs, one past the last result word it
+    has written final (its column block's last K tile); every word from its
+    first to below the frontier is final, since a GEMM writes them in rising
+    order. It is 0 from the cycle after ``go`` until the first is written; a
+    read in the cycle after a word's write sees the word. While the engine is
+    idle every word is final: the frontier is past the whole result space, so
+    a post-op that follows no running GEMM never waits.
     """
 
     def __init__(self, geometry):
@@ -81,9 +83,11 @@ class GemmPort(wiring.Component):
             eng.read.half.eq(self.results.addr[res_abits]),
             self.results.data.eq(eng.read.data),
         ]
+        frontier = Signal.like(self.frontier)
         with m.If(self.run.go):
-            m.d.sync += self.frontier.eq(0)
+            m.d.sync += frontier.eq(0)
         with m.Elif(eng.finished):
-            m.d.sync += self.frontier.eq(eng.finished_addr + 1)
+            m.d.sync += frontier.eq(eng.finished_addr + 1)
+        m.d.comb += self.frontier.eq(Mux(eng.busy, frontier, 2 * g.result_depth))
         wiring.connect(m, wiring.flipped(self.operands), eng.operand_read)
         return m

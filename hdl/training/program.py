@@ -567,7 +567,7 @@ def schedule(plan):
         if behind is not None and not may_pass(op, behind):
             t = max(t, behind_done - 1)  # DECODE waits for done
             behind = behind_done = None
-        if not op.get("follow"):
+        if not (op.get("follow") and kind in (Kind.FWD, Kind.DX, Kind.UPDATE)):
             t = max(t, gemm_idle - 1)  # DECODE waits for the engine
         if kind != Kind.GEMM:
             t = max(t, loss_done)  # DECODE waits for the loss unit

@@ -248,8 +248,11 @@ async def bad_ops(dut):
         ):
             assert await _run_program(dut, drv, [bad], 10) == 1, f"op {bad} did not raise error"
             cov.sample("robustness", f"error: {name}")
-        # Empty GEMMs and post-ops end at once, without error.
-        empty = [{"kind": Kind.GEMM}, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
+        # Empty GEMMs and post-ops end at once, without error; so does a post-op that follows no running
+        # GEMM (here over the top of the result space, which the empty GEMM before it never wrote).
+        top = 2 * plan.geometry.result_depth - 2
+        follow = {"kind": Kind.FWD, "m": 2, "k": 1, "n": 1, "r_base": top, "follow": 1, "by_column": 1}
+        empty = [{"kind": Kind.GEMM}, follow, {"kind": Kind.FWD}, {"kind": Kind.UPDATE}, {"kind": Kind.END}]
         assert await _run_program(dut, drv, empty, 40) == 0, "a program of empty ops raised error"
         cov.sample("robustness", "empty ops end at once")
 
