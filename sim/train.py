@@ -77,8 +77,7 @@ def train(
     cfg.update(check=check, progress=progress, dump=str(dump) if dump else None)
     start = time.perf_counter()
     if backend == "reference":
-        if array not in ARRAYS:
-            raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
+        _check_array(array)
         result = _run_reference(cfg, array)
     else:
         result = _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling)
@@ -134,6 +133,11 @@ def _run_reference(cfg, array):
 ARRAYS = (2, 4, 8, 16, 32)
 
 
+def _check_array(array):
+    if array not in ARRAYS:
+        raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
+
+
 def rtl_geometry(cfg, array=8, dsp_pairs=False):
     """The training core's parameters for this run: the default core's memories, each grown to
     hold this network at this batch (:func:`hdl.training.program.fit_geometry`). Runs that fit
@@ -141,8 +145,7 @@ def rtl_geometry(cfg, array=8, dsp_pairs=False):
     needs."""
     from hdl.training.program import CoreGeometry, PlanError, fit_geometry, plan_step
 
-    if array not in ARRAYS:
-        raise TrainError(f"--array must be one of {', '.join(map(str, ARRAYS))} (an R x R array), not {array}")
+    _check_array(array)
     try:
         geometry = fit_geometry(cfg["layers"], cfg["batch"], rows=array, base=CoreGeometry(dsp_pairs=dsp_pairs))
         plan_step(

@@ -593,11 +593,10 @@ def schedule(plan):
                 out.append({"start": start, "end": t, "go": t, "done": behind_done})
                 continue
             t += 4 + op["m"] * op["k"]
-        elif kind == Kind.LOSS and op.get("behind"):
-            loss_done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])  # go in cycle t + 2
-            t += 2
         elif kind == Kind.LOSS:
-            t += 3 + (op["m"] + 2) * op["k"]  # a row every W cycles; the last one's errors 3W after its first word
+            # go in cycle t + 2; done in its last write, (m + 2)·W + 1 cycles after go
+            done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])
+            loss_done, t = (done, t + 2) if op.get("behind") else (loss_done, done)
         else:
             t += 2
         out.append({"start": start, "end": t})

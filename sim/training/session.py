@@ -154,7 +154,7 @@ class FixedRun:
     Both backends drive it: ``reference`` alone, the RTL ones beside the
     hardware, which must match each step it returns."""
 
-    def __init__(self, cfg, lanes=8):
+    def __init__(self, cfg, lanes):
         """``lanes``: the core's R, the update's word (the LFSR's draws follow its walk)."""
         self.cfg = cfg
         self.x_train, self.y_train, self.x_test, self.y_test = load_split()

@@ -630,9 +630,9 @@ async def gemm_behind(dut):
     b_master = rng.integers(-(1 << 18), 1 << 18, N)
     (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
     acc, bias = gemm(a, b, "nn"), sat(round_half_up_shift(b_master, nm.master_extra), 32)
-    engine, active = gemm_cycles(R, R, M, K, N), M * -(-K // R) * W
     gemm_op = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=K, n=N, behind=1)
     gemm_op.update(a_base=0, a_stride=a_stride, b_base=0, b_stride=b_stride, r_base=0)
+    engine, active = _gemm_model(gemm_op, R)
     fwd, dx = _fwd_dx_ops(M, N, R, s)
     fwd, dx = dict(fwd, phase=Phase.UPDATE), dict(dx, phase=Phase.UPDATE)
     done = []
@@ -670,7 +670,7 @@ async def loss_behind(dut):
     batch, classes = plan.batch, plan.layers[-1]
     x = rng.integers(-128, 128, (x_reg.rows, x_reg.cols))
     logits, labels = rng.integers(-128, 128, (batch, classes)), rng.integers(0, classes, batch)
-    dy = loss_error(logits, labels, "ce", nm)
+    dy = loss_error(logits, labels, Loss(loss_op["loss"]).name.lower(), nm)
     decoy = np.where(dy == 5, 6, 5)
     timing = lambda ops: schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))[-1]["end"]
     tried = []
