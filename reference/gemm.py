@@ -19,6 +19,9 @@ __all__ = [
     "logical_operands",
     "gemm",
     "tile_launches",
+    "chain_launches",
+    "chain_ready",
+    "final_writes",
     "gemm_cycles",
     "weight_stall_cycles",
     "row_exit_cycle",
@@ -80,15 +83,46 @@ def tile_launches(R, C, M, K, N):
     row entered, and tile T writes column j one cycle before its own first
     row reaches column j (``j - 1`` cycles after that row enters).
     """
-    _check(R, C, M, K, N)
-    tiles = ceil(K / R) * ceil(N / C)
-    launches = [1]
-    for t in range(1, tiles):
-        p = launches[-1] + max(M, C)
-        if t >= 2:
-            p = max(p, launches[-2] + M + R - 1)
-        launches.append(p)
-    return launches
+    return chain_launches(R, C, [(M, K, N, 0)])[0][1]
+
+
+def chain_launches(R, C, gemms):
+    """GEMMs given one after another to an engine that chains them (``GemmEngine(chain=True)``):
+    ``gemms`` lists ``(M, K, N, offer)``, each GEMM's ``start`` held valid from cycle ``offer`` on
+    (the first's offer is its take). Returns ``(take, launches, last_write)`` for each, in the same
+    cycles: the cycle its ``start`` is taken, its tiles' launch cycles and the cycle of its last write.
+
+    The engine takes a GEMM while idle, or while it runs one whose tiles have all been launched
+    (from the cycle after its last launch) and no other: at most two GEMMs are in flight, so a
+    third waits for the older one's last write. Every tile follows :func:`tile_launches`'
+    recurrence over the tiles before it, whichever GEMM they belong to, each with its own M: the
+    first tile of a GEMM is launched at the earliest in the cycle after its take, when the tile
+    before it has read its C weight columns and streamed its M rows, and the bank of the tile
+    before that has drained. Taken after the engine went idle, that is the cycle after the take.
+    """
+    out, tiles = [], []  # tiles: (launch, M) of every tile so far
+    for M, K, N, offer in gemms:
+        _check(R, C, M, K, N)
+        take = max(offer, chain_ready(out))
+        launches = []
+        for _ in range(ceil(K / R) * ceil(N / C)):
+            p = take + 1
+            if tiles:
+                p = max(p, tiles[-1][0] + max(tiles[-1][1], C))
+            if len(tiles) >= 2:
+                p = max(p, tiles[-2][0] + tiles[-2][1] + R - 1)
+            launches.append(p)
+            tiles.append((p, M))
+        out.append((take, launches, _row_exit(R, C, launches[-1], M - 1)))
+    return out
+
+
+def chain_ready(chain):
+    """The first cycle in which an engine that chains GEMMs takes one more after ``chain`` (what
+    :func:`chain_launches` returns for the GEMMs before it): the cycle after the last one's last
+    tile launch, and after the last write of the one before it (two in flight at most)."""
+    ready = chain[-1][1][-1] + 1 if chain else 0
+    return max(ready, chain[-2][2] + 1) if len(chain) >= 2 else ready
 
 
 #: From a tile's launch to its first row entering the array: the weight
@@ -122,8 +156,15 @@ def weight_stall_cycles(R, C, M, K, N):
 
 def row_exit_cycle(R, C, M, K, N, m, n):
     """Cycle in which C[m, n]'s final sum leaves the array (and is written)."""
+    return final_writes(R, C, M, K, N, tile_launches(R, C, M, K, N))[(n // C) * M + m]
+
+
+def final_writes(R, C, M, K, N, launches):
+    """The cycle in which each result word of a GEMM whose tiles were launched in ``launches`` is
+    written final (its column block's last K tile), in the order of the result layout: word
+    ``(n div C)·M + m``, rising (docs/systolic.md)."""
     kt = ceil(K / R)
-    return _row_exit(R, C, tile_launches(R, C, M, K, N)[(n // C) * kt + kt - 1], m)
+    return [_row_exit(R, C, launches[nb * kt + kt - 1], m) for nb in range(ceil(N / C)) for m in range(M)]
 
 
 def scalesim_cycles(R, C, M, K, N):

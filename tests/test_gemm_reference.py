@@ -7,9 +7,12 @@ from hdl.generate import to_verilog
 from hdl.systolic import GemmEngine
 from reference.gemm import (
     array_latency,
+    chain_launches,
+    final_writes,
     gemm,
     gemm_cycles,
     ideal_cycles,
+    row_exit_cycle,
     scalesim_cycles,
     tile_launches,
     weight_stall_cycles,
@@ -50,6 +53,24 @@ def test_cycle_model_closed_forms():
     assert scalesim_cycles(8, 8, 64, 64, 64) == 5504
     assert ideal_cycles(8, 8, 64, 64, 64) == 4096
     assert ideal_cycles(8, 8, 1, 1, 1) == 1
+
+
+def test_chained_gemms_by_hand():
+    """Three GEMMs on a 2x2 engine that chains them, worked by hand from the rules in chain_launches."""
+    got = chain_launches(2, 2, [(3, 4, 2, 0), (1, 2, 4, 2), (2, 2, 2, 0)])
+    # A: two K tiles, one every max(M, C) = 3 cycles; its last row exits 4 + 2 + R + C after its launch.
+    # B: offered in 2, taken the cycle after A's last launch (5); its first tile waits for A's last
+    # to stream its 3 rows (4 + 3 = 7); its second for the weight port (7 + max(1, 2)) and for the
+    # bank of A's last tile to drain (4 + 3 + 2 - 1 = 8).
+    # C: a third GEMM in flight waits for A's last write (14): taken in 15, launched in 16.
+    assert got == [(0, [1, 4], 14), (5, [7, 9], 17), (15, [16], 25)]
+    # Alone, a GEMM's tiles are tile_launches' counted from its take, and final_writes gives row_exit_cycle's.
+    ((take, launches, last),) = chain_launches(4, 4, [(5, 9, 7, 3)])
+    assert [p - take for p in launches] == tile_launches(4, 4, 5, 9, 7) and last - take == gemm_cycles(4, 4, 5, 9, 7)
+    writes = final_writes(4, 4, 5, 9, 7, tile_launches(4, 4, 5, 9, 7))
+    assert writes == [row_exit_cycle(4, 4, 5, 9, 7, i % 5, i // 5 * 4) for i in range(10)] and writes[
+        -1
+    ] == gemm_cycles(4, 4, 5, 9, 7)
 
 
 def test_64_cubed_targets():

@@ -10,7 +10,16 @@ from hdl.systolic import GemmConfig, GemmEngine, Mode
 from hdl.systolic.launcher import TileLauncher
 from hdl.systolic.operand_buffer import OperandBuffer
 from hdl.systolic.result_buffer import ResultBuffer
-from reference.gemm import gemm, gemm_cycles, row_exit_cycle, stored_shapes, tile_launches, weight_stall_cycles
+from reference.gemm import (
+    chain_launches,
+    final_writes,
+    gemm,
+    gemm_cycles,
+    row_exit_cycle,
+    stored_shapes,
+    tile_launches,
+    weight_stall_cycles,
+)
 from reference.gemm_layout import pack_operand, unpack_results
 
 
@@ -32,6 +41,12 @@ async def write_operand(ctx, write, words, sel, half, base=0):
         ctx.set(write.data, [int(x) for x in word])
         await ctx.tick()
     ctx.set(write.en, 0)
+
+
+def _config(M, K, N, mode, a_stride, b_stride, **fields):
+    """A GemmConfig of that shape and mode, operands of those strides, and any other ``fields``."""
+    shape = {"m": M, "k": K, "n": N, "mode": Mode[mode.upper()], "a_stride": a_stride, "b_stride": b_stride}
+    return GemmConfig.const({**shape, **fields})
 
 
 # -- OperandBuffer -----------------------------------------------------------
@@ -220,21 +235,7 @@ def test_engine_gemm(R, C, M, K, N, mode, pairs):
     async def bench(ctx):
         await write_operand(ctx, dut.write, a_words, sel=0, half=half)
         await write_operand(ctx, dut.write, b_words, sel=1, half=half)
-        ctx.set(
-            dut.start.payload,
-            GemmConfig.const(
-                {
-                    "m": M,
-                    "k": K,
-                    "n": N,
-                    "mode": Mode[mode.upper()],
-                    "a_stride": a_stride,
-                    "b_stride": b_stride,
-                    "operand_half": half,
-                    "result_half": half,
-                }
-            ),
-        )
+        ctx.set(dut.start.payload, _config(M, K, N, mode, a_stride, b_stride, operand_half=half, result_half=half))
         ctx.set(dut.start.valid, 1)
         assert ctx.get(dut.start.ready)
         cycle, finished = 0, []
@@ -264,6 +265,82 @@ def test_engine_gemm(R, C, M, K, N, mode, pairs):
             got.append([ctx.get(dut.read.data[j]) for j in range(C)])
         np.testing.assert_array_equal(unpack_results(got, M, N, C), gemm(a, b, mode))
         assert ctx.get(dut.counters.transfer) == len(a_words) + len(b_words) + n_results
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize(
+    "R,C,jobs",
+    [
+        # (M, K, N, mode, offer): each GEMM's start held valid from cycle ``offer`` (the first's take is 0)
+        (2, 2, [(3, 4, 2, "nn", 0), (1, 2, 4, "tn", 0), (2, 2, 2, "nt", 0)]),  # tests/test_gemm_reference's
+        # M below C and R: the weight port and the bank of the tile before last bind, with each tile's own M.
+        (4, 2, [(1, 12, 2, "nn", 0), (6, 4, 3, "tn", 0), (2, 8, 2, "nt", 0), (1, 3, 1, "nn", 0)]),
+        # Offered late: taken with tiles still streaming; taken once idle; taken when done would fall.
+        (4, 4, [(5, 9, 7, "nt", 0), (9, 4, 4, "nn", 12), (3, 5, 6, "tn", 80), (2, 4, 4, "nn", 96)]),
+        (1, 1, [(2, 3, 2, "tn", 0), (1, 1, 1, "nn", 0), (3, 2, 1, "nt", 0)]),
+    ],
+)
+def test_engine_chains_gemms(R, C, jobs):
+    """An engine built with ``chain`` takes each GEMM in the cycle chain_launches gives, writes each
+    one's final words in the cycles final_writes gives (no other ``finished`` write), ends (``done``)
+    only when no GEMM follows, and every GEMM's C equals the golden GEMM bit for bit."""
+    rng = np.random.default_rng(R * 10 + len(jobs))
+    depth = 128
+    dut = GemmEngine(R, C, operand_depth=depth, result_depth=depth, chain=True)
+    cfgs, operands, a_at, b_at, r_at = [], [], 0, 0, 0
+    for M, K, N, mode, _ in jobs:
+        a_shape, b_shape = stored_shapes(M, K, N, mode)
+        a, b = rng.integers(-128, 128, a_shape), rng.integers(-128, 128, b_shape)
+        (a_words, a_stride), (b_words, b_stride) = pack_operand(a, R), pack_operand(b, R)
+        operands.append((a, b, a_words, b_words, r_at))
+        cfgs.append(_config(M, K, N, mode, a_stride, b_stride, a_base=a_at, b_base=b_at, result_base=r_at))
+        a_at, b_at, r_at = a_at + len(a_words), b_at + len(b_words), r_at + -(-N // C) * M
+    model = chain_launches(R, C, [(M, K, N, offer) for M, K, N, _, offer in jobs])
+    want_finished = [
+        (cycle, base + i)
+        for (M, K, N, _, _), (_, launches, _), (*_, base) in zip(jobs, model, operands)
+        for i, cycle in enumerate(final_writes(R, C, M, K, N, launches))
+    ]
+    want_done = [last for g, (_, _, last) in enumerate(model) if g + 1 == len(jobs) or model[g + 1][0] > last]
+
+    async def bench(ctx):
+        a_base = b_base = 0
+        for _, _, a_words, b_words, _ in operands:
+            await write_operand(ctx, dut.write, a_words, sel=0, half=0, base=a_base)
+            await write_operand(ctx, dut.write, b_words, sel=1, half=0, base=b_base)
+            a_base, b_base = a_base + len(a_words), b_base + len(b_words)
+        cycle, g, takes, finished, done = 0, 0, [], [], []
+        while not done or done[-1] != model[-1][2]:
+            offered = g < len(jobs) and cycle >= jobs[g][4]
+            ctx.set(dut.start.valid, offered)
+            if offered:
+                ctx.set(dut.start.payload, cfgs[g])
+            taken = offered and ctx.get(dut.start.ready)
+            if taken:
+                takes.append(cycle)
+            if ctx.get(dut.finished):
+                finished.append((cycle, ctx.get(dut.finished_addr)))
+            if ctx.get(dut.done):
+                done.append(cycle)
+            await ctx.tick()
+            g, cycle = g + taken, cycle + 1
+            assert cycle < 2000, (takes, finished, done, [t for t, _, _ in model], want_finished, want_done)
+        ctx.set(dut.start.valid, 0)
+        assert takes == [take for take, _, _ in model]
+        assert finished == want_finished
+        assert done == want_done
+        assert ctx.get(dut.counters.total) == model[-1][2] - model[-1][0]
+        await ctx.tick()
+        assert not ctx.get(dut.busy) and not ctx.get(dut.queued)
+        ctx.set(dut.read.en, 1)
+        for (M, _K, N, mode, _), (a, b, _, _, base) in zip(jobs, operands):
+            got = []
+            for i in range(-(-N // C) * M):
+                ctx.set(dut.read.addr, base + i)
+                await ctx.tick()
+                got.append([ctx.get(dut.read.data[j]) for j in range(C)])
+            np.testing.assert_array_equal(unpack_results(got, M, N, C), gemm(a, b, mode))
 
     simulate(dut, bench)
 

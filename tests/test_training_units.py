@@ -180,6 +180,7 @@ def _sequencer_run(ops, gemm_cycles=4, limit=200):
             ctx.set(seq.prog.data.as_value(), op if isinstance(op, int) else pack_op(op))
             await ctx.tick()
         ctx.set(seq.prog.en, 0)
+        ctx.set(seq.gemm_ready, 1)  # the engine is idle: gemm_busy stays low
         ctx.set(seq.start, 1)
         await ctx.tick()
         ctx.set(seq.start, 0)

@@ -66,6 +66,12 @@ class GemmEngine(wiring.Component):
     dsp_pairs : bool
         Two PEs of a row share one multiplier (:class:`SystolicArray`): half the
         DSP48E1s on a Xilinx part, the same sums and cycles.
+    chain : bool
+        Take the next GEMM while the last one drains: ``start.ready`` rises in
+        the cycle after the running GEMM's last tile launch, and its tiles
+        follow on as a GEMM's own would (:func:`reference.gemm.chain_launches`).
+        At most two GEMMs are in flight. Results are written in the order the
+        GEMMs were taken, as if one ran after the other.
 
     Attributes
     ----------
@@ -74,7 +80,10 @@ class GemmEngine(wiring.Component):
         high; the payload is read in that cycle.
     busy, done : Out(1)
         ``busy`` from the cycle after ``start`` to the cycle the last result
-        is written; ``done`` in that last cycle.
+        is written; ``done`` in that last cycle. With ``chain``: of the last GEMM in flight.
+    queued : Out(1), with ``chain``
+        A second GEMM is in flight (:class:`.TileLauncher`): ``finished`` writes
+        are the first one's.
     active : Out(1)
         High in each cycle an activation row enters the array.
     finished : Out(1), finished_addr : Out(range(2·result_depth))
@@ -103,6 +112,7 @@ class GemmEngine(wiring.Component):
         stuck_pe=None,
         operand_read=False,
         dsp_pairs=False,
+        chain=False,
     ):
         if not (isinstance(rows, int) and rows >= 1 and rows & (rows - 1) == 0):
             raise ValueError(f"rows must be a power of two, not {rows!r}")
@@ -113,7 +123,7 @@ class GemmEngine(wiring.Component):
                 raise ValueError(f"{name} must be a power of two, not {depth!r}")
         self.rows, self.cols = rows, cols
         self.stuck_pe = stuck_pe
-        self.dsp_pairs = dsp_pairs
+        self.dsp_pairs, self.chain = dsp_pairs, chain
         self.operand_depth, self.result_depth = operand_depth, result_depth
         self.array_latency = array_latency(rows, cols)
         self.has_operand_read = operand_read
@@ -131,6 +141,8 @@ class GemmEngine(wiring.Component):
         }
         if operand_read:
             ports["operand_read"] = In(OperandRead(rows, operand_depth))
+        if chain:
+            ports["queued"] = Out(1)
         super().__init__(ports)
 
     @staticmethod
@@ -158,8 +170,8 @@ class GemmEngine(wiring.Component):
         m = Module()
         R, C = self.rows, self.cols
         depths = (self.operand_depth, self.result_depth)
-        m.submodules.launcher = launcher = TileLauncher(R, C, *depths)
-        m.submodules.streamer = streamer = TileStreamer(R, C, *depths)
+        m.submodules.launcher = launcher = TileLauncher(R, C, *depths, chain=self.chain)
+        m.submodules.streamer = streamer = TileStreamer(R, C, *depths, chain=self.chain)
         m.submodules.a = a_buf = OperandBuffer(R, self.operand_depth, 0, self.has_operand_read)
         m.submodules.b = b_buf = OperandBuffer(R, self.operand_depth, 1, self.has_operand_read)
         m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe, dsp_pairs=self.dsp_pairs)
@@ -191,6 +203,8 @@ class GemmEngine(wiring.Component):
             self.finished.eq(results.finished),
             self.finished_addr.eq(results.finished_addr),
         ]
+        if self.chain:
+            m.d.comb += self.queued.eq(launcher.queued)
 
         self._count(m, launcher, streamer)
 

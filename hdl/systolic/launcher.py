@@ -6,6 +6,11 @@ which ``start`` is taken: tile 0 is launched in ``P_0 = 1`` and tile T in
 ``P_T = max(P_{T-1} + max(M, C), P_{T-2} + M + R - 1)`` (one weight port,
 C cycles a tile; the bank that tile T-2 used must have drained), which is
 :func:`reference.gemm.tile_launches`.
+
+Built with ``chain``, it takes the next GEMM while the last one drains: from
+the cycle after the last one's last launch, while no other waits behind it.
+Its tiles follow the same recurrence over the tiles before them, each with its
+own M (:func:`reference.gemm.chain_launches`).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal
@@ -65,10 +70,16 @@ class TileLauncher(wiring.Component):
     busy, done : Out(1)
         ``busy`` from the cycle after ``start`` to the cycle of the last
         write; ``done`` in that cycle (or, with M, K or N zero, in the cycle after ``start``).
+        With ``chain``, ``busy`` lasts until the last GEMM in flight is written, and ``done``
+        marks that write only.
+    queued : Out(1), with ``chain``
+        A second GEMM is in flight behind the first, from the cycle after it is taken to the
+        cycle of the first one's last write. A GEMM with M, K or N zero taken behind another
+        is not queued: it ends with the one before it.
     """
 
-    def __init__(self, rows, cols, operand_depth, result_depth):
-        self.rows, self.cols = rows, cols
+    def __init__(self, rows, cols, operand_depth, result_depth, chain=False):
+        self.rows, self.cols, self.chain = rows, cols, chain
         self.operand_depth, self.result_depth = operand_depth, result_depth
         super().__init__(
             {
@@ -81,6 +92,7 @@ class TileLauncher(wiring.Component):
                 "last_written": In(1),
                 "busy": Out(1),
                 "done": Out(1),
+                **({"queued": Out(1)} if chain else {}),
             }
         )
 
@@ -89,8 +101,12 @@ class TileLauncher(wiring.Component):
         R, C = self.rows, self.cols
         cfg, new, busy, tile = self.config, self.start.payload, self.busy, self.launch.tile
         op_bits, res_bits = (2 * self.operand_depth - 1).bit_length(), (2 * self.result_depth - 1).bit_length()
-        take = Signal()
-        m.d.comb += [self.start.ready.eq(~busy), take.eq(self.start.valid & ~busy)]
+        take, fresh, retire = Signal(), Signal(), Signal()
+        queued = self.queued if self.chain else Const(0)
+        first = Signal()  # no tile launched yet
+        # Idle, or (chain) every tile of the one GEMM in flight launched.
+        ready = ~busy | (~self.pending & ~first & ~queued) if self.chain else ~busy
+        m.d.comb += [self.start.ready.eq(ready), take.eq(self.start.valid & ready), fresh.eq(take & ~busy)]
 
         interval = Signal(DIM_BITS + 1)  # max(M, C): one weight port
         bank_free = Signal(DIM_BITS + 1)  # M + R - 1: tile T-2 has drained its bank
@@ -99,14 +115,17 @@ class TileLauncher(wiring.Component):
         a_k0s, b_k0s, b_n0s = Signal(DIM_BITS), Signal(DIM_BITS), Signal(DIM_BITS)
         b_cstride = Signal(DIM_BITS)  # C·(B's stride), the step of b_n0s
         lg = R.bit_length() - 1
-        first = Signal()  # no tile launched yet
         since_last, since_prev = Signal(DIM_BITS + 2), Signal(DIM_BITS + 2)  # cycles since P_{T-1}, P_{T-2}
         sat = (1 << (DIM_BITS + 2)) - 1
         last_k, last_n = k0 + R >= cfg.k, n0 + C >= cfg.n
 
+        if self.chain:  # the last two tiles' waits: each tile's own, whichever GEMM it belongs to
+            interval_last, free_last, free_prev = Signal.like(interval), Signal.like(bank_free), Signal.like(bank_free)
+        else:
+            interval_last, free_prev = interval, bank_free
         launch = self.launch.valid
         m.d.comb += [
-            launch.eq(busy & self.pending & (first | ((since_last >= interval) & (since_prev >= bank_free)))),
+            launch.eq(busy & self.pending & (first | ((since_last >= interval_last) & (since_prev >= free_prev)))),
             tile.n0.eq(n0),
             tile.k0.eq(k0),
             tile.c_base.eq(c_base),
@@ -119,11 +138,11 @@ class TileLauncher(wiring.Component):
             tile.b_n0s.eq(b_n0s),
         ]
         half_words = self.operand_depth  # ``half`` is the operand space's top bit
+        nonempty = (new.m != 0) & (new.k != 0) & (new.n != 0)
         b_stride_new = new.b_stride[:op_bits]
         with m.If(take):
             m.d.sync += [
                 cfg.eq(new),
-                busy.eq(1),
                 # Addresses wrap at a buffer's size: keep only the bits it decodes.
                 cfg.a_base.eq(new.a_base[:op_bits]),
                 cfg.b_base.eq(new.b_base[:op_bits]),
@@ -136,7 +155,6 @@ class TileLauncher(wiring.Component):
                 n0.eq(0),
                 k0.eq(0),
                 c_base.eq(0),
-                bank.eq(0),
                 a_k0s.eq(0),
                 b_k0s.eq(0),
                 b_n0s.eq(0),
@@ -144,9 +162,14 @@ class TileLauncher(wiring.Component):
                 b_cstride.eq(sum((b_stride_new << i for i in range(C.bit_length()) if C >> i & 1), Const(0))),
                 self.a_origin.eq(new.a_base + Mux(new.operand_half, half_words, 0)),
                 self.b_origin.eq(new.b_base + Mux(new.operand_half, half_words, 0)),
-                first.eq(1),
                 # A GEMM with an empty dimension has no tiles: it ends at once.
-                self.pending.eq((new.m != 0) & (new.k != 0) & (new.n != 0)),
+                self.pending.eq(nonempty),
+            ]
+        with m.If(fresh):
+            m.d.sync += [
+                busy.eq(1),
+                first.eq(1),
+                bank.eq(0),
                 since_last.eq(sat),
                 since_prev.eq(sat),  # no earlier tiles to wait for
             ]
@@ -157,6 +180,8 @@ class TileLauncher(wiring.Component):
                 since_last.eq(1),
                 since_prev.eq(Mux(since_last == sat, sat, since_last + 1)),
             ]
+            if self.chain:
+                m.d.sync += [interval_last.eq(interval), free_last.eq(bank_free), free_prev.eq(free_last)]
             with m.If(last_k):
                 m.d.sync += [
                     k_t.eq(0),
@@ -182,7 +207,17 @@ class TileLauncher(wiring.Component):
                 since_prev.eq(Mux(since_prev == sat, sat, since_prev + 1)),
             ]
 
-        m.d.comb += self.done.eq(busy & (self.last_written | (~self.pending & first)))
+        # The oldest GEMM in flight ends; done if no other is in flight or taken now.
+        chained = take & busy
+        m.d.comb += [
+            retire.eq(busy & (self.last_written | (~self.pending & first))),
+            self.done.eq(retire & ~queued & ~chained),
+        ]
         with m.If(self.done):
             m.d.sync += busy.eq(0)
+        if self.chain:
+            with m.If(chained):
+                m.d.sync += queued.eq(nonempty & ~retire)
+            with m.Elif(retire):
+                m.d.sync += queued.eq(0)
         return m

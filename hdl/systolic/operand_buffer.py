@@ -92,8 +92,8 @@ class OperandBuffer(wiring.Component):
         # Element t is in lane (line + start + t) mod R = (t + rot) mod R: the read is
         # rotated by the line. A row read takes word ``first`` in every lane; a column
         # read takes, in lane b, element t = (b - rot) mod R, t rows down: t * stride
-        # words on. The multiples of the stride are registered (the stride is stable
-        # through a GEMM), so an address is one add of two registers.
+        # words on. The multiples of the stride are registered (the stride is given
+        # from the cycle before a read), so an address is one add of two registers.
         multiples = []
         for t in range(R):
             v = Signal(abits + 1, name=f"stride_x{t}")

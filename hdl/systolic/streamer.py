@@ -20,6 +20,11 @@ line: the stride for a row read, one word every R lines for a column read.
 A tile's first address comes from the products the launcher keeps
 (``k0·stride``, ``n0·stride``), so no multiplier sits before the buffers'
 address pins.
+
+Built with ``chain`` (the launcher takes the next GEMM while the last one's
+tiles still stream), each stream keeps the fields of ``config`` it reads from
+its tile's launch on, so a GEMM taken meanwhile changes only the streams of
+its own tiles.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -60,8 +65,8 @@ class TileStreamer(wiring.Component):
         A launched tile has rows still to read.
     """
 
-    def __init__(self, rows, cols, operand_depth, result_depth):
-        self.rows, self.cols = rows, cols
+    def __init__(self, rows, cols, operand_depth, result_depth, chain=False):
+        self.rows, self.cols, self.chain = rows, cols, chain
         self.operand_depth = operand_depth
         super().__init__(
             {
@@ -84,13 +89,30 @@ class TileStreamer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        cfg, launch, tile = self.config, self.launch, self.launch.tile
-        is_nt, is_tn = cfg.mode == Mode.NT, cfg.mode == Mode.TN
+        launch, tile = self.launch, self.launch.tile
         lg = R.bit_length() - 1
         op_bits = (2 * self.operand_depth - 1).bit_length()
+        a_pending = Signal()  # a tile launched last cycle: its activations stream from now
 
-        def k_mask(k0, extra=1):  # element t is k0 + t of K
-            return Cat(*[(k0 + t < cfg.k) & extra for t in range(R)])
+        def keep(stream, when, *names):
+            """The config's fields a stream reads after the cycle ``when`` starts it: with ``chain``, kept
+            in that cycle (the stream before it may still run in it, with its own)."""
+            fields = {name: getattr(self.config, name) for name in names}
+            if not self.chain:
+                return fields
+            kept = {name: Signal.like(v, name=f"{stream}_{name}") for name, v in fields.items()}
+            with m.If(when):
+                m.d.sync += [kept[name].eq(v) for name, v in fields.items()]
+            return kept
+
+        b_cfg = keep("b", launch.valid, "mode", "b_stride", "k", "n")
+        a_cfg = keep("a", a_pending, "mode", "a_stride", "m", "k", "result_base", "result_half")
+        is_nt, is_tn = b_cfg["mode"] == Mode.NT, a_cfg["mode"] == Mode.TN
+        # A stream's start reads the config of the tile it starts.
+        starts_nt, starts_tn = self.config.mode == Mode.NT, self.config.mode == Mode.TN
+
+        def k_mask(k0, k, extra=1):  # element t is k0 + t of K
+            return Cat(*[(k0 + t < k) & extra for t in range(R)])
 
         def low(x):  # x mod R
             return x[:lg] if lg else 0
@@ -113,11 +135,11 @@ class TileStreamer(wiring.Component):
                 b_j.eq(0),
                 b_tile.eq(tile),
                 b_rot.eq(low(tile.n0)),
-                b_first.eq(Mux(b_column, tile.b_k0s + (tile.n0 >> lg), tile.b_n0s + (tile.k0 >> lg)) + self.b_origin),
+                b_first.eq(Mux(~starts_nt, tile.b_k0s + (tile.n0 >> lg), tile.b_n0s + (tile.k0 >> lg)) + self.b_origin),
             ]
         with m.Elif(b_act):
             m.d.sync += b_j.eq(b_j + 1)
-            m.d.sync += next_line(b_first, b_rot, b_column, cfg.b_stride)
+            m.d.sync += next_line(b_first, b_rot, b_column, b_cfg["b_stride"])
             with m.If(b_j == C - 1):
                 m.d.sync += b_act.eq(0)
         b_n = Signal(DIM_BITS)
@@ -126,7 +148,7 @@ class TileStreamer(wiring.Component):
         # Activations: M rows, one a cycle, from two cycles after launch. Row m of A'
         # is row m of the stored M×K A (a row read from column k0), or column m of the
         # stored K×M A in tn (a column read from row k0).
-        a_pending, a_tile = Signal(), Signal(Tile)  # launched last cycle
+        a_tile = Signal(Tile)
         pend = Signal(Tile)
         a_act, a_m = Signal(), Signal(DIM_BITS)
         a_first, a_rot = Signal(op_bits), Signal(max(lg, 1))
@@ -139,17 +161,17 @@ class TileStreamer(wiring.Component):
                 a_m.eq(0),
                 a_tile.eq(pend),
                 a_rot.eq(0),
-                a_first.eq(Mux(is_tn, pend.a_k0s, pend.k0 >> lg) + self.a_origin),
+                a_first.eq(Mux(starts_tn, pend.a_k0s, pend.k0 >> lg) + self.a_origin),
             ]
         with m.Elif(a_act):
             m.d.sync += a_m.eq(a_m + 1)
-            m.d.sync += next_line(a_first, a_rot, is_tn, cfg.a_stride)
-            with m.If(a_m + 1 >= cfg.m):
+            m.d.sync += next_line(a_first, a_rot, is_tn, a_cfg["a_stride"])
+            with m.If(a_m + 1 >= a_cfg["m"]):
                 m.d.sync += a_act.eq(0)
         a_issue, a_issue_d = Signal(), Signal()  # a row read this cycle, last cycle
         m.d.sync += a_issue_d.eq(a_issue)
         # A row read but not yet in the array still counts as streaming.
-        m.d.comb += [a_issue.eq(a_act & (a_m < cfg.m)), self.streaming.eq(a_act | a_pending | a_issue_d)]
+        m.d.comb += [a_issue.eq(a_act & (a_m < a_cfg["m"])), self.streaming.eq(a_act | a_pending | a_issue_d)]
 
         a, b = self.a_read, self.b_read
         m.d.comb += [
@@ -157,24 +179,27 @@ class TileStreamer(wiring.Component):
             a.first.eq(a_first),
             a.rot.eq(a_rot),
             a.column.eq(is_tn),
-            a.mask.eq(k_mask(a_tile.k0)),
-            a.stride.eq(cfg.a_stride),
+            a.mask.eq(k_mask(a_tile.k0, a_cfg["k"])),
+            # The buffers register the stride's multiples: a stream's shows in the cycle that starts it.
+            a.stride.eq(Mux(a_pending, self.config.a_stride, a_cfg["a_stride"]) if self.chain else a_cfg["a_stride"]),
             b.en.eq(b_act),
             b.first.eq(b_first),
             b.rot.eq(b_rot),
             b.column.eq(b_column),
-            b.mask.eq(k_mask(b_tile.k0, b_n < cfg.n)),
-            b.stride.eq(cfg.b_stride),
+            b.mask.eq(k_mask(b_tile.k0, b_cfg["k"], b_n < b_cfg["n"])),
+            b.stride.eq(
+                Mux(launch.valid, self.config.b_stride, b_cfg["b_stride"]) if self.chain else b_cfg["b_stride"]
+            ),
         ]
         # The row's tag, the cycle after its read.
         row = self.row
         m.d.sync += [
             row.valid.eq(a_issue),
-            row.addr.eq(a_tile.c_base + a_m + cfg.result_base),
-            row.half.eq(cfg.result_half),
+            row.addr.eq(a_tile.c_base + a_m + a_cfg["result_base"]),
+            row.half.eq(a_cfg["result_half"]),
             row.first_k.eq(a_tile.first_k),
             row.last_k.eq(a_tile.last_k),
-            row.last.eq(a_issue & a_tile.last & (a_m + 1 == cfg.m)),
+            row.last.eq(a_issue & a_tile.last & (a_m + 1 == a_cfg["m"])),
         ]
         # The vectors arrive from the buffers two cycles after their reads.
         w_en, w_col, w_bank, a_valid, a_bank = Signal(), Signal.like(b_j), Signal(), Signal(), Signal()

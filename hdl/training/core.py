@@ -107,6 +107,7 @@ class TrainCore(wiring.Component):
             seq.prog.en.eq(self.prog_wr_en),
             seq.prog.addr.eq(self.prog_wr_addr),
             seq.prog.data.eq(self.prog_wr_data),
+            seq.gemm_ready.eq(gemm.ready),
             seq.gemm_busy.eq(gemm.busy),
             seq.gemm_active.eq(gemm.active),
             post.frontier.eq(gemm.frontier),

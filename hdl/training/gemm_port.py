@@ -20,15 +20,19 @@ class GemmPort(wiring.Component):
 
     ``run.go`` starts a GEMM with the fields of ``ctl.op`` (m, k, n, mode,
     strides, bases; read in that cycle); ``run.done`` pulses in the cycle its
-    last result is written. ``busy`` and ``active`` are the engine's (for the
-    phase counters). ``write`` (operand words, bank order), ``results`` (int32
-    result words) and ``operands`` (stored operand words) are the engine's
-    host ports, with flat addresses over both halves; reads answer the next
+    last result is written. The engine chains GEMMs (``GemmEngine(chain=True)``):
+    ``ready`` is high while it would take one more (idle, or the one GEMM in flight
+    has launched all its tiles), and ``done`` marks the last write of the last
+    GEMM in flight. ``busy`` and ``active`` are the engine's (for the phase
+    counters). ``write`` (operand words, bank order), ``results`` (int32 result
+    words) and ``operands`` (stored operand words) are the engine's host ports,
+    with flat addresses over both halves; reads answer the next
     cycle. ``frontier``: while a GEMM runs, one past the last result word it
     has written final (its column block's last K tile); every word from its
     first to below the frontier is final, since a GEMM writes them in rising
     order. It is 0 from the cycle after ``go`` until the first is written; a
-    read in the cycle after a word's write sees the word. While the engine is
+    read in the cycle after a word's write sees the word. It is the last GEMM
+    started's: the final writes of a GEMM still in flight before it do not move it. While the engine is
     idle every word is final: the frontier is past the whole result space, so
     a post-op that follows no running GEMM never waits.
     """
@@ -40,6 +44,7 @@ class GemmPort(wiring.Component):
             {
                 "ctl": In(ports.control()),
                 "run": In(ports.run()),
+                "ready": Out(1),
                 "busy": Out(1),
                 "active": Out(1),
                 "frontier": Out(range(2 * g.result_depth + 1)),
@@ -55,7 +60,7 @@ class GemmPort(wiring.Component):
         op_abits = (g.operand_depth - 1).bit_length()
         res_abits = (g.result_depth - 1).bit_length()
         m.submodules.engine = eng = GemmEngine(
-            g.rows, g.rows, g.operand_depth, g.result_depth, operand_read=True, dsp_pairs=g.dsp_pairs
+            g.rows, g.rows, g.operand_depth, g.result_depth, operand_read=True, dsp_pairs=g.dsp_pairs, chain=True
         )
         op, cfg = self.ctl.op, eng.start.payload
         m.d.comb += [
@@ -70,6 +75,7 @@ class GemmPort(wiring.Component):
             cfg.result_base.eq(op.r_base),
             eng.start.valid.eq(self.run.go),
             self.run.done.eq(eng.done),
+            self.ready.eq(eng.start.ready),
             self.busy.eq(eng.busy),
             self.active.eq(eng.active),
             eng.write.en.eq(self.write.en),
@@ -86,7 +92,7 @@ class GemmPort(wiring.Component):
         frontier = Signal.like(self.frontier)
         with m.If(self.run.go):
             m.d.sync += frontier.eq(0)
-        with m.Elif(eng.finished):
+        with m.Elif(eng.finished & ~eng.queued):  # not the GEMM before it
             m.d.sync += frontier.eq(eng.finished_addr + 1)
         m.d.comb += self.frontier.eq(Mux(eng.busy, frontier, 2 * g.result_depth))
         wiring.connect(m, wiring.flipped(self.operands), eng.operand_read)

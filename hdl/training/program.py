@@ -62,7 +62,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from reference.gemm import gemm_cycles, row_exit_cycle, tile_launches
+from reference.gemm import chain_launches, chain_ready, final_writes, tile_launches
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
@@ -424,8 +424,10 @@ def plan_step(
     )
     for l in reversed(range(L)):
         # dW first: right after the LOSS it is the GEMM that can start before all of dY is written.
-        # The step's last GEMM has behind set: its UPDATE follows it, word by word as the engine finishes them.
-        dw_gemm = gemm(Mode.TN, ins[l] + 1, batch, outs[l], x[l], dy[l], dw[l], behind=int(l == 0))
+        # Behind: the engine takes the dX GEMM after it while it drains (the two read dY, neither
+        # writes what the other reads); the step's last GEMM's UPDATE follows it, word by word as the
+        # engine finishes them.
+        dw_gemm = gemm(Mode.TN, ins[l] + 1, batch, outs[l], x[l], dy[l], dw[l], behind=1)
         if l == L - 1:
             dw_gemm["delay"] = loss_gemm_delay(plan.ops[-1], dw_gemm, R)
         op(Kind.GEMM, Phase.BACKWARD, **dw_gemm)
@@ -519,13 +521,6 @@ def loss_gemm_delay(loss_op, gemm_op, R):
     return delay
 
 
-def _final_write_cycles(op, R, go):
-    """For a GEMM started (``go``) in cycle ``go``: the cycle each result word is written final, in
-    the order of its result layout (word ``(n div R)·M + m``)."""
-    M, K, N = op["m"], op["k"], op["n"]
-    return [go + row_exit_cycle(R, R, M, K, N, m, nb * R) for nb in range(-(-N // R)) for m in range(M)]
-
-
 def may_pass(op, post_op):
     """Whether ``op`` may leave DECODE while ``post_op`` runs behind (the sequencer's rule): a GEMM,
     or a LOSS while a FWD that writes no operand words runs (the operand writer and vmem's read port
@@ -539,45 +534,55 @@ def may_pass(op, post_op):
 def schedule(plan):
     """When each op of ``plan`` runs on the core (docs/training.md, "Timing"), in cycles from the
     step's first: a list of ``(start, end)``, each op from the cycle its word is fetched to the
-    cycle before the next op's DECODE, and for a post-op running ``behind`` the next GEMM its own
-    ``(go, done)`` too. The first op is fetched in cycle 0; each after it in the last cycle of the op
+    cycle before the next op's DECODE; for a post-op running ``behind`` the next op its own
+    ``(go, done)`` too, and for a GEMM the engine's ``take``, its tiles' ``launches`` and its
+    ``last_write``. The first op is fetched in cycle 0; each after it in the last cycle of the op
     before (the program memory reads the next op while the held one starts and runs).
 
-    Each op costs 2 cycles to decode and start (the first 3, with its fetch); a GEMM its engine cycles
-    (:func:`reference.gemm.gemm_cycles`), and its ``delay`` before its start; a post-op rows x words
-    + 2; a LOSS (m + 2)·W + 1 for m rows of W words (its unit's three stages each hold a row); END 2
-    (fetch and decode: the step ends the cycle after its DECODE). A post-op ``behind`` the next op
-    costs its 2 cycles only: the next op's DECODE follows its start. That op is a GEMM, or a LOSS
-    behind a FWD that writes no operand words (:func:`may_pass`); any other op waits in DECODE until
-    the post-op is done, rows x words + 2 cycles after its start.
+    Each op costs 2 cycles to decode and start (the first 3, with its fetch); a GEMM its ``delay``
+    before its start, and until its last write the engine's cycles (:func:`reference.gemm.chain_launches`:
+    alone, :func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; a LOSS (m + 2)·W + 1 for
+    m rows of W words (its unit's three stages each hold a row); END 2 (fetch and decode: the step
+    ends the cycle after its DECODE). A post-op ``behind`` the next op costs its 2 cycles only: the
+    next op's DECODE follows its start. That op is a GEMM, or a LOSS behind a FWD that writes no
+    operand words (:func:`may_pass`); any other op waits in DECODE until the post-op is done, rows x
+    words + 2 cycles after its start.
 
-    A GEMM ``behind`` costs its 2 cycles only, and the op after it is a post-op that has ``follow`` set:
+    A GEMM ``behind`` costs its 2 cycles only. The op after it is a post-op that has ``follow`` set:
     that op reads word i of its walk (by column) in the cycle after the GEMM writes it final
-    (:func:`reference.gemm.row_exit_cycle`), or later, one word a cycle; it is done 2 cycles after
-    its last read. Any other op waits in DECODE until the engine is idle, the cycle after the GEMM's
-    last write. A LOSS ``behind`` costs its 2 cycles, and until its last write only a GEMM leaves
-    DECODE (:func:`loss_gemm_delay`).
+    (:func:`reference.gemm.final_writes`), or later, one word a cycle; it is done 2 cycles after its
+    last read. Or it is a GEMM, which leaves DECODE once the engine takes it
+    (:func:`reference.gemm.chain_ready`: the engine chains the two). Any other op waits in DECODE
+    until the engine is idle, the cycle after the last write. A LOSS ``behind`` costs its 2 cycles,
+    and until its last write only a GEMM leaves DECODE (:func:`loss_gemm_delay`).
     """
     R, t, out = plan.geometry.rows, 0, []  # t: the cycle before the op's DECODE
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
-    finals, gemm_idle = None, 0  # a GEMM running behind: its words' final writes; its first idle cycle
+    engine, finals, gemm_idle = [], None, 0  # the GEMMs so far (M, K, N, take); a GEMM behind's final writes
     loss_done = 0  # a LOSS running behind: the cycle of its last write
     for op in plan.ops:
         kind, start = op["kind"], t
         if behind is not None and not may_pass(op, behind):
             t = max(t, behind_done - 1)  # DECODE waits for done
             behind = behind_done = None
-        if not (op.get("follow") and kind in (Kind.FWD, Kind.DX, Kind.UPDATE)):
-            t = max(t, gemm_idle - 1)  # DECODE waits for the engine
+        if kind == Kind.GEMM:
+            t = max(t, chain_ready(chain_launches(R, R, engine)) - 1)  # DECODE waits for the engine to take it
+        elif not (op.get("follow") and kind in (Kind.FWD, Kind.DX, Kind.UPDATE)):
+            t = max(t, gemm_idle - 1)  # DECODE waits for the engine to be idle
         if kind != Kind.GEMM:
             t = max(t, loss_done)  # DECODE waits for the loss unit
         if kind == Kind.GEMM:
-            cycles, delay = gemm_cycles(R, R, op["m"], op["k"], op["n"]), op.get("delay", 0)
-            go = t + 2 + delay
+            go = t + 2 + op.get("delay", 0)
+            engine.append((op["m"], op["k"], op["n"], go))
+            take, launches, last = chain_launches(R, R, engine)[-1]
+            assert take == go, "the engine takes a GEMM in its START"
+            gemm_idle, timeline = last + 1, {"take": take, "launches": launches, "last_write": last}
             if op.get("behind"):
-                finals, gemm_idle, t = _final_write_cycles(op, R, go), go + cycles + 1, go
+                finals, t = final_writes(R, R, op["m"], op["k"], op["n"], launches), go
             else:
-                t = go + cycles  # done in its last write; the next DECODE after it
+                t = last  # done in its last write; the next DECODE after it
+            out.append({"start": start, "end": t, **timeline})
+            continue
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE) and op.get("follow"):
             if finals is None or not op.get("by_column") or op.get("behind") or len(finals) != op["m"] * op["k"]:
                 raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
@@ -611,17 +616,24 @@ def step_cycles(plan):
 def phase_counts(plan):
     """The per-phase counters' models for one step of ``plan``: ``(gemm, active)``, dicts by phase name.
 
-    ``gemm``: the engine's cycle model (:func:`reference.gemm.gemm_cycles`) summed over each phase's
-    GEMMs (``cnt_gemm``). ``active``: a row of A' enters the array once per tile (docs/systolic.md),
-    M rows for each of a GEMM's ceil(K/R)·ceil(N/R) tiles (``cnt_active``).
+    The sequencer counts a cycle for the phase of the GEMM it started last (from the cycle after its
+    START). ``gemm``: the cycles the engine is busy (``cnt_gemm``), from the cycle after a GEMM's take
+    to its last write; a GEMM chained behind another (:func:`schedule`) takes the cycles from the one
+    after its own take. Alone, a GEMM is busy :func:`reference.gemm.gemm_cycles`. ``active``: the
+    cycles a row of A' enters the array (``cnt_active``), M for each tile (docs/systolic.md), the
+    cycles ``4 .. M + 3`` after its launch.
     """
-    R = plan.geometry.rows
+    gemms = [(op, s) for op, s in zip(plan.ops, schedule(plan)) if op["kind"] == Kind.GEMM]
     gemm, active = {name: 0 for name in plan.macs}, {name: 0 for name in plan.macs}
-    for op in plan.ops:
-        if op["kind"] == Kind.GEMM:
-            phase = op["phase"].name.lower()
-            gemm[phase] += gemm_cycles(R, R, op["m"], op["k"], op["n"])
-            active[phase] += op["m"] * -(-op["k"] // R) * -(-op["n"] // R)
+    for i, (op, s) in enumerate(gemms):
+        end = min(s["last_write"], gemms[i + 1][1]["take"]) if i + 1 < len(gemms) else s["last_write"]
+        gemm[op["phase"].name.lower()] += end - s["take"]
+    takes = [s["take"] for _, s in gemms]
+    for op, s in gemms:
+        for launch in s["launches"]:
+            for cycle in range(launch + 4, launch + 4 + op["m"]):
+                later = sum(take < cycle for take in takes) - 1  # the last GEMM started before the cycle
+                active[gemms[later][0]["phase"].name.lower()] += 1
     return gemm, active
 
 

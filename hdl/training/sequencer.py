@@ -40,7 +40,8 @@ class Sequencer(wiring.Component):
     (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). A GEMM with
     ``behind`` set is not waited for either: its START is followed by the
     next op's DECODE, and while the engine is busy only a post-op with
-    ``follow`` set (which reads the GEMM's results as they are finished)
+    ``follow`` set (which reads the GEMM's results as they are finished), or a
+    GEMM once the engine is ready to take it (``gemm_ready``: it chains the two),
     leaves DECODE; any other op waits there for the engine. A LOSS with
     ``behind`` set is not waited for: while it runs only a GEMM leaves
     DECODE, and a GEMM waits its ``delay`` cycles between DECODE and START
@@ -70,6 +71,7 @@ class Sequencer(wiring.Component):
                 "gemm": Out(ports.run()),
                 "post": Out(ports.run()),
                 "loss": Out(ports.run()),
+                "gemm_ready": In(1),
                 "gemm_busy": In(1),
                 "gemm_active": In(1),
                 "cnt_cycles": Out(counters),
@@ -127,9 +129,13 @@ class Sequencer(wiring.Component):
                 passes = (new.kind == Kind.GEMM) | (
                     (new.kind == Kind.LOSS) & (post_op.kind == Kind.FWD) & (post_op.dst == Dst.NONE)
                 )
-                # While a GEMM runs behind, only a post-op that follows it may start.
-                engine_free = ~self.gemm_busy | (
-                    new.follow & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))
+                # While a GEMM runs behind, only a post-op that follows it may start, or a GEMM once the
+                # engine takes it (chained behind the running one).
+                engine_free = Mux(
+                    new.kind == Kind.GEMM,
+                    self.gemm_ready,
+                    ~self.gemm_busy
+                    | (new.follow & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))),
                 )
                 loss_free = ~loss_busy | (new.kind == Kind.GEMM)  # beside a LOSS, only a GEMM
                 with m.If((self.post.done | passes) & engine_free & loss_free):
