@@ -288,8 +288,8 @@ def run_cocotb(
             # A model nothing reaches into: let Verilator optimize it.
             build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
         if simulator == "verilator" and long_runs(design):
-            # verilated.mk compiles the model with -Os by default.
-            os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O2".strip()
+            # verilated.mk compiles the model with -Os by default (docs/architecture.md: -O3).
+            os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O3".strip()
         try:
             runner.build(
                 sources=[build_dir / f"{design}.v", *extra_sources(design)],
