@@ -91,3 +91,21 @@ def test_the_issues_networks():
 def test_a_network_no_geometry_holds_is_refused(layers, batch, rows, cause):
     with pytest.raises(PlanError, match=cause):
         fit_geometry(layers, batch, rows)
+
+
+def test_a_chained_gemm_waits_its_delay_and_no_less():
+    """The forward GEMM chained behind the one whose FWD follows it reads x a word column at a time as
+    that FWD writes it: with batch 8 on 8x8 the plan gives it a delay, the least with which the schedule
+    finds no read before its write (tb_train.forward_chain shows the RTL reading a decoy one cycle short)."""
+    from types import SimpleNamespace
+
+    from hdl.training.program import EarlyRead, Kind, schedule
+
+    plan = plan_step((64, 16, 10), 8)
+    gemm1 = [op for op in plan.ops if op["kind"] == Kind.GEMM][1]
+    assert gemm1["delay"] == 10
+    ops = [dict(op, delay=op["delay"] - 1) if op is gemm1 else op for op in plan.ops]
+    with pytest.raises(EarlyRead, match="1 cycles before the post-op writes it"):
+        schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))
+    # On the default network the FWD is ahead of the chained GEMM's reads: no delay.
+    assert [op.get("delay", 0) for op in plan_step((64, 32, 10), 32).ops if op["kind"] == Kind.GEMM][1] == 0

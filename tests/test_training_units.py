@@ -355,17 +355,20 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
 
 
 @pytest.mark.parametrize(
-    "s_w,s_b,momentum,finals",
+    "s_w,s_b,momentum,finals,chained",
     [
-        (20, 5, 0, None),
-        (3, -2, 1, None),
-        (9, 17, 0, None),
+        (20, 5, 0, None, None),
+        (3, -2, 1, None, None),
+        (9, 17, 0, None, None),
         # follow: the GEMM writes word column 0 final in cycles 5-8 and column 1 in 30-33
-        (9, 17, 1, [5, 6, 7, 8, 30, 31, 32, 33]),
-        (20, 5, 0, [1, 2, 3, 4, 5, 40, 41, 44]),
+        (9, 17, 1, [5, 6, 7, 8, 30, 31, 32, 33], None),
+        (20, 5, 0, [1, 2, 3, 4, 5, 40, 41, 44], None),
+        # another GEMM started in cycle 10, chained behind the one it follows
+        (9, 17, 1, [5, 6, 7, 8, 30, 31, 32, 33], 10),
+        (20, 5, 0, [1, 2, 3, 4, 5, 40, 41, 44], 3),
     ],
 )
-def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals):
+def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals, chained):
     """An UPDATE over [dW; db] (rows x 6 columns, 2 words of 4 lanes), walked by word column as the plan
     walks it: masters, biases and momenta, and the LFSR after it, as reference.training's update with
     Lfsr16 drawing in that walk's order (update_draws). With ``finals`` the op follows a GEMM that
@@ -373,7 +376,10 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals):
     the cycle after: the unit must read each word after it and finish when program.schedule says
     (each read in the cycle after its word's write, or the cycle after the last read, whichever is
     later). A word held in the result buffer but not yet final reads as a wrong value here: its
-    address holds a decoy until its final cycle."""
+    address holds a decoy until its final cycle. With ``chained``, another GEMM is started
+    (``gemm_go``) in that cycle: from the next one the GEMM followed shows its frontier on ``older``,
+    as GemmPort does, and ``frontier`` is the new GEMM's, here past every word (a unit that went on
+    reading by it would read the decoys)."""
     from hdl.training.post import PostProcessor
 
     g = CoreGeometry(
@@ -433,7 +439,11 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals):
         """The GEMM's side in ``cycle``: a final write, and the frontier its earlier ones give."""
         if finals is None:
             return
-        ctx.set(post.frontier, sum(f < cycle for f in finals))
+        true, everything = sum(f < cycle for f in finals), 2 * g.result_depth
+        ctx.set(post.gemm_go, cycle == chained)
+        before = chained is None or cycle <= chained
+        ctx.set(post.frontier, true if before else everything)
+        ctx.set(post.older, everything if before else true)
         i = finals.index(cycle) if cycle in finals else None
         ctx.set(gemm_write.en, i is not None)
         if i is not None:

@@ -111,6 +111,8 @@ class TrainCore(wiring.Component):
             seq.gemm_busy.eq(gemm.busy),
             seq.gemm_active.eq(gemm.active),
             post.frontier.eq(gemm.frontier),
+            post.older.eq(gemm.older),
+            post.gemm_go.eq(seq.gemm.go),
             self.cnt_cycles.eq(seq.cnt_cycles),
             self.cnt_gemm.eq(seq.cnt_gemm),
             self.cnt_active.eq(seq.cnt_active),

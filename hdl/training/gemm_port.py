@@ -32,9 +32,13 @@ class GemmPort(wiring.Component):
     first to below the frontier is final, since a GEMM writes them in rising
     order. It is 0 from the cycle after ``go`` until the first is written; a
     read in the cycle after a word's write sees the word. It is the last GEMM
-    started's: the final writes of a GEMM still in flight before it do not move it. While the engine is
-    idle every word is final: the frontier is past the whole result space, so
-    a post-op that follows no running GEMM never waits.
+    started's: the final writes of a GEMM still in flight before it do not move
+    it. ``older`` is that GEMM's own frontier, from the cycle after the one behind
+    it was started until its last write; past the whole result space when no
+    GEMM is queued behind another (:class:`.post.PostProcessor` reads it for a
+    post-op that follows a GEMM another was chained behind). While the engine
+    is idle every word is final: the frontier is past the whole result space,
+    so a post-op that follows no running GEMM never waits.
     """
 
     def __init__(self, geometry):
@@ -48,6 +52,7 @@ class GemmPort(wiring.Component):
                 "busy": Out(1),
                 "active": Out(1),
                 "frontier": Out(range(2 * g.result_depth + 1)),
+                "older": Out(range(2 * g.result_depth + 1)),
                 "write": In(ports.operand_write(R, 2 * g.operand_depth)),
                 "results": In(ports.mem_read(2 * g.result_depth, data.ArrayLayout(signed(32), R), en=True)),
                 "operands": In(ports.operand_read(R, 2 * g.operand_depth)),
@@ -89,11 +94,18 @@ class GemmPort(wiring.Component):
             eng.read.half.eq(self.results.addr[res_abits]),
             self.results.data.eq(eng.read.data),
         ]
-        frontier = Signal.like(self.frontier)
+        frontier, older, written = Signal.like(self.frontier), Signal.like(self.older), eng.finished_addr + 1
         with m.If(self.run.go):
-            m.d.sync += frontier.eq(0)
-        with m.Elif(eng.finished & ~eng.queued):  # not the GEMM before it
-            m.d.sync += frontier.eq(eng.finished_addr + 1)
-        m.d.comb += self.frontier.eq(Mux(eng.busy, frontier, 2 * g.result_depth))
+            # The GEMM in flight, if any, goes on as the older one: its frontier, with this cycle's write.
+            m.d.sync += [frontier.eq(0), older.eq(Mux(eng.finished, written, frontier))]
+        with m.Elif(eng.finished & eng.queued):  # the older GEMM's
+            m.d.sync += older.eq(written)
+        with m.Elif(eng.finished):
+            m.d.sync += frontier.eq(written)
+        everything = 2 * g.result_depth
+        m.d.comb += [
+            self.frontier.eq(Mux(eng.busy, frontier, everything)),
+            self.older.eq(Mux(eng.queued, older, everything)),
+        ]
         wiring.connect(m, wiring.flipped(self.operands), eng.operand_read)
         return m

@@ -150,7 +150,9 @@ class PostProcessor(wiring.Component):
     results, still running: stage 0 waits on a word at or above ``frontier``
     (:class:`.gemm_port.GemmPort`'s, one past the GEMM's last final word) and
     reads it in the cycle after the GEMM has written it final. Such an op
-    walks by column, the order the GEMM finishes its words in.
+    walks by column, the order the GEMM finishes its words in. When another
+    GEMM is started while it runs (``gemm_go``, chained behind its GEMM), it
+    waits on ``older`` instead, its GEMM's frontier, from the next cycle on.
     """
 
     def __init__(self, geometry, numerics=Numerics()):
@@ -162,6 +164,8 @@ class PostProcessor(wiring.Component):
                 "ctl": In(ports.control()),
                 "run": In(ports.run()),
                 "frontier": In(range(2 * g.result_depth + 1)),
+                "older": In(range(2 * g.result_depth + 1)),
+                "gemm_go": In(1),
                 "results": Out(ports.mem_read(2 * g.result_depth, lanes(signed(32)), en=True)),
                 "vmem_rd": Out(ports.mem_read(g.vmem_depth, lanes(signed(8)))),
                 "wmem_rd": Out(ports.mem_read(g.wmem_depth, lanes(signed(16)))),
@@ -195,8 +199,15 @@ class PostProcessor(wiring.Component):
                 m.d.sync += inner.eq(inner + 1)
 
         row_words, res_addr, advance = Signal(32), Signal(32), Signal()
-        # follow: the word is read once the GEMM has written it final (a cycle before, or earlier).
-        m.d.comb += advance.eq(run & ~(op.follow & (res_addr >= self.frontier)))
+        # follow: the word is read once the GEMM has written it final (a cycle before, or earlier); once
+        # another GEMM is started behind it, by the older frontier.
+        chained = Signal()
+        with m.If(self.run.go):
+            m.d.sync += chained.eq(0)
+        with m.Elif(self.gemm_go):
+            m.d.sync += chained.eq(1)
+        frontier = Mux(chained, self.older, self.frontier)
+        m.d.comb += advance.eq(run & ~(op.follow & (res_addr >= frontier)))
         with m.If(advance & ~op.by_column):
             walk(pt, op.k, pm, op.m)  # word by word along a row, then the next row
         with m.Elif(advance):

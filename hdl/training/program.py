@@ -182,6 +182,14 @@ class PlanError(ValueError):
     """A network or batch this hardware cannot train."""
 
 
+class EarlyRead(PlanError):
+    """A GEMM of the program reads an operand word before the post-op beside it writes it, by ``cycles``."""
+
+    def __init__(self, message, cycles):
+        super().__init__(message)
+        self.cycles = cycles
+
+
 @dataclass(frozen=True)
 class CoreGeometry:
     """The generated hardware's sizes (all in words; an operand word is R int8,
@@ -380,7 +388,10 @@ def plan_step(
 
     for l in range(L):
         hidden = l < L - 1
-        op(Kind.GEMM, Phase.FORWARD, **gemm(Mode.NN, batch, ins[l], outs[l], x[l], w8[l], acc[l]))
+        # A hidden layer's GEMM runs behind: its FWD follows it, and the next GEMM is chained behind it.
+        op(Kind.GEMM, Phase.FORWARD, **gemm(Mode.NN, batch, ins[l], outs[l], x[l], w8[l], acc[l], behind=int(hidden)))
+        if l:
+            plan.ops[-1]["delay"] = chained_gemm_delay(plan)
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
@@ -400,6 +411,9 @@ def plan_step(
             # behind the loss unit (the last layer: no operand words), which reads the logits row by row.
             behind=1,
             by_column=int(hidden),
+            # A hidden layer's follows its GEMM, reading each word once it is final: the next GEMM,
+            # chained behind that one, reads each word of x after this op has written it (schedule checks).
+            follow=int(hidden),
             act=act if hidden else Act.NONE,
             ones=int(hidden),
             dst=Dst.A if hidden else Dst.NONE,
@@ -492,6 +506,22 @@ def plan_step(
     return plan
 
 
+def chained_gemm_delay(plan):
+    """The fewest cycles the last GEMM of ``plan`` (so far) must wait in the sequencer before its start
+    so that it reads each word the post-op running beside it writes (a FWD that follows the GEMM before,
+    writing x a word column at a time as that GEMM finishes it) after the write (:func:`schedule`)."""
+    gemm_op = plan.ops[-1]
+    gemm_op["delay"] = 0
+    while True:
+        try:
+            schedule(plan)
+            return gemm_op["delay"]
+        except EarlyRead as e:  # each cycle of delay moves the reads a cycle at most
+            gemm_op["delay"] += e.cycles
+        if gemm_op["delay"] >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
+            raise PlanError(f"a chained GEMM needs a delay of {gemm_op['delay']} cycles, more than the op holds")
+
+
 def loss_write_cycle(row, word, words):
     """The cycle, counted from a LOSS's go, in which the loss feeder writes error word ``word`` of
     ``row`` (rows of ``words`` words): a row enters the unit every W cycles and leaves its last
@@ -519,6 +549,42 @@ def loss_gemm_delay(loss_op, gemm_op, R):
     if delay >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
         raise PlanError(f"the GEMM behind the LOSS needs a delay of {delay} cycles, more than the op holds")
     return delay
+
+
+def post_writes(op, reads):
+    """The operand words a post-op writes (``dst``), as ``{(buffer, word): cycle}`` (buffer 0 is A, 1 is
+    B): word i of its walk is read in ``reads[i]`` and written in the cycle after (docs/training.md)."""
+    dst, m, k = Dst(op.get("dst", Dst.NONE)), op["m"], op["k"]
+    buffers = {Dst.NONE: (), Dst.A: (0,), Dst.B: (1,), Dst.BOTH: (0, 1)}[dst]
+    out = {}
+    for i, read in enumerate(reads):
+        row, word = (i % m, i // m) if op.get("by_column") else divmod(i, k)
+        for buf in buffers:
+            out[buf, op["dst_base"] + row * op["dst_stride"] + word] = read + 1
+    return out
+
+
+def operand_reads(op, launches, R):
+    """The operand words a GEMM reads and when: ``(cycle, buffer, word)`` for every word of every line
+    the engine reads (docs/systolic.md: tile T's weight column j in ``P_T + 1 + j``, its row m in
+    ``P_T + 2 + m``), its tiles launched in ``launches``."""
+    M, K, N, mode = op["m"], op["k"], op["n"], Mode(op["mode"])
+    kt = -(-K // R)
+
+    def line(buf, base, stride, index, k0, column):
+        """The words of one line read from k0: a stored row's one word, or a stored column's R words."""
+        if not column:
+            return [(buf, base + index * stride + k0 // R)]
+        return [(buf, base + (k0 + t) * stride + index // R) for t in range(min(R, K - k0))]
+
+    out = []
+    for T, p in enumerate(launches):
+        n0, k0 = (T // kt) * R, (T % kt) * R
+        for j in range(min(R, N - n0)):
+            out += [(p + 1 + j, *w) for w in line(1, op["b_base"], op["b_stride"], n0 + j, k0, mode != Mode.NT)]
+        for row in range(M):
+            out += [(p + 2 + row, *w) for w in line(0, op["a_base"], op["a_stride"], row, k0, mode == Mode.TN)]
+    return out
 
 
 def may_pass(op, post_op):
@@ -558,6 +624,7 @@ def schedule(plan):
     """
     R, t, out = plan.geometry.rows, 0, []  # t: the cycle before the op's DECODE
     behind, behind_done = None, None  # the post-op running behind; the first cycle with it done
+    written = {}  # the operand words the post-op running behind writes, and when
     engine, finals, gemm_idle = [], None, 0  # the GEMMs so far (M, K, N, take); a GEMM behind's final writes
     loss_done = 0  # a LOSS running behind: the cycle of its last write
     for op in plan.ops:
@@ -576,6 +643,14 @@ def schedule(plan):
             engine.append((op["m"], op["k"], op["n"], go))
             take, launches, last = chain_launches(R, R, engine)[-1]
             assert take == go, "the engine takes a GEMM in its START"
+            if behind is not None:  # it reads each word the post-op beside it writes after the write
+                reads = [(c, (buf, word)) for c, buf, word in operand_reads(op, launches, R)]
+                early = [(written[w] + 1 - c, w) for c, w in reads if written.get(w, -1) >= c]
+                if early:
+                    cycles, word = max(early)
+                    raise EarlyRead(
+                        f"a GEMM reads operand word {word} {cycles} cycles before the post-op writes it", cycles
+                    )
             gemm_idle, timeline = last + 1, {"take": take, "launches": launches, "last_write": last}
             if op.get("behind"):
                 finals, t = final_writes(R, R, op["m"], op["k"], op["n"], launches), go
@@ -583,21 +658,24 @@ def schedule(plan):
                 t = last  # done in its last write; the next DECODE after it
             out.append({"start": start, "end": t, **timeline})
             continue
-        elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE) and op.get("follow"):
-            if finals is None or not op.get("by_column") or op.get("behind") or len(finals) != op["m"] * op["k"]:
-                raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
-            read = t + 2  # go in cycle t + 2
-            for final in finals:
-                read = max(read + 1, final + 1)
-            t = read + 2  # the last word written in read + 1, done in read + 2
-            finals = None
         elif kind in (Kind.FWD, Kind.DX, Kind.UPDATE):
+            go, reads = t + 2, []
+            if op.get("follow"):
+                if finals is None or not op.get("by_column") or len(finals) > op["m"] * op["k"]:
+                    raise PlanError("a post-op that follows a GEMM walks its results by column, right after it")
+                # Words past the GEMM's (a ones column) are above the frontier until its last write.
+                finals += [gemm_idle - 1] * (op["m"] * op["k"] - len(finals))
+                for final in finals:  # word i in the cycle after its final write, one a cycle from go + 1
+                    reads.append(max(reads[-1] + 1 if reads else go + 1, final + 1))
+                finals = None
+            else:
+                reads = [go + 1 + i for i in range(op["m"] * op["k"])]
+            done = (reads[-1] if reads else go - 1) + 2  # the last word written in its read + 1
             if op.get("behind"):
-                t += 2  # go in cycle t; the last word is written in cycle t + 1 + m·k
-                behind, behind_done = op, t + op["m"] * op["k"] + 2
-                out.append({"start": start, "end": t, "go": t, "done": behind_done})
+                behind, behind_done, written, t = op, done, post_writes(op, reads), go
+                out.append({"start": start, "end": t, "go": go, "done": done})
                 continue
-            t += 4 + op["m"] * op["k"]
+            t = done
         elif kind == Kind.LOSS:
             # go in cycle t + 2; done in its last write, (m + 2)·W + 1 cycles after go
             done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])

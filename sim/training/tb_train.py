@@ -17,7 +17,21 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge
 
-from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Dst, Kind, Loss, Mode, Phase, Target, plan_step, schedule
+from hdl.training.program import (
+    OP_LAYOUT,
+    Act,
+    CoreGeometry,
+    Dst,
+    Kind,
+    Loss,
+    Mode,
+    Phase,
+    Target,
+    phase_counts,
+    plan_step,
+    schedule,
+    step_cycles,
+)
 from reference.gemm import gemm, gemm_cycles
 from reference.gemm_layout import pack_operand, result_words, unpack_operand, unpack_results
 from reference.training import exp_table, loss_error, round_half_up_shift, sat
@@ -687,18 +701,71 @@ async def loss_behind(dut):
             assert await _run_program(dut, drv, ops, 4 * timing(ops) + 100) == 0
             _check_matrix(await drv.read_matrix(f"dy{L - 1}"), dy, f"dY (LOSS behind, delay {delay})")
             dw = await drv.read_matrix(f"dw{L - 1}")
+            _check_delayed(dw, gemm(x, dy, "tn"), "dW", "the GEMM behind the LOSS", "row of dY", delay, gemm_op)
             if delay == gemm_op["delay"]:
-                _check_matrix(dw, gemm(x, dy, "tn"), f"dW (the GEMM behind the LOSS, delay {delay})")
                 _check_counters(drv, Phase.BACKWARD, timing(ops), *_gemm_model(gemm_op, R))
-            elif np.array_equal(dw, gemm(x, dy, "tn")):
-                raise Mismatch(
-                    design="train",
-                    tensor=f"dW with the delay one short ({delay}): it should have read a decoy row of dY",
-                    expected="a decoy in dW",
-                    got="dW exact",
-                )
             tried.append(f"delay {delay}")
     record(loss_behind=tried)
+
+
+@cocotb.test()
+async def forward_chain(dut):
+    """The plan's first layer forward, as the plan runs it: layer 0's GEMM ``behind``, its FWD following
+    it and running ``behind`` (ReLU, the ones column, x1 written into A a word column at a time as the
+    GEMM finishes acc0), and layer 1's GEMM chained behind layer 0's in the engine, at the plan's
+    ``delay`` (:func:`hdl.training.program.chained_gemm_delay`). x1 starts as decoys, so a word read too
+    early would show. acc0's FWD (y0, x1) and acc1 against :func:`reference.training.forward`'s terms and
+    ``x1·W1``, the cycles and counters against the schedule; then the same one cycle earlier, which must
+    read a decoy: the delay is the least that works (with no delay, on rows 4 say, that run only)."""
+    plan, drv, R, nm, rng = await _post_setup(dut)
+    gemm0, fwd0, gemm1 = plan.ops[:3]
+    end = {"kind": Kind.END, "phase": Phase.FORWARD}
+    ins, hidden, outs = plan.layers[:3]
+    x0 = rng.integers(-128, 128, (plan.batch, ins))
+    w0, w1 = rng.integers(-128, 128, (ins, hidden)), rng.integers(-128, 128, (hidden + 1, outs))
+    b_master = rng.integers(-(1 << 20), 1 << 20, hidden)
+    bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
+    y0 = sat(round_half_up_shift(gemm(x0, w0) + bias, fwd0["shift0"]), 8)
+    x1 = np.concatenate([np.maximum(y0, 0), np.ones((plan.batch, 1), dtype=y0.dtype)], axis=1)
+    x1_words, _ = pack_operand(np.where(x1 == 5, 6, 5), R)  # the decoys
+    model = SimpleNamespace(geometry=plan.geometry, macs=dict.fromkeys(plan.macs, 0))
+    tried = []
+    with errors_recorded("train", "forward_chain"):
+        assert gemm0.get("behind") and fwd0.get("follow") and fwd0.get("behind"), "the plan chains no forward GEMM"
+        await drv.write_matrix("x0", np.concatenate([x0, np.ones((plan.batch, 1), dtype=x0.dtype)], axis=1))
+        await drv.write_matrix("w0", w0)
+        await drv.write_matrix("w1", w1)
+        await drv.write_matrix("b0_master", b_master[None, :])
+        for delay in range(gemm1["delay"], max(gemm1["delay"] - 2, -1), -1):
+            await drv.write_words("a", plan.regions["x1"].base, x1_words)
+            ops = [gemm0, fwd0, dict(gemm1, delay=delay), end]
+            model.ops = ops
+            cycles = schedule(model)[-1]["end"] if delay == gemm1["delay"] else None
+            assert await _run_program(dut, drv, ops, 4 * step_cycles(plan) + 100) == 0
+            _check_matrix(await drv.read_matrix("y0", cols=hidden), y0, f"y0 (FWD following its GEMM, delay {delay})")
+            _check_matrix(await drv.read_matrix("x1"), x1, f"x1 (FWD following its GEMM, delay {delay})")
+            acc1 = await drv.read_matrix("acc1")
+            _check_delayed(
+                acc1, gemm(x1[:, :hidden], w1[:hidden]), "acc1", "the GEMM chained", "word of x1", delay, gemm1
+            )
+            if cycles is not None:
+                _check_counters(drv, Phase.FORWARD, cycles, *(c["forward"] for c in phase_counts(model)))
+            tried.append(f"delay {delay}")
+    record(forward_chain=tried)
+
+
+def _check_delayed(got, want, tensor, gemm_what, decoy, delay, op):
+    """A GEMM's result ``got`` run at ``delay``: ``want`` at the plan's (``op``'s), and not ``want`` one
+    cycle short of it, where it must have read a decoy ``decoy``: the plan's delay is the least that works."""
+    if delay == op["delay"]:
+        _check_matrix(got, want, f"{tensor} ({gemm_what}, delay {delay})")
+    elif np.array_equal(got, want):
+        raise Mismatch(
+            design="train",
+            tensor=f"{tensor} with the delay one short ({delay}): it should have read a decoy {decoy}",
+            expected=f"a decoy in {tensor}",
+            got=f"{tensor} exact",
+        )
 
 
 def _gemm_model(op, R):
