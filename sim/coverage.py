@@ -76,7 +76,7 @@ TRAIN_SMALL_STEPS, TRAIN_DEFAULT_STEPS = 12, 8
 TRAIN_TESTCASES = (
     *("bad_ops", "reset_mid_step"),
     *("loss_divider", "wide_gemm", "post_shifts", "post_behind", "gemm_behind"),
-    *("loss_behind", "forward_chain", "post_readers", "post_padding"),
+    *("loss_behind", "forward_chain", "backward_chain", "post_readers", "post_padding"),
 )
 
 

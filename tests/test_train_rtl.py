@@ -130,6 +130,7 @@ DIRECTED_CASES = [
     "gemm_behind",
     "loss_behind",
     "forward_chain",
+    "backward_chain",
     "post_readers",
     "post_padding",
 ]
@@ -167,8 +168,8 @@ def test_train_core_directed(simulator, testcase, report):
     ends last, and behind the op that reads what they write (a GEMM, the loss unit), with the cycles
     against the schedule; a GEMM behind, with a post-op that follows it (reading its words as they
     are finished) and one that waits for it; the plan's GEMM behind its LOSS, at its delay and one
-    cycle short of it; the plan's forward GEMM chained behind the one whose FWD follows it, at its delay
-    and one cycle short of it."""
+    cycle short of it; the plan's forward GEMM chained behind the one whose FWD follows it, and its dW GEMM
+    chained behind the dX GEMM whose DX follows it, each at its delay and one cycle short of it."""
     r = _run_testcase(simulator, testcase)
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 

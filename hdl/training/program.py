@@ -154,6 +154,7 @@ OP_LAYOUT = data.StructLayout(
         "behind": 1,
         "by_column": 1,
         "follow": 1,
+        "beside": 1,
         "delay": 8,
         "shift0": signed(7),
         "shift1": signed(7),
@@ -436,16 +437,22 @@ def plan_step(
         # tile after the loss unit has written its rows (the GEMM's delay).
         behind=1,
     )
+    update = None  # the layer above's UPDATE, placed after this layer's dW GEMM
     for l in reversed(range(L)):
         # dW first: right after the LOSS it is the GEMM that can start before all of dY is written.
         # Behind: the engine takes the dX GEMM after it while it drains (the two read dY, neither
         # writes what the other reads); the step's last GEMM's UPDATE follows it, word by word as the
-        # engine finishes them.
+        # engine finishes them. Below the last layer it is chained behind the dX GEMM above, whose DX
+        # writes the dY it reads (its delay: chained_gemm_delay).
         dw_gemm = gemm(Mode.TN, ins[l] + 1, batch, outs[l], x[l], dy[l], dw[l], behind=1)
         if l == L - 1:
             dw_gemm["delay"] = loss_gemm_delay(plan.ops[-1], dw_gemm, R)
         op(Kind.GEMM, Phase.BACKWARD, **dw_gemm)
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
+        if l < L - 1:
+            plan.ops[-1]["delay"] = chained_gemm_delay(plan)
+        if update:
+            plan.ops.append(update)
         if l:
             # behind: its DX follows it
             op(Kind.GEMM, Phase.BACKWARD, **gemm(Mode.NT, batch, outs[l], ins[l], dy[l], w8[l], dxacc[l], behind=1))
@@ -468,15 +475,16 @@ def plan_step(
                 dst_stride=dy[l - 1].stride,
                 by_column=1,
                 follow=1,  # the dX GEMM's results as it finishes them; the layer below's GEMMs read dY
+                behind=1,  # the layer below's dW GEMM, chained behind the dX GEMM, reads dY as it is written
             )
         s_w = n.lr_frac + x_frac(l) + e_frac(l) - n.master_frac
         s_b = n.lr_frac + e_frac(l) - (x_frac(l) + n.w_frac + n.master_extra)
         for s in (s_w, s_b):
             if not -15 <= s <= 47:
                 raise PlanError(f"layer {l}'s update shift {s} is outside the hardware's -15..47")
-        op(
-            Kind.UPDATE,
-            Phase.UPDATE,
+        update = dict(
+            kind=Kind.UPDATE,
+            phase=Phase.UPDATE,
             m=ins[l] + 1,
             k=wm[l].stride,
             n=outs[l],
@@ -493,13 +501,15 @@ def plan_step(
             # By word column, the order the dW GEMM finishes its words in (the LFSR's draws follow it:
             # reference.training.update_draws).
             by_column=1,
-            # Behind the layer below's dW GEMM, which reads dY_(l-1) (its DX has finished), x_(l-1)
-            # and writes dW_(l-1): every tensor has its own words (_place), and this op writes layer l's
-            # only. Its dX GEMM, which read W_l, has finished.
+            # Beside the layer below's dW GEMM, which reads dY_(l-1) and x_(l-1) and writes dW_(l-1),
+            # and behind the op after it (that layer's dX GEMM, or its UPDATE): every tensor has its own
+            # words (_place), and this op writes layer l's only. Its dX GEMM, which read W_l, has finished.
+            beside=int(l > 0),
             behind=int(l > 0),
             # Layer 0's follows its own dW GEMM, the step's last, reading each word once it is final.
             follow=int(l == 0),
         )
+    plan.ops.append(update)
     op(Kind.END, Phase.UPDATE)
     if len(plan.ops) > g.program_depth:
         raise PlanError(f"{L} layers need {len(plan.ops)} ops; the program memory holds {g.program_depth}")
@@ -618,8 +628,11 @@ def schedule(plan):
     that op reads word i of its walk (by column) in the cycle after the GEMM writes it final
     (:func:`reference.gemm.final_writes`), or later, one word a cycle; it is done 2 cycles after its
     last read. Or it is a GEMM, which leaves DECODE once the engine takes it
-    (:func:`reference.gemm.chain_ready`: the engine chains the two). Any other op waits in DECODE
-    until the engine is idle, the cycle after the last write. A LOSS ``behind`` costs its 2 cycles,
+    (:func:`reference.gemm.chain_ready`: the engine chains the two). A post-op with ``beside`` set
+    (it reads no result of the running GEMM) does not wait for the engine either. Any other op waits
+    in DECODE until the engine is idle, the cycle after the last write. A GEMM started while a
+    post-op runs behind must read every operand word that post-op writes after the write
+    (:func:`operand_reads`, :func:`post_writes`), or :class:`EarlyRead` is raised. A LOSS ``behind`` costs its 2 cycles,
     and until its last write only a GEMM leaves DECODE (:func:`loss_gemm_delay`).
     """
     R, t, out = plan.geometry.rows, 0, []  # t: the cycle before the op's DECODE
@@ -634,7 +647,7 @@ def schedule(plan):
             behind = behind_done = None
         if kind == Kind.GEMM:
             t = max(t, chain_ready(chain_launches(R, R, engine)) - 1)  # DECODE waits for the engine to take it
-        elif not (op.get("follow") and kind in (Kind.FWD, Kind.DX, Kind.UPDATE)):
+        elif not ((op.get("follow") or op.get("beside")) and kind in (Kind.FWD, Kind.DX, Kind.UPDATE)):
             t = max(t, gemm_idle - 1)  # DECODE waits for the engine to be idle
         if kind != Kind.GEMM:
             t = max(t, loss_done)  # DECODE waits for the loss unit

@@ -40,9 +40,10 @@ class Sequencer(wiring.Component):
     (``ctl.post_op`` holds the post-op, ``ctl.op`` the other). A GEMM with
     ``behind`` set is not waited for either: its START is followed by the
     next op's DECODE, and while the engine is busy only a post-op with
-    ``follow`` set (which reads the GEMM's results as they are finished), or a
-    GEMM once the engine is ready to take it (``gemm_ready``: it chains the two),
-    leaves DECODE; any other op waits there for the engine. A LOSS with
+    ``follow`` set (which reads the GEMM's results as they are finished), or
+    with ``beside`` set (which reads none of them), or a GEMM once the engine is
+    ready to take it (``gemm_ready``: it chains the two), leaves DECODE; any
+    other op waits there for the engine. A LOSS with
     ``behind`` set is not waited for: while it runs only a GEMM leaves
     DECODE, and a GEMM waits its ``delay`` cycles between DECODE and START
     (the plan picks the delay so that it reads each row of dY after the loss
@@ -131,11 +132,15 @@ class Sequencer(wiring.Component):
                 )
                 # While a GEMM runs behind, only a post-op that follows it may start, or a GEMM once the
                 # engine takes it (chained behind the running one).
+                # A post-op with beside set (it reads no result of the running GEMM) may start beside it too.
                 engine_free = Mux(
                     new.kind == Kind.GEMM,
                     self.gemm_ready,
                     ~self.gemm_busy
-                    | (new.follow & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))),
+                    | (
+                        (new.follow | new.beside)
+                        & ((new.kind == Kind.FWD) | (new.kind == Kind.DX) | (new.kind == Kind.UPDATE))
+                    ),
                 )
                 loss_free = ~loss_busy | (new.kind == Kind.GEMM)  # beside a LOSS, only a GEMM
                 with m.If((self.post.done | passes) & engine_free & loss_free):

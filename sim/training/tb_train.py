@@ -722,7 +722,7 @@ async def forward_chain(dut):
     end = {"kind": Kind.END, "phase": Phase.FORWARD}
     ins, hidden, outs = plan.layers[:3]
     x0 = rng.integers(-128, 128, (plan.batch, ins))
-    w0, w1 = rng.integers(-128, 128, (ins, hidden)), rng.integers(-128, 128, (hidden + 1, outs))
+    w0, w1 = rng.integers(-128, 128, (ins, hidden)), rng.integers(-128, 128, (hidden, outs))
     b_master = rng.integers(-(1 << 20), 1 << 20, hidden)
     bias = sat(round_half_up_shift(b_master, nm.master_extra), 32)
     y0 = sat(round_half_up_shift(gemm(x0, w0) + bias, fwd0["shift0"]), 8)
@@ -752,6 +752,53 @@ async def forward_chain(dut):
                 _check_counters(drv, Phase.FORWARD, cycles, *(c["forward"] for c in phase_counts(model)))
             tried.append(f"delay {delay}")
     record(forward_chain=tried)
+
+
+@cocotb.test()
+async def backward_chain(dut):
+    """The plan's backward pass through the hidden layer, as the plan runs it: layer 1's dX GEMM
+    ``behind``, its DX following it and running ``behind`` (ReLU's mask from y0, dY0 written into A and
+    B a word column at a time as the GEMM finishes dX), and layer 0's dW GEMM chained behind the dX GEMM
+    at the plan's ``delay``: it reads dY0 as its weights as the DX writes it. dY0 starts as decoys in
+    both buffers. dX1, dY0 and dW0 against :func:`reference.training.train_step`'s definitions
+    (``dx = sat8(rhu(dY·Wᵀ))``, 0 where ``y <= 0``, ``dW = Xᵀ·dY``), the cycles and counters against the
+    schedule; then the same one cycle earlier, which must read a decoy (with no delay, that run only)."""
+    plan, drv, R, nm, rng = await _post_setup(dut)
+    i = next(i for i, op in enumerate(plan.ops) if op["kind"] == Kind.DX)
+    dx_gemm, dx_op, dw_gemm = plan.ops[i - 1 : i + 2]
+    end = {"kind": Kind.END, "phase": Phase.BACKWARD}
+    ins, hidden, outs = plan.layers[:3]
+    dy1, w1 = rng.integers(-128, 128, (plan.batch, outs)), rng.integers(-128, 128, (hidden, outs))
+    y0 = rng.integers(-128, 128, (plan.batch, hidden))
+    x0 = np.concatenate([rng.integers(-128, 128, (plan.batch, ins)), np.ones((plan.batch, 1), dtype=np.int64)], axis=1)
+    dx = sat(round_half_up_shift(dy1 @ w1.T, dx_op["shift0"]), 8)
+    dy0 = np.where(y0 > 0, dx, 0)
+    dy0_words, _ = pack_operand(np.where(dy0 == 5, 6, 5), R)  # the decoys
+    model = SimpleNamespace(geometry=plan.geometry, macs=dict.fromkeys(plan.macs, 0))
+    tried = []
+    with errors_recorded("train", "backward_chain"):
+        assert dx_gemm["mode"] == Mode.NT and dx_op.get("follow") and dx_op.get("behind"), "no chain in the plan"
+        assert dw_gemm["kind"] == Kind.GEMM and dw_gemm["mode"] == Mode.TN, "no dW GEMM after the DX"
+        dy1_words, _ = pack_operand(dy1, R)
+        for space in ("a", "b"):  # the LOSS writes dY1 to both; the dX GEMM reads A's
+            await drv.write_words(space, plan.regions["dy1"].base, dy1_words)
+        await drv.write_matrix("w1", w1)
+        await drv.write_matrix("y0", np.pad(y0, ((0, 0), (0, 1))))
+        await drv.write_matrix("x0", x0)
+        for delay in range(dw_gemm["delay"], max(dw_gemm["delay"] - 2, -1), -1):
+            for space in ("a", "b"):
+                await drv.write_words(space, plan.regions["dy0"].base, dy0_words)
+            model.ops = ops = [dx_gemm, dx_op, dict(dw_gemm, delay=delay), end]
+            cycles = schedule(model)[-1]["end"] if delay == dw_gemm["delay"] else None
+            assert await _run_program(dut, drv, ops, 4 * step_cycles(plan) + 100) == 0
+            _check_matrix(await drv.read_matrix("dx1"), dx, f"dX1 (DX following its GEMM, delay {delay})")
+            _check_matrix(await drv.read_matrix("dy0"), dy0, f"dY0 (DX following its GEMM, delay {delay})")
+            dw0 = await drv.read_matrix("dw0")
+            _check_delayed(dw0, gemm(x0, dy0, "tn"), "dW0", "the GEMM chained", "word of dY0", delay, dw_gemm)
+            if cycles is not None:
+                _check_counters(drv, Phase.BACKWARD, cycles, *(c["backward"] for c in phase_counts(model)))
+            tried.append(f"delay {delay}")
+    record(backward_chain=tried)
 
 
 def _check_delayed(got, want, tensor, gemm_what, decoy, delay, op):
