@@ -12,7 +12,8 @@ def job_list(R, C, n_random, seed=0, max_dim=None):
 
     Always included: M, K and N of 1; sizes below, equal to, and above R
     and C, multiples and not; every mode; -128·-128 summed over a long K; a
-    short M over nine tiles (the weight-bank wait); a pair of identical jobs
+    short M over nine tiles (the weight-bank wait); nt over three column
+    blocks of B's rows, stride 1; a pair of identical jobs
     whose next operands load while the first computes (back to back).
     """
     rng = np.random.default_rng(seed)
@@ -29,6 +30,9 @@ def job_list(R, C, n_random, seed=0, max_dim=None):
         [max(R - 1, 1), R, C, "nt", "random"],
         # Nine tiles of a short M: on a tall array (C < R) the weight-bank wait binds, 2·max(M, C) < M + R - 1.
         [max(1, min(C, R - 2)), 2 * R + 1, 2 * C + 1, "nn", "random"],
+        # nt over three column blocks with B's stride 1 (K = R): each block's first row of the stored
+        # N x K B is n0 words on, an odd multiple of C for the middle one.
+        [2, R, 2 * C + 1, "nt", "random"],
     ]
     for _ in range(n_random):
         M, K, N = (int(v) for v in rng.integers(1, hi + 1, 3))
