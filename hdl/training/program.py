@@ -62,7 +62,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from reference.gemm import chain_launches, chain_ready, final_writes, tile_launches
+from reference.gemm import ROW_ENTRY, chain_launches, chain_ready, final_writes, tile_launches
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
@@ -518,8 +518,9 @@ def plan_step(
 
 def chained_gemm_delay(plan):
     """The fewest cycles the last GEMM of ``plan`` (so far) must wait in the sequencer before its start
-    so that it reads each word the post-op running beside it writes (a FWD that follows the GEMM before,
-    writing x a word column at a time as that GEMM finishes it) after the write (:func:`schedule`)."""
+    so that it reads each word the post-op running beside it writes after the write (:func:`schedule`):
+    a FWD that follows the GEMM before, writing x a word column at a time as that GEMM finishes acc, or
+    a DX that follows the dX GEMM before, writing dY as that GEMM finishes dX."""
     gemm_op = plan.ops[-1]
     gemm_op["delay"] = 0
     while True:
@@ -711,8 +712,8 @@ def phase_counts(plan):
     START). ``gemm``: the cycles the engine is busy (``cnt_gemm``), from the cycle after a GEMM's take
     to its last write; a GEMM chained behind another (:func:`schedule`) takes the cycles from the one
     after its own take. Alone, a GEMM is busy :func:`reference.gemm.gemm_cycles`. ``active``: the
-    cycles a row of A' enters the array (``cnt_active``), M for each tile (docs/systolic.md), the
-    cycles ``4 .. M + 3`` after its launch.
+    cycles a row of A' enters the array (``cnt_active``), M for each tile (docs/systolic.md), from
+    :data:`reference.gemm.ROW_ENTRY` cycles after its launch.
     """
     gemms = [(op, s) for op, s in zip(plan.ops, schedule(plan)) if op["kind"] == Kind.GEMM]
     gemm, active = {name: 0 for name in plan.macs}, {name: 0 for name in plan.macs}
@@ -722,7 +723,7 @@ def phase_counts(plan):
     takes = [s["take"] for _, s in gemms]
     for op, s in gemms:
         for launch in s["launches"]:
-            for cycle in range(launch + 4, launch + 4 + op["m"]):
+            for cycle in range(launch + ROW_ENTRY, launch + ROW_ENTRY + op["m"]):
                 later = sum(take < cycle for take in takes) - 1  # the last GEMM started before the cycle
                 active[gemms[later][0]["phase"].name.lower()] += 1
     return gemm, active
