@@ -8,12 +8,22 @@ from amaranth.back import verilog
 
 from reference.selftest_vectors import VECTOR_SEED, default_vectors
 
-__all__ = ["DESIGNS", "to_verilog", "write_verilog", "extra_sources", "lint_waivers", "ports_only", "long_runs"]
+__all__ = [
+    "DESIGNS",
+    "to_verilog",
+    "write_verilog",
+    "extra_sources",
+    "lint_waivers",
+    "ports_only",
+    "long_runs",
+    "clocked_inside",
+]
 
 
 #: name -> (module that defines it, class; also the Verilog module name unless _MODULE_NAMES says). Imported when used.
 DESIGNS = {
     "train": ("hdl.training.core", "TrainCore"),
+    "train_harness": ("hdl.training.harness", "TrainHarness"),  # sim only: the core and a host in hardware
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
     "cfu": ("hdl.cfu", "Cfu"),
     "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below; module Cfu
@@ -46,7 +56,14 @@ def ports_only(design):
 def long_runs(design):
     """Whether a design's Verilator runs are long enough that a slower, more
     optimized C++ compile pays (-O3: the training core simulates about 35% faster than with -Os)."""
-    return design == "train"
+    return design in ("train", "train_harness")
+
+
+def clocked_inside(design):
+    """Whether a design is simulated inside a top that makes its clock and registers its inputs
+    (``sim/runner.py``): the host acts only a few times a step, so the simulator's own clock and an input
+    combinational region of nothing beat cocotb's clock (docs/performance.md)."""
+    return design == "train_harness"
 
 
 def extra_sources(design):

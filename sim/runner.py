@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hdl.generate import extra_sources, lint_waivers, long_runs, ports_only, to_verilog
+from hdl.generate import clocked_inside, extra_sources, lint_waivers, long_runs, ports_only, to_verilog
 
 __all__ = [
     "SIMULATORS",
@@ -144,6 +144,62 @@ def _public_ports_config(verilog, toplevel):
     path = Path(verilog).with_suffix(".vlt")
     path.write_text("`verilator_config\n" + "".join(f'public_flat_rw -module "{toplevel}" -var "{p}"\n' for p in ports))
     return path
+
+
+#: The top :func:`_clocked_top` wraps a design in.
+CLOCKED_TOP = "sim_top"
+
+
+def _top_ports(text, toplevel):
+    """``[(name, "input" | "output", "[w:0]" or "")]``: ``toplevel``'s ports, in order, from its Verilog."""
+    body = re.search(rf"^module {re.escape(toplevel)}\((.*?)\);(.*?)^endmodule", text, re.S | re.M)
+    names = [p.strip() for p in body.group(1).split(",") if p.strip()]
+    decl = {
+        m.group(3): (m.group(1), (m.group(2) or "").strip())
+        for m in re.finditer(r"^\s*(input|output)\s+(\[\d+:0\]\s*)?\\?(\w+)\s*;", body.group(2), re.M)
+    }
+    return [(n, *decl[n]) for n in names]
+
+
+def _clocked_top(text, toplevel, build_dir, period_ns):
+    """A top for ``toplevel`` that runs its clock itself and registers every input.
+
+    cocotb's clock wakes the simulator's scheduler twice a cycle through VPI,
+    and every signal cocotb may write makes the logic it drives part of
+    Verilator's input combinational region, evaluated at every ``eval``.
+    Here ``clk`` toggles inside the simulation (``always``; Verilator needs
+    ``--timing``), each input ``x`` of the design is driven from a register
+    ``x`` of this top that cocotb writes and that is copied at every rising
+    edge (so the design sees a write one cycle later than a bench driving it
+    directly), and the outputs are readable only. Returns the Verilog and a
+    Verilator configuration file making just those visible.
+    """
+    ports = _top_ports(text, toplevel)
+    half = period_ns / 2
+    lines = [f"module {CLOCKED_TOP};", "  reg clk = 1'b0;", f"  always #{half:g} clk = ~clk;"]
+    conns, copies = [".clk(clk)"], []
+    for name, way, width in ports:
+        if name == "clk":
+            continue
+        if way == "input":
+            lines += [f"  reg {width} {name} = 0;", f"  reg {width} {name}__q = 0;"]
+            copies.append(f"{name}__q <= {name};")
+            conns.append(f".{name}({name}__q)")
+        else:
+            lines.append(f"  wire {width} {name};")
+            conns.append(f".{name}({name})")
+    lines += [f"  always @(posedge clk) begin {' '.join(copies)} end", f"  {toplevel} dut({', '.join(conns)});"]
+    lines.append("endmodule")
+    vlt = Path(build_dir) / f"{CLOCKED_TOP}.vlt"
+    vlt.write_text(
+        "`verilator_config\n"
+        + "".join(
+            f'public_flat_{"rw" if way == "input" else "rd"} -module "{CLOCKED_TOP}" -var "{name}"\n'
+            for name, way, _ in [("clk", "output", ""), *ports]
+            if name != "clk" or way == "output"
+        )
+    )
+    return "\n".join(lines) + "\n", vlt
 
 
 def build_tag(design, params):
@@ -275,6 +331,12 @@ def run_cocotb(
         else:  # a netlist made from the design's (sim/mutate.py's mutants)
             text = Path(verilog).read_text()
             toplevel = re.findall(r"^module\s+(\w+)", text, re.M)[-1]
+        clocked = clocked_inside(design)
+        if clocked:
+            from .common import PERIOD_NS
+
+            top, vlt = _clocked_top(text, toplevel, build_dir, PERIOD_NS)
+            text, toplevel = text + top, CLOCKED_TOP
         if simulator == "icarus":
             text = _kick_time_zero(text)
         # Written only if it changed: a newer file makes the simulator build again.
@@ -284,7 +346,9 @@ def run_cocotb(
         build_args = [f"-Wno-{w}" for w in lint_waivers(design)] if simulator == "verilator" else []
         if coverage:
             build_args += ["--coverage-line", "--coverage-toggle"]
-        if simulator == "verilator" and ports_only(design):
+        if simulator == "verilator" and clocked:
+            build_args += ["--timing", "-CFLAGS", "-fcoroutines", "--no-public-flat-rw", str(vlt)]
+        elif simulator == "verilator" and ports_only(design):
             # A model nothing reaches into: let Verilator optimize it.
             build_args += ["--no-public-flat-rw", str(_public_ports_config(build_dir / f"{design}.v", toplevel))]
         if simulator == "verilator" and long_runs(design):
@@ -321,6 +385,8 @@ def run_cocotb(
         "DESIGN_PARAMS": json.dumps(params),
         "SIM_RESULTS": str(results_json),
         "SIMULATOR": simulator,
+        # The design's clock runs inside the simulation and its inputs are registered (_clocked_top).
+        "SIM_CLOCKED_TOP": "1" if clocked_inside(design) else "",
         # cocotb rewrites assertions in every imported file by default,
         # which makes NumPy/scikit-learn imports crawl: only ours.
         "COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py",

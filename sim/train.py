@@ -179,7 +179,8 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
         def work():
             try:
                 outcome["results"] = run_cocotb(
-                    "train",
+                    # The core inside a simulation host that moves each step's data in hardware.
+                    "train_harness",
                     "sim.training.tb_train",
                     simulator=backend,
                     params=geometry.params,
@@ -188,7 +189,7 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
                     waves=waves,
                     quiet=True,
                     # The default core keeps its short name; any other geometry builds apart, named by it.
-                    tag="train" if geometry == CoreGeometry() else None,
+                    tag="train_harness" if geometry == CoreGeometry() else None,
                     env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)},
                 )
             except BaseException as e:  # re-raised below, in this thread

@@ -174,6 +174,24 @@ def test_train_core_directed(simulator, testcase, report):
     report(f"training core on {simulator}, {testcase}: {r[testcase]}")
 
 
+def test_harness_catches_a_flipped_bit(simulator, report):
+    """``make sim``'s check (the harness's signature of the masters, hdl/training/harness.py): equal to
+    the golden step's, and after one master bit is flipped, different, with the read-back naming the
+    flipped weight. (test_train_default_network runs the same check over whole steps, on both simulators.)"""
+    cfg = run_config((64, 32, 10), 1, 32, 0.2, 0.0, "ce", 0, "relu")
+    r = run_cocotb(
+        "train_harness",
+        "sim.training.tb_train",
+        simulator=simulator,
+        params=CoreGeometry().params,
+        testcase="harness_catches",
+        env={"TRAIN_CONFIG": json.dumps(cfg)},
+        quiet=True,
+        tag="train_harness",
+    )
+    report(f"training harness on {simulator}: {r['harness_catches']}")
+
+
 @pytest.mark.regress
 def test_train_accuracy_targets(report, functional_coverage):
     """The issue's targets on the RTL: 20 epochs, fixed point >= 94% and within 2 points of float."""

@@ -4,7 +4,9 @@ Writes: ``en``, ``addr`` and ``data`` change at a falling edge and are
 registered at the next rising edge. Reads: the address presented at a
 falling edge is read at the next rising edge and the word is sampled at the
 falling edge after it, while the next address goes out: ``n`` words in
-``n + 1`` cycles, one trigger a cycle.
+``n + 1`` cycles, one trigger a cycle. A port whose inputs are registered on
+the way in (``sim/runner.py``'s clocked top) has its word ``latency`` = 2
+falling edges after the address.
 """
 
 from cocotb.triggers import FallingEdge
@@ -28,7 +30,7 @@ async def write_words(clk, en, addr, data, values, addrs, setup=()):
     en.value = 0
 
 
-async def read_words(clk, en, addr, data, addrs, setup=()):
+async def read_words(clk, en, addr, data, addrs, setup=(), latency=1):
     """Read the words at ``addrs``; returns their port integers. ``en`` may be
     None for a port that reads every cycle."""
     fall = FallingEdge(clk)
@@ -39,9 +41,10 @@ async def read_words(clk, en, addr, data, addrs, setup=()):
         sig.value = v
     if en is not None:
         en.value = 1
-    for i in range(len(addrs) + 1):
+    for i in range(len(addrs) + latency):
         if i:
             await fall
+        if i >= latency:
             raw.append(int(data.value))
         if i < len(addrs):
             addr.value = addrs[i]

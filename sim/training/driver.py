@@ -3,6 +3,8 @@ state once, then per step write the inputs and labels, start, wait, and read
 back what is checked. Python acts only while data moves; the step itself
 runs at the simulator's speed."""
 
+import os
+
 import numpy as np
 from amaranth.lib.wiring import In
 from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
@@ -23,6 +25,8 @@ class TrainDriver:
         members = TrainCore(**plan.geometry.params).signature.members
         self.ports = {name: member.shape for name, member in members.items() if member.is_port}
         self.inputs = [name for name, member in members.items() if member.is_port and member.flow == In]
+        # In sim/runner.py's clocked top the clock runs by itself and every input reaches the core a cycle later.
+        self.clocked_top = bool(os.environ.get("SIM_CLOCKED_TOP"))
 
     @property
     def cycle(self):
@@ -31,8 +35,11 @@ class TrainDriver:
 
     async def start(self):
         dut = self.dut
-        start_clock(dut.clk)
-        await reset(dut.clk, dut.rst, zero=[getattr(dut, name) for name in self.inputs])
+        if not self.clocked_top:
+            start_clock(dut.clk)
+        # The harness's own host inputs too (a request left in ``go`` would run again after the reset).
+        extra = [getattr(dut, name) for name in ("go", "ld_en") if hasattr(dut, name)]
+        await reset(dut.clk, dut.rst, zero=[getattr(dut, name) for name in self.inputs] + extra)
 
     # Transfers change the inputs at falling edges and sample the outputs
     # there too (sim.common's convention): one trigger a cycle.
@@ -75,6 +82,7 @@ class TrainDriver:
             dut.rd_data,
             range(base, base + count),
             setup=[(dut.rd_target, Target[target.upper()].value)],
+            latency=2 if self.clocked_top else 1,
         )
         return unpack_words(self.ports["rd_data"], raw)
 
@@ -227,3 +235,71 @@ class TrainDriver:
                     got=int(got[idx]),
                     cycle=self.cycle,
                 )
+
+
+#: The golden tensor a checked region's first letter names.
+CHECKED = {"w": "w_new", "b": "b_new"}
+
+
+class HarnessHost:
+    """The host :class:`hdl.training.harness.TrainHarness` has in hardware, driven from here: the data
+    set loaded once, then per step the batch's sample numbers, ``go``, and the wait for ``taken``; the
+    state the step leaves comes back as one signature (:mod:`reference.signature`) of the masters'
+    words, which :meth:`expected` computes from the golden step."""
+
+    def __init__(self, drv, checked):
+        """``checked``: the regions whose words the signature folds, in order."""
+        from hdl.training.harness import RANGE
+
+        self.drv, self.dut, self.R = drv, drv.dut, drv.R
+        self.regions = [(name, drv.plan.regions[name]) for name in checked]
+        self.seq = 0
+        ranges = [(Target[reg.space.upper()].value, reg.base, reg.rows * reg.stride) for _, reg in self.regions]
+        n = len(self.dut.ranges.value) // RANGE.size
+        if len(ranges) > n:
+            raise ValueError(f"the harness reads back at most {n} ranges, not {len(ranges)}")
+        self._ranges = sum(
+            (t | base << 3 | count << 19) << (RANGE.size * i) for i, (t, base, count) in enumerate(ranges)
+        )
+
+    async def load(self, x8, labels):
+        """The data set: sample i's 64 int8 pixels and its label at word i."""
+        dut = self.dut
+        x8 = np.asarray(x8, dtype=np.int64)
+        if len(x8) > 1 << len(dut.ld_addr.value):
+            raise ValueError(f"the harness holds {1 << len(dut.ld_addr.value)} samples, not {len(x8)}")
+        pixels = (x8 & 0xFF).astype(np.uint8)
+        values = [int.from_bytes(p.tobytes(), "little") | int(y) << 512 for p, y in zip(pixels, labels)]
+        await write_words(dut.clk, dut.ld_en, dut.ld_addr, dut.ld_data, values, range(len(values)))
+        reg = self.drv.plan.regions["x0"]
+        dut.x_base.value, dut.x_stride.value = reg.base, reg.stride
+        dut.n_ranges.value, dut.ranges.value = len(self.regions), self._ranges
+
+    async def step(self, idx, lr_q):
+        """One step on the samples ``idx`` (moved in by the harness); returns the core's counters."""
+        dut = self.dut
+        width = len(dut.ld_addr.value)
+        dut.indices.value = sum(int(s) << (width * i) for i, s in enumerate(idx))
+        dut.batch.value = len(idx)
+        dut.lr.value = lr_q
+        self.seq = (self.seq + 1) & 0xFF
+        dut.go.value = self.seq
+        while int(dut.taken.value) != self.seq:
+            await dut.taken.value_change
+        if int(dut.error.value):
+            raise Mismatch(
+                design="train",
+                tensor="error (the core stopped on an op it cannot run)",
+                expected=0,
+                got=1,
+                cycle=self.drv.cycle,
+            )
+        return self.drv.counters()
+
+    def signature(self):
+        """The signature the harness folded over the checked regions after the last step."""
+        return int(self.dut.misr.value)
+
+    def spec(self):
+        """The checked regions for :mod:`sim.training.golden_worker`: ``(tensor, layer, rows, stride)``."""
+        return [(CHECKED[name[0]], int(name[1:].split("_")[0]), reg.rows, reg.stride) for name, reg in self.regions]

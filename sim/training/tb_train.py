@@ -7,8 +7,11 @@ back and compared with :func:`reference.training.train_step`'s; the first
 mismatch records ``bit_exact: false`` and the mismatch, then fails the test
 with the step, layer, tensor, index and both values."""
 
+import gc
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +42,8 @@ from reference.training_numerics import LFSR_SEED
 from sim.common import Mismatch
 from sim.common.coverage import Coverage
 from sim.results import design_params, env_int, errors_recorded, record
-from sim.training.driver import TrainDriver
+from sim.training.driver import HarnessHost, TrainDriver
+from sim.training.golden_worker import expected_signature
 from sim.training.session import FixedRun, total_steps
 
 #: Every op the training core runs, as :func:`op_bin` names it.
@@ -140,33 +144,59 @@ async def _train(dut, config):
     progress = Path(os.environ["TRAIN_PROGRESS"]) if os.environ.get("TRAIN_PROGRESS") else None
     phases = {p.name.lower(): {"cycles": 0, "gemm": 0, "active": 0} for p in Phase}
     step_cycles = []
+    full = cfg.get("check") == "full"
+    # On the harness (hdl/training/harness.py) the batch goes in and the masters' signature comes out in
+    # hardware, and the golden model runs in a process of its own; --check full reads every tensor back
+    # from here, a word a cycle, on either top.
+    host = None
+    if hasattr(dut, "go") and not full:
+        L = len(plan.layers) - 1
+        host = HarnessHost(drv, [f"{t}{l}_master" for l in range(L) for t in "wb"])
+        await host.load(run.x8_train, run.y_train)
+        golden_steps = WorkerSteps(cfg, drv.R, host.spec())
+    else:
+        golden_steps = LocalSteps(run)
+    # What is alive now lives for the whole run: out of the collector's way (a full collection walks it all).
+    gc.freeze()
     wall0, cycle0 = time.perf_counter(), drv.cycle
+    shown = 0.0  # when the progress file was last written
     checked = 0  # steps whose comparisons all passed
-    with errors_recorded("train", f"train_run, check {cfg.get('check', 'weights')}"):
-        for epoch, idx, closes in run.batches():
-            golden = run.step(idx)
-            counters = await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
-            await drv.check(run.steps - 1, golden, full=cfg.get("check") == "full")
+    with errors_recorded("train", f"train_run, check {cfg.get('check', 'weights')}"), golden_steps:
+        for n, (epoch, idx, closes, golden, want) in enumerate(golden_steps):
+            if host:
+                counters = await host.step(idx, cfg["lr_q"])
+                if host.signature() != want or closes:
+                    # Read the masters back to say where they differ; at an epoch's end, to compare them.
+                    await drv.check(n, golden or replay(cfg, drv.R, n))
+                    if host.signature() != want:
+                        raise Mismatch(
+                            design="train",
+                            step=n,
+                            tensor="signature of the masters (reference.signature)",
+                            expected=want,
+                            got=host.signature(),
+                            cycle=drv.cycle,
+                        )
+            else:
+                counters = await drv.step(run.x8_train[idx], run.y_train[idx], cfg["lr_q"])
+                await drv.check(n, golden, full=full)
             sample_step(plan)
             checked += 1
             for p in Phase:
                 for key in ("cycles", "gemm", "active"):
                     phases[p.name.lower()][key] += counters[key][p.value]
             step_cycles.append(sum(counters["cycles"]))
-            if cfg.get("dump") and run.steps == 1:
-                run.dump(Path(cfg["dump"]) / "step0.npz", golden)
-            if closes:
-                run.end_epoch(epoch)
-            if progress:
+            if progress and (time.perf_counter() - shown > 0.2 or n + 1 == total):
+                shown = time.perf_counter()
                 tmp = progress.with_suffix(".tmp")
                 tmp.write_text(
-                    json.dumps({"steps": run.steps, "total": total, "epoch": epoch + 1, "cycles": step_cycles[-1]})
+                    json.dumps({"steps": n + 1, "total": total, "epoch": epoch + 1, "cycles": step_cycles[-1]})
                 )
                 tmp.replace(progress)
     wall = time.perf_counter() - wall0
     sim_cycles = drv.cycle - cycle0
     R = plan.geometry.rows
-    steps = run.steps
+    steps = len(step_cycles)
     cycles = sum(p["cycles"] for p in phases.values())
     coverage().record()
     figures = dict(
@@ -188,7 +218,7 @@ async def _train(dut, config):
         sim_cycles=sim_cycles,
         sim_cycles_per_second=sim_cycles / wall,
         wall_seconds=wall,
-        curves=run.curves,
+        curves=golden_steps.curves,
         array=f"{R}x{R}",
     )
     if config == "TRAIN_CONFIG":
@@ -197,8 +227,132 @@ async def _train(dut, config):
         record(variant=figures)
 
 
+class LocalSteps:
+    """``(epoch, idx, closes, golden, None)`` for each step of ``run``: its golden step, computed here, with
+    the run's dump and epoch ends done. ``curves`` are the run's."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @property
+    def curves(self):
+        return self.run.curves
+
+    def __iter__(self):
+        run, cfg = self.run, self.run.cfg
+        for epoch, idx, closes in run.batches():
+            golden = run.step(idx)
+            if cfg.get("dump") and run.steps == 1:
+                run.dump(Path(cfg["dump"]) / "step0.npz", golden)
+            if closes:
+                run.end_epoch(epoch)
+            yield epoch, idx, closes, golden, None
+
+
+class WorkerSteps:
+    """``(epoch, idx, closes, masters, signature)`` for each step, from :mod:`sim.training.golden_worker`
+    running beside the simulator: the signature the step must leave, and at an epoch's end the golden
+    masters (``{"w_new": [...], "b_new": [...]}``; else None). ``curves`` are the worker's, once done."""
+
+    def __init__(self, cfg, R, regions):
+        self.curves = None
+        root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+        # cocotb names the Python it embeds; sys.executable may be the simulator.
+        python = os.environ.get("PYGPI_PYTHON_BIN") or sys.executable
+        spec = {"cfg": {k: v for k, v in cfg.items() if k != "progress"}, "lanes": R, "regions": regions}
+        self.proc = subprocess.Popen(
+            [python, "-m", "sim.training.golden_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            env=env,
+        )
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        return False
+
+    def __iter__(self):
+        for line in self.proc.stdout:
+            rec = json.loads(line)
+            if "error" in rec:
+                raise RuntimeError(f"the golden model's process failed: {rec['error']}")
+            if "curves" in rec:
+                self.curves = rec["curves"]
+                return
+            masters = rec.get("masters")
+            if masters:
+                masters = {t: [np.array(m, dtype=np.int64) for m in ms] for t, ms in masters.items()}
+            yield rec["epoch"], np.array(rec["idx"]), rec["closes"], masters, int(rec["signature"], 16)
+        raise RuntimeError(f"the golden model's process ended early (exit status {self.proc.wait()})")
+
+
+def replay(cfg, R, n):
+    """The golden model's step ``n`` of the run, computed again from the start (to say where a
+    signature that differs went wrong)."""
+    run = FixedRun(cfg, lanes=R)
+    for _, idx, _ in run.batches():
+        golden = run.step(idx)
+        if run.steps == n + 1:
+            return golden
+    raise ValueError(f"the run has no step {n}")
+
+
 #: Steps ``clock_ceiling`` runs (``$CEILING_STEPS``): enough for a steady rate, a few seconds at most.
 CEILING_STEPS = 40
+
+
+@cocotb.test()
+async def harness_catches(dut):
+    """The harness's check (``hdl/training/harness.py``) on the default configuration: a step's signature
+    equals the golden step's; then one bit of one master weight is flipped through the host port, and
+    the next step's signature must differ from the golden one and the read-back masters must differ
+    from the golden ones exactly there (layer 0, the flipped weight), as :func:`_train` reports it."""
+    cfg, run, plan, drv = await _setup(dut)
+    L = len(plan.layers) - 1
+    host = HarnessHost(drv, [f"{t}{l}_master" for l in range(L) for t in "wb"])
+    await host.load(run.x8_train, run.y_train)
+    reg, R = plan.regions["w0_master"], drv.R
+    row, col = plan.layers[0] // 2, min(plan.layers[1], R) - 1  # the weight flipped (word row·stride, lane col)
+    batches = run.batches()
+    with errors_recorded("train", "harness_catches"):
+        _, idx, _ = next(batches)
+        golden = run.step(idx)
+        await host.step(idx, cfg["lr_q"])
+        want = expected_signature(golden, host.spec(), R)
+        assert host.signature() == want, f"signature {host.signature():x}, golden {want:x}"
+        addr = reg.base + row * reg.stride
+        word = (await drv.read_words("wmem", addr, 1))[0]
+        word[col] ^= 1
+        await drv.write_words("wmem", addr, [word])
+        _, idx, _ = next(batches)
+        golden = run.step(idx)
+        await host.step(idx, cfg["lr_q"])
+        assert host.signature() != expected_signature(golden, host.spec(), R), "a flipped bit kept the signature"
+        try:
+            await drv.check(1, golden)
+        except Mismatch as e:
+            got = (e.report["tensor"], e.report["layer"], e.report["index"])
+            assert got == ("w_new", 0, (row, col)), f"the read-back found {got}, not w_new 0 {(row, col)}"
+        else:
+            raise AssertionError("the read-back found no difference after a flipped bit")
+    record(harness_catches=f"signature equal, then a flipped bit in w0[{row}, {col}] found by signature and read-back")
 
 
 @cocotb.test()
