@@ -103,9 +103,9 @@ def sample_step(plan):
         coverage().sample("op", op_bin(op))
 
 
-async def _setup(dut, config="TRAIN_CONFIG"):
+async def _setup(dut, config="TRAIN_CONFIG", before_load=None):
     """The run ``$TRAIN_CONFIG`` (or another variable) names: its golden model, its plan, and the core
-    loaded with both."""
+    loaded with both. ``before_load(cfg, plan, drv)`` runs before the first cycle."""
     cfg = json.loads(os.environ[config])
     geometry = CoreGeometry(**design_params())
     run = FixedRun(cfg, lanes=geometry.rows)
@@ -119,6 +119,8 @@ async def _setup(dut, config="TRAIN_CONFIG"):
         momentum=cfg["momentum"],
     )
     drv = TrainDriver(dut, plan)
+    if before_load:
+        before_load(cfg, plan, drv)
     await drv.start()
     await drv.load_program()
     await drv.load_state(run.state)
@@ -139,23 +141,25 @@ async def train_variant(dut):
 
 
 async def _train(dut, config):
-    cfg, run, plan, drv = await _setup(dut, config)
+    full = json.loads(os.environ[config]).get("check") == "full"
+    # On the harness (hdl/training/harness.py) the batch goes in and the masters' signature comes out in
+    # hardware, and the golden model runs in a process of its own, started first so that it is ready by
+    # the first step; --check full reads every tensor back from here, a word a cycle, on either top.
+    fast = {}
+
+    def start_worker(cfg, plan, drv):
+        fast["host"] = host = HarnessHost(drv, _checked(plan))
+        fast["steps"] = WorkerSteps(cfg, drv.R, host.spec())
+
+    cfg, run, plan, drv = await _setup(dut, config, start_worker if hasattr(dut, "go") and not full else None)
     total = total_steps(cfg, len(run.x_train))
     progress = Path(os.environ["TRAIN_PROGRESS"]) if os.environ.get("TRAIN_PROGRESS") else None
     phases = {p.name.lower(): {"cycles": 0, "gemm": 0, "active": 0} for p in Phase}
     step_cycles = []
-    full = cfg.get("check") == "full"
-    # On the harness (hdl/training/harness.py) the batch goes in and the masters' signature comes out in
-    # hardware, and the golden model runs in a process of its own; --check full reads every tensor back
-    # from here, a word a cycle, on either top.
-    host = None
-    if hasattr(dut, "go") and not full:
-        L = len(plan.layers) - 1
-        host = HarnessHost(drv, [f"{t}{l}_master" for l in range(L) for t in "wb"])
+    host = fast.get("host")
+    golden_steps = fast.get("steps") or LocalSteps(run)
+    if host:
         await host.load(run.x8_train, run.y_train)
-        golden_steps = WorkerSteps(cfg, drv.R, host.spec())
-    else:
-        golden_steps = LocalSteps(run)
     # What is alive now lives for the whole run: out of the collector's way (a full collection walks it all).
     gc.freeze()
     wall0, cycle0 = time.perf_counter(), drv.cycle
@@ -225,6 +229,11 @@ async def _train(dut, config):
         record(**figures)
     else:
         record(variant=figures)
+
+
+def _checked(plan):
+    """The regions the harness signs after each step: every layer's master weights and biases."""
+    return [f"{t}{l}_master" for l in range(len(plan.layers) - 1) for t in "wb"]
 
 
 class LocalSteps:
@@ -325,8 +334,7 @@ async def harness_catches(dut):
     the next step's signature must differ from the golden one and the read-back masters must differ
     from the golden ones exactly there (layer 0, the flipped weight), as :func:`_train` reports it."""
     cfg, run, plan, drv = await _setup(dut)
-    L = len(plan.layers) - 1
-    host = HarnessHost(drv, [f"{t}{l}_master" for l in range(L) for t in "wb"])
+    host = HarnessHost(drv, _checked(plan))
     await host.load(run.x8_train, run.y_train)
     reg, R = plan.regions["w0_master"], drv.R
     row, col = plan.layers[0] // 2, min(plan.layers[1], R) - 1  # the weight flipped (word row·stride, lane col)
