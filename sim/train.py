@@ -172,6 +172,11 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
     from .runner import run_cocotb
 
     geometry = rtl_geometry(cfg, array, dsp_pairs)
+    params = dict(geometry.params)
+    # The harness reads back each layer's master weights and biases: 16 ranges unless the network needs more.
+    layers = len(cfg["layers"]) - 1
+    if 2 * layers > 16:
+        params["max_ranges"] = 2 * layers
     with tempfile.TemporaryDirectory() as tmp:
         progress = Path(tmp) / "progress.json"
         outcome = {}
@@ -183,13 +188,13 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
                     "train_harness",
                     "sim.training.tb_train",
                     simulator=backend,
-                    params=geometry.params,
+                    params=params,
                     # clock_ceiling after the run: the same core with no host transfer between steps.
                     testcase=["train_run", "clock_ceiling"] if ceiling else "train_run",
                     waves=waves,
                     quiet=True,
                     # The default core keeps its short name; any other geometry builds apart, named by it.
-                    tag="train_harness" if geometry == CoreGeometry() else None,
+                    tag="train_harness" if params == CoreGeometry().params else None,
                     env={"TRAIN_CONFIG": json.dumps(cfg), "TRAIN_PROGRESS": str(progress)},
                 )
             except BaseException as e:  # re-raised below, in this thread

@@ -7,8 +7,8 @@ harness does them in hardware instead, so that Python acts twice a step:
 
 - ``ld_*`` loads the data set once, a sample a cycle: 64 int8 pixels and a
   label in ``samples`` words;
-- per step the host sets ``indices`` (the batch's samples, in batch order)
-  and ``lr``, and changes ``go``. The harness writes each sample's pixel
+- per step the host sets ``indices`` (the batch's samples, in batch order),
+  ``batch`` (how many) and ``lr``, and changes ``go``. The harness writes each sample's pixel
   words into region x0 (``x_base``, ``x_stride``; lanes rotated by the row,
   as :func:`reference.gemm_layout.pack_operand` lays them out) and the labels
   R to a word, pulses the core's ``start``, waits for its ``done``, and reads

@@ -7,12 +7,23 @@ import os
 
 import numpy as np
 from amaranth.lib.wiring import In
-from cocotb.triggers import FallingEdge, ReadOnly  # FallingEdge(busy): the step's end
+from cocotb.triggers import FallingEdge, ReadOnly, SimTimeoutError, with_timeout  # FallingEdge(busy): the step's end
 
 from hdl.training.core import TrainCore
-from hdl.training.program import Target, pack_op
+from hdl.training.program import Target, pack_op, step_cycles
 from reference.gemm_layout import pack_operand, unpack_operand, unpack_results
-from sim.common import Mismatch, cycle_now, edge, pack_words, read_words, reset, start_clock, unpack_words, write_words
+from sim.common import (
+    PERIOD_NS,
+    Mismatch,
+    cycle_now,
+    edge,
+    pack_words,
+    read_words,
+    reset,
+    start_clock,
+    unpack_words,
+    write_words,
+)
 
 __all__ = ["TrainDriver", "Mismatch"]
 
@@ -249,11 +260,16 @@ class HarnessHost:
 
     def __init__(self, drv, checked):
         """``checked``: the regions whose words the signature folds, in order."""
-        from hdl.training.harness import RANGE
+        from hdl.training.harness import PIXELS, RANGE
 
         self.drv, self.dut, self.R = drv, drv.dut, drv.R
         self.regions = [(name, drv.plan.regions[name]) for name in checked]
         self.seq = 0
+        # A step's cycles at most: the step's own (exact, docs/training.md), the batch moved in a sample at a
+        # time, the words read back; four times that before the bench gives up on a harness that hangs.
+        plan = drv.plan
+        moved = plan.batch * (PIXELS // self.R + 2) + sum(reg.rows * reg.stride + 1 for _, reg in self.regions)
+        self.budget = 4 * (step_cycles(plan) + moved) + 100
         ranges = [(Target[reg.space.upper()].value, reg.base, reg.rows * reg.stride) for _, reg in self.regions]
         n = len(self.dut.ranges.value) // RANGE.size
         if len(ranges) > n:
@@ -284,8 +300,18 @@ class HarnessHost:
         dut.lr.value = lr_q
         self.seq = (self.seq + 1) & 0xFF
         dut.go.value = self.seq
+        deadline = cycle_now() + self.budget
         while int(dut.taken.value) != self.seq:
-            await dut.taken.value_change
+            try:
+                await with_timeout(dut.taken.value_change, max(1, deadline - cycle_now()) * PERIOD_NS, "ns")
+            except SimTimeoutError:
+                raise Mismatch(
+                    design="train",
+                    tensor=f"taken (the harness had not finished the step after {self.budget} cycles)",
+                    expected=self.seq,
+                    got=int(dut.taken.value),
+                    cycle=self.drv.cycle,
+                ) from None
         if int(dut.error.value):
             raise Mismatch(
                 design="train",

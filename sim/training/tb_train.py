@@ -107,7 +107,8 @@ async def _setup(dut, config="TRAIN_CONFIG", before_load=None):
     """The run ``$TRAIN_CONFIG`` (or another variable) names: its golden model, its plan, and the core
     loaded with both. ``before_load(cfg, plan, drv)`` runs before the first cycle."""
     cfg = json.loads(os.environ[config])
-    geometry = CoreGeometry(**design_params())
+    # The core's own parameters (the harness has more: TrainHarness's samples and max_ranges).
+    geometry = CoreGeometry(**{k: v for k, v in design_params().items() if k in CoreGeometry().params})
     run = FixedRun(cfg, lanes=geometry.rows)
     plan = plan_step(
         cfg["layers"],
@@ -329,8 +330,9 @@ CEILING_STEPS = 40
 
 @cocotb.test()
 async def harness_catches(dut):
-    """The harness's check (``hdl/training/harness.py``) on the default configuration: a step's signature
-    equals the golden step's; then one bit of one master weight is flipped through the host port, and
+    """The harness's check (``hdl/training/harness.py``) on the default configuration: a wait shorter than
+    the step gives up with a report (:meth:`HarnessHost.step`'s budget) while the step goes on; the step's
+    signature equals the golden step's; then one bit of one master weight is flipped through the host port, and
     the next step's signature must differ from the golden one and the read-back masters must differ
     from the golden ones exactly there (layer 0, the flipped weight), as :func:`_train` reports it."""
     cfg, run, plan, drv = await _setup(dut)
@@ -342,7 +344,17 @@ async def harness_catches(dut):
     with errors_recorded("train", "harness_catches"):
         _, idx, _ = next(batches)
         golden = run.step(idx)
-        await host.step(idx, cfg["lr_q"])
+        # A bench that waits too little gives up with a report instead of hanging (here 50 cycles).
+        budget, host.budget = host.budget, 50
+        try:
+            await host.step(idx, cfg["lr_q"])
+        except Mismatch as e:
+            assert "after 50 cycles" in e.report["tensor"], e.report
+        else:
+            raise AssertionError("a step of 50 cycles at most did not time out")
+        host.budget = budget
+        while int(dut.taken.value) != host.seq:  # the step goes on in hardware
+            await dut.taken.value_change
         want = expected_signature(golden, host.spec(), R)
         assert host.signature() == want, f"signature {host.signature():x}, golden {want:x}"
         addr = reg.base + row * reg.stride
@@ -360,7 +372,10 @@ async def harness_catches(dut):
             assert got == ("w_new", 0, (row, col)), f"the read-back found {got}, not w_new 0 {(row, col)}"
         else:
             raise AssertionError("the read-back found no difference after a flipped bit")
-    record(harness_catches=f"signature equal, then a flipped bit in w0[{row}, {col}] found by signature and read-back")
+    record(
+        harness_catches=f"a wait of 50 cycles timed out; signature equal, then a flipped bit in w0[{row}, {col}] "
+        "found by signature and read-back"
+    )
 
 
 @cocotb.test()
