@@ -2,7 +2,8 @@
 (no Verilator build): the post-processor's lane arithmetic against
 :mod:`reference.training`'s formulas, a whole UPDATE (LFSR draws in the
 golden model's order), the sequencer on good and bad programs, the loss
-feeder with the loss unit on a few rows, and the operand writer's rotation."""
+feeder with the loss unit on a few rows, the operand writer's rotation, and
+GemmPort's frontiers over two chained GEMMs."""
 
 import numpy as np
 import pytest
@@ -533,3 +534,67 @@ def test_operand_writer_rotates_and_picks_its_source():
     sim = Simulator(wr)
     sim.add_testbench(bench)
     sim.run()
+
+
+# -- GemmPort -----------------------------------------------------------------
+
+
+def test_gemm_port_frontiers_follow_the_final_writes():
+    """GemmPort's ``frontier`` and ``older`` every cycle, against reference.gemm's model of two chained
+    GEMMs (chain_launches, final_writes): the second GEMM's ``go`` comes in a cycle where the first
+    writes a word final, so ``older`` must count that write from the next cycle (GemmPort's
+    ``Mux(finished, written, frontier)`` at go). Each frontier is its GEMM's base plus the words written
+    final in earlier cycles (0 before the first); ``older`` is past the whole result space when no GEMM
+    is queued, and ``frontier`` when the engine is idle."""
+    from hdl.training.gemm_port import GemmPort
+    from hdl.training.program import Mode
+    from reference.gemm import chain_launches, chain_ready, final_writes
+
+    g = CoreGeometry(rows=2, operand_depth=32, result_depth=32, label_depth=8, program_depth=4, classes=4)
+    R, everything = g.rows, 2 * g.result_depth
+    (M0, K0, N0, base0), (M1, K1, N1, base1) = (3, 3, 4, 5), (2, 2, 2, 40)
+    first = chain_launches(R, R, [(M0, K0, N0, 0)])
+    writes0 = final_writes(R, R, M0, K0, N0, first[0][1])
+    # A cycle the first GEMM writes a word final, with some of its writes before it and some after.
+    ready = [w for w in writes0 if w >= chain_ready(first)]
+    go1 = ready[len(ready) // 2]
+    assert writes0[0] < go1 < writes0[-1], (writes0, go1)
+    (_, launches0, last0), (take1, launches1, last1) = chain_launches(R, R, [(M0, K0, N0, 0), (M1, K1, N1, go1)])
+    assert take1 == go1, "the model takes the second GEMM later than its go: pick another cycle"
+    writes1 = final_writes(R, R, M1, K1, N1, launches1)
+
+    def front(base, writes, c):
+        done = sum(w < c for w in writes)
+        return base + done if done else 0
+
+    def op(M, K, N, base):
+        return OP_LAYOUT.const(
+            {"kind": Kind.GEMM, "mode": Mode.NN, "m": M, "k": K, "n": N, "a_stride": -(-K // R)}
+            | {"b_stride": -(-N // R), "b_base": 16, "r_base": base}
+        )
+
+    port = GemmPort(g)
+    seen = []
+
+    async def bench(ctx):
+        for c in range(last1 + 3):  # cycle c: inputs set, outputs read before the edge
+            if c in (0, go1):
+                M, K, N, base = (M0, K0, N0, base0) if c == 0 else (M1, K1, N1, base1)
+                ctx.set(port.ctl.op, op(M, K, N, base))
+            ctx.set(port.run.go, c in (0, go1))
+            seen.append((c, ctx.get(port.frontier), ctx.get(port.older)))
+            await ctx.tick()
+
+    _run(port, bench)
+    for c, frontier, older in seen:
+        if 0 < c <= go1:
+            assert frontier == front(base0, writes0, c), (c, "frontier, first GEMM")
+        elif go1 < c <= last1:
+            assert frontier == front(base1, writes1, c), (c, "frontier, second GEMM")
+        if go1 < c <= last0:
+            assert older == front(base0, writes0, c), (c, "older")
+        elif c <= go1 or c > last0 + 1:
+            assert older == everything, (c, "older with no GEMM queued")
+        if c > last1 + 1:
+            assert frontier == everything, (c, "frontier, engine idle")
+    assert writes0[-1] == last0 > go1, "the first GEMM's last write is not after the second's go"
