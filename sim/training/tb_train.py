@@ -274,6 +274,9 @@ class WorkerSteps:
         self.curves = None
         root = Path(__file__).resolve().parents[2]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+        # One BLAS thread: the golden model's matrices are small, and idle BLAS threads spin on the core
+        # the simulator needs.
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         # cocotb names the Python it embeds; sys.executable may be the simulator.
         python = os.environ.get("PYGPI_PYTHON_BIN") or sys.executable
         spec = {"cfg": {k: v for k, v in cfg.items() if k != "progress"}, "lanes": R, "regions": regions}
