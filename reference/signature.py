@@ -17,16 +17,10 @@ several words can cancel only in patterns the LFSR aliases.
 
 import numpy as np
 
-__all__ = ["TAPS", "misr", "word_value", "region_words"]
+__all__ = ["TAPS", "misr", "region_words"]
 
 #: The feedback taps below x^W: x^10 + x^5 + x^2 + 1.
 TAPS = (1 << 10) | (1 << 5) | (1 << 2) | 1
-
-
-def word_value(lanes, lane_bits=32):
-    """A word's integer: each lane (a signed value) as ``lane_bits`` two's-complement bits, lane 0 lowest."""
-    mask = (1 << lane_bits) - 1
-    return sum((int(v) & mask) << (lane_bits * i) for i, v in enumerate(lanes))
 
 
 def misr(words, width, state=0):

@@ -172,11 +172,13 @@ def _run_rtl(cfg, backend, waves, array, dsp_pairs, ceiling):
     from .runner import run_cocotb
 
     geometry = rtl_geometry(cfg, array, dsp_pairs)
+    from hdl.training.harness import MAX_RANGES
+
     params = dict(geometry.params)
-    # The harness reads back each layer's master weights and biases: 16 ranges unless the network needs more.
-    layers = len(cfg["layers"]) - 1
-    if 2 * layers > 16:
-        params["max_ranges"] = 2 * layers
+    # The harness reads back each layer's master weights and biases: its default ranges unless it needs more.
+    ranges = 2 * (len(cfg["layers"]) - 1)
+    if ranges > MAX_RANGES:
+        params["max_ranges"] = ranges
     with tempfile.TemporaryDirectory() as tmp:
         progress = Path(tmp) / "progress.json"
         outcome = {}

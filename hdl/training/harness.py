@@ -33,10 +33,13 @@ from reference.training_numerics import Numerics
 from .core import TrainCore
 from .program import CoreGeometry, Target
 
-__all__ = ["TrainHarness", "RANGE", "PIXELS", "sample_layout"]
+__all__ = ["TrainHarness", "RANGE", "PIXELS", "MAX_RANGES", "sample_layout"]
 
 #: Pixels of a sample (8x8 digits): the first layer's width without the ones column.
 PIXELS = 64
+
+#: Readback ranges a harness takes unless told more: two a layer (weights, biases) for up to 8 layers.
+MAX_RANGES = 16
 
 #: One readback range: ``count`` words of ``target`` from ``base``.
 RANGE = data.StructLayout({"target": Target, "base": 16, "count": 16})
@@ -54,7 +57,7 @@ class TrainHarness(wiring.Component):
     the most readback ranges; the most samples a batch has is the core's
     ``label_depth``."""
 
-    def __init__(self, samples=2048, max_ranges=16, numerics=Numerics(), **geometry):
+    def __init__(self, samples=2048, max_ranges=MAX_RANGES, numerics=Numerics(), **geometry):
         self.geometry = g = CoreGeometry(**geometry)
         self.numerics = numerics
         self.samples, self.max_ranges = samples, max_ranges

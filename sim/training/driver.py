@@ -17,6 +17,7 @@ from sim.common import (
     Mismatch,
     cycle_now,
     edge,
+    pack_value,
     pack_words,
     read_words,
     reset,
@@ -174,14 +175,7 @@ class TrainDriver:
         await self.begin_step(x8, labels, lr_q)
         await FallingEdge(dut.busy)
         await ReadOnly()
-        if int(dut.error.value):
-            raise Mismatch(
-                design="train",
-                tensor="error (the core stopped on an op it cannot run)",
-                expected=0,
-                got=1,
-                cycle=self.cycle,
-            )
+        self.check_error()
         counters = self.counters()
         # They count busy cycles only: idle, they hold (read again in the next cycle).
         await FallingEdge(dut.clk)  # still this cycle: busy fell at its rising edge
@@ -197,6 +191,17 @@ class TrainDriver:
                 cycle=self.cycle,
             )
         return counters
+
+    def check_error(self):
+        """Raise if the core stopped its step on an op it cannot run (``error``)."""
+        if int(self.dut.error.value):
+            raise Mismatch(
+                design="train",
+                tensor="error (the core stopped on an op it cannot run)",
+                expected=0,
+                got=1,
+                cycle=self.cycle,
+            )
 
     def counters(self):
         """The per-phase counters as the core shows them now: ``{"cycles" | "gemm" | "active": [by phase]}``."""
@@ -256,11 +261,14 @@ class HarnessHost:
     """The host :class:`hdl.training.harness.TrainHarness` has in hardware, driven from here: the data
     set loaded once, then per step the batch's sample numbers, ``go``, and the wait for ``taken``; the
     state the step leaves comes back as one signature (:mod:`reference.signature`) of the masters'
-    words, which :meth:`expected` computes from the golden step."""
+    words, which :func:`sim.training.golden_worker.expected_signature` computes from the golden step
+    over :meth:`spec`'s regions."""
 
     def __init__(self, drv, checked):
         """``checked``: the regions whose words the signature folds, in order."""
-        from hdl.training.harness import PIXELS, RANGE
+        from amaranth.lib import data
+
+        from hdl.training.harness import PIXELS, RANGE, sample_layout
 
         self.drv, self.dut, self.R = drv, drv.dut, drv.R
         self.regions = [(name, drv.plan.regions[name]) for name in checked]
@@ -270,13 +278,16 @@ class HarnessHost:
         plan = drv.plan
         moved = plan.batch * (PIXELS // self.R + 2) + sum(reg.rows * reg.stride + 1 for _, reg in self.regions)
         self.budget = 4 * (step_cycles(plan) + moved) + 100
-        ranges = [(Target[reg.space.upper()].value, reg.base, reg.rows * reg.stride) for _, reg in self.regions]
+        ranges = [
+            {"target": Target[reg.space.upper()], "base": reg.base, "count": reg.rows * reg.stride}
+            for _, reg in self.regions
+        ]
         n = len(self.dut.ranges.value) // RANGE.size
         if len(ranges) > n:
             raise ValueError(f"the harness reads back at most {n} ranges, not {len(ranges)}")
-        self._ranges = sum(
-            (t | base << 3 | count << 19) << (RANGE.size * i) for i, (t, base, count) in enumerate(ranges)
-        )
+        empty = {"target": Target.A, "base": 0, "count": 0}
+        self._ranges = pack_value(data.ArrayLayout(RANGE, n), ranges + [empty] * (n - len(ranges)))
+        self._label_at = sample_layout(plan.geometry.classes)["label"].offset
 
     async def load(self, x8, labels):
         """The data set: sample i's 64 int8 pixels and its label at word i."""
@@ -285,7 +296,8 @@ class HarnessHost:
         if len(x8) > 1 << len(dut.ld_addr.value):
             raise ValueError(f"the harness holds {1 << len(dut.ld_addr.value)} samples, not {len(x8)}")
         pixels = (x8 & 0xFF).astype(np.uint8)
-        values = [int.from_bytes(p.tobytes(), "little") | int(y) << 512 for p, y in zip(pixels, labels)]
+        at = self._label_at  # sample_layout: the pixels in the low bits, pixel j in bits 8j..8j+7
+        values = [int.from_bytes(p.tobytes(), "little") | int(y) << at for p, y in zip(pixels, labels)]
         await write_words(dut.clk, dut.ld_en, dut.ld_addr, dut.ld_data, values, range(len(values)))
         reg = self.drv.plan.regions["x0"]
         dut.x_base.value, dut.x_stride.value = reg.base, reg.stride
@@ -312,14 +324,7 @@ class HarnessHost:
                     got=int(dut.taken.value),
                     cycle=self.drv.cycle,
                 ) from None
-        if int(dut.error.value):
-            raise Mismatch(
-                design="train",
-                tensor="error (the core stopped on an op it cannot run)",
-                expected=0,
-                got=1,
-                cycle=self.drv.cycle,
-            )
+        self.drv.check_error()
         return self.drv.counters()
 
     def signature(self):
