@@ -3,7 +3,7 @@ sizes the memories for a network and batch (``sim train`` builds the core it ret
 
 import pytest
 
-from hdl.training.program import SPACES, CoreGeometry, PlanError, fit_geometry, plan_step
+from hdl.training.program import POST_STAGES, SPACES, CoreGeometry, PlanError, fit_geometry, plan_step
 
 DEPTH = {  # space -> (the geometry field that sizes it, words per field unit)
     "a": ("operand_depth", 2),
@@ -103,9 +103,27 @@ def test_a_chained_gemm_waits_its_delay_and_no_less():
 
     plan = plan_step((64, 16, 10), 8)
     gemm1 = [op for op in plan.ops if op["kind"] == Kind.GEMM][1]
-    assert gemm1["delay"] == 10
+    assert gemm1["delay"] == 10 + POST_STAGES  # 10 with the 2-stage post unit before issue 13's lanes
     ops = [dict(op, delay=op["delay"] - 1) if op is gemm1 else op for op in plan.ops]
     with pytest.raises(EarlyRead, match="1 cycles before the post-op writes it"):
         schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))
     # On the default network the FWD is ahead of the chained GEMM's reads: no delay.
     assert [op.get("delay", 0) for op in plan_step((64, 32, 10), 32).ops if op["kind"] == Kind.GEMM][1] == 0
+
+
+def test_the_loss_waits_for_the_logits_and_no_less():
+    """The LOSS behind the last layer's FWD reads the logits row by row as the FWD writes them, one word a
+    cycle each: the FWD writes word i POST_STAGES + 1 cycles after it reads it, in go + 1 + i, and the
+    LOSS starts two cycles after the FWD and reads word i in its go + 1 + i. So it waits POST_STAGES
+    cycles, and one fewer reads a logit in the cycle it is written (tb_train.loss_behind_fwd runs both)."""
+    from types import SimpleNamespace
+
+    from hdl.training.program import EarlyRead, Kind, schedule
+
+    for layers, batch in (((64, 32, 10), 32), ((64, 16, 10), 8), ((64, 10), 4)):
+        plan = plan_step(layers, batch)
+        loss = next(op for op in plan.ops if op["kind"] == Kind.LOSS)
+        assert loss["delay"] == POST_STAGES
+        ops = [dict(op, delay=op["delay"] - 1) if op is loss else op for op in plan.ops]
+        with pytest.raises(EarlyRead, match="a LOSS reads word \\('vmem', \\d+\\) 1 cycles before"):
+            schedule(SimpleNamespace(geometry=plan.geometry, ops=ops))

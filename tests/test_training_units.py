@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from hdl.training.loss_feeder import LossFeeder
 from hdl.training.loss_unit import Loss, LossUnit
 from hdl.training.post import PostLane
-from hdl.training.program import OP_LAYOUT, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
+from hdl.training.program import OP_LAYOUT, POST_STAGES, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
 from hdl.training.sequencer import Sequencer
 from reference.training import (
     Lfsr16,
@@ -57,25 +57,29 @@ def _lane_ctl(s=0, post_shift=0, act=Act.RELU, momentum=0, lr=0):
 
 
 def _lane_bench(cases, check):
+    """The cases one a cycle, back to back, each checked LATENCY cycles after it went in."""
     lane = PostLane(NM)
+    outputs = ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
+    checked = []
 
     async def bench(ctx):
-        for inputs, ctl in cases:
-            for name, v in inputs.items():
-                ctx.set(getattr(lane, name), v)
-            ctx.set(lane.ctl, lane.ctl.shape().const(ctl))
-            check(
-                inputs,
-                ctl,
-                {
-                    name: ctx.get(getattr(lane, name))
-                    for name in ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
-                },
-            )
+        for i in range(len(cases) + PostLane.LATENCY):
+            if i >= PostLane.LATENCY:
+                inputs, ctl = cases[i - PostLane.LATENCY]
+                check(inputs, ctl, {name: ctx.get(getattr(lane, name)) for name in outputs})
+                checked.append(i)
+            if i < len(cases):
+                inputs, ctl = cases[i]
+                for name, v in inputs.items():
+                    ctx.set(getattr(lane, name), v)
+                ctx.set(lane.ctl, lane.ctl.shape().const(ctl))
+            await ctx.tick()
 
     sim = Simulator(lane)
+    sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    assert len(checked) == len(cases)
 
 
 @pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.LEAKY])
@@ -434,7 +438,7 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals, chain
             m.d.comb += [wr.en.eq(src.en), wr.addr.eq(src.addr), wr.data.eq(src.data)]
     gemm_write = mems["results"].write_port()  # the GEMM's final writes, from the bench
     out = {}
-    last = rows * W + 3 + (max(finals) if finals else 0)
+    last = rows * W + 3 + POST_STAGES + (max(finals) if finals else 0)
 
     def drive_gemm(ctx, cycle):
         """The GEMM's side in ``cycle``: a final write, and the frontier its earlier ones give."""
@@ -478,7 +482,7 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals, chain
             drive_gemm(ctx, cycle)
             await ctx.tick()
             if ctx.get(post.run.done):
-                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2 without finals
+                out["cycles"] = cycle + 1  # go's cycle included: rows x words + 2 + POST_STAGES without finals
                 break
         read = lambda name, count: np.array([list(ctx.get(mems[name].data[i])) for i in range(count)])
         out.update(w=read("wmem", ins * W), b=read("bmem", W), mom=read("mmem", rows * W), lfsr=ctx.get(post.lfsr))
@@ -488,7 +492,7 @@ def test_post_update_matches_the_golden_update(s_w, s_b, momentum, finals, chain
     read = 0  # the cycle of the last read: one a cycle from go + 1, each after its word's final write
     for final in finals or [-1] * (rows * W):
         read = max(read + 1, final + 1)
-    assert out["cycles"] == read + 2
+    assert out["cycles"] == read + 2 + POST_STAGES
     lfsr = Lfsr16()
     if momentum:
         mom_new = mom + ((grad - mom) >> NM.momentum_shift)

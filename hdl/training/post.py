@@ -4,14 +4,16 @@
 one lane's arithmetic. Every formula is :mod:`reference.training`'s.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from reference.training_numerics import LFSR_SEED, LFSR_TAPS, Numerics
 
 from . import ports
-from .program import Act, Kind
+from .program import POST_STAGES, Act, Kind
 
 __all__ = ["PostLane", "PostProcessor", "LANE_CONTROL"]
 
@@ -44,8 +46,25 @@ def _lfsr_next(s):
     return Mux(s[0], (s >> 1) ^ LFSR_TAPS, s >> 1)
 
 
+class _Stages:
+    """A lane's pipeline: :meth:`next` registers values into the next stage."""
+
+    def __init__(self, m):
+        self.m, self.count = m, 0
+
+    def next(self, **values):
+        """Each of ``values`` registered, as the next stage's signals (named ``<name>_p<stage>``)."""
+        self.count += 1
+        regs = {}
+        for name, v in values.items():
+            shape = v.shape() if isinstance(v, data.View) else Value.cast(v).shape()
+            regs[name] = Signal(shape, name=f"{name}_p{self.count}")
+            self.m.d.sync += regs[name].eq(v)
+        return SimpleNamespace(**regs)
+
+
 class PostLane(wiring.Component):
-    """One lane's arithmetic, combinational (outputs follow inputs in the same cycle).
+    """One lane's arithmetic, pipelined: the outputs are the inputs' of :data:`LATENCY` cycles before.
 
     Inputs: the accumulator ``acc``; the words the op read beside it (the
     master ``bias`` and ``weight``, the momentum ``mom``, the previous
@@ -58,9 +77,27 @@ class PostLane(wiring.Component):
     UPDATE ``mom_new``, ``weight_new``, ``bias_new`` and ``weight8`` (the
     int8 weight the GEMMs read). Outside the matrix, the kept and written
     int8 values are 0 and the masters and momentum keep their old values.
+
+    The stages (issue 13: each about one carry chain or one variable shift,
+    for a 75 MHz core on the ECP5): 1, the rounding adds (bias, DX) and
+    ``acc - mom``; 2, the bias's and DX's shifts and saturations, the
+    momentum, the multiplier's operand; 3, ``acc + bias`` and the two
+    16-bit halves of the product by lr; 4, their sum, FWD's rounding add;
+    5, the update's floor shift and its left shift, FWD's shift; 6, the
+    stochastic rounding's shift and compare, FWD's saturation and
+    activation; 7, the step; 8, the masters less the step; 9, their
+    saturation and the int8 weight.
     """
 
+    #: Cycles from the inputs to the outputs (program.POST_STAGES: the schedule's).
+    LATENCY = POST_STAGES
+
     def __init__(self, numerics=Numerics()):
+        if not 0 <= numerics.master_extra <= 8:
+            raise ValueError(
+                f"master_extra must be in 0..8 (the int8 weight is the int16 master's top byte or more), "
+                f"not {numerics.master_extra}"
+            )
         self.numerics = numerics
         super().__init__(
             {
@@ -86,48 +123,101 @@ class PostLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        nm, c, acc, ok = self.numerics, self.ctl, self.acc, self.in_range
+        nm, st = self.numerics, _Stages(m)
+        E = nm.master_extra
+        half_e = (1 << E) >> 1
 
-        def rhu(v, s, width):
-            """Round half up: ``(v + 2^(s-1)) >> s`` (``v`` for s = 0)."""
-            if isinstance(s, int):
-                return (v + ((1 << s) >> 1)) >> s
-            half = Signal(unsigned(width))
-            m.d.comb += half.eq((Const(1, width + 1) << s)[1:])
-            return (v + half) >> s
+        def half(s, width):
+            """2^(s-1) (0 for s = 0): the rounding term of a shift by ``s``."""
+            h = Signal(unsigned(width))
+            m.d.comb += h.eq((Const(1, width + 1) << s)[1:])
+            return h
 
-        # FWD: y = sat8(rhu(acc + bias)); the bias is the master's top, rounded.
-        bias, y = Signal(signed(32)), Signal(signed(8))
-        m.d.comb += [
-            bias.eq(_sat(rhu(self.bias, nm.master_extra, 34), 32)),
-            y.eq(_sat(rhu(acc + bias, c.post_shift, 40), 8)),
-        ]
-        act = Mux(y > 0, y, Mux(c.act == Act.LEAKY, y >> nm.leaky_shift, 0))
-        m.d.comb += [
-            self.y.eq(Mux(ok, y, 0)),
-            self.fwd.eq(Mux(ok, Mux(c.act == Act.NONE, y, act), Mux(self.ones, 1, 0))),
-        ]
-        # DX: dx = sat8(rhu(acc)); the layer below's dY is dx under its mask.
-        dx = Signal(signed(8))
-        m.d.comb += dx.eq(_sat(rhu(acc, c.post_shift, 34), 8))
-        masked = Mux(self.y_prev > 0, dx, Mux(c.act == Act.LEAKY, dx >> nm.leaky_shift, 0))
-        m.d.comb += [self.dx.eq(Mux(ok, dx, 0)), self.dx_masked.eq(Mux(ok, masked, 0))]
-        # UPDATE: momentum, then master -= stochastic_round(g · lr / 2^s).
-        q, prod, pre = Signal(signed(32)), Signal(signed(50)), Signal(signed(50))
-        m.d.comb += [
-            q.eq(self.mom + ((acc - self.mom) >> nm.momentum_shift)),
-            prod.eq(Mux(c.momentum, q, acc) * c.lr),
-            pre.eq(prod >> c.pre_shift),
-        ]
-        frac = pre.as_unsigned()[:17] & c.frac_mask
+        # 1. The round-half-up adds: the bias master's top (FWD), acc's (DX), the int8 weight's; acc - mom.
+        p = st.next(
+            acc=self.acc,
+            bias=self.bias,
+            weight=self.weight,
+            mom=self.mom,
+            y_prev=self.y_prev,
+            rand=self.rand,
+            ok=self.in_range,
+            ones=self.ones,
+            ctl=self.ctl,
+            bias_h=self.bias + half_e,
+            acc_h=self.acc + half(self.ctl.post_shift, 34),
+            w_h=self.weight + half_e,
+            diff=self.acc - self.mom,
+        )
+        # 2. FWD's bias, sat32(rhu(bias)); DX, sat8(rhu(acc)); the momentum q and the multiplier's operand.
+        q = Signal(signed(32))
+        m.d.comb += q.eq(p.mom + (p.diff >> nm.momentum_shift))
+        keep = lambda p, *names: {name: getattr(p, name) for name in names}  # values carried on unchanged
+        p = st.next(
+            **keep(p, "acc", "bias", "weight", "y_prev", "rand", "ok", "ones", "ctl", "w_h"),
+            mom_new=Mux(p.ok, q, p.mom),
+            bias_r=_sat(p.bias_h >> E, 32),
+            dx=_sat(p.acc_h >> p.ctl.post_shift, 8),
+            operand=Mux(p.ctl.momentum, q, p.acc),
+        )
+        # 3. acc + bias; the product operand x lr in two halves (each fits a multiplier); DX's mask.
+        act = lambda v, y: Mux(y > 0, v, Mux(p.ctl.act == Act.LEAKY, v >> nm.leaky_shift, 0))
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h"),
+            dx=Mux(p.ok, p.dx, 0),
+            dx_masked=Mux(p.ok, act(p.dx, p.y_prev), 0),
+            total=p.acc + p.bias_r,
+            prod_lo=p.operand.as_unsigned()[:16] * p.ctl.lr,
+            prod_hi=p.operand[16:].as_signed() * p.ctl.lr,
+        )
+        # 4. The product; FWD's rounding add.
+        prod = Signal(signed(50))
+        m.d.comb += prod.eq(p.prod_lo + (p.prod_hi << 16))
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h", "dx", "dx_masked"),
+            prod=prod,
+            total_h=p.total + half(p.ctl.post_shift, 40),
+        )
+        # 5. The update's floor shift (s > 16) and its exact left shift (s < 0); FWD's shift.
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h", "dx", "dx_masked"),
+            pre=p.prod >> p.ctl.pre_shift,
+            left=p.prod << p.ctl.s_left,
+            y_wide=p.total_h >> p.ctl.post_shift,
+        )
+        # 6. Stochastic rounding: the shift by s_eff and the draw's compare; FWD's saturation and activation.
+        y = Signal(signed(8))
+        m.d.comb += y.eq(_sat(p.y_wide, 8))
+        frac = p.pre.as_unsigned()[:17] & p.ctl.frac_mask
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "ok", "ctl", "w_h", "dx", "dx_masked", "left"),
+            y=Mux(p.ok, y, 0),
+            fwd=Mux(p.ok, Mux(p.ctl.act == Act.NONE, y, act(y, y)), Mux(p.ones, 1, 0)),
+            floor=p.pre >> p.ctl.s_eff,
+            up=frac > (p.rand & p.ctl.frac_mask),
+        )
+        # 7. The step: master -= step.
         step = Signal(signed(66))
-        m.d.comb += step.eq(Mux(c.round, (pre >> c.s_eff) + (frac > (self.rand & c.frac_mask)), prod << c.s_left))
-        m.d.comb += [
-            self.weight_new.eq(Mux(ok, _sat(self.weight - step, 16), self.weight)),
-            self.bias_new.eq(Mux(ok, _sat(self.bias - step, 32), self.bias)),
-            self.mom_new.eq(Mux(ok, q, self.mom)),
-            self.weight8.eq(Mux(ok, _sat(rhu(self.weight_new, nm.master_extra, 18), 8), 0)),
-        ]
+        m.d.comb += step.eq(Mux(p.ctl.round, p.floor + p.up, p.left))
+        p = st.next(**keep(p, "bias", "weight", "mom_new", "ok", "w_h", "dx", "dx_masked", "y", "fwd"), step=step)
+        # 8. The masters less the step (and the int8 weight's rounding term less it).
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "ok", "dx", "dx_masked", "y", "fwd"),
+            w_diff=p.weight - p.step,
+            b_diff=p.bias - p.step,
+            w8_diff=p.w_h - p.step,
+        )
+        # 9. Saturation. weight8 = sat8(rhu(sat16(w_diff))) = sat8(rhu(w_diff)) for master_extra <= 8:
+        # a w_diff past int16 rounds past int8 either way.
+        p = st.next(
+            **keep(p, "mom_new", "dx", "dx_masked", "y", "fwd"),
+            weight_new=Mux(p.ok, _sat(p.w_diff, 16), p.weight)[:16].as_signed(),
+            bias_new=Mux(p.ok, _sat(p.b_diff, 32), p.bias)[:32].as_signed(),
+            weight8=Mux(p.ok, _sat(p.w8_diff >> E, 8), 0)[:8].as_signed(),
+        )
+        assert st.count == self.LATENCY
+        outputs = ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
+        m.d.comb += [getattr(self, name).eq(getattr(p, name)) for name in outputs]
         return m
 
 
@@ -136,15 +226,18 @@ class PostProcessor(wiring.Component):
 
     ``run.go`` starts it (an op with no rows or words ends at once). It walks
     the matrix row by row (with the op's ``by_column``, word column by word
-    column), one word of R lanes a cycle, in two stages: stage
-    0 presents the result address (``results``) and the addresses of the
-    words the op needs beside it (``vmem_rd`` for y, ``wmem_rd``,
-    ``bmem_rd``, ``mmem_rd``); stage 1, the next cycle, computes from their
-    data and writes: y or dx to ``vmem_wr``, masters and momenta to
+    column), one word of R lanes a cycle. Stage 0 presents the result
+    address (``results``) and the addresses of the words the op needs beside
+    it (``vmem_rd`` for y, ``wmem_rd``, ``bmem_rd``, ``mmem_rd``); stage 1,
+    the next cycle, hands their data to the lanes (:class:`PostLane`, whose
+    pipeline is :data:`.program.POST_STAGES` deep) and steps ``lfsr`` by the
+    lanes that drew from it (UPDATE); the last stage, POST_STAGES cycles
+    later, writes: y or dx to ``vmem_wr``, masters and momenta to
     ``wmem_wr``/``bmem_wr``/``mmem_wr``, and the int8 word for the operand
-    buffers to ``dst``. ``run.done`` is high once the last word is written
-    (rows × words + 2 cycles after ``go``). Each UPDATE word advances
-    ``lfsr`` by the lanes that drew from it.
+    buffers to ``dst``, at addresses computed in stage 1 and carried beside
+    the lanes. A word read in cycle c is written in c + 1 + POST_STAGES.
+    ``run.done`` is high once the last word is written (rows × words + 2 +
+    POST_STAGES cycles after ``go``).
 
     With the op's ``follow`` set, the op follows the GEMM that writes its
     results, still running: stage 0 waits on a word at or above ``frontier``
@@ -212,9 +305,8 @@ class PostProcessor(wiring.Component):
             walk(pt, op.k, pm, op.m)  # word by word along a row, then the next row
         with m.Elif(advance):
             walk(pm, op.m, pt, op.k)  # by_column: row by row down a word column, then the next column
-        s1, s1_m, s1_t, s1_last_row = Signal(), Signal(16), Signal(16), Signal()  # stage 1
-        m.d.sync += [s1.eq(advance), s1_m.eq(pm), s1_t.eq(pt), s1_last_row.eq(pm + 1 == op.m)]
-        m.d.comb += self.run.done.eq(~run & ~s1)  # the last word has been written
+        s1, s1_m, s1_t, s1_words = Signal(), Signal(16), Signal(16), Signal(32)  # stage 1
+        m.d.sync += [s1.eq(advance), s1_m.eq(pm), s1_t.eq(pt), s1_words.eq(row_words)]
         m.d.comb += [
             row_words.eq(pm * op.k + pt),
             res_addr.eq(op.r_base + pt * op.m + pm),
@@ -226,27 +318,33 @@ class PostProcessor(wiring.Component):
             self.mmem_rd.addr.eq(op.q_base + row_words),
         ]
 
-        # Stage 1: the lanes, and what they share.
-        ctl, col0 = Signal(LANE_CONTROL), Signal(16)
-        s_raw, remaining, valid_lanes = Signal(signed(7)), Signal(signed(18)), Signal(range(R + 1))
+        # What the lanes share, from stage 0's row into stage 1's register. The update's shift s: s > 16
+        # floors s - 16 bits first; s <= 0 is an exact left shift that draws nothing from the LFSR.
+        ctl, s_raw, last_row = Signal(LANE_CONTROL), Signal(signed(7)), Signal()
+        s_eff = Signal(6)
         m.d.comb += [
-            col0.eq(s1_t << lg),
-            s_raw.eq(Mux(s1_last_row, op.shift1, op.shift0)),
-            remaining.eq(op.n - col0),
-            valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining))),
+            last_row.eq(pm + 1 == op.m),
+            s_raw.eq(Mux(last_row, op.shift1, op.shift0)),
+            s_eff.eq(Mux(s_raw > 16, 16, Mux(s_raw < 0, 0, s_raw))),
         ]
-        # The update's shift s: s > 16 floors s - 16 bits first; s <= 0 is an
-        # exact left shift that draws nothing from the LFSR.
-        m.d.comb += [
+        m.d.sync += [
             ctl.act.eq(op.act),
             ctl.momentum.eq(op.momentum),
             ctl.lr.eq(self.ctl.lr),
             ctl.post_shift.eq(op.shift0.as_unsigned()[:6]),  # the plan checks >= 0
             ctl.round.eq(s_raw > 0),
             ctl.s_left.eq(Mux(s_raw < 0, -s_raw, 0)),
-            ctl.s_eff.eq(Mux(s_raw > 16, 16, Mux(s_raw < 0, 0, s_raw))),
+            ctl.s_eff.eq(s_eff),
             ctl.pre_shift.eq(Mux(s_raw > 16, s_raw - 16, 0)),
-            ctl.frac_mask.eq((Const(1, 17) << ctl.s_eff) - 1),
+            ctl.frac_mask.eq((Const(1, 17) << s_eff) - 1),
+        ]
+
+        # Stage 1: the lanes' inputs, and the LFSR's draws (the LFSR steps here, word by word).
+        col0, remaining, valid_lanes = Signal(16), Signal(signed(18)), Signal(range(R + 1))
+        m.d.comb += [
+            col0.eq(s1_t << lg),
+            remaining.eq(op.n - col0),
+            valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining))),
         ]
         states = [lfsr]  # lane e draws the state after e + 1 steps
         for e in range(R):
@@ -268,41 +366,56 @@ class PostProcessor(wiring.Component):
                 lane.ctl.eq(ctl),
             ]
             lanes.append(lane)
-        word = lambda name: [getattr(lane, name) for lane in lanes]
-        self._writes(m, s1 & busy, s1_m, s1_t, s1_last_row, word)
         with m.If(s1 & busy & (op.kind == Kind.UPDATE)):
             m.d.sync += lfsr.eq(Array(states)[Mux(ctl.round, valid_lanes, 0)])
+
+        # The word's write, computed in stage 1 and carried beside the lanes: written POST_STAGES cycles on.
+        last = Signal(16)
+        m.d.comb += last.eq(op.m - 1)
+        wr = {
+            "valid": s1,
+            "row": s1_m,
+            "last_row": s1_m == last,
+            "dst_addr": (op.dst_base + s1_m * op.dst_stride + s1_t)[:16],
+            "vw_addr": (op.vw_base + s1_m * op.vw_stride + s1_t)[:16],
+            "w_addr": (op.p_base + s1_words)[:16],
+            "q_addr": (op.q_base + s1_words)[:16],
+            "b_addr": (op.bb_base + s1_t)[:16],
+        }
+        pending = []  # the words in the lanes' stages
+        for stage in range(1, POST_STAGES + 1):
+            regs = {name: Signal(Value.cast(v).shape(), name=f"wr_{name}_p{stage}") for name, v in wr.items()}
+            m.d.sync += [regs[name].eq(v) for name, v in wr.items()]
+            pending.append(regs["valid"])
+            wr = regs
+        m.d.comb += self.run.done.eq(~run & ~s1 & ~Cat(*pending).any())  # the last word has been written
+        word = lambda name: [getattr(lane, name) for lane in lanes]
+        self._writes(m, wr, word)
         return m
 
-    def _writes(self, m, s1, s1_m, s1_t, last_row, word):
-        """Stage 1's writes, by the op's kind."""
+    def _writes(self, m, wr, word):
+        """The last stage's writes, by the op's kind: ``wr`` is the word's (its stage 1's addresses)."""
         op = self.ctl.post_op
-        s1_words = Signal(32)
-        m.d.comb += [
-            s1_words.eq(s1_m * op.k + s1_t),
-            self.dst.row.eq(s1_m),
-            self.dst.to.eq(op.dst),
-            self.dst.addr.eq(op.dst_base + s1_m * op.dst_stride + s1_t),
-        ]
-        vw_addr = op.vw_base + s1_m * op.vw_stride + s1_t
-        with m.If(s1):
+        m.d.comb += [self.dst.row.eq(wr["row"]), self.dst.to.eq(op.dst), self.dst.addr.eq(wr["dst_addr"])]
+        with m.If(wr["valid"] & self.ctl.busy):
             with m.Switch(op.kind):
                 with m.Case(Kind.FWD):
-                    m.d.comb += [self.vmem_wr.en.eq(1), self.vmem_wr.addr.eq(vw_addr), self.dst.en.eq(1)]
+                    m.d.comb += [self.vmem_wr.en.eq(1), self.vmem_wr.addr.eq(wr["vw_addr"]), self.dst.en.eq(1)]
                     m.d.comb += [self.vmem_wr.data[e].eq(v) for e, v in enumerate(word("y"))]
                     m.d.comb += [self.dst.data[e].eq(v) for e, v in enumerate(word("fwd"))]
                 with m.Case(Kind.DX):
-                    m.d.comb += [self.vmem_wr.en.eq(1), self.vmem_wr.addr.eq(vw_addr), self.dst.en.eq(1)]
+                    m.d.comb += [self.vmem_wr.en.eq(1), self.vmem_wr.addr.eq(wr["vw_addr"]), self.dst.en.eq(1)]
                     m.d.comb += [self.vmem_wr.data[e].eq(v) for e, v in enumerate(word("dx"))]
                     m.d.comb += [self.dst.data[e].eq(v) for e, v in enumerate(word("dx_masked"))]
                 with m.Case(Kind.UPDATE):
+                    last_row = wr["last_row"]
                     m.d.comb += [
                         self.mmem_wr.en.eq(op.momentum),
-                        self.mmem_wr.addr.eq(op.q_base + s1_words),
+                        self.mmem_wr.addr.eq(wr["q_addr"]),
                         self.wmem_wr.en.eq(~last_row),
-                        self.wmem_wr.addr.eq(op.p_base + s1_words),
+                        self.wmem_wr.addr.eq(wr["w_addr"]),
                         self.bmem_wr.en.eq(last_row),
-                        self.bmem_wr.addr.eq(op.bb_base + s1_t),
+                        self.bmem_wr.addr.eq(wr["b_addr"]),
                         self.dst.en.eq(~last_row),
                     ]
                     for e, (q, w, b, w8) in enumerate(

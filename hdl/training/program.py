@@ -141,6 +141,11 @@ class Target(enum.Enum, shape=3):
 
 
 ADDR = 16
+
+#: The post unit's lane pipeline (:class:`.post.PostLane`): a word read in cycle c is written in
+#: c + 1 + POST_STAGES (docs/training.md, "Timing").
+POST_STAGES = 9
+
 OP_LAYOUT = data.StructLayout(
     {
         "kind": Kind,
@@ -392,7 +397,7 @@ def plan_step(
         # A hidden layer's GEMM runs behind: its FWD follows it, and the next GEMM is chained behind it.
         op(Kind.GEMM, Phase.FORWARD, **gemm(Mode.NN, batch, ins[l], outs[l], x[l], w8[l], acc[l], behind=int(hidden)))
         if l:
-            plan.ops[-1]["delay"] = chained_gemm_delay(plan)
+            plan.ops[-1]["delay"] = least_delay(plan)
         plan.macs["forward"] += batch * ins[l] * outs[l]
         shift = x_frac(l) + n.w_frac - n.a_frac
         if not 0 <= shift <= 31 or not 0 <= n.w_frac - n.dx_extra <= 31:
@@ -437,20 +442,22 @@ def plan_step(
         # tile after the loss unit has written its rows (the GEMM's delay).
         behind=1,
     )
+    # It reads the logits the last layer's FWD, running behind, writes: each after its write.
+    plan.ops[-1]["delay"] = least_delay(plan)
     update = None  # the layer above's UPDATE, placed after this layer's dW GEMM
     for l in reversed(range(L)):
         # dW first: right after the LOSS it is the GEMM that can start before all of dY is written.
         # Behind: the engine takes the dX GEMM after it while it drains (the two read dY, neither
         # writes what the other reads); the step's last GEMM's UPDATE follows it, word by word as the
         # engine finishes them. Below the last layer it is chained behind the dX GEMM above, whose DX
-        # writes the dY it reads (its delay: chained_gemm_delay).
+        # writes the dY it reads (its delay: least_delay).
         dw_gemm = gemm(Mode.TN, ins[l] + 1, batch, outs[l], x[l], dy[l], dw[l], behind=1)
         if l == L - 1:
             dw_gemm["delay"] = loss_gemm_delay(plan.ops[-1], dw_gemm, R)
         op(Kind.GEMM, Phase.BACKWARD, **dw_gemm)
         plan.macs["backward"] += (ins[l] + 1) * batch * outs[l]
         if l < L - 1:
-            plan.ops[-1]["delay"] = chained_gemm_delay(plan)
+            plan.ops[-1]["delay"] = least_delay(plan)
         if update:
             plan.ops.append(update)
         if l:
@@ -516,21 +523,24 @@ def plan_step(
     return plan
 
 
-def chained_gemm_delay(plan):
-    """The fewest cycles the last GEMM of ``plan`` (so far) must wait in the sequencer before its start
-    so that it reads each word the post-op running beside it writes after the write (:func:`schedule`):
-    a FWD that follows the GEMM before, writing x a word column at a time as that GEMM finishes acc, or
-    a DX that follows the dX GEMM before, writing dY as that GEMM finishes dX."""
-    gemm_op = plan.ops[-1]
-    gemm_op["delay"] = 0
+def least_delay(plan):
+    """The fewest cycles the last op of ``plan`` (so far) must wait in the sequencer before its start
+    so that it reads each word the post-op running beside it writes after the write (:func:`schedule`).
+    A GEMM: a FWD that follows the GEMM before, writing x a word column at a time as that GEMM
+    finishes acc, or a DX that follows the dX GEMM before, writing dY as that GEMM finishes dX. A LOSS:
+    the last layer's FWD, writing the logits it reads."""
+    last = plan.ops[-1]
+    last["delay"] = 0
     while True:
         try:
             schedule(plan)
-            return gemm_op["delay"]
+            return last["delay"]
         except EarlyRead as e:  # each cycle of delay moves the reads a cycle at most
-            gemm_op["delay"] += e.cycles
-        if gemm_op["delay"] >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
-            raise PlanError(f"a chained GEMM needs a delay of {gemm_op['delay']} cycles, more than the op holds")
+            last["delay"] += e.cycles
+        if last["delay"] >= 1 << Shape.cast(OP_LAYOUT["delay"].shape).width:
+            raise PlanError(
+                f"a {Kind(last['kind']).name} needs a delay of {last['delay']} cycles, more than the op holds"
+            )
 
 
 def loss_write_cycle(row, word, words):
@@ -563,16 +573,41 @@ def loss_gemm_delay(loss_op, gemm_op, R):
 
 
 def post_writes(op, reads):
-    """The operand words a post-op writes (``dst``), as ``{(buffer, word): cycle}`` (buffer 0 is A, 1 is
-    B): word i of its walk is read in ``reads[i]`` and written in the cycle after (docs/training.md)."""
+    """The words a post-op writes that a reader running beside it may read, as ``{(buffer, word): cycle}``:
+    operand words (``dst``; buffer 0 is A, 1 is B) and vmem words (FWD's y, DX's dx; buffer ``"vmem"``).
+    Word i of its walk is read in ``reads[i]`` and written POST_STAGES + 1 cycles after (docs/training.md)."""
     dst, m, k = Dst(op.get("dst", Dst.NONE)), op["m"], op["k"]
     buffers = {Dst.NONE: (), Dst.A: (0,), Dst.B: (1,), Dst.BOTH: (0, 1)}[dst]
+    kept = Kind(op["kind"]) in (Kind.FWD, Kind.DX)
     out = {}
     for i, read in enumerate(reads):
         row, word = (i % m, i // m) if op.get("by_column") else divmod(i, k)
         for buf in buffers:
-            out[buf, op["dst_base"] + row * op["dst_stride"] + word] = read + 1
+            out[buf, op["dst_base"] + row * op["dst_stride"] + word] = read + 1 + POST_STAGES
+        if kept:
+            out["vmem", op["vw_base"] + row * op["vw_stride"] + word] = read + 1 + POST_STAGES
     return out
+
+
+def loss_reads(op, go):
+    """The vmem words a LOSS started (go) in ``go`` reads and when, as ``(cycle, ("vmem", word))``: the
+    feeder presents word k of row r's logits in go + 1 + r·W + k, row after row with no gap
+    (:class:`.loss_feeder.LossFeeder`), and the read sees a write of the cycle before."""
+    W = op["k"]
+    return [
+        (go + 1 + r * W + k, ("vmem", op["vr_base"] + r * op["vr_stride"] + k))
+        for r in range(op["m"])
+        for k in range(W)
+    ]
+
+
+def _early(reads, written, reader):
+    """Raise :class:`EarlyRead` if a read of ``reads`` (``(cycle, word)``) comes in or before the cycle the
+    post-op running behind writes its word (``written``)."""
+    early = [(written[w] + 1 - c, w) for c, w in reads if written.get(w, -1) >= c]
+    if early:
+        cycles, word = max(early)
+        raise EarlyRead(f"{reader} reads word {word} {cycles} cycles before the post-op writes it", cycles)
 
 
 def operand_reads(op, launches, R):
@@ -658,13 +693,7 @@ def schedule(plan):
             take, launches, last = chain_launches(R, R, engine)[-1]
             assert take == go, "the engine takes a GEMM in its START"
             if behind is not None:  # it reads each word the post-op beside it writes after the write
-                reads = [(c, (buf, word)) for c, buf, word in operand_reads(op, launches, R)]
-                early = [(written[w] + 1 - c, w) for c, w in reads if written.get(w, -1) >= c]
-                if early:
-                    cycles, word = max(early)
-                    raise EarlyRead(
-                        f"a GEMM reads operand word {word} {cycles} cycles before the post-op writes it", cycles
-                    )
+                _early([(c, (buf, word)) for c, buf, word in operand_reads(op, launches, R)], written, "a GEMM")
             gemm_idle, timeline = last + 1, {"take": take, "launches": launches, "last_write": last}
             if op.get("behind"):
                 finals, t = final_writes(R, R, op["m"], op["k"], op["n"], launches), go
@@ -684,16 +713,20 @@ def schedule(plan):
                 finals = None
             else:
                 reads = [go + 1 + i for i in range(op["m"] * op["k"])]
-            done = (reads[-1] if reads else go - 1) + 2  # the last word written in its read + 1
+            # done the cycle after its last write (its read + 1 + POST_STAGES); with no words, after go
+            done = reads[-1] + 2 + POST_STAGES if reads else go + 1
             if op.get("behind"):
                 behind, behind_done, written, t = op, done, post_writes(op, reads), go
                 out.append({"start": start, "end": t, "go": go, "done": done})
                 continue
             t = done
         elif kind == Kind.LOSS:
-            # go in cycle t + 2; done in its last write, (m + 2)·W + 1 cycles after go
-            done = t + 2 + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])
-            loss_done, t = (done, t + 2) if op.get("behind") else (loss_done, done)
+            # go in cycle t + 2 + delay; done in its last write, (m + 2)·W + 1 cycles after go
+            go = t + 2 + op.get("delay", 0)
+            if behind is not None:  # it reads each logit the FWD running behind writes after the write
+                _early(loss_reads(op, go), written, "a LOSS")
+            done = go + loss_write_cycle(op["m"] - 1, op["k"] - 1, op["k"])
+            loss_done, t = (done, go) if op.get("behind") else (loss_done, done)
         else:
             t += 2
         out.append({"start": start, "end": t})

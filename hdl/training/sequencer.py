@@ -21,7 +21,7 @@ class State(enum.Enum, shape=4):
     POST_WAIT = 6
     LOSS_START = 7
     LOSS_WAIT = 8
-    GEMM_DELAY = 9  #: the GEMM op's ``delay`` cycles before its start
+    DELAY = 9  #: a GEMM's or a LOSS's ``delay`` cycles before its start
 
 
 class Sequencer(wiring.Component):
@@ -47,7 +47,9 @@ class Sequencer(wiring.Component):
     ``behind`` set is not waited for: while it runs only a GEMM leaves
     DECODE, and a GEMM waits its ``delay`` cycles between DECODE and START
     (the plan picks the delay so that it reads each row of dY after the loss
-    unit has written it). END, an
+    unit has written it). A LOSS waits its ``delay`` there too (the plan picks
+    it so that it reads each logit after the FWD running behind has written
+    it). END, an
     unknown kind, or a LOSS op whose row the loss unit cannot take, pulses
     ``done`` in its DECODE cycle and drops ``busy`` the next; the last two
     also set ``error`` until the next ``start``.
@@ -91,7 +93,7 @@ class Sequencer(wiring.Component):
         state = Signal(State)
         gemm_phase = Signal(Phase)  # the running GEMM's, for the counters
         loss_busy = Signal()  # a LOSS runs (behind)
-        delay = Signal(OP_LAYOUT["delay"].shape)  # GEMM_DELAY's cycles left
+        delay = Signal(OP_LAYOUT["delay"].shape)  # DELAY's cycles left
         busy, op, post_op, error = self.ctl.busy, self.ctl.op, self.ctl.post_op, self.error
         m.d.comb += [
             self.busy.eq(busy),
@@ -150,7 +152,7 @@ class Sequencer(wiring.Component):
                             stop(bad=False)
                         with m.Case(Kind.GEMM):
                             with m.If(new.delay != 0):
-                                m.d.sync += [state.eq(State.GEMM_DELAY), delay.eq(new.delay - 1)]
+                                m.d.sync += [state.eq(State.DELAY), delay.eq(new.delay - 1)]
                             with m.Else():
                                 m.d.sync += state.eq(State.GEMM_START)
                         with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
@@ -161,6 +163,8 @@ class Sequencer(wiring.Component):
                             )
                             with m.If(bad_row):
                                 stop(bad=True)  # a row the loss unit cannot take
+                            with m.Elif(new.delay != 0):
+                                m.d.sync += [state.eq(State.DELAY), delay.eq(new.delay - 1)]
                             with m.Else():
                                 m.d.sync += state.eq(State.LOSS_START)
                         with m.Default():  # an unknown op: stop, and say so
@@ -171,10 +175,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += [pc.eq(pc + 1), state.eq(State.DECODE)]
                 with m.Else():
                     m.d.sync += state.eq(State.POST_WAIT)
-            with m.Case(State.GEMM_DELAY):
+            with m.Case(State.DELAY):
                 m.d.sync += delay.eq(delay - 1)
                 with m.If(delay == 0):
-                    m.d.sync += state.eq(State.GEMM_START)
+                    m.d.sync += state.eq(Mux(op.kind == Kind.LOSS, State.LOSS_START, State.GEMM_START))
             with m.Case(State.LOSS_START):
                 m.d.comb += self.loss.go.eq(1)
                 with m.If(op.behind):  # on to the next op (a GEMM) while the loss unit runs

@@ -30,6 +30,7 @@ from hdl.training.program import (
     Mode,
     Phase,
     Target,
+    least_delay,
     phase_counts,
     plan_step,
     schedule,
@@ -893,7 +894,7 @@ async def forward_chain(dut):
     """The plan's first layer forward, as the plan runs it: layer 0's GEMM ``behind``, its FWD following
     it and running ``behind`` (ReLU, the ones column, x1 written into A a word column at a time as the
     GEMM finishes acc0), and layer 1's GEMM chained behind layer 0's in the engine, at the plan's
-    ``delay`` (:func:`hdl.training.program.chained_gemm_delay`). x1 starts as decoys, so a word read too
+    ``delay`` (:func:`hdl.training.program.least_delay`). x1 starts as decoys, so a word read too
     early would show. acc0's FWD (y0, x1) and acc1 against :func:`reference.training.forward`'s terms and
     ``x1·W1``, the cycles and counters against the schedule; then the same one cycle earlier, which must
     read a decoy: the delay is the least that works (with no delay, on rows 4 say, that run only)."""
@@ -1009,7 +1010,9 @@ async def post_readers(dut):
     - a FWD by column (ReLU, ones column) into A, behind a GEMM that reads it as its A: that GEMM's C
       against :func:`reference.gemm.gemm` of the activations, as each hidden layer's FWD of a plan;
     - a FWD with no operand words behind a LOSS over the y it keeps: dY against
-      :func:`reference.training.loss_error`, as the last layer's FWD of a plan;
+      :func:`reference.training.loss_error`, as the last layer's FWD of a plan, the LOSS at the least
+      delay with which it reads each logit after the FWD writes it (:func:`hdl.training.program.least_delay`),
+      then one cycle short of it, which must read a stale logit;
     - the same FWD writing A: the LOSS waits in DECODE until the FWD is done.
 
     Each program's cycles against :func:`hdl.training.program.schedule`."""
@@ -1037,6 +1040,7 @@ async def post_readers(dut):
         fwd.update(k=W2, behind=1, by_column=1)
         gemm2 = dict(kind=Kind.GEMM, phase=Phase.FORWARD, mode=Mode.NN, m=M, k=k2, n=n2)
         gemm2.update(a_base=a_base, a_stride=W2, b_base=b_base, b_stride=b2_stride, r_base=r_base)
+        least_delay(SimpleNamespace(geometry=plan.geometry, ops=[fwd, gemm2]))  # it reads each word after its write
         ops = [fwd, gemm2, end]
         engine = gemm_cycles(R, R, M, k2, n2)
         assert await _run_program(dut, drv, ops, 2 * (engine + M * W2) + 100) == 0
@@ -1058,15 +1062,32 @@ async def post_readers(dut):
         fwd, _ = _fwd_dx_ops(M, classes, R, s)
         loss = dict(kind=Kind.LOSS, phase=Phase.BACKWARD, m=M, k=W, n=classes, loss=Loss.CE, vr_base=0)
         loss.update(vr_stride=W, dst=Dst.B, dst_base=b_base, dst_stride=W)
+        dy = loss_error(y, labels, "ce", nm)
         for dst, how in ((Dst.NONE, "does not wait"), (Dst.A, "waits")):
-            await stale("vmem", 0, M * W)
-            await stale("b", b_base, M * W)
-            ops = [dict(fwd, behind=1, dst=dst, dst_base=a_base, dst_stride=W), loss, end]
-            assert await _run_program(dut, drv, ops, 2 * M * (4 * W + 1) + 100) == 0
-            got = unpack_operand(await drv.read_words("b", b_base, M * W), M, classes, R)
-            _check_matrix(got, loss_error(y, labels, "ce", nm), f"dy (LOSS behind a FWD: it {how})")
-            _check_counters(drv, Phase.FORWARD, timing(ops))
-            ran.append(f"LOSS behind a FWD with dst {dst.name}: it {how}")
+            fwd_op = dict(fwd, behind=1, dst=dst, dst_base=a_base, dst_stride=W)
+            # Beside the FWD, the LOSS waits the least delay with which it reads each logit after its write
+            # (program.least_delay); one cycle short, it must read a stale one.
+            least = least_delay(SimpleNamespace(geometry=plan.geometry, ops=[fwd_op, dict(loss)]))
+            assert (least > 0) == (dst == Dst.NONE), f"a LOSS {how} with a delay of {least}"
+            for delay in (least, least - 1) if least else (0,):
+                await stale("vmem", 0, M * W)
+                await stale("b", b_base, M * W)
+                ops = [fwd_op, dict(loss, delay=delay), end]
+                assert await _run_program(dut, drv, ops, 2 * M * (4 * W + 1) + 100) == 0
+                got = unpack_operand(await drv.read_words("b", b_base, M * W), M, classes, R)
+                if delay < least:
+                    if np.array_equal(got, dy):
+                        raise Mismatch(
+                            design="train",
+                            tensor=f"dy with the LOSS's delay one short ({delay}): it should have read a stale logit",
+                            expected="dy from a stale logit",
+                            got="dy exact",
+                        )
+                    ran.append(f"LOSS beside a FWD, delay {delay}: a stale logit")
+                    continue
+                _check_matrix(got, dy, f"dy (LOSS behind a FWD: it {how}, delay {delay})")
+                _check_counters(drv, Phase.FORWARD, timing(ops))
+                ran.append(f"LOSS behind a FWD with dst {dst.name}: it {how} (delay {delay})")
     record(post_readers=ran)
 
 
