@@ -11,7 +11,7 @@ ready are both high. Rows leave in the order they came. Cross-entropy,
 as :func:`reference.training.loss_error`, in three stages, each holding
 one row and taking a word a cycle:
 
-1. load: keep the logits, track their maximum (a chain over the lanes);
+1. load: keep the logits, track their maximum (a tree over the lanes);
 2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
    per lane), ``S = Σ e_j``;
 3. emit: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an unrolled
@@ -142,11 +142,21 @@ class LossUnit(wiring.Component):
         in_count = Signal.like(self.count)
         m.d.comb += in_count.eq(Mux(self.count > self.classes, self.classes, self.count))
         brought = (ld_w + 1) * P
-        best = Mux(ld_w == 0, Const(-128, signed(8)), ld["y_max"])
-        for j in range(P):
-            cand = Signal(signed(8), name=f"max{j}")
-            m.d.comb += cand.eq(Mux(valid(ld_w, j, in_count) & (in_data[j] > best), in_data[j], best))
-            best = cand
+        # The row's maximum so far and the word's, a tree of compare-and-selects (depth log2(P) + 1, not
+        # P): a lane past the count takes part as -128, which no logit is below.
+        level = [Mux(valid(ld_w, j, in_count), in_data[j], -128) for j in range(P)]
+        depth = 0
+        while len(level) > 1:
+            pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+            level = []
+            for i, pair in enumerate(pairs):
+                larger = Signal(signed(8), name=f"max{depth}_{i}")
+                m.d.comb += larger.eq(pair[0] if len(pair) == 1 else Mux(pair[1] > pair[0], pair[1], pair[0]))
+                level.append(larger)
+            depth += 1
+        so_far = Mux(ld_w == 0, Const(-128, signed(8)), ld["y_max"])
+        best = Signal(signed(8))
+        m.d.comb += best.eq(Mux(level[0] > so_far, level[0], so_far))
         # The load stage's row as it stands after this cycle's word, if one comes.
         loaded = {
             "y": [Mux(take & (ld_w == w), in_data, ld["y"][w]) for w in range(NW)],
