@@ -14,7 +14,17 @@ from amaranth.sim import Simulator
 from hdl.training.loss_feeder import LossFeeder
 from hdl.training.loss_unit import Loss, LossUnit
 from hdl.training.post import PostLane
-from hdl.training.program import OP_LAYOUT, POST_STAGES, Act, CoreGeometry, Kind, Phase, PlanError, pack_op
+from hdl.training.program import (
+    OP_LAYOUT,
+    POST_STAGES,
+    Act,
+    CoreGeometry,
+    Kind,
+    Phase,
+    PlanError,
+    loss_write_cycle,
+    pack_op,
+)
 from hdl.training.sequencer import Sequencer
 from reference.training import (
     Lfsr16,
@@ -344,9 +354,11 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
     if stalls:
         assert took and sum(held) > 0, "no word was held back"
     else:
-        # The timing model: the first word 2 cycles after go, a row every W cycles, the last row's errors
-        # 2W cycles after its last word, for either loss; the unit never holds a word back.
-        assert took == [(rows + 2) * W + 1] and not any(held), "the feeder did not finish in time"
+        # The timing model (program.loss_write_cycle): the first word 2 cycles after go, a row every W
+        # cycles, the last row's errors issued 2W cycles after its last word and out of the divider's
+        # pipeline LossUnit.LATENCY cycles after that, for either loss; the unit never holds a word back.
+        assert took == [(rows + 2) * W + 1 + LossUnit.LATENCY] == [loss_write_cycle(rows - 1, W - 1, W)]
+        assert not any(held), "the unit held a word back"
     # Each error word written once, in row order: none lost or written twice when the unit stalls.
     assert writes == [100 + i for i in range(rows * W)]
     want = loss_error(logits, labels, loss.name.lower(), NM)

@@ -14,17 +14,25 @@ one row and taking a word a cycle:
 1. load: keep the logits, track their maximum (a tree over the lanes);
 2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
    per lane), ``S = Σ e_j``;
-3. emit: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an unrolled
-   8-step restoring divider per lane (q < 256), ``p_j = min(q_j, 127)``,
-   ``dY_j = p_j - 2^e_frac · [j == label]``.
+3. emit: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an 8-step
+   restoring divider per lane (q < 256), ``p_j = min(q_j, 127)``,
+   ``dY_j = p_j - 2^e_frac · [j == label]``. The stage issues a word a
+   cycle into the divider's pipeline (:data:`LossUnit.DIVIDER_STEPS`: two
+   restoring steps a cycle at most), whose last stage is the ``errors``
+   stream's word; a word leaves :data:`LossUnit.LATENCY` (5) cycles after
+   its issue, and the pipeline stalls as a whole while ``errors`` is not
+   ready.
 
 MSE: ``dY_j = sat8(y_j - 2^a_frac · [j == label])``, from the logits, in
-the emit stage (its rows pass the exponent stage like the others).
+the emit stage (its rows pass the exponent stage and the divider's
+pipeline like the others).
 
 A row moves to the next stage in the cycle its stage finishes it, if that
 stage is empty or gives its own row on in the same cycle. With no gaps in
-and no back-pressure out, a row of W words takes 3W cycles from its first
-word in to its last error out, and rows follow each other every W cycles.
+and no back-pressure out, a row of W words takes 3W + 5 cycles from its
+first word in to its last error out, and rows follow each other every W
+cycles. The three stages hold a row each; the divider's pipeline holds up
+to 5 words more, of rows the emit stage has passed on.
 The stages keep registers only for the lanes that can hold a class: with
 ``classes`` not a multiple of ``lanes``, the last word's lanes past it are
 constant 0.
@@ -36,8 +44,8 @@ ends the row, and the row's count is then the lanes its words brought. A
 of the row so defined, in as many words as it has.
 ``logits.ready`` is low only while the load stage holds a whole row that
 the exponent stage cannot take yet (it does not depend on
-``logits.valid``); ``errors.valid`` is high while the emit stage holds a
-row.
+``logits.valid``); ``errors.valid`` is high while the divider's last
+stage holds a word.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
@@ -62,6 +70,12 @@ def word_layout(lanes):
 
 
 class LossUnit(wiring.Component):
+    #: The emit stage's divider, pipelined (issue 13): the restoring steps (quotient bits, high
+    #: first) done in each cycle from the word's issue on. Each cycle's steps end in a register, the
+    #: last cycle's with the errors: a word leaves ``len(DIVIDER_STEPS)`` cycles after its issue.
+    DIVIDER_STEPS = (1, 2, 2, 2, 1)
+    LATENCY = len(DIVIDER_STEPS)
+
     def __init__(self, classes=10, lanes=8, numerics=Numerics()):
         if not 2 <= classes <= 256:
             raise ValueError(f"classes must be in 2..256, not {classes}")
@@ -183,38 +197,65 @@ class LossUnit(wiring.Component):
         exps = [Mux(ex_work & (ex_w == w), e_word, ex_e[w]) for w in range(NW)]
         total = Mux(ex_work, ex_total + e_sum, ex_total)
 
-        # -- errors of word em_w
+        # -- errors of word em_w: issued into the divider's pipeline (DIVIDER_STEPS), which the output
+        # stream's back-pressure stalls as a whole; the last stage is the stream's payload.
         cur_y, cur_e = pick(em["y"], em_w, signed(8)), pick(em_e, em_w, unsigned(16))
         label, count = em["label"], em["count"]
-        out = Signal(data.ArrayLayout(signed(8), P))
+        out_valid = Signal()
+        advance, issue = Signal(), Signal()
+        m.d.comb += [advance.eq(~out_valid | self.errors.ready), issue.eq(em_busy & advance)]
+        em_last = last_word(em_w, count)
+        # A word in the pipeline: the divisor 2S, each lane's partial remainder and quotient bits, and
+        # what the last stage needs beside them.
+        word = {"valid": issue, "last": em_last, "mse": em["loss"] == Loss.MSE, "divisor": em_total << 1}
         for j in range(P):
             is_label = (em_w * P + j) == label
-            rem = Signal(unsigned(28), name=f"rem_in{j}")
-            m.d.comb += rem.eq((cur_e[j] << (n.e_frac_ce + 1)) + em_total)
-            q_bits = []
-            for bit in reversed(range(8)):
-                shifted = (em_total << 1) << bit
-                q_bit = Signal(name=f"q{j}_{bit}")
-                nxt = Signal(unsigned(28), name=f"rem{j}_{bit}")
-                m.d.comb += [q_bit.eq(rem >= shifted), nxt.eq(Mux(q_bit, rem - shifted, rem))]
-                q_bits.append(q_bit)
-                rem = nxt
-            q = Signal(unsigned(8), name=f"quot{j}")
-            m.d.comb += q.eq(Cat(*reversed(q_bits)))
-            ce_error = Mux(q > 127, 127, q) - Mux(is_label, one, 0)
             mse_error = Signal(signed(10), name=f"mse{j}")
             m.d.comb += mse_error.eq(cur_y[j] - Mux(is_label, Const(1 << n.a_frac, 9), 0))
-            mse_sat = Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error))
-            m.d.comb += out[j].eq(Mux(valid(em_w, j, count), Mux(em["loss"] == Loss.MSE, mse_sat, ce_error), 0))
-        em_last = last_word(em_w, count)
+            word |= {
+                f"rem{j}": ((cur_e[j] << (n.e_frac_ce + 1)) + em_total)[:28],
+                f"q{j}": Const(0, 8),
+                f"label{j}": is_label,
+                f"lane{j}": valid(em_w, j, count),
+                f"mse{j}": Mux(mse_error > 127, 127, Mux(mse_error < -128, -128, mse_error))[:8].as_signed(),
+            }
+        bit = 8
+        for stage, steps in enumerate(self.DIVIDER_STEPS):
+            for _ in range(steps):  # restoring steps, quotient bit ``bit`` down
+                bit -= 1
+                shifted = word["divisor"] << bit
+                for j in range(P):
+                    q_bit = Signal(name=f"q{j}_{bit}")
+                    rem = Signal(unsigned(28), name=f"rem{j}_{bit}")
+                    m.d.comb += [
+                        q_bit.eq(word[f"rem{j}"] >= shifted),
+                        rem.eq(Mux(q_bit, word[f"rem{j}"] - shifted, word[f"rem{j}"])),
+                    ]
+                    word[f"rem{j}"], word[f"q{j}"] = rem, (word[f"q{j}"] | (q_bit << bit))[:8]
+            if stage == len(self.DIVIDER_STEPS) - 1:  # the errors
+                errors = []
+                for j in range(P):
+                    q = word[f"q{j}"]
+                    ce_error = Mux(q > 127, 127, q) - Mux(word[f"label{j}"], one, 0)
+                    errors.append(Mux(word[f"lane{j}"], Mux(word["mse"], word[f"mse{j}"], ce_error), 0)[:8].as_signed())
+                word = {"valid": word["valid"], "last": word["last"], **{f"error{j}": e for j, e in enumerate(errors)}}
+            regs = {}
+            for name, v in word.items():
+                shape = Value.cast(v).shape()
+                regs[name] = Signal(shape, name=f"div{stage + 1}_{name}")
+                with m.If(advance):
+                    m.d.sync += regs[name].eq(v)
+            word = regs
+        assert bit == 0
         m.d.comb += [
-            self.errors.valid.eq(em_busy),
-            self.errors.payload.last.eq(em_last),
-            self.errors.payload.data.eq(out),
+            out_valid.eq(word["valid"]),
+            self.errors.valid.eq(out_valid),
+            self.errors.payload.last.eq(word["last"]),
+            *(self.errors.payload.data[j].eq(word[f"error{j}"]) for j in range(P)),
         ]
 
         # -- hand-overs: a stage gives its row on when the next one is empty or gives its own on too
-        em_gives = em_busy & self.errors.ready & em_last
+        em_gives = issue & em_last
         ex_gives = ex_ready & (~em_busy | em_gives)
         ld_gives = ld_ready & (~ex_busy | ex_gives)
 
@@ -235,7 +276,7 @@ class LossUnit(wiring.Component):
         with m.If(ld_gives):
             m.d.sync += [*take_row(ex, loaded), ex_w.eq(0), ex_total.eq(0), ex_busy.eq(1), ex_done.eq(0)]
 
-        with m.If(self.errors.valid & self.errors.ready):
+        with m.If(issue):
             m.d.sync += em_w.eq(em_w + 1)
             with m.If(em_last):
                 m.d.sync += [em_w.eq(0), em_busy.eq(0)]

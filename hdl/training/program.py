@@ -66,7 +66,7 @@ from reference.gemm import ROW_ENTRY, chain_launches, chain_ready, final_writes,
 from reference.training_numerics import Numerics
 
 from ..systolic.signatures import Mode
-from .loss_unit import Loss
+from .loss_unit import Loss, LossUnit
 
 __all__ = [
     "OP_LAYOUT",
@@ -545,9 +545,10 @@ def least_delay(plan):
 
 def loss_write_cycle(row, word, words):
     """The cycle, counted from a LOSS's go, in which the loss feeder writes error word ``word`` of
-    ``row`` (rows of ``words`` words): a row enters the unit every W cycles and leaves its last
-    stage 2W cycles after it entered (docs/training.md, "Timing")."""
-    return (row + 2) * words + word + 2
+    ``row`` (rows of ``words`` words): a row enters the unit every W cycles, its emit stage issues
+    it 2W cycles after it entered, and each word leaves the divider's pipeline
+    :data:`.loss_unit.LossUnit.LATENCY` cycles after its issue (docs/training.md, "Timing")."""
+    return (row + 2) * words + word + 2 + LossUnit.LATENCY
 
 
 def loss_gemm_delay(loss_op, gemm_op, R):
