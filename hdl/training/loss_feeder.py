@@ -59,28 +59,33 @@ class LossFeeder(wiring.Component):
         op = Signal(OP_LAYOUT)  # the op it was started with
         with m.If(self.run.go):
             m.d.sync += op.eq(self.ctl.op)
-        row, lout = Signal(16), Signal(16)  # the row being written; its error words taken
+        row = Signal(16)  # the row being written
         rrow, lk, feeding = Signal(16), Signal(16), Signal()  # the row and word to read next; rows left to read
         shown, shown_row, shown_k = Signal(), Signal(16), Signal(16)  # the word on ``logits``
         hold = shown & ~self.logits.ready  # not taken: read it again
         read_now = feeding & ~hold
         labels = self.labels_rd.data
-        a_row, a_k = Mux(hold, shown_row, rrow), Mux(hold, shown_k, lk)
+        a_row = Mux(hold, shown_row, rrow)
+        # The words' vmem addresses, kept by adds (a multiply would stand in the read path): the next
+        # word's, vr_base + rrow·vr_stride + lk, its row's start, and the shown word's.
+        r_addr, r_line, shown_addr = Signal(16), Signal(16), Signal(16)
         m.d.comb += [
             self.loss.eq(op.loss),
             self.count.eq(op.n),
             self.labels_rd.addr.eq(a_row >> lg),
             self.label.eq(Array(labels[e] for e in range(R))[shown_row[:lg] if lg else 0]),
-            self.vmem_rd.addr.eq(op.vr_base + a_row * op.vr_stride + a_k),
+            self.vmem_rd.addr.eq(Mux(hold, shown_addr, r_addr)),
         ]
         with m.If(~hold):
-            m.d.sync += [shown.eq(read_now), shown_row.eq(rrow), shown_k.eq(lk)]
+            m.d.sync += [shown.eq(read_now), shown_row.eq(rrow), shown_k.eq(lk), shown_addr.eq(r_addr)]
         with m.If(read_now):
-            m.d.sync += lk.eq(lk + 1)
+            m.d.sync += [lk.eq(lk + 1), r_addr.eq(r_addr + 1)]
             with m.If(lk + 1 >= op.k):
                 m.d.sync += [lk.eq(0), rrow.eq(rrow + 1), feeding.eq(rrow + 1 < op.m)]
+                m.d.sync += [r_line.eq(r_line + op.vr_stride), r_addr.eq(r_line + op.vr_stride)]
         with m.If(self.run.go):
-            m.d.sync += [row.eq(0), lout.eq(0), rrow.eq(0), lk.eq(0), feeding.eq(1), shown.eq(0), self.active.eq(1)]
+            m.d.sync += [row.eq(0), rrow.eq(0), lk.eq(0), feeding.eq(1), shown.eq(0), self.active.eq(1)]
+            m.d.sync += [r_addr.eq(self.ctl.op.vr_base), r_line.eq(self.ctl.op.vr_base)]
         m.d.comb += [
             self.logits.valid.eq(shown),
             self.logits.payload.data.eq(self.vmem_rd.data),
@@ -90,11 +95,17 @@ class LossFeeder(wiring.Component):
             self.dst.to.eq(op.dst),
             self.dst.data.eq(self.errors.payload.data),
         ]
+        # The error word's address, dst_base + row·dst_stride + (its word in the row), and its row's start,
+        # kept by adds.
+        w_addr, w_line = Signal(16), Signal(16)
+        with m.If(self.run.go):
+            m.d.sync += [w_addr.eq(self.ctl.op.dst_base), w_line.eq(self.ctl.op.dst_base)]
         with m.If(self.errors.valid & self.errors.ready):
-            m.d.comb += [self.dst.addr.eq(op.dst_base + row * op.dst_stride + lout), self.dst.en.eq(1)]
-            m.d.sync += lout.eq(lout + 1)
+            m.d.comb += [self.dst.addr.eq(w_addr), self.dst.en.eq(1)]
+            m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(self.errors.payload.last):
-                m.d.sync += [row.eq(row + 1), lout.eq(0)]
+                m.d.sync += row.eq(row + 1)
+                m.d.sync += [w_line.eq(w_line + op.dst_stride), w_addr.eq(w_line + op.dst_stride)]
                 with m.If(row + 1 >= op.m):
                     m.d.comb += self.run.done.eq(1)
                     m.d.sync += self.active.eq(0)

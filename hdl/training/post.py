@@ -283,39 +283,64 @@ class PostProcessor(wiring.Component):
         with m.If(self.run.go):
             m.d.sync += [run.eq((op.m != 0) & (op.k != 0)), pm.eq(0), pt.eq(0)]
 
-        def walk(inner, inner_n, outer, outer_n):  # the inner index to its end, then the outer one step
-            with m.If(inner + 1 >= inner_n):
-                m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
-                with m.If(outer + 1 >= outer_n):
-                    m.d.sync += run.eq(0)
-            with m.Else():
-                m.d.sync += inner.eq(inner + 1)
-
-        row_words, res_addr, advance = Signal(32), Signal(32), Signal()
         # follow: the word is read once the GEMM has written it final (a cycle before, or earlier); once
         # another GEMM is started behind it, by the older frontier.
+        res_addr, advance, wrap = Signal(32), Signal(), Signal()
         chained = Signal()
         with m.If(self.run.go):
             m.d.sync += chained.eq(0)
         with m.Elif(self.gemm_go):
             m.d.sync += chained.eq(1)
         frontier = Mux(chained, self.older, self.frontier)
-        m.d.comb += advance.eq(run & ~(op.follow & (res_addr >= frontier)))
-        with m.If(advance & ~op.by_column):
-            walk(pt, op.k, pm, op.m)  # word by word along a row, then the next row
-        with m.Elif(advance):
-            walk(pm, op.m, pt, op.k)  # by_column: row by row down a word column, then the next column
-        s1, s1_m, s1_t, s1_words = Signal(), Signal(16), Signal(16), Signal(32)  # stage 1
-        m.d.sync += [s1.eq(advance), s1_m.eq(pm), s1_t.eq(pt), s1_words.eq(row_words)]
         m.d.comb += [
-            row_words.eq(pm * op.k + pt),
-            res_addr.eq(op.r_base + pt * op.m + pm),
+            advance.eq(run & ~(op.follow & (res_addr >= frontier))),
+            # the inner index at its end: word by word along a row (by_column: row by row down a word column)
+            wrap.eq(Mux(op.by_column, pm + 1 >= op.m, pt + 1 >= op.k)),
+        ]
+        with m.If(advance):
+            with m.If(wrap):
+                with m.If(Mux(op.by_column, pt + 1 >= op.k, pm + 1 >= op.m)):
+                    m.d.sync += run.eq(0)
+                with m.If(op.by_column):
+                    m.d.sync += [pm.eq(0), pt.eq(pt + 1)]
+                with m.Else():
+                    m.d.sync += [pt.eq(0), pm.eq(pm + 1)]
+            with m.Elif(op.by_column):
+                m.d.sync += pm.eq(pm + 1)
+            with m.Else():
+                m.d.sync += pt.eq(pt + 1)
+
+        def strided(name, base, stride, width=16, swapped=False):
+            """A register that holds ``base + pm·stride + pt`` (``swapped``: ``base + pt·stride + pm``) for
+            stage 0's word, kept by adds as the walk moves (a multiply would stand in the read path)."""
+            addr, line_a, line_b = (Signal(width, name=f"{name}{part}") for part in ("", "_line_a", "_line_b"))
+            b_inner = op.by_column if swapped else ~op.by_column  # the index added unscaled moves fastest
+            with m.If(self.run.go):
+                m.d.sync += [addr.eq(base), line_a.eq(base), line_b.eq(base)]
+            with m.If(advance & ~wrap):
+                m.d.sync += addr.eq(Mux(b_inner, addr + 1, addr + stride))
+            with m.If(advance & wrap & b_inner):  # the next line of the scaled index
+                m.d.sync += [line_a.eq(line_a + stride), addr.eq(line_a + stride)]
+            with m.If(advance & wrap & ~b_inner):  # the next unscaled index, the scaled one from 0
+                m.d.sync += [line_b.eq(line_b + 1), addr.eq(line_b + 1)]
+            return addr
+
+        m.d.comb += res_addr.eq(strided("res_addr", op.r_base, op.m, width=32, swapped=True))
+        v_rd, vw, dst = (
+            strided(f"{n}_addr", getattr(op, f"{n}_base"), getattr(op, f"{n}_stride")) for n in ("vr", "vw", "dst")
+        )
+        w_addr, q_addr = strided("w_addr", op.p_base, op.k), strided("q_addr", op.q_base, op.k)
+        s1, s1_m, s1_t = Signal(), Signal(16), Signal(16)  # stage 1
+        s1_addr = {name: Signal(16, name=f"s1_{name}") for name in ("dst", "vw", "w", "q")}
+        m.d.sync += [s1.eq(advance), s1_m.eq(pm), s1_t.eq(pt)]
+        m.d.sync += [s1_addr[name].eq(v) for name, v in (("dst", dst), ("vw", vw), ("w", w_addr), ("q", q_addr))]
+        m.d.comb += [
             self.results.en.eq(run),
             self.results.addr.eq(res_addr),
-            self.vmem_rd.addr.eq(op.vr_base + pm * op.vr_stride + pt),
-            self.wmem_rd.addr.eq(op.p_base + row_words),
+            self.vmem_rd.addr.eq(v_rd),
+            self.wmem_rd.addr.eq(w_addr),
             self.bmem_rd.addr.eq(op.bb_base + pt),
-            self.mmem_rd.addr.eq(op.q_base + row_words),
+            self.mmem_rd.addr.eq(q_addr),
         ]
 
         # What the lanes share, from stage 0's row into stage 1's register. The update's shift s: s > 16
@@ -376,10 +401,10 @@ class PostProcessor(wiring.Component):
             "valid": s1,
             "row": s1_m,
             "last_row": s1_m == last,
-            "dst_addr": (op.dst_base + s1_m * op.dst_stride + s1_t)[:16],
-            "vw_addr": (op.vw_base + s1_m * op.vw_stride + s1_t)[:16],
-            "w_addr": (op.p_base + s1_words)[:16],
-            "q_addr": (op.q_base + s1_words)[:16],
+            "dst_addr": s1_addr["dst"],
+            "vw_addr": s1_addr["vw"],
+            "w_addr": s1_addr["w"],
+            "q_addr": s1_addr["q"],
             "b_addr": (op.bb_base + s1_t)[:16],
         }
         pending = []  # the words in the lanes' stages
