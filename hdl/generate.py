@@ -25,6 +25,7 @@ DESIGNS = {
     "train": ("hdl.training.core", "TrainCore"),
     "train_harness": ("hdl.training.harness", "TrainHarness"),  # sim only: the core and a host in hardware
     "loss_unit": ("hdl.training.loss_unit", "LossUnit"),
+    "post": ("hdl.training.post", "PostProcessor"),  # the training core's post unit, for sim timing: built by _post
     "cfu": ("hdl.cfu", "Cfu"),
     "gemm_cfu": ("hdl.cfu", "GemmCfu"),  # the MAC4 family and the GEMM ops: built by _gemm_cfu, below; module Cfu
     "gemm": ("hdl.systolic", "GemmEngine"),
@@ -93,8 +94,17 @@ def _gemm_cfu(**geometry):
     return GemmCfu(GemmCfuGeometry(**geometry))
 
 
+def _post(**geometry):
+    """The training core's post unit (FWD, DX, UPDATE and its lanes) of a core geometry
+    (:class:`.training.program.CoreGeometry`'s parameters; its defaults): timed alone, in minutes."""
+    from .training.post import PostProcessor
+    from .training.program import CoreGeometry
+
+    return PostProcessor(CoreGeometry(**geometry))
+
+
 #: Designs whose parameters are not their class's own: name -> function(**params) returning the top.
-_FACTORIES = {"selftest": _selftest, "gemm_cfu": _gemm_cfu}
+_FACTORIES = {"selftest": _selftest, "gemm_cfu": _gemm_cfu, "post": _post}
 
 #: Verilog module names other than the class's: CFU Playground's cfu.v must define a module named Cfu.
 _MODULE_NAMES = {"gemm_cfu": "Cfu"}

@@ -391,8 +391,9 @@ def _arrays(sizes):
     return out
 
 
-#: ``sim timing``'s designs; the training core is left out unless named (about 40 minutes here).
-TIMING_DESIGNS = ("cfu", "gemm_cfu", "gemm", "selftest", "train", "soc")
+#: ``sim timing``'s designs; the training core is left out unless named (about 40 minutes here). Its
+#: post unit and loss unit alone (``post``, ``loss_unit``) take minutes.
+TIMING_DESIGNS = ("cfu", "gemm_cfu", "gemm", "selftest", "train", "post", "loss_unit", "soc")
 TIMING_DEFAULT = ("cfu", "gemm_cfu", "gemm", "selftest")
 
 
@@ -1138,7 +1139,8 @@ def _parser():
         choices=TIMING_DESIGNS,
         default=list(TIMING_DEFAULT),
         help=f"default: {' '.join(TIMING_DEFAULT)}; name train to add the training core "
-        "(about 40 minutes here: 14 of yosys, 19 of nextpnr, 6 of synth_xilinx)",
+        "(about 40 minutes here: 14 of yosys, 19 of nextpnr, 6 of synth_xilinx), or its post unit "
+        "(post) or loss unit (loss_unit) alone, in minutes",
     )
     tm.add_argument("--arrays", nargs="+", default=["8x8"], help="array sizes RxC of gemm and selftest (default 8x8)")
     tm.add_argument(

@@ -11,7 +11,7 @@ ready are both high. Rows leave in the order they came. Cross-entropy,
 as :func:`reference.training.loss_error`, in three stages, each holding
 one row and taking a word a cycle:
 
-1. load: keep the logits, track their maximum (a tree over the lanes);
+1. load: keep the logits, track their maximum (all lanes compared at once);
 2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
    per lane), ``S = Σ e_j``;
 3. emit: ``q_j = floor((e_j · 2^(e_frac+1) + S) / (2S))`` by an 8-step
@@ -156,21 +156,23 @@ class LossUnit(wiring.Component):
         in_count = Signal.like(self.count)
         m.d.comb += in_count.eq(Mux(self.count > self.classes, self.classes, self.count))
         brought = (ld_w + 1) * P
-        # The row's maximum so far and the word's, a tree of compare-and-selects (depth log2(P) + 1, not
-        # P): a lane past the count takes part as -128, which no logit is below.
-        level = [Mux(valid(ld_w, j, in_count), in_data[j], -128) for j in range(P)]
-        depth = 0
-        while len(level) > 1:
-            pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
-            level = []
-            for i, pair in enumerate(pairs):
-                larger = Signal(signed(8), name=f"max{depth}_{i}")
-                m.d.comb += larger.eq(pair[0] if len(pair) == 1 else Mux(pair[1] > pair[0], pair[1], pair[0]))
-                level.append(larger)
-            depth += 1
-        so_far = Mux(ld_w == 0, Const(-128, signed(8)), ld["y_max"])
-        best = Signal(signed(8))
-        m.d.comb += best.eq(Mux(level[0] > so_far, level[0], so_far))
+        # The row's maximum so far and the word's lanes, in one level of compares (issue 13): a candidate
+        # at or above every other is a maximum, and the maxima are all the same value, so the OR of the
+        # candidates, each AND-ed with its verdict, is the maximum. A lane past the count takes part as
+        # -128, which no logit is below, as does the running maximum before a row's first word.
+        values = [Mux(ld_w == 0, Const(-128, signed(8)), ld["y_max"])]
+        values += [Mux(valid(ld_w, j, in_count), in_data[j], -128) for j in range(P)]
+        cands = []
+        for i, v in enumerate(values):
+            cand = Signal(signed(8), name=f"max_cand{i}")
+            m.d.comb += cand.eq(v)
+            cands.append(cand)
+        best, picked = Signal(signed(8)), Const(0, 8)
+        for i, c in enumerate(cands):
+            top = Signal(name=f"max_is{i}")
+            m.d.comb += top.eq(Cat(*(c >= other for k, other in enumerate(cands) if k != i)).all())
+            picked = picked | Mux(top, c.as_unsigned(), 0)
+        m.d.comb += best.eq(picked)
         # The load stage's row as it stands after this cycle's word, if one comes.
         loaded = {
             "y": [Mux(take & (ld_w == w), in_data, ld["y"][w]) for w in range(NW)],
