@@ -24,8 +24,10 @@ the sequencer starts it and goes on to fetch the next op. That op must be a
 GEMM, or a LOSS behind a FWD that writes no operand words. Any other op waits
 in DECODE until the post-op has finished. The next op may read what the
 post-op writes, in the order it is written: each writes one word a cycle from
-two cycles after its start, and the reader, fetched after that start, reads at
-most one word a cycle from later on (docs/training.md, "Timing"). The plan
+2 + POST_STAGES cycles after its start, and the reader, fetched after that
+start, reads at most one word a cycle, each after its write (:func:`schedule`
+checks it; :func:`least_delay` gives a reader the delay it needs; docs/training.md,
+"Timing"). The plan
 sets ``behind``
 - on each hidden layer's FWD, by column: the next layer's forward GEMM reads
   its input one word column (a tile's K rows) at a time;
@@ -654,17 +656,19 @@ def schedule(plan):
 
     Each op costs 2 cycles to decode and start (the first 3, with its fetch); a GEMM its ``delay``
     before its start, and until its last write the engine's cycles (:func:`reference.gemm.chain_launches`:
-    alone, :func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2; a LOSS (m + 2)·W + 1 for
-    m rows of W words (its unit's three stages each hold a row); END 2 (fetch and decode: the step
-    ends the cycle after its DECODE). A post-op ``behind`` the next op costs its 2 cycles only: the
-    next op's DECODE follows its start. That op is a GEMM, or a LOSS behind a FWD that writes no
-    operand words (:func:`may_pass`); any other op waits in DECODE until the post-op is done, rows x
-    words + 2 cycles after its start.
+    alone, :func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2 + POST_STAGES; a LOSS its
+    ``delay``, then (m + 2)·W + 1 + LossUnit.LATENCY for m rows of W words (its unit's three stages
+    each hold a row; its divider's pipeline, :func:`loss_write_cycle`); END 2 (fetch and decode: the
+    step ends the cycle after its DECODE). A post-op ``behind`` the next op costs its 2 cycles only:
+    the next op's DECODE follows its start. That op is a GEMM, or a LOSS behind a FWD that writes no
+    operand words (:func:`may_pass`), which reads each logit after the FWD writes it
+    (:func:`loss_reads`, :func:`post_writes`) or :class:`EarlyRead` is raised; any other op waits in
+    DECODE until the post-op is done, rows x words + 2 + POST_STAGES cycles after its start.
 
     A GEMM ``behind`` costs its 2 cycles only. The op after it is a post-op that has ``follow`` set:
     that op reads word i of its walk (by column) in the cycle after the GEMM writes it final
-    (:func:`reference.gemm.final_writes`), or later, one word a cycle; it is done 2 cycles after its
-    last read. Or it is a GEMM, which leaves DECODE once the engine takes it
+    (:func:`reference.gemm.final_writes`), or later, one word a cycle; it is done 2 + POST_STAGES
+    cycles after its last read. Or it is a GEMM, which leaves DECODE once the engine takes it
     (:func:`reference.gemm.chain_ready`: the engine chains the two). A post-op with ``beside`` set
     (it reads no result of the running GEMM) does not wait for the engine either. Any other op waits
     in DECODE until the engine is idle, the cycle after the last write. A GEMM started while a
