@@ -234,8 +234,8 @@ class PostProcessor(wiring.Component):
     lanes that drew from it (UPDATE); the last stage, POST_STAGES cycles
     later, writes: y or dx to ``vmem_wr``, masters and momenta to
     ``wmem_wr``/``bmem_wr``/``mmem_wr``, and the int8 word for the operand
-    buffers to ``dst``, at addresses computed in stage 1 and carried beside
-    the lanes. A word read in cycle c is written in c + 1 + POST_STAGES.
+    buffers to ``dst``, at addresses that stage 0's walk keeps by adds and
+    that are carried beside the lanes. A word read in cycle c is written in c + 1 + POST_STAGES.
     ``run.done`` is high once the last word is written (rows × words + 2 +
     POST_STAGES cycles after ``go``).
 
@@ -394,7 +394,8 @@ class PostProcessor(wiring.Component):
         with m.If(s1 & busy & (op.kind == Kind.UPDATE)):
             m.d.sync += lfsr.eq(Array(states)[Mux(ctl.round, valid_lanes, 0)])
 
-        # The word's write, computed in stage 1 and carried beside the lanes: written POST_STAGES cycles on.
+        # The word's write (its addresses from stage 0's walk), carried beside the lanes: written POST_STAGES
+        # cycles on.
         last = Signal(16)
         m.d.comb += last.eq(op.m - 1)
         wr = {
