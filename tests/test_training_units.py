@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from hdl.training.loss_feeder import LossFeeder
 from hdl.training.loss_unit import Loss, LossUnit
-from hdl.training.post import PostLane
+from hdl.training.post import LANE_OUTPUTS, PostLanes
 from hdl.training.program import (
     OP_LAYOUT,
     POST_STAGES,
@@ -47,7 +47,7 @@ def _run(top, bench, deadline=None):
     sim.run_until(deadline) if deadline else sim.run()
 
 
-# -- PostLane -----------------------------------------------------------------
+# -- PostLanes ----------------------------------------------------------------
 
 
 def _lane_ctl(s=0, post_shift=0, act=Act.RELU, momentum=0, lr=0):
@@ -67,29 +67,34 @@ def _lane_ctl(s=0, post_shift=0, act=Act.RELU, momentum=0, lr=0):
 
 
 def _lane_bench(cases, check):
-    """The cases one a cycle, back to back, each checked LATENCY cycles after it went in."""
-    lane = PostLane(NM)
-    outputs = ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
+    """The cases one a cycle, back to back, each checked LATENCY cycles after it went in: lane 0 takes
+    case i, lane 1 the inputs of case i + 1 under case i's shared control (the lanes are independent)."""
+    lanes = PostLanes(NM, lanes=2)
     checked = []
 
+    def inputs_of(i, lane):
+        return cases[(i + lane) % len(cases)][0]
+
     async def bench(ctx):
-        for i in range(len(cases) + PostLane.LATENCY):
-            if i >= PostLane.LATENCY:
-                inputs, ctl = cases[i - PostLane.LATENCY]
-                check(inputs, ctl, {name: ctx.get(getattr(lane, name)) for name in outputs})
-                checked.append(i)
+        for i in range(len(cases) + PostLanes.LATENCY):
+            if i >= PostLanes.LATENCY:
+                j = i - PostLanes.LATENCY
+                for e in range(2):
+                    got = {name: ctx.get(getattr(lanes, name)[e]) for name in LANE_OUTPUTS}
+                    check(inputs_of(j, e), cases[j][1], got)
+                checked.append(j)
             if i < len(cases):
-                inputs, ctl = cases[i]
-                for name, v in inputs.items():
-                    ctx.set(getattr(lane, name), v)
-                ctx.set(lane.ctl, lane.ctl.shape().const(ctl))
+                for e in range(2):
+                    for name, v in inputs_of(i, e).items():
+                        ctx.set(getattr(lanes, name)[e], v)
+                ctx.set(lanes.ctl, lanes.ctl.shape().const(cases[i][1]))
             await ctx.tick()
 
-    sim = Simulator(lane)
+    sim = Simulator(lanes)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert len(checked) == len(cases)
+    assert checked == list(range(len(cases)))
 
 
 @pytest.mark.parametrize("act", [Act.NONE, Act.RELU, Act.LEAKY])
@@ -175,6 +180,35 @@ def test_lane_update_stochastic_rounding(momentum):
         w = int(sat(i["weight"] - step, 16))
         want = (w, int(sat(i["bias"] - step, 32)), q, int(sat(round_half_up_shift(w, NM.master_extra), 8)))
         assert (got["weight_new"], got["bias_new"], got["mom_new"], got["weight8"]) == want, (i, c)
+
+    _lane_bench(cases, check)
+
+
+def test_lane_update_steps_at_the_34_bit_clamp():
+    """Left-shifted steps around ±2^31, ±2^32 and ±2^33 (the lanes clamp them to 34 bits) against the
+    unclamped formula: each master saturates the same way either side of the clamp."""
+
+    def factor(t):
+        """(acc, lr, s_left) with acc·lr·2^s_left = t, |acc| < 2^31, 0 < lr < 2^16."""
+        for shift in range(16):
+            for lr in range(1, 1 << 16):
+                a, r = divmod(abs(t), lr << shift)
+                if r == 0 and a < (1 << 31):
+                    return (a if t > 0 else -a), lr, shift
+        raise AssertionError(t)
+
+    cases = []
+    for t in [sign * (1 << k) + d for k in (31, 32, 33) for sign in (1, -1) for d in (-2, -1, 0, 1, 2)]:
+        acc, lr, shift = factor(t)
+        for weight, bias in ((0, 0), (32767, (1 << 31) - 1), (-32768, -(1 << 31)), (1234, -5678)):
+            inputs = {"acc": acc, "mom": 0, "weight": weight, "bias": bias, "rand": 0, "in_range": 1}
+            cases.append(({**inputs, "ones": 0, "y_prev": 0}, _lane_ctl(s=-shift, lr=lr)))
+
+    def check(i, c, got):
+        step = i["acc"] * c["lr"] << c["s_left"]
+        w = int(sat(i["weight"] - step, 16))
+        want = (w, int(sat(i["bias"] - step, 32)), int(sat(round_half_up_shift(w, NM.master_extra), 8)))
+        assert (got["weight_new"], got["bias_new"], got["weight8"]) == want, (i, c)
 
     _lane_bench(cases, check)
 

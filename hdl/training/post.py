@@ -1,7 +1,7 @@
 """Post-processing of the GEMM results: FWD, DX and UPDATE.
 
-:class:`PostProcessor` walks an op's output matrix, :class:`PostLane` does
-one lane's arithmetic. Every formula is :mod:`reference.training`'s.
+:class:`PostProcessor` walks an op's output matrix, :class:`PostLanes` does
+the lanes' arithmetic. Every formula is :mod:`reference.training`'s.
 """
 
 from types import SimpleNamespace
@@ -15,7 +15,7 @@ from reference.training_numerics import LFSR_SEED, LFSR_TAPS, Numerics
 from . import ports
 from .program import POST_STAGES, Act, Kind
 
-__all__ = ["PostLane", "PostProcessor", "LANE_CONTROL"]
+__all__ = ["PostLanes", "PostProcessor", "LANE_CONTROL", "LANE_INPUTS", "LANE_OUTPUTS"]
 
 #: What every lane of a word shares: the op's activation and momentum, the
 #: step's lr, the requantizing shift (FWD, DX) and the update's shift, split
@@ -49,34 +49,68 @@ def _lfsr_next(s):
 class _Stages:
     """A lane's pipeline: :meth:`next` registers values into the next stage."""
 
-    def __init__(self, m):
-        self.m, self.count = m, 0
+    def __init__(self, m, prefix=""):
+        self.m, self.prefix, self.count = m, prefix, 0
 
     def next(self, **values):
-        """Each of ``values`` registered, as the next stage's signals (named ``<name>_p<stage>``)."""
+        """Each of ``values`` registered, as the next stage's signals (named ``<prefix><name>_p<stage>``)."""
         self.count += 1
         regs = {}
         for name, v in values.items():
             shape = v.shape() if isinstance(v, data.View) else Value.cast(v).shape()
-            regs[name] = Signal(shape, name=f"{name}_p{self.count}")
+            regs[name] = Signal(shape, name=f"{self.prefix}{name}_p{self.count}")
             self.m.d.sync += regs[name].eq(v)
         return SimpleNamespace(**regs)
 
 
-class PostLane(wiring.Component):
-    """One lane's arithmetic, pipelined: the outputs are the inputs' of :data:`LATENCY` cycles before.
+def _clamp(v, bits):
+    """``v`` (signed) saturated to ``bits`` signed bits, by its top bits (all equal: it fits) and not by
+    compares: a tree of ANDs and ORs, not a carry chain."""
+    top = v[bits - 1 :]
+    fits = top.all() | ~top.any()
+    hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    return Mux(fits, v[:bits].as_signed(), Mux(v[-1], Const(lo, signed(bits)), Const(hi, signed(bits))))
 
-    Inputs: the accumulator ``acc``; the words the op read beside it (the
-    master ``bias`` and ``weight``, the momentum ``mom``, the previous
-    layer's ``y_prev``); ``rand``, this lane's LFSR draw; ``in_range``
-    (the column is inside the matrix) and ``ones`` (it is the ones column);
-    ``ctl`` (:data:`LANE_CONTROL`).
 
-    Outputs: FWD ``y`` (kept) and ``fwd`` (activated, or 1 in the ones
-    column); DX ``dx`` (kept) and ``dx_masked`` (the layer below's dY);
-    UPDATE ``mom_new``, ``weight_new``, ``bias_new`` and ``weight8`` (the
-    int8 weight the GEMMs read). Outside the matrix, the kept and written
-    int8 values are 0 and the masters and momentum keep their old values.
+#: The lane inputs and outputs of :class:`PostLanes` (each an array of one value per lane).
+LANE_INPUTS = {
+    "acc": signed(32),
+    "bias": signed(32),
+    "weight": signed(16),
+    "mom": signed(32),
+    "y_prev": signed(8),
+    "rand": unsigned(16),
+    "in_range": unsigned(1),
+    "ones": unsigned(1),
+}
+LANE_OUTPUTS = {
+    "y": signed(8),
+    "fwd": signed(8),
+    "dx": signed(8),
+    "dx_masked": signed(8),
+    "mom_new": signed(32),
+    "weight_new": signed(16),
+    "bias_new": signed(32),
+    "weight8": signed(8),
+}
+
+
+class PostLanes(wiring.Component):
+    """``lanes`` lanes' arithmetic, pipelined: the outputs are the inputs' of :data:`LATENCY` cycles before.
+
+    Inputs, one per lane: the accumulator ``acc``; the words the op read
+    beside it (the master ``bias`` and ``weight``, the momentum ``mom``, the
+    previous layer's ``y_prev``); ``rand``, the lane's LFSR draw;
+    ``in_range`` (the column is inside the matrix) and ``ones`` (it is the
+    ones column). Shared: ``ctl`` (:data:`LANE_CONTROL`), carried down the
+    stages once for every lane.
+
+    Outputs, one per lane: FWD ``y`` (kept) and ``fwd`` (activated, or 1
+    in the ones column); DX ``dx`` (kept) and ``dx_masked`` (the layer
+    below's dY); UPDATE ``mom_new``, ``weight_new``, ``bias_new`` and
+    ``weight8`` (the int8 weight the GEMMs read). Outside the matrix, the
+    kept and written int8 values are 0 and the masters and momentum keep
+    their old values.
 
     The stages (issue 13: each about one carry chain or one variable shift,
     for a 75 MHz core on the ECP5): 1, the rounding adds (bias, DX) and
@@ -85,121 +119,134 @@ class PostLane(wiring.Component):
     16-bit halves of the product by lr; 4, their sum, FWD's rounding add;
     5, the update's floor shift and its left shift, FWD's shift; 6, the
     stochastic rounding's shift and compare, FWD's saturation and
-    activation; 7, the step; 8, the masters less the step; 9, their
+    activation, the left shift's saturation to 34 bits; 7, the step and
+    the int8 weight's rounding add; 8, the masters less the step; 9, their
     saturation and the int8 weight.
+
+    The left-shifted step is saturated to 34 bits: a step at or past 2^33
+    in magnitude saturates the 32-bit bias, the 16-bit weight and the int8
+    weight the same way as the clamped one does, and the narrower step
+    keeps stages 7 to 9 within 64 bits (a third of the simulator's time
+    went to the wider words).
     """
 
     #: Cycles from the inputs to the outputs (program.POST_STAGES: the schedule's).
     LATENCY = POST_STAGES
 
-    def __init__(self, numerics=Numerics()):
+    def __init__(self, numerics=Numerics(), lanes=1):
         if not 0 <= numerics.master_extra <= 8:
             raise ValueError(
                 f"master_extra must be in 0..8 (the int8 weight is the int16 master's top byte or more), "
                 f"not {numerics.master_extra}"
             )
-        self.numerics = numerics
-        super().__init__(
-            {
-                "acc": In(signed(32)),
-                "bias": In(signed(32)),
-                "weight": In(signed(16)),
-                "mom": In(signed(32)),
-                "y_prev": In(signed(8)),
-                "rand": In(16),
-                "in_range": In(1),
-                "ones": In(1),
-                "ctl": In(LANE_CONTROL),
-                "y": Out(signed(8)),
-                "fwd": Out(signed(8)),
-                "dx": Out(signed(8)),
-                "dx_masked": Out(signed(8)),
-                "mom_new": Out(signed(32)),
-                "weight_new": Out(signed(16)),
-                "bias_new": Out(signed(32)),
-                "weight8": Out(signed(8)),
-            }
-        )
+        self.numerics, self.lanes = numerics, lanes
+        ports = {name: In(data.ArrayLayout(shape, lanes)) for name, shape in LANE_INPUTS.items()}
+        ports |= {"ctl": In(LANE_CONTROL)}
+        ports |= {name: Out(data.ArrayLayout(shape, lanes)) for name, shape in LANE_OUTPUTS.items()}
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        nm, st = self.numerics, _Stages(m)
+        # The shared control, stage by stage: ctls[k] is the word's in stage k (ctls[0], the input's).
+        ctls = [self.ctl]
+        for k in range(1, 7):
+            reg = Signal(LANE_CONTROL, name=f"ctl_p{k}")
+            m.d.sync += reg.eq(ctls[-1])
+            ctls.append(reg)
+        # The rounding terms 2^(s-1) (0 for s = 0) of FWD's and DX's shift, shared by the lanes.
+        halves = {}
+        for stage, width in ((0, 34), (3, 40)):
+            halves[stage] = Signal(unsigned(width), name=f"half_p{stage}")
+            m.d.comb += halves[stage].eq((Const(1, width + 1) << ctls[stage].post_shift)[1:])
+        for e in range(self.lanes):
+            inputs = {name: getattr(self, name)[e] for name in LANE_INPUTS}
+            outputs = self._lane(m, e, inputs, ctls, halves)
+            m.d.comb += [getattr(self, name)[e].eq(v) for name, v in outputs.items()]
+        return m
+
+    def _lane(self, m, e, i, ctls, halves):
+        """Lane ``e``'s stages, from its inputs ``i``, the shared control ``ctls`` and rounding terms
+        ``halves`` (each by its stage): its outputs."""
+        nm, st = self.numerics, _Stages(m, prefix=f"l{e}_")
         E = nm.master_extra
         half_e = (1 << E) >> 1
 
-        def half(s, width):
-            """2^(s-1) (0 for s = 0): the rounding term of a shift by ``s``."""
-            h = Signal(unsigned(width))
-            m.d.comb += h.eq((Const(1, width + 1) << s)[1:])
-            return h
-
-        # 1. The round-half-up adds: the bias master's top (FWD), acc's (DX), the int8 weight's; acc - mom.
+        # 1. The round-half-up adds: the bias master's top (FWD), acc's (DX); acc - mom.
+        ctl = ctls[0]
         p = st.next(
-            acc=self.acc,
-            bias=self.bias,
-            weight=self.weight,
-            mom=self.mom,
-            y_prev=self.y_prev,
-            rand=self.rand,
-            ok=self.in_range,
-            ones=self.ones,
-            ctl=self.ctl,
-            bias_h=self.bias + half_e,
-            acc_h=self.acc + half(self.ctl.post_shift, 34),
-            w_h=self.weight + half_e,
-            diff=self.acc - self.mom,
+            acc=i["acc"],
+            bias=i["bias"],
+            weight=i["weight"],
+            mom=i["mom"],
+            y_prev=i["y_prev"],
+            rand=i["rand"],
+            ok=i["in_range"],
+            ones=i["ones"],
+            bias_h=i["bias"] + half_e,
+            acc_h=i["acc"] + halves[0],
+            diff=i["acc"] - i["mom"],
         )
         # 2. FWD's bias, sat32(rhu(bias)); DX, sat8(rhu(acc)); the momentum q and the multiplier's operand.
-        q = Signal(signed(32))
+        ctl = ctls[1]
+        q = Signal(signed(32), name=f"l{e}_q")
         m.d.comb += q.eq(p.mom + (p.diff >> nm.momentum_shift))
         keep = lambda p, *names: {name: getattr(p, name) for name in names}  # values carried on unchanged
         p = st.next(
-            **keep(p, "acc", "bias", "weight", "y_prev", "rand", "ok", "ones", "ctl", "w_h"),
+            **keep(p, "acc", "bias", "weight", "y_prev", "rand", "ok", "ones"),
             mom_new=Mux(p.ok, q, p.mom),
             bias_r=_sat(p.bias_h >> E, 32),
-            dx=_sat(p.acc_h >> p.ctl.post_shift, 8),
-            operand=Mux(p.ctl.momentum, q, p.acc),
+            dx=_sat(p.acc_h >> ctl.post_shift, 8),
+            operand=Mux(ctl.momentum, q, p.acc),
         )
         # 3. acc + bias; the product operand x lr in two halves (each fits a multiplier); DX's mask.
-        act = lambda v, y: Mux(y > 0, v, Mux(p.ctl.act == Act.LEAKY, v >> nm.leaky_shift, 0))
+        ctl = ctls[2]
+        act = lambda v, y, ctl: Mux(y > 0, v, Mux(ctl.act == Act.LEAKY, v >> nm.leaky_shift, 0))
         p = st.next(
-            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h"),
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones"),
             dx=Mux(p.ok, p.dx, 0),
-            dx_masked=Mux(p.ok, act(p.dx, p.y_prev), 0),
+            dx_masked=Mux(p.ok, act(p.dx, p.y_prev, ctl), 0),
             total=p.acc + p.bias_r,
-            prod_lo=p.operand.as_unsigned()[:16] * p.ctl.lr,
-            prod_hi=p.operand[16:].as_signed() * p.ctl.lr,
+            prod_lo=p.operand.as_unsigned()[:16] * ctl.lr,
+            prod_hi=p.operand[16:].as_signed() * ctl.lr,
         )
         # 4. The product; FWD's rounding add.
-        prod = Signal(signed(50))
+        ctl = ctls[3]
+        prod = Signal(signed(50), name=f"l{e}_prod")
         m.d.comb += prod.eq(p.prod_lo + (p.prod_hi << 16))
         p = st.next(
-            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h", "dx", "dx_masked"),
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "dx", "dx_masked"),
             prod=prod,
-            total_h=p.total + half(p.ctl.post_shift, 40),
+            total_h=p.total + halves[3],
         )
         # 5. The update's floor shift (s > 16) and its exact left shift (s < 0); FWD's shift.
+        ctl = ctls[4]
         p = st.next(
-            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "ctl", "w_h", "dx", "dx_masked"),
-            pre=p.prod >> p.ctl.pre_shift,
-            left=p.prod << p.ctl.s_left,
-            y_wide=p.total_h >> p.ctl.post_shift,
+            **keep(p, "bias", "weight", "mom_new", "rand", "ok", "ones", "dx", "dx_masked"),
+            pre=p.prod >> ctl.pre_shift,
+            left=p.prod << ctl.s_left,
+            y_wide=p.total_h >> ctl.post_shift,
         )
-        # 6. Stochastic rounding: the shift by s_eff and the draw's compare; FWD's saturation and activation.
-        y = Signal(signed(8))
+        # 6. Stochastic rounding: the shift by s_eff and the draw's compare; FWD's saturation and
+        # activation; the left shift saturated to 34 bits (exact: see the class's docstring).
+        ctl = ctls[5]
+        y = Signal(signed(8), name=f"l{e}_y")
         m.d.comb += y.eq(_sat(p.y_wide, 8))
-        frac = p.pre.as_unsigned()[:17] & p.ctl.frac_mask
+        frac = p.pre.as_unsigned()[:17] & ctl.frac_mask
         p = st.next(
-            **keep(p, "bias", "weight", "mom_new", "ok", "ctl", "w_h", "dx", "dx_masked", "left"),
+            **keep(p, "bias", "weight", "mom_new", "ok", "dx", "dx_masked"),
+            left=_clamp(p.left, 34),
             y=Mux(p.ok, y, 0),
-            fwd=Mux(p.ok, Mux(p.ctl.act == Act.NONE, y, act(y, y)), Mux(p.ones, 1, 0)),
-            floor=p.pre >> p.ctl.s_eff,
-            up=frac > (p.rand & p.ctl.frac_mask),
+            fwd=Mux(p.ok, Mux(ctl.act == Act.NONE, y, act(y, y, ctl)), Mux(p.ones, 1, 0)),
+            floor=p.pre >> ctl.s_eff,
+            up=frac > (p.rand & ctl.frac_mask),
         )
-        # 7. The step: master -= step.
-        step = Signal(signed(66))
-        m.d.comb += step.eq(Mux(p.ctl.round, p.floor + p.up, p.left))
-        p = st.next(**keep(p, "bias", "weight", "mom_new", "ok", "w_h", "dx", "dx_masked", "y", "fwd"), step=step)
+        # 7. The step: master -= step; the int8 weight's round-half-up add.
+        ctl = ctls[6]
+        p = st.next(
+            **keep(p, "bias", "weight", "mom_new", "ok", "dx", "dx_masked", "y", "fwd"),
+            step=Mux(ctl.round, p.floor + p.up, p.left),
+            w_h=p.weight + half_e,
+        )
         # 8. The masters less the step (and the int8 weight's rounding term less it).
         p = st.next(
             **keep(p, "bias", "weight", "mom_new", "ok", "dx", "dx_masked", "y", "fwd"),
@@ -216,9 +263,7 @@ class PostLane(wiring.Component):
             weight8=Mux(p.ok, _sat(p.w8_diff >> E, 8), 0)[:8].as_signed(),
         )
         assert st.count == self.LATENCY
-        outputs = ("y", "fwd", "dx", "dx_masked", "mom_new", "weight_new", "bias_new", "weight8")
-        m.d.comb += [getattr(self, name).eq(getattr(p, name)) for name in outputs]
-        return m
+        return {name: getattr(p, name) for name in LANE_OUTPUTS}
 
 
 class PostProcessor(wiring.Component):
@@ -229,7 +274,7 @@ class PostProcessor(wiring.Component):
     column), one word of R lanes a cycle. Stage 0 presents the result
     address (``results``) and the addresses of the words the op needs beside
     it (``vmem_rd`` for y, ``wmem_rd``, ``bmem_rd``, ``mmem_rd``); stage 1,
-    the next cycle, hands their data to the lanes (:class:`PostLane`, whose
+    the next cycle, hands their data to the lanes (:class:`PostLanes`, whose
     pipeline is :data:`.program.POST_STAGES` deep) and steps ``lfsr`` by the
     lanes that drew from it (UPDATE); the last stage, POST_STAGES cycles
     later, writes: y or dx to ``vmem_wr``, masters and momenta to
@@ -376,21 +421,19 @@ class PostProcessor(wiring.Component):
             nxt = Signal(16, name=f"lfsr_{e + 1}")
             m.d.comb += nxt.eq(_lfsr_next(states[-1]))
             states.append(nxt)
-        lanes = []
+        m.submodules.lanes = lanes = PostLanes(self.numerics, lanes=R)
+        m.d.comb += lanes.ctl.eq(ctl)
         for e in range(R):
-            m.submodules[f"lane{e}"] = lane = PostLane(self.numerics)
             m.d.comb += [
-                lane.acc.eq(self.results.data[e]),
-                lane.bias.eq(self.bmem_rd.data[e]),
-                lane.weight.eq(self.wmem_rd.data[e]),
-                lane.mom.eq(self.mmem_rd.data[e]),
-                lane.y_prev.eq(self.vmem_rd.data[e]),
-                lane.rand.eq(states[e + 1]),
-                lane.in_range.eq(col0 + e < op.n),
-                lane.ones.eq(op.ones & (col0 + e == op.n)),
-                lane.ctl.eq(ctl),
+                lanes.acc[e].eq(self.results.data[e]),
+                lanes.bias[e].eq(self.bmem_rd.data[e]),
+                lanes.weight[e].eq(self.wmem_rd.data[e]),
+                lanes.mom[e].eq(self.mmem_rd.data[e]),
+                lanes.y_prev[e].eq(self.vmem_rd.data[e]),
+                lanes.rand[e].eq(states[e + 1]),
+                lanes.in_range[e].eq(col0 + e < op.n),
+                lanes.ones[e].eq(op.ones & (col0 + e == op.n)),
             ]
-            lanes.append(lane)
         with m.If(s1 & busy & (op.kind == Kind.UPDATE)):
             m.d.sync += lfsr.eq(Array(states)[Mux(ctl.round, valid_lanes, 0)])
 
@@ -415,7 +458,7 @@ class PostProcessor(wiring.Component):
             pending.append(regs["valid"])
             wr = regs
         m.d.comb += self.run.done.eq(~run & ~s1 & ~Cat(*pending).any())  # the last word has been written
-        word = lambda name: [getattr(lane, name) for lane in lanes]
+        word = lambda name: [getattr(lanes, name)[e] for e in range(R)]
         self._writes(m, wr, word)
         return m
 

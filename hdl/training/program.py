@@ -144,7 +144,7 @@ class Target(enum.Enum, shape=3):
 
 ADDR = 16
 
-#: The post unit's lane pipeline (:class:`.post.PostLane`): a word read in cycle c is written in
+#: The post unit's lane pipeline (:class:`.post.PostLanes`): a word read in cycle c is written in
 #: c + 1 + POST_STAGES (docs/training.md, "Timing").
 POST_STAGES = 9
 
