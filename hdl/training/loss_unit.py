@@ -7,9 +7,11 @@ last word; ``label``, ``loss`` and ``count`` held while they come in); its
 int8 errors leave on the ``errors`` stream as words in the same layout,
 lanes past ``count`` zero, ``last`` on the row's last word. Both streams
 follow ``lib.stream``'s rules: a word moves in a cycle where valid and
-ready are both high. Rows leave in the order they came. Cross-entropy,
-as :func:`reference.training.loss_error`, in three stages, each holding
-one row and taking a word a cycle:
+ready are both high. Rows leave in the order they came. A word taken
+waits a cycle in an input register (:data:`LossUnit.INPUT_LATENCY`), with
+its row's label, loss and count, before the first stage takes it.
+Cross-entropy, as :func:`reference.training.loss_error`, in three stages,
+each holding one row and taking a word a cycle:
 
 1. load: keep the logits, track their maximum (all lanes compared at once);
 2. exponents: ``e_j = E[max - y_j]`` from the exponent ROM (one read port
@@ -29,10 +31,11 @@ pipeline like the others).
 
 A row moves to the next stage in the cycle its stage finishes it, if that
 stage is empty or gives its own row on in the same cycle. With no gaps in
-and no back-pressure out, a row of W words takes 3W + 5 cycles from its
+and no back-pressure out, a row of W words takes 3W + 6 cycles from its
 first word in to its last error out, and rows follow each other every W
-cycles. The three stages hold a row each; the divider's pipeline holds up
-to 5 words more, of rows the emit stage has passed on.
+cycles. The three stages hold a row each; the input register holds a
+word of one more, and the divider's pipeline up to 5 words of rows the
+emit stage has passed on.
 The stages keep registers only for the lanes that can hold a class: with
 ``classes`` not a multiple of ``lanes``, the last word's lanes past it are
 constant 0.
@@ -42,10 +45,10 @@ wider) counts as ``classes``. A ``last`` before ``count`` lanes have come
 ends the row, and the row's count is then the lanes its words brought. A
 ``label`` at or past the row's count marks no class. The errors are those
 of the row so defined, in as many words as it has.
-``logits.ready`` is low only while the load stage holds a whole row that
-the exponent stage cannot take yet (it does not depend on
-``logits.valid``); ``errors.valid`` is high while the divider's last
-stage holds a word.
+``logits.ready`` is low only while the input register holds a word and
+the load stage a whole row that the exponent stage cannot take yet (it
+does not depend on ``logits.valid``); ``errors.valid`` is high while the
+divider's last stage holds a word.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
@@ -75,6 +78,9 @@ class LossUnit(wiring.Component):
     #: last cycle's with the errors: a word leaves ``len(DIVIDER_STEPS)`` cycles after its issue.
     DIVIDER_STEPS = (1, 2, 2, 2, 1)
     LATENCY = len(DIVIDER_STEPS)
+    #: Cycles a word taken from ``logits`` waits in the input register before the load stage takes it
+    #: (issue 13: the register parts the logits' memory read from the maximum's compares).
+    INPUT_LATENCY = 1
 
     def __init__(self, classes=10, lanes=8, numerics=Numerics()):
         if not 2 <= classes <= 256:
@@ -147,14 +153,30 @@ class LossUnit(wiring.Component):
         em_busy = Signal()  # the emit stage holds a row
         ex_e, em_e = words("exp_e", unsigned(16)), words("emit_e", unsigned(16))
         ex_total, em_total = Signal(unsigned(24), name="exp_total"), Signal(unsigned(24), name="emit_total")
-        in_data = self.logits.payload.data
 
-        # -- load. Bad input has a defined answer: a count past ``classes`` counts ``classes``, and a row
-        # whose ``last`` comes before ``count`` lanes ends there (its count is the lanes it brought).
-        take = Signal()
-        m.d.comb += [self.logits.ready.eq(~ld_full), take.eq(self.logits.valid & ~ld_full)]
-        in_count = Signal.like(self.count)
-        m.d.comb += in_count.eq(Mux(self.count > self.classes, self.classes, self.count))
+        # -- the input register (issue 13: the logits come from a memory's read port, and the maximum's
+        # compares follow): a word taken from ``logits`` waits here, with its row's label, loss and count,
+        # until the load stage takes it. Bad input has a defined answer: a count past ``classes`` counts
+        # ``classes``.
+        in_valid, in_last = Signal(), Signal()
+        in_data = Signal(data.ArrayLayout(signed(8), P))
+        in_label, in_loss, in_count = Signal.like(self.label), Signal(Loss), Signal.like(self.count)
+        take = Signal()  # the load stage takes the input register's word
+        m.d.comb += [self.logits.ready.eq(~in_valid | ~ld_full), take.eq(in_valid & ~ld_full)]
+        with m.If(self.logits.valid & self.logits.ready):
+            m.d.sync += [
+                in_valid.eq(1),
+                in_data.eq(self.logits.payload.data),
+                in_last.eq(self.logits.payload.last),
+                in_label.eq(self.label),
+                in_loss.eq(self.loss),
+                in_count.eq(Mux(self.count > self.classes, self.classes, self.count)),
+            ]
+        with m.Elif(take):
+            m.d.sync += in_valid.eq(0)
+
+        # -- load. A row whose ``last`` comes before ``count`` lanes ends there (its count is the lanes
+        # it brought).
         brought = (ld_w + 1) * P
         # The row's maximum so far and the word's lanes, in one level of compares (issue 13): a candidate
         # at or above every other is a maximum, and the maxima are all the same value, so the OR of the
@@ -177,11 +199,11 @@ class LossUnit(wiring.Component):
         loaded = {
             "y": [Mux(take & (ld_w == w), in_data, ld["y"][w]) for w in range(NW)],
             "y_max": Mux(take, best, ld["y_max"]),
-            "label": Mux(take, self.label, ld["label"]),
-            "loss": Mux(take, self.loss, ld["loss"]),
-            "count": Mux(take, Mux(self.logits.payload.last & (brought < in_count), brought, in_count), ld["count"]),
+            "label": Mux(take, in_label, ld["label"]),
+            "loss": Mux(take, in_loss, ld["loss"]),
+            "count": Mux(take, Mux(in_last & (brought < in_count), brought, in_count), ld["count"]),
         }
-        ld_ends = self.logits.payload.last | (brought >= in_count) | (ld_w == NW - 1)
+        ld_ends = in_last | (brought >= in_count) | (ld_w == NW - 1)
         ld_ready = ld_full | (take & ld_ends)  # a whole row, after this cycle
 
         # -- exponents of word ex_w, and their sum

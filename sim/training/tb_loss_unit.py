@@ -210,8 +210,9 @@ async def loss_rows(dut):
             words = -(-count // lanes)
             # Rows with a word in and their errors not all out, after the last edge.
             in_flight = min(bisect.bisect_left(words_in, src.sent) + 1, len(cases)) - r if src.sent else 0
-            # Three stages of a row each, and the divider's pipeline: up to LATENCY words of rows passed on.
-            most = 3 + LossUnit.LATENCY
+            # The input register's word, three stages of a row each, and the divider's pipeline: up to
+            # LATENCY words of rows passed on.
+            most = LossUnit.INPUT_LATENCY + 3 + LossUnit.LATENCY
             assert in_flight <= most, f"row {r}: {in_flight} rows in the unit, which holds {most} at most"
             if in_flight:
                 cov.sample("rows_in_flight", "3 or more" if in_flight >= 3 else str(in_flight))
