@@ -42,8 +42,22 @@ def _sat(v, bits):
     return Mux(v > hi, hi, Mux(v < lo, lo, v))
 
 
-def _lfsr_next(s):
-    return Mux(s[0], (s >> 1) ^ LFSR_TAPS, s >> 1)
+def _lfsr_step(s):
+    """The LFSR's next state (an int)."""
+    return (s >> 1) ^ (LFSR_TAPS if s & 1 else 0)
+
+
+def _lfsr_ahead(s, k):
+    """The LFSR's state ``k`` steps after ``s`` (a 16-bit value), each bit one XOR of ``s``'s bits: the
+    steps are linear over GF(2), so the bit is the XOR of the bits of ``s`` whose unit vector, stepped
+    ``k`` times, has it set (issue 13: two LUT levels, not ``k`` chained steps)."""
+    columns = []
+    for i in range(16):
+        v = 1 << i
+        for _ in range(k):
+            v = _lfsr_step(v)
+        columns.append(v)
+    return Cat(*(Cat(*(s[i] for i in range(16) if columns[i] >> b & 1)).xor() for b in range(16)))
 
 
 class _Stages:
@@ -389,37 +403,49 @@ class PostProcessor(wiring.Component):
         ]
 
         # What the lanes share, from stage 0's row into stage 1's register. The update's shift s: s > 16
-        # floors s - 16 bits first; s <= 0 is an exact left shift that draws nothing from the LFSR.
-        ctl, s_raw, last_row = Signal(LANE_CONTROL), Signal(signed(7)), Signal()
-        s_eff = Signal(6)
-        m.d.comb += [
-            last_row.eq(pm + 1 == op.m),
-            s_raw.eq(Mux(last_row, op.shift1, op.shift0)),
-            s_eff.eq(Mux(s_raw > 16, 16, Mux(s_raw < 0, 0, s_raw))),
-        ]
+        # floors s - 16 bits first; s <= 0 is an exact left shift that draws nothing from the LFSR. The
+        # op's two shifts (the weights' rows, the bias row) are split when it starts, and each word picks
+        # its row's (issue 13: the split is not in the walk's path).
+        def split(s_raw):
+            s_eff = Mux(s_raw > 16, 16, Mux(s_raw < 0, 0, s_raw))[:6]
+            return {
+                "round": s_raw > 0,
+                "s_left": Mux(s_raw < 0, -s_raw, 0)[:4],
+                "s_eff": s_eff,
+                "pre_shift": Mux(s_raw > 16, s_raw - 16, 0)[:6],
+                "frac_mask": ((Const(1, 17) << s_eff) - 1)[:17],
+            }
+
+        splits = []
+        for name in ("shift0", "shift1"):
+            fields = split(getattr(op, name))
+            regs = {f: Signal(Value.cast(v).shape(), name=f"{name}_{f}") for f, v in fields.items()}
+            with m.If(self.run.go):
+                m.d.sync += [regs[f].eq(v) for f, v in fields.items()]
+            splits.append(regs)
+        ctl = Signal(LANE_CONTROL)
+        last_row = Signal()
+        m.d.comb += last_row.eq(pm + 1 == op.m)
         m.d.sync += [
             ctl.act.eq(op.act),
             ctl.momentum.eq(op.momentum),
             ctl.lr.eq(self.ctl.lr),
             ctl.post_shift.eq(op.shift0.as_unsigned()[:6]),  # the plan checks >= 0
-            ctl.round.eq(s_raw > 0),
-            ctl.s_left.eq(Mux(s_raw < 0, -s_raw, 0)),
-            ctl.s_eff.eq(s_eff),
-            ctl.pre_shift.eq(Mux(s_raw > 16, s_raw - 16, 0)),
-            ctl.frac_mask.eq((Const(1, 17) << s_eff) - 1),
+            *(getattr(ctl, f).eq(Mux(last_row, splits[1][f], splits[0][f])) for f in splits[0]),
         ]
 
-        # Stage 1: the lanes' inputs, and the LFSR's draws (the LFSR steps here, word by word).
+        # Stage 1: the lanes' inputs, and the LFSR's draws (the LFSR steps here, word by word, by the
+        # word's lanes inside the matrix: counted in stage 0, from its word).
         col0, remaining, valid_lanes = Signal(16), Signal(signed(18)), Signal(range(R + 1))
         m.d.comb += [
             col0.eq(s1_t << lg),
-            remaining.eq(op.n - col0),
-            valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining))),
+            remaining.eq(op.n - (pt << lg)),
         ]
+        m.d.sync += valid_lanes.eq(Mux(remaining >= R, R, Mux(remaining < 0, 0, remaining)))
         states = [lfsr]  # lane e draws the state after e + 1 steps
         for e in range(R):
             nxt = Signal(16, name=f"lfsr_{e + 1}")
-            m.d.comb += nxt.eq(_lfsr_next(states[-1]))
+            m.d.comb += nxt.eq(_lfsr_ahead(lfsr, e + 1))
             states.append(nxt)
         m.submodules.lanes = lanes = PostLanes(self.numerics, lanes=R)
         m.d.comb += lanes.ctl.eq(ctl)
