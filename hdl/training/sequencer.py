@@ -27,7 +27,9 @@ class State(enum.Enum, shape=4):
 class Sequencer(wiring.Component):
     """The program memory and the FSM that steps through it.
 
-    ``prog`` writes one op (honoured while idle). ``start`` (taken while idle,
+    ``prog`` writes one op (honoured while idle), and beside it, in a memory of
+    its own, what DECODE checks of it: whether it is a LOSS row the loss unit
+    cannot take, and its delay less one. ``start`` (taken while idle,
     with ``lr``) raises ``busy`` the next cycle and clears the counters; the
     first op then costs FETCH, DECODE and one START cycle before its unit runs
     (``gemm``, ``post`` or ``loss``: ``go`` for one cycle, then the wait for
@@ -89,6 +91,23 @@ class Sequencer(wiring.Component):
         R = g.rows
         m.submodules.program = program = memory.Memory(shape=OP_LAYOUT, depth=g.program_depth, init=[])
         p_wr, p_rd = program.write_port(), program.read_port()
+        # Beside each op, what DECODE would otherwise work out from it, worked out as the host writes it
+        # (issue 13: DECODE's cycle holds the unit's handshakes and the op's latching only): a LOSS row
+        # the loss unit cannot take, a delay, and the delay's first count. An address never written
+        # holds 0 in both memories: an END with no delay.
+        delay_shape = OP_LAYOUT["delay"].shape
+        decoded_layout = data.StructLayout({"bad_row": 1, "delayed": 1, "delay_left": delay_shape})
+        m.submodules.decoded = decoded = memory.Memory(shape=decoded_layout, depth=g.program_depth, init=[])
+        d_wr, d_rd = decoded.write_port(), decoded.read_port()
+        w = self.prog.data
+        m.d.comb += [
+            d_wr.en.eq(p_wr.en),
+            d_wr.addr.eq(p_wr.addr),
+            d_wr.data.bad_row.eq((w.m == 0) | (w.n == 0) | (w.n > g.classes) | (w.k != (w.n + R - 1) // R)),
+            d_wr.data.delayed.eq(w.delay != 0),
+            d_wr.data.delay_left.eq(w.delay - 1),
+            d_rd.addr.eq(p_rd.addr),
+        ]
         pc = Signal(range(g.program_depth + 1))
         state = Signal(State)
         gemm_phase = Signal(Phase)  # the running GEMM's, for the counters
@@ -112,7 +131,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += error.eq(1)
             m.d.sync += state.eq(State.IDLE)
 
-        new = p_rd.data
+        new, pre = p_rd.data, d_rd.data
         with m.Switch(state):
             with m.Case(State.IDLE):
                 with m.If(self.start):
@@ -151,20 +170,17 @@ class Sequencer(wiring.Component):
                         with m.Case(Kind.END):
                             stop(bad=False)
                         with m.Case(Kind.GEMM):
-                            with m.If(new.delay != 0):
-                                m.d.sync += [state.eq(State.DELAY), delay.eq(new.delay - 1)]
+                            with m.If(pre.delayed):
+                                m.d.sync += [state.eq(State.DELAY), delay.eq(pre.delay_left)]
                             with m.Else():
                                 m.d.sync += state.eq(State.GEMM_START)
                         with m.Case(Kind.FWD, Kind.DX, Kind.UPDATE):
                             m.d.sync += [state.eq(State.POST_START), post_op.eq(new)]
                         with m.Case(Kind.LOSS):
-                            bad_row = (
-                                (new.m == 0) | (new.n == 0) | (new.n > g.classes) | (new.k != (new.n + R - 1) // R)
-                            )
-                            with m.If(bad_row):
+                            with m.If(pre.bad_row):
                                 stop(bad=True)  # a row the loss unit cannot take
-                            with m.Elif(new.delay != 0):
-                                m.d.sync += [state.eq(State.DELAY), delay.eq(new.delay - 1)]
+                            with m.Elif(pre.delayed):
+                                m.d.sync += [state.eq(State.DELAY), delay.eq(pre.delay_left)]
                             with m.Else():
                                 m.d.sync += state.eq(State.LOSS_START)
                         with m.Default():  # an unknown op: stop, and say so
