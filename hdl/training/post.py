@@ -37,11 +37,6 @@ LANE_CONTROL = data.StructLayout(
 )
 
 
-def _sat(v, bits):
-    hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
-    return Mux(v > hi, hi, Mux(v < lo, lo, v))
-
-
 def _lfsr_step(s):
     """The LFSR's next state (an int)."""
     return (s >> 1) ^ (LFSR_TAPS if s & 1 else 0)
@@ -79,7 +74,7 @@ class _Stages:
 
 def _clamp(v, bits):
     """``v`` (signed) saturated to ``bits`` signed bits, by its top bits (all equal: it fits) and not by
-    compares: a tree of ANDs and ORs, not a carry chain."""
+    compares against the limits: a tree of ANDs and ORs, not two carry chains (issue 13)."""
     top = v[bits - 1 :]
     fits = top.all() | ~top.any()
     hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
@@ -208,8 +203,8 @@ class PostLanes(wiring.Component):
         p = st.next(
             **keep(p, "acc", "bias", "weight", "y_prev", "rand", "ok", "ones"),
             mom_new=Mux(p.ok, q, p.mom),
-            bias_r=_sat(p.bias_h >> E, 32),
-            dx=_sat(p.acc_h >> ctl.post_shift, 8),
+            bias_r=_clamp(p.bias_h >> E, 32),
+            dx=_clamp(p.acc_h >> ctl.post_shift, 8),
             operand=Mux(ctl.momentum, q, p.acc),
         )
         # 3. acc + bias; the product operand x lr in two halves (each fits a multiplier); DX's mask.
@@ -244,7 +239,7 @@ class PostLanes(wiring.Component):
         # activation; the left shift saturated to 34 bits (exact: see the class's docstring).
         ctl = ctls[5]
         y = Signal(signed(8), name=f"l{e}_y")
-        m.d.comb += y.eq(_sat(p.y_wide, 8))
+        m.d.comb += y.eq(_clamp(p.y_wide, 8))
         frac = p.pre.as_unsigned()[:17] & ctl.frac_mask
         p = st.next(
             **keep(p, "bias", "weight", "mom_new", "ok", "dx", "dx_masked"),
@@ -272,9 +267,9 @@ class PostLanes(wiring.Component):
         # a w_diff past int16 rounds past int8 either way.
         p = st.next(
             **keep(p, "mom_new", "dx", "dx_masked", "y", "fwd"),
-            weight_new=Mux(p.ok, _sat(p.w_diff, 16), p.weight)[:16].as_signed(),
-            bias_new=Mux(p.ok, _sat(p.b_diff, 32), p.bias)[:32].as_signed(),
-            weight8=Mux(p.ok, _sat(p.w8_diff >> E, 8), 0)[:8].as_signed(),
+            weight_new=Mux(p.ok, _clamp(p.w_diff, 16), p.weight)[:16].as_signed(),
+            bias_new=Mux(p.ok, _clamp(p.b_diff, 32), p.bias)[:32].as_signed(),
+            weight8=Mux(p.ok, _clamp(p.w8_diff >> E, 8), 0)[:8].as_signed(),
         )
         assert st.count == self.LATENCY
         return {name: getattr(p, name) for name in LANE_OUTPUTS}
