@@ -72,6 +72,24 @@ def word_layout(lanes):
     return data.StructLayout({"data": data.ArrayLayout(signed(8), lanes), "last": 1})
 
 
+def _carry_save_sum(m, values, width):
+    """The sum of ``values`` (unsigned) mod 2^``width``: carry-save adders (each three values to two,
+    bit by bit, with no carry chain) until two are left, then one add (issue 13: one carry chain after
+    the exponent ROM, not one per lane)."""
+    vals = [Value.cast(v) for v in values]
+    level = 0
+    while len(vals) > 2:
+        level += 1
+        out = []
+        for i in range(0, len(vals) - 2, 3):
+            a, b, c = vals[i : i + 3]
+            s, carry = Signal(width, name=f"csa{level}_{i}_s"), Signal(width, name=f"csa{level}_{i}_c")
+            m.d.comb += [s.eq(a ^ b ^ c), carry.eq(((a & b) | (a & c) | (b & c)) << 1)]
+            out += [s, carry]
+        vals = out + vals[len(vals) - len(vals) % 3 :] if len(vals) % 3 else out
+    return (vals[0] + vals[1])[:width] if len(vals) == 2 else vals[0][:width]
+
+
 class LossUnit(wiring.Component):
     #: The emit stage's divider, pipelined (issue 13): the restoring steps (quotient bits, high
     #: first) done in each cycle from the word's issue on. Each cycle's steps end in a register, the
@@ -210,16 +228,14 @@ class LossUnit(wiring.Component):
         ex_work = ex_busy & ~ex_done
         e_word = Signal(data.ArrayLayout(unsigned(16), P))
         ex_y = pick(ex["y"], ex_w, signed(8))
-        e_sum = 0
         for j in range(P):
             m.d.comb += [
                 rom_rd[j].addr.eq((ex["y_max"] - ex_y[j])[:8]),
                 e_word[j].eq(Mux(valid(ex_w, j, ex["count"]), rom_rd[j].data, 0)),
             ]
-            e_sum = e_sum + e_word[j]
         ex_ready = ex_busy & (ex_done | last_word(ex_w, ex["count"]))
         exps = [Mux(ex_work & (ex_w == w), e_word, ex_e[w]) for w in range(NW)]
-        total = Mux(ex_work, ex_total + e_sum, ex_total)
+        total = Mux(ex_work, _carry_save_sum(m, [ex_total, *(e_word[j] for j in range(P))], 24), ex_total)
 
         # -- errors of word em_w: issued into the divider's pipeline (DIVIDER_STEPS), which the output
         # stream's back-pressure stalls as a whole; the last stage is the stream's payload.
