@@ -4,7 +4,8 @@ up to the unit's ``classes``, random labels, both losses, random gaps on the
 input and back-pressure on the output, through :mod:`sim.common`'s stream
 source and sink; then cross-entropy rows near the rounding steps of
 ``p_j · 2^7`` (:func:`near_steps`), rows whose divider remainders sit at each
-quotient bit's threshold in each lane (``tb_train.divider_rows``), and rows
+quotient bit's threshold in each lane (``tb_train.divider_rows``, with the
+lane's quotient at 64 or more too), and rows
 outside the contract with the answer the unit defines for them (:func:`bad_rows`).
 Logits and errors travel as the unit's stream words (``lanes`` int8 and
 ``last``), packed from its own port layout. The rows go in back to back, each
@@ -173,7 +174,7 @@ async def loss_rows(dut):
         zero=[dut.logits__valid, dut.logits__payload, dut.label, dut.loss, dut.count, dut.errors__ready],
     )
     random_rows = env_int("LOSS_ROWS", 200)
-    threshold_rows, threshold_labels = divider_rows(lanes, classes, n, seed=int(rng.integers(1 << 32)))
+    threshold_rows, threshold_labels = divider_rows(lanes, classes, n, seed=int(rng.integers(1 << 32)), leading=True)
     cases = [
         (y, label, loss, len(y), loss_error(y[None, :], np.array([label]), "ce" if loss == Loss.CE else "mse", n)[0])
         for y, label, loss in rows(rng, classes, random_rows)

@@ -511,7 +511,7 @@ async def reset_mid_step(dut):
     record(reset_mid_step="aborted, reloaded, then bit-exact")
 
 
-def divider_rows(R, classes, numerics, seed=0):
+def divider_rows(R, classes, numerics, seed=0, leading=False):
     """Cross-entropy logit rows (and labels) whose division lands on a quotient bit's threshold.
 
     The loss unit gets ``q_j = floor(N / 2S)``, ``N = e_j · 2^(e_frac+1) + S``, 8 bits by restoring division
@@ -522,27 +522,31 @@ def divider_rows(R, classes, numerics, seed=0):
     threshold or remainder off by less than ``2^(b+1)`` flips the bit. One row for each lane (class j in lane
     j mod R), bit, side and parity of S that can be made: solve ``e_j · 2^(e_frac+1) = S · (2q -+ 1) + r`` for S over
     the exponent table's values and q, then make S - e_j from the other classes' exponents (one of them the
-    maximum, ``E[0]``) greedily."""
+    maximum, ``E[0]``) greedily. With ``leading``, also a row for each lane, bit below 6, side and parity
+    with q of at least 64, so that the lane's steps for bits 7 and 6 take before the threshold: a fault
+    in a remainder those steps leave then reaches the bits below (the search finds the smallest q first,
+    below 64, when any)."""
     E = exp_table(numerics)
     one = 2 << numerics.e_frac_ce  # N = e_j · one + S
     rng = np.random.default_rng(seed)
     order = np.argsort(-E, kind="stable")  # gaps by falling exponent
     rows, labels = [], []
+    cells = [(b, 1) for b in range(8)] + ([(b, 64) for b in range(6)] if leading else [])
     for lane in range(min(R, classes)):
-        for b in range(8):
+        for b, q_min in cells:
             w = 2 << b
             for side in ("at", "below"):
                 for parity in (0, 1):
-                    row = _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity)
+                    row = _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity, q_min)
                     if row is not None:
                         rows.append(row)
                         labels.append(int(rng.integers(0, classes)))
     return np.array(rows, dtype=np.int64), np.array(labels, dtype=np.int64)
 
 
-def _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity):
-    """One row for :func:`divider_rows`' cell, or None when none is found."""
-    qs = [q for q in range(1, 129) if q % (2 << b) == ((1 << b) if side == "at" else (1 << b) - 1)]
+def _threshold_row(E, one, order, classes, rng, lane, R, b, w, side, parity, q_min=1):
+    """One row for :func:`divider_rows`' cell (its quotient at least ``q_min``), or None when none is found."""
+    qs = [q for q in range(q_min, 129) if q % (2 << b) == ((1 << b) if side == "at" else (1 << b) - 1)]
     rs = range(0, w) if side == "at" else range(-w, 0)
     for j in rng.permutation([c for c in range(classes) if c % R == lane]):
         for gap_j in rng.permutation(256):
