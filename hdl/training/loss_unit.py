@@ -86,7 +86,7 @@ def _carry_save_sum(m, values, width):
             s, carry = Signal(width, name=f"csa{level}_{i}_s"), Signal(width, name=f"csa{level}_{i}_c")
             m.d.comb += [s.eq(a ^ b ^ c), carry.eq(((a & b) | (a & c) | (b & c)) << 1)]
             out += [s, carry]
-        vals = out + vals[len(vals) - len(vals) % 3 :] if len(vals) % 3 else out
+        vals = out + vals[3 * (len(vals) // 3) :]  # and the one or two left over
     return (vals[0] + vals[1])[:width] if len(vals) == 2 else vals[0][:width]
 
 
