@@ -312,10 +312,10 @@ def test_pack_op_checks_its_fields():
 @pytest.mark.parametrize("loss", list(Loss), ids=lambda loss: loss.name.lower())
 def test_loss_feeder_through_the_loss_unit(loss, stalls):
     """Rows through the feeder and the unit, bit-exact, on time. ``stalled``: ``ctl.busy`` (and with it
-    ``errors.ready``) is low 8 cycles in 16, so the unit's stages fill up and the feeder must show a
+    ``errors.ready``) is low 12 cycles in 24, so the unit's stages fill up and the feeder must show a
     word the unit did not take again."""
     g = CoreGeometry(rows=4, classes=10)
-    R, rows, n = g.rows, 5, 10
+    R, rows, n = g.rows, 8, 10
     rng = np.random.default_rng(3)
     logits = rng.integers(-60, 60, (rows, n))
     logits[1] = 7  # all equal
@@ -372,7 +372,7 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
         ctx.set(feeder.run.go, 1)
         await ctx.tick()
         ctx.set(feeder.run.go, 0)
-        stall = [stalls and (c // 8) % 2 == 1 for c in range(1000)]  # 8 cycles stalled, 8 not
+        stall = [stalls and (c // 12) % 2 == 1 for c in range(1000)]  # 12 cycles stalled, 12 not
         for cycle in range(1, 4 * rows * W + 3 + sum(stall[: 8 * rows * W])):
             ctx.set(feeder.ctl.busy, int(not stall[cycle]))
             held.append(ctx.get(unit.logits.valid) and not ctx.get(unit.logits.ready))
@@ -392,7 +392,7 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
         # cycles, each word a cycle in the unit's input register, the last row's errors issued 2W cycles
         # after its last word left it and out of the divider's pipeline LossUnit.LATENCY cycles after
         # that, for either loss; the unit never holds a word back.
-        want = (rows + 2) * W + 1 + LossUnit.INPUT_LATENCY + LossUnit.LATENCY
+        want = (rows + 2) * W + 1 + LossUnit.INPUT_LATENCY + LossUnit.SUM_LATENCY + LossUnit.LATENCY
         assert took == [want] == [loss_write_cycle(rows - 1, W - 1, W)]
         assert not any(held), "the unit held a word back"
     # Each error word written once, in row order: none lost or written twice when the unit stalls.

@@ -18,8 +18,8 @@ class LossFeeder(wiring.Component):
     ``run.go`` starts it at row 0. The logit words of rows 0 to m - 1, W a
     row (``vmem_rd``, from ``vr_base + row · vr_stride``), go out on
     ``logits`` one a cycle, each the cycle after its address, row after row
-    with no gap: the loss unit holds three rows at once (load, exponents,
-    emit). With each word go the row's ``loss``, ``count`` (the op's n) and
+    with no gap: the loss unit holds four rows at once (load, exponents,
+    tail, emit). With each word go the row's ``loss``, ``count`` (the op's n) and
     ``label`` (read from ``labels_rd``, R labels a word). A word the unit
     does not take stays shown: its address is read again. Error words are
     taken from ``errors`` while a LOSS op runs, each written the same cycle

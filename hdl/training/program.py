@@ -549,9 +549,10 @@ def loss_write_cycle(row, word, words):
     """The cycle, counted from a LOSS's go, in which the loss feeder writes error word ``word`` of
     ``row`` (rows of ``words`` words): a row enters the unit every W cycles, waits
     :data:`.loss_unit.LossUnit.INPUT_LATENCY` cycles in its input register, its emit stage issues
-    it 2W cycles after it entered the load stage, and each word leaves the divider's pipeline
-    :data:`.loss_unit.LossUnit.LATENCY` cycles after its issue (docs/training.md, "Timing")."""
-    return (row + 2) * words + word + 2 + LossUnit.INPUT_LATENCY + LossUnit.LATENCY
+    it 2W + :data:`.loss_unit.LossUnit.SUM_LATENCY` cycles after it entered the load stage, and each
+    word leaves the divider's pipeline :data:`.loss_unit.LossUnit.LATENCY` cycles after its issue
+    (docs/training.md, "Timing")."""
+    return (row + 2) * words + word + 2 + LossUnit.INPUT_LATENCY + LossUnit.SUM_LATENCY + LossUnit.LATENCY
 
 
 def loss_gemm_delay(loss_op, gemm_op, R):
@@ -658,8 +659,9 @@ def schedule(plan):
     Each op costs 2 cycles to decode and start (the first 3, with its fetch); a GEMM its ``delay``
     before its start, and until its last write the engine's cycles (:func:`reference.gemm.chain_launches`:
     alone, :func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2 + POST_STAGES; a LOSS its
-    ``delay``, then (m + 2)·W + 1 + LossUnit.INPUT_LATENCY + LossUnit.LATENCY for m rows of W words
-    (its unit's input register; its three stages each hold a row; its divider's pipeline,
+    ``delay``, then (m + 2)·W + 1 + LossUnit.INPUT_LATENCY + LossUnit.SUM_LATENCY + LossUnit.LATENCY
+    for m rows of W words (its unit's input register; its three stages each hold a row, and the
+    exponents' last sum a cycle more; its divider's pipeline,
     :func:`loss_write_cycle`); END 2 (fetch and decode: the
     step ends the cycle after its DECODE). A post-op ``behind`` the next op costs its 2 cycles only:
     the next op's DECODE follows its start. That op is a GEMM, or a LOSS behind a FWD that writes no

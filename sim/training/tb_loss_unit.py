@@ -9,7 +9,7 @@ lane's quotient at 64 or more too), and rows
 outside the contract with the answer the unit defines for them (:func:`bad_rows`).
 Logits and errors travel as the unit's stream words (``lanes`` int8 and
 ``last``), packed from its own port layout. The rows go in back to back, each
-word with its row's label, loss and count, so the unit holds up to three rows
+word with its row's label, loss and count, so the unit holds up to four rows
 at once; gaps and back-pressure come in stretches (:func:`stretches`), with
 stretches of none between them where rows follow each other at full speed."""
 
@@ -211,9 +211,9 @@ async def loss_rows(dut):
             words = -(-count // lanes)
             # Rows with a word in and their errors not all out, after the last edge.
             in_flight = min(bisect.bisect_left(words_in, src.sent) + 1, len(cases)) - r if src.sent else 0
-            # The input register's word, three stages of a row each, and the divider's pipeline: up to
+            # The input register's word, four stages of a row each, and the divider's pipeline: up to
             # LATENCY words of rows passed on.
-            most = LossUnit.INPUT_LATENCY + 3 + LossUnit.LATENCY
+            most = LossUnit.INPUT_LATENCY + 4 + LossUnit.LATENCY
             assert in_flight <= most, f"row {r}: {in_flight} rows in the unit, which holds {most} at most"
             if in_flight:
                 cov.sample("rows_in_flight", "3 or more" if in_flight >= 3 else str(in_flight))
