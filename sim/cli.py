@@ -353,6 +353,8 @@ def _cmd_synth(args):
             rows.append({**synthesize(design, **params), "array": array, "dsp_pairs": bool(params.get("dsp_pairs"))})
         except ValueError as e:
             raise _UsageError(str(e)) from None
+        except RuntimeError as e:
+            raise SimulationError(str(e)) from None
         if not args.json:
             r = rows[-1]
             print(

@@ -12,6 +12,7 @@ LUT RAM cells.
 
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -63,7 +64,14 @@ def synthesize(design, out_dir=None, **params):
     script = f"read_verilog {design}.v; synth_xilinx -family xc7 -flatten -top {top}; tee -o stat.txt stat"
     result = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=out_dir, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"yosys failed on {design}: see {out_dir / 'yosys.log'}")
+        if result.returncode < 0:  # a signal: the kernel's out-of-memory killer sends SIGKILL
+            why = f"killed by {signal.Signals(-result.returncode).name}" + (
+                " (out of memory?)" if result.returncode == -signal.SIGKILL else ""
+            )
+        else:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no message"]
+            why = f"exit {result.returncode}: {tail[0]}"
+        raise RuntimeError(f"yosys failed on {design}, {why}: see {out_dir / 'yosys.log'}")
     figures = _parse_stat((out_dir / "stat.txt").read_text())
     return {
         "design": tag,

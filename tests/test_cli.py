@@ -354,3 +354,19 @@ def test_synth_records_carry_the_array(monkeypatch, capsys):
     assert asked == [("cfu", {}), ("train", {})]
     out = json.loads(capsys.readouterr().out)
     assert [(r["array"], r["dsp_pairs"]) for r in out] == [(None, False), ("8x8", False)]
+
+
+def test_synth_reports_a_failed_yosys_in_one_line(monkeypatch, capsys):
+    """A yosys that fails (here: killed, as the out-of-memory killer does) is one error line and exit 1, not a
+    traceback."""
+    import signal
+    import subprocess
+
+    import sim.synth
+    from sim.cli import main
+
+    monkeypatch.setattr(sim.synth, "write_verilog", lambda design, path, **params: "Cfu")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, -signal.SIGKILL, "", ""))
+    assert main(["synth", "--designs", "cfu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sim: error: yosys failed on cfu, killed by SIGKILL (out of memory?)")
