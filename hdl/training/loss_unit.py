@@ -134,7 +134,9 @@ class LossUnit(wiring.Component):
         m = Module()
         n, P, NW = self.numerics, self.lanes, self.words
         one = 1 << n.e_frac_ce
-        m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=256, init=exp_rom(n))
+        m.submodules.rom = rom = memory.Memory(
+            shape=unsigned(16), depth=256, init=exp_rom(n), attrs={"rom_style": "logic"}
+        )
         rom_rd = [rom.read_port(domain="comb") for _ in range(P)]
 
         # Word w holds classes w·P to w·P + P - 1; the lanes past ``classes`` never hold one, so the
@@ -318,11 +320,14 @@ class LossUnit(wiring.Component):
                 bit -= 1
                 shifted = word["divisor"] << bit
                 for j in range(P):
+                    # One subtract: its sign is the compare (issue 13: one carry chain a step, not two).
+                    diff = Signal(signed(max(28, len(Value.cast(shifted))) + 1), name=f"diff{j}_{bit}")
                     q_bit = Signal(name=f"q{j}_{bit}")
                     rem = Signal(unsigned(28), name=f"rem{j}_{bit}")
                     m.d.comb += [
-                        q_bit.eq(word[f"rem{j}"] >= shifted),
-                        rem.eq(Mux(q_bit, word[f"rem{j}"] - shifted, word[f"rem{j}"])),
+                        diff.eq(word[f"rem{j}"] - shifted),
+                        q_bit.eq(~diff[-1]),
+                        rem.eq(Mux(q_bit, diff[:28], word[f"rem{j}"])),
                     ]
                     word[f"rem{j}"], word[f"q{j}"] = rem, (word[f"q{j}"] | (q_bit << bit))[:8]
             if stage == len(self.DIVIDER_STEPS) - 1:  # the errors

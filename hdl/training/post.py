@@ -345,38 +345,52 @@ class PostProcessor(wiring.Component):
             m.d.sync += chained.eq(0)
         with m.Elif(self.gemm_go):
             m.d.sync += chained.eq(1)
-        frontier = Mux(chained, self.older, self.frontier)
+        # Both frontiers are compared at once and the older one's verdict picked after (issue 13: the
+        # pick is not in front of the compare).
+        blocked = Mux(chained, res_addr >= self.older, res_addr >= self.frontier)
+        # Whether pm and pt are at their last values, kept as they move (issue 13: no add and compare
+        # in the walk's path).
+        m_end, k_end = Signal(), Signal()
         m.d.comb += [
-            advance.eq(run & ~(op.follow & (res_addr >= frontier))),
+            advance.eq(run & ~(op.follow & blocked)),
             # the inner index at its end: word by word along a row (by_column: row by row down a word column)
-            wrap.eq(Mux(op.by_column, pm + 1 >= op.m, pt + 1 >= op.k)),
+            wrap.eq(Mux(op.by_column, m_end, k_end)),
         ]
+        with m.If(self.run.go):
+            m.d.sync += [m_end.eq(op.m <= 1), k_end.eq(op.k <= 1)]
         with m.If(advance):
             with m.If(wrap):
-                with m.If(Mux(op.by_column, pt + 1 >= op.k, pm + 1 >= op.m)):
+                with m.If(Mux(op.by_column, k_end, m_end)):
                     m.d.sync += run.eq(0)
                 with m.If(op.by_column):
-                    m.d.sync += [pm.eq(0), pt.eq(pt + 1)]
+                    m.d.sync += [pm.eq(0), m_end.eq(op.m <= 1), pt.eq(pt + 1), k_end.eq(pt + 2 >= op.k)]
                 with m.Else():
-                    m.d.sync += [pt.eq(0), pm.eq(pm + 1)]
+                    m.d.sync += [pt.eq(0), k_end.eq(op.k <= 1), pm.eq(pm + 1), m_end.eq(pm + 2 >= op.m)]
             with m.Elif(op.by_column):
-                m.d.sync += pm.eq(pm + 1)
+                m.d.sync += [pm.eq(pm + 1), m_end.eq(pm + 2 >= op.m)]
             with m.Else():
-                m.d.sync += pt.eq(pt + 1)
+                m.d.sync += [pt.eq(pt + 1), k_end.eq(pt + 2 >= op.k)]
 
         def strided(name, base, stride, width=16, swapped=False):
             """A register that holds ``base + pm·stride + pt`` (``swapped``: ``base + pt·stride + pm``) for
-            stage 0's word, kept by adds as the walk moves (a multiply would stand in the read path)."""
-            addr, line_a, line_b = (Signal(width, name=f"{name}{part}") for part in ("", "_line_a", "_line_b"))
+            stage 0's word, kept by adds as the walk moves (a multiply would stand in the read path): the
+            index added unscaled moves fastest, and ``line`` holds the address where the walk's current
+            line began. The two steps, along a line and to the next, are set when the op starts."""
+            addr, line, inner, outer = (
+                Signal(width, name=f"{name}{part}") for part in ("", "_line", "_inner", "_outer")
+            )
             b_inner = op.by_column if swapped else ~op.by_column  # the index added unscaled moves fastest
             with m.If(self.run.go):
-                m.d.sync += [addr.eq(base), line_a.eq(base), line_b.eq(base)]
+                m.d.sync += [
+                    addr.eq(base),
+                    line.eq(base),
+                    inner.eq(Mux(b_inner, 1, stride)),
+                    outer.eq(Mux(b_inner, stride, 1)),
+                ]
             with m.If(advance & ~wrap):
-                m.d.sync += addr.eq(Mux(b_inner, addr + 1, addr + stride))
-            with m.If(advance & wrap & b_inner):  # the next line of the scaled index
-                m.d.sync += [line_a.eq(line_a + stride), addr.eq(line_a + stride)]
-            with m.If(advance & wrap & ~b_inner):  # the next unscaled index, the scaled one from 0
-                m.d.sync += [line_b.eq(line_b + 1), addr.eq(line_b + 1)]
+                m.d.sync += addr.eq(addr + inner)
+            with m.If(advance & wrap):  # the next line
+                m.d.sync += [line.eq(line + outer), addr.eq(line + outer)]
             return addr
 
         m.d.comb += res_addr.eq(strided("res_addr", op.r_base, op.m, width=32, swapped=True))
