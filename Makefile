@@ -25,7 +25,7 @@ help:
 	@echo "make synth     FPGA resources (yosys synth_xilinx, xc7) of each design, and the 16x16 engine and"
 	@echo "               training core with two PEs a DSP48E1 (about 45 minutes)"
 	@echo "make timing    Fmax on an ECP5 (nextpnr-ecp5) and xc7 LUT levels: the CFUs, the 8x8 engine and self-test"
-	@echo "               (TIMING_ARGS='--designs train' for the training core: about 40 minutes)"
+	@echo "               (TIMING_ARGS='--designs train' for the training core: about 20 minutes)"
 	@echo "make formal    formal proofs of the CFUs' and the GEMM engine's handshakes (SymbiYosys; about 3 minutes)"
 	@echo "make coverage  line and toggle coverage of the regression on Verilator, per design, in build/coverage/"
 	@echo "make mutate    mutation score: $(MUTANTS) yosys mutants of each design in sim/mutate.py (cfu, gemm, gemm_cfu, loss_unit, train) vs its bench"
@@ -74,7 +74,7 @@ synth: | $(PY)
 	$(PY) -m sim synth
 	$(PY) -m sim synth --designs gemm train --arrays 16x16 --dsp-pairs
 
-# The training core is opt-in: yosys, nextpnr and synth_xilinx take about 40 minutes on it here.
+# The training core is opt-in: yosys, nextpnr and synth_xilinx take about 20 minutes on it here.
 timing: | $(PY)
 	$(PY) -m sim timing $(TIMING_ARGS)
 

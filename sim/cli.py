@@ -393,7 +393,7 @@ def _arrays(sizes):
     return out
 
 
-#: ``sim timing``'s designs; the training core is left out unless named (about 40 minutes here). Its
+#: ``sim timing``'s designs; the training core is left out unless named (about 20 minutes here). Its
 #: post unit and loss unit alone (``post``, ``loss_unit``) take minutes.
 TIMING_DESIGNS = ("cfu", "gemm_cfu", "gemm", "selftest", "train", "post", "loss_unit", "soc")
 TIMING_DEFAULT = ("cfu", "gemm_cfu", "gemm", "selftest")
@@ -1141,7 +1141,7 @@ def _parser():
         choices=TIMING_DESIGNS,
         default=list(TIMING_DEFAULT),
         help=f"default: {' '.join(TIMING_DEFAULT)}; name train to add the training core "
-        "(about 40 minutes here: 14 of yosys, 19 of nextpnr, 6 of synth_xilinx), or its post unit "
+        "(about 20 minutes here: 3 of yosys, 14 of nextpnr, 3 of synth_xilinx), or its post unit "
         "(post) or loss unit (loss_unit) alone, in minutes",
     )
     tm.add_argument("--arrays", nargs="+", default=["8x8"], help="array sizes RxC of gemm and selftest (default 8x8)")
