@@ -660,8 +660,8 @@ def schedule(plan):
     before its start, and until its last write the engine's cycles (:func:`reference.gemm.chain_launches`:
     alone, :func:`reference.gemm.gemm_cycles`); a post-op rows x words + 2 + POST_STAGES; a LOSS its
     ``delay``, then (m + 2)·W + 1 + LossUnit.INPUT_LATENCY + LossUnit.SUM_LATENCY + LossUnit.LATENCY
-    for m rows of W words (its unit's input register; its three stages each hold a row, and the
-    exponents' last sum a cycle more; its divider's pipeline,
+    for m rows of W words (its unit's input register; its load, exponent and emit stages each hold a
+    row for W cycles, its tail stage for the exponents' last sum; its divider's pipeline,
     :func:`loss_write_cycle`); END 2 (fetch and decode: the
     step ends the cycle after its DECODE). A post-op ``behind`` the next op costs its 2 cycles only:
     the next op's DECODE follows its start. That op is a GEMM, or a LOSS behind a FWD that writes no
