@@ -404,7 +404,10 @@ def _cmd_mutate(args):
     from .mutate import BENCHES, MutateError, mutate
 
     try:
-        record, rows = mutate(args.design, count=args.count, seed=args.seed, jobs=args.jobs, progress=not args.json)
+        # Progress goes to stderr: with --json too when stderr is a terminal (a sweep of the training core
+        # runs over an hour), so that only the JSON is on stdout and a pipe or a test sees no progress.
+        progress = not args.json or sys.stderr.isatty()
+        record, rows = mutate(args.design, count=args.count, seed=args.seed, jobs=args.jobs, progress=progress)
     except MutateError as e:
         raise SimulationError(str(e)) from None
     if args.json:
@@ -1187,7 +1190,9 @@ def _parser():
         "--seed", type=_whole(0, " (yosys mutate's seed)"), default=1, help="yosys mutate -seed (default 1)"
     )
     mu.add_argument("--jobs", type=_positive_int, default=None, help="mutants at once (default: one per core)")
-    mu.add_argument("--json", action="store_true", help="print one JSON object")
+    mu.add_argument(
+        "--json", action="store_true", help="print one JSON object (progress still on stderr if it is a terminal)"
+    )
     mu.set_defaults(func=_cmd_mutate)
 
     b = sub.add_parser("bench", help=_cmd_bench.__doc__)

@@ -166,3 +166,23 @@ def test_mutation_score(design, report):
         f"mutate {design}: {record['mutants']} mutants, {record['killed']} killed, {record['equivalent']} "
         f"equivalent, score {100 * record['score']:.1f}%"
     )
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["piped", "terminal"])
+def test_mutate_json_shows_progress_on_a_terminal_only(monkeypatch, capsys, tty):
+    """``sim mutate --json`` keeps stdout for the JSON; its progress goes to stderr when that is a terminal."""
+    import sys
+
+    import sim.mutate
+
+    asked = []
+
+    def fake(design, count, seed, jobs, progress):
+        asked.append(progress)
+        return {"design": design, "mutants": 0, "killed": 0, "survived": 0, "equivalent": 0}, []
+
+    monkeypatch.setattr(sim.mutate, "mutate", fake)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    assert main(["mutate", "--design", "cfu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["design"] == "cfu"
+    assert asked == [tty]
