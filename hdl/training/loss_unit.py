@@ -134,6 +134,8 @@ class LossUnit(wiring.Component):
         m = Module()
         n, P, NW = self.numerics, self.lanes, self.words
         one = 1 << n.e_frac_ce
+        # In logic (``rom_style``): yosys would otherwise merge the registers after the reads into the
+        # ports and, with 16 lanes, run out of memory fitting 16 synchronous ports to block RAM.
         m.submodules.rom = rom = memory.Memory(
             shape=unsigned(16), depth=256, init=exp_rom(n), attrs={"rom_style": "logic"}
         )
