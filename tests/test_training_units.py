@@ -389,9 +389,10 @@ def test_loss_feeder_through_the_loss_unit(loss, stalls):
         assert took and sum(held) > 0, "no word was held back"
     else:
         # The timing model (program.loss_write_cycle): the first word 2 cycles after go, a row every W
-        # cycles, each word a cycle in the unit's input register, the last row's errors issued 2W cycles
-        # after its last word left it and out of the divider's pipeline LossUnit.LATENCY cycles after
-        # that, for either loss; the unit never holds a word back.
+        # cycles, each word a cycle in the unit's input register, the last row's errors issued
+        # 2W + LossUnit.SUM_LATENCY cycles after its last word left it (the tail stage's sum) and out of the
+        # divider's pipeline LossUnit.LATENCY cycles after that, for either loss; the unit never holds a
+        # word back.
         want = (rows + 2) * W + 1 + LossUnit.INPUT_LATENCY + LossUnit.SUM_LATENCY + LossUnit.LATENCY
         assert took == [want] == [loss_write_cycle(rows - 1, W - 1, W)]
         assert not any(held), "the unit held a word back"

@@ -284,7 +284,7 @@ class LossUnit(wiring.Component):
         # -- tail: the row's last exponents summed, in the cycle after the exponent stage read them; the
         # stage keeps the row, its exponents and its total until the emit stage takes it.
         tl = row("tail")
-        tl_busy, tl_first, tl_one = Signal(), Signal(), Signal()  # holds a row; its first cycle; the row is one word
+        tl_busy, tl_first = Signal(), Signal()  # holds a row; its first cycle
         tl_e = words("tail_e", unsigned(16))
         tl_total = Signal(unsigned(24), name="tail_total")
         with m.If(tl_first):
@@ -381,14 +381,14 @@ class LossUnit(wiring.Component):
         with m.If(tl_gives):
             m.d.sync += tl_busy.eq(0)
         with m.If(ex_gives):
-            m.d.sync += [*take_row(tl, ex), tl_busy.eq(1), tl_one.eq(last_word(0, ex["count"]))]
+            m.d.sync += [*take_row(tl, ex), tl_busy.eq(1)]
 
         with m.If(issue):
             m.d.sync += [em_w.eq(em_w + 1), em_last.eq(last_word(em_w + 1, count))]
             with m.If(em_last):
                 m.d.sync += [em_w.eq(0), em_busy.eq(0)]
         with m.If(tl_gives):
-            m.d.sync += [*take_row(em, tl), em_w.eq(0), em_busy.eq(1), em_last.eq(tl_one)]
+            m.d.sync += [*take_row(em, tl), em_w.eq(0), em_busy.eq(1), em_last.eq(last_word(0, tl["count"]))]
             m.d.sync += [*(store(em_e[w], Mux(tl_first, summed[w], Value.cast(tl_e[w]))) for w in range(NW))]
             m.d.sync += em_total.eq(Mux(tl_first, total, tl_total))
         return m
