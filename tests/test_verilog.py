@@ -61,3 +61,29 @@ def test_cfu_lints_clean_with_only_the_width_waiver(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "%Warning" not in result.stderr
+
+
+def test_converted_verilog_is_cached_by_its_sources(tmp_path, monkeypatch):
+    """A design's text comes back from build/cache/verilog/ in a process that has not converted it, as it
+    was converted; a change to the sources' digest converts again and drops the older sources' texts."""
+    import hdl.generate as generate
+
+    monkeypatch.setattr(generate, "_cache_root", lambda: tmp_path)
+    monkeypatch.setattr(generate, "_CONVERTED", {})
+    module, text = to_verilog("cfu")
+    (kept,) = tmp_path.glob("*/*.v")
+    assert kept.read_text() == text and module == "Cfu"
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again, with the text in the cache")
+
+    monkeypatch.setattr(generate, "_CONVERTED", {})  # a new process
+    monkeypatch.setattr(generate.verilog, "convert", no_conversion)
+    assert to_verilog("cfu") == ("Cfu", text)
+
+    monkeypatch.undo()
+    monkeypatch.setattr(generate, "_cache_root", lambda: tmp_path)
+    monkeypatch.setattr(generate, "_CONVERTED", {})
+    monkeypatch.setattr(generate, "_sources_digest", lambda: "f" * 64)  # a source edited
+    assert to_verilog("cfu") == ("Cfu", text)
+    assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.glob("*/*.v")] == ["f" * 16]
