@@ -35,6 +35,12 @@ half waits one more cycle, so every sum and every latency is unchanged. PE (i, 2
 in cycle ``u`` as it will be in ``u + 1``: a write of that column's bank in
 cycle ``u`` is forwarded from ``w_data``, since the engine writes a column's
 weights just before the wavefront reaches it.
+
+The data registers (activations, weights, products, sums) have no reset: every
+sum is of one wavefront's products, so what they hold at a reset drains out
+with the wavefronts before the next GEMM's, whose rows alone are written, and a
+tile's weights are written before its wavefront reads them. Only the bank bits
+are reset.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -105,7 +111,7 @@ class SystolicArray(wiring.Component):
             m.d.comb += [a.eq(Mux(self.a_valid, self.a_data[i], 0)), bank.eq(self.a_bank)]
             bank_prev = None  # row 0's bank is the input itself: not known a cycle early
             for d in range(i):
-                a_next = Signal(signed(8), name=f"skew_a_{i}_{d + 1}")
+                a_next = Signal(signed(8), name=f"skew_a_{i}_{d + 1}", reset_less=True)
                 bank_next = Signal(name=f"skew_bank_{i}_{d + 1}")
                 m.d.sync += [a_next.eq(a), bank_next.eq(bank)]
                 bank_prev = bank
@@ -114,14 +120,14 @@ class SystolicArray(wiring.Component):
             edge_bank.append(bank)
             edge_bank_early.append(bank_prev)
 
-        psum = [[Signal(signed(32), name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
+        psum = [[Signal(signed(32), name=f"psum_{i}_{j}", reset_less=True) for j in range(C)] for i in range(R)]
         for i in range(R):
             a_in, bank_in = edge_a[i], edge_bank[i]
             # The bank PE (i, 0) uses in the next cycle: the skew chain's stage before its last.
             bank_early = edge_bank_early[i]
             w = []  # w[j][bank]
             for j in range(C):
-                w.append([Signal(signed(8), name=f"w{b}_{i}_{j}") for b in (0, 1)])
+                w.append([Signal(signed(8), name=f"w{b}_{i}_{j}", reset_less=True) for b in (0, 1)])
                 for b in (0, 1):
                     with m.If(self.w_en & (self.w_col == j) & (self.w_bank == b)):
                         m.d.sync += w[j][b].eq(0 if self.stuck_pe == (i, j) else self.w_data[i])
@@ -135,8 +141,8 @@ class SystolicArray(wiring.Component):
                     paired = None
                 elif self.dsp_pairs and j + 1 < C:
                     packed = Signal(signed(25), name=f"packed_{i}_{j}")
-                    prod = Signal(signed(33), name=f"prod_{i}_{j}")
-                    paired = Signal(signed(16), name=f"paired_{i}_{j + 1}")
+                    prod = Signal(signed(33), name=f"prod_{i}_{j}", reset_less=True)
+                    paired = Signal(signed(16), name=f"paired_{i}_{j + 1}", reset_less=True)
                     # Column j + 1's weight as it will be next cycle: a write in this cycle forwarded.
                     writing = self.w_en & (self.w_col == j + 1) & (self.w_bank == bank_in)
                     incoming = 0 if self.stuck_pe == (i, j + 1) else self.w_data[i]
@@ -148,14 +154,14 @@ class SystolicArray(wiring.Component):
                         paired.eq(prod[:16].as_signed()),
                     ]
                 else:
-                    prod = Signal(signed(16), name=f"prod_{i}_{j}")
+                    prod = Signal(signed(16), name=f"prod_{i}_{j}", reset_less=True)
                     if bank_early is None:
                         w_use = weight(j)
                     else:
                         # The weight this PE multiplies by in the next cycle, selected a cycle
                         # early (the bank it will see is its left neighbour's now, and a write in
                         # this cycle is forwarded), so that only a register feeds the multiplier.
-                        w_use = Signal(signed(8), name=f"wsel_{i}_{j}")
+                        w_use = Signal(signed(8), name=f"wsel_{i}_{j}", reset_less=True)
                         incoming = 0 if self.stuck_pe == (i, j) else self.w_data[i]
                         nxt = [
                             Mux(self.w_en & (self.w_col == j) & (self.w_bank == b), incoming, w[j][b]) for b in (0, 1)
@@ -163,7 +169,7 @@ class SystolicArray(wiring.Component):
                         m.d.sync += w_use.eq(Mux(bank_early, nxt[1], nxt[0]))
                     m.d.sync += [prod.eq(a_in * w_use), psum[i][j].eq(above + prod)]
                 if j < C - 1:
-                    a_out = Signal(signed(8), name=f"a_{i}_{j}")
+                    a_out = Signal(signed(8), name=f"a_{i}_{j}", reset_less=True)
                     bank_out = Signal(name=f"bank_{i}_{j}")
                     m.d.sync += [a_out.eq(a_in), bank_out.eq(bank_in)]
                     a_in, bank_in, bank_early = a_out, bank_out, bank_in
@@ -172,7 +178,7 @@ class SystolicArray(wiring.Component):
         for j in range(C):
             s = psum[R - 1][j]
             for d in range(C - 1 - j):
-                s_next = Signal(signed(32), name=f"deskew_{j}_{d}")
+                s_next = Signal(signed(32), name=f"deskew_{j}_{d}", reset_less=True)
                 m.d.sync += s_next.eq(s)
                 s = s_next
             m.d.comb += self.out_data[j].eq(s)

@@ -172,7 +172,8 @@ class GemmEngine(wiring.Component):
         depths = (self.operand_depth, self.result_depth)
         m.submodules.launcher = launcher = TileLauncher(R, C, *depths, chain=self.chain)
         m.submodules.streamer = streamer = TileStreamer(R, C, *depths, chain=self.chain)
-        m.submodules.a = a_buf = OperandBuffer(R, self.operand_depth, 0, self.has_operand_read)
+        # A is not masked past K: there it meets weights that B's mask has made 0 (docs/systolic.md).
+        m.submodules.a = a_buf = OperandBuffer(R, self.operand_depth, 0, self.has_operand_read, masked=False)
         m.submodules.b = b_buf = OperandBuffer(R, self.operand_depth, 1, self.has_operand_read)
         m.submodules.array = array = SystolicArray(R, C, stuck_pe=self.stuck_pe, dsp_pairs=self.dsp_pairs)
         m.submodules.results = results = ResultBuffer(C, self.result_depth, self.array_latency)

@@ -57,7 +57,8 @@ class TileLauncher(wiring.Component):
     start : In(stream of GemmConfig)
         Taken in a cycle with ``ready`` (idle) high.
     config : Out(GemmConfig)
-        The GEMM taken, from the cycle after ``start`` until the next one is taken.
+        The GEMM taken, from the cycle after ``start`` until the next one is taken, less its
+        bases (0 here: ``a_origin`` and ``b_origin`` carry them).
     a_origin, b_origin : Out
         Each operand's first word in its buffer's space of two halves (``base``
         plus ``half``'s depth), with ``config``.
@@ -143,9 +144,10 @@ class TileLauncher(wiring.Component):
         with m.If(take):
             m.d.sync += [
                 cfg.eq(new),
+                # The streams start from a_origin and b_origin: the bases are not kept.
+                cfg.a_base.eq(0),
+                cfg.b_base.eq(0),
                 # Addresses wrap at a buffer's size: keep only the bits it decodes.
-                cfg.a_base.eq(new.a_base[:op_bits]),
-                cfg.b_base.eq(new.b_base[:op_bits]),
                 cfg.a_stride.eq(new.a_stride[:op_bits]),
                 cfg.b_stride.eq(new.b_stride[:op_bits]),
                 cfg.result_base.eq(new.result_base[:res_bits]),

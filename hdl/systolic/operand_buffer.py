@@ -54,6 +54,9 @@ class OperandBuffer(wiring.Component):
         The value of ``write.sel`` (and ``host.sel``) that addresses this buffer: 0 for A, 1 for B.
     host_read : bool
         Add ``host``, a read port of stored words.
+    masked : bool
+        Element t of ``vector`` is 0 where ``read.mask[t]`` is low. The engine's A buffer is not
+        masked: an element of A past K meets a weight that B's mask has made 0.
 
     Attributes
     ----------
@@ -61,7 +64,7 @@ class OperandBuffer(wiring.Component):
         Host write of one word (lanes in bank order), taken in the cycle ``en``
         is high and ``sel`` is ``select`` or ``both`` is high.
     read : In(VectorRead)
-        One vector a cycle; ``vector`` holds it, in element order and masked,
+        One vector a cycle; ``vector`` holds it, in element order and masked (with ``masked``),
         two cycles after ``read.en`` (a cycle for the block RAM, one for the
         rotation into a register).
     host : In(OperandRead), with ``host_read``
@@ -69,8 +72,9 @@ class OperandBuffer(wiring.Component):
         with ``sel`` = ``select``.
     """
 
-    def __init__(self, rows, depth, select, host_read=False):
+    def __init__(self, rows, depth, select, host_read=False, masked=True):
         self.rows, self.depth, self.select, self.host_read = rows, depth, select, host_read
+        self.masked = masked
         ports = {
             "write": In(OperandWrite(rows, depth)),
             "read": In(VectorRead(rows, depth)),
@@ -127,9 +131,13 @@ class OperandBuffer(wiring.Component):
 
         # The words arrive a cycle later: undo the rotation and mask with that
         # cycle's request, into a register (the block RAM's output is slow).
-        rot_d, mask_d = Signal.like(rot), Signal(R)
-        m.d.sync += [rot_d.eq(rot), mask_d.eq(rd.mask)]
+        rot_d = Signal.like(rot)
+        m.d.sync += rot_d.eq(rot)
         lanes = Array(lanes)
+        if self.masked:
+            mask_d = Signal(R)
+            m.d.sync += mask_d.eq(rd.mask)
         for t in range(R):
-            m.d.sync += self.vector[t].eq(Mux(mask_d[t], lanes[lane(t + rot_d)], 0))
+            word = lanes[lane(t + rot_d)]
+            m.d.sync += self.vector[t].eq(Mux(mask_d[t], word, 0) if self.masked else word)
         return m

@@ -13,7 +13,8 @@ An operand buffer's vector comes two cycles after its read (the block RAM,
 then the rotation into a register), so column j's weights land one cycle
 before the tile's first row reaches it. Reads are given as lines of the
 operands as stored: ``tn`` reads a column of the stored K×M A, ``nt`` a row
-of the stored N×K B. Elements past K (and columns past N) read as zero.
+of the stored N×K B. B's elements past K (and its columns past N) read as
+zero; A's are not masked, since they meet those zero weights in the array.
 
 Each read's word address is kept in a register and moved on by an add a
 line: the stride for a row read, one word every R lines for a column read.
@@ -126,7 +127,8 @@ class TileStreamer(wiring.Component):
         # Weights: C columns, one a cycle, from the cycle after launch. Column n of B'
         # is column n of the stored K×N B (a column read from row k0), or row n of the
         # stored N×K B in nt (a row read from column k0).
-        b_act, b_j, b_tile = Signal(), Signal(range(C + 1)), Signal(Tile)
+        # The tile registers need no reset: each is loaded at its stream's start, before anything reads it.
+        b_act, b_j, b_tile = Signal(), Signal(range(C + 1)), Signal(Tile, reset_less=True)
         b_first, b_rot = Signal(op_bits), Signal(max(lg, 1))
         b_column = ~is_nt
         with m.If(launch.valid):
@@ -148,8 +150,8 @@ class TileStreamer(wiring.Component):
         # Activations: M rows, one a cycle, from two cycles after launch. Row m of A'
         # is row m of the stored M×K A (a row read from column k0), or column m of the
         # stored K×M A in tn (a column read from row k0).
-        a_tile = Signal(Tile)
-        pend = Signal(Tile)
+        a_tile = Signal(Tile, reset_less=True)
+        pend = Signal(Tile, reset_less=True)
         a_act, a_m = Signal(), Signal(DIM_BITS)
         a_first, a_rot = Signal(op_bits), Signal(max(lg, 1))
         m.d.sync += a_pending.eq(launch.valid)
@@ -179,7 +181,6 @@ class TileStreamer(wiring.Component):
             a.first.eq(a_first),
             a.rot.eq(a_rot),
             a.column.eq(is_tn),
-            a.mask.eq(k_mask(a_tile.k0, a_cfg["k"])),
             # The buffers register the stride's multiples: a stream's shows in the cycle that starts it.
             a.stride.eq(Mux(a_pending, self.config.a_stride, a_cfg["a_stride"]) if self.chain else a_cfg["a_stride"]),
             b.en.eq(b_act),
