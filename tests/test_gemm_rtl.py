@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from reference.gemm import gemm_cycles
+from reference.gemm import gemm_cycles, weight_stall_cycles
 from sim.runner import run_cocotb
 from sim.systolic.stimulus import job_list
 
@@ -72,15 +72,27 @@ def _gemm_jobs(simulator, rows, cols, n_random, waves, report, functional_covera
 def test_gemm_long_m(simulator, report):
     """M at 2^11 on a 4x2 array with 256-word buffers (tb_gemm's long_gemms): M + R = 2^11 over three
     column tiles and M = 2^11 over two, where the launcher's cycle counts carry into bit 11; and K =
-    258, whose last K tile starts at row 256 and reads rows past K (poison, masked to zero)."""
+    258, whose last K tile starts at row 256 and reads rows past K (poison, meeting weights masked to
+    zero); and one row over 33 and over 152 tiles, whose weight-stall counts reach 2^5 and pass 2^7."""
     results = run_cocotb(
         "gemm", "sim.systolic.tb_gemm", simulator=simulator, params=_params(4, 2), testcase=["long_gemms"]
     )
     done = results["long_gemms"]
-    assert [j["shape"] + [j["mode"]] for j in done] == [[2044, 1, 6, "tn"], [2048, 1, 4, "tn"], [3, 258, 2, "tn"]]
+    assert [j["shape"] + [j["mode"]] for j in done] == [
+        [2044, 1, 6, "tn"],
+        [2048, 1, 4, "tn"],
+        [3, 258, 2, "tn"],
+        [1, 9, 22, "nn"],
+        [1, 13, 76, "nn"],
+    ]
     for job in done:
         assert job["cycles"] == gemm_cycles(4, 2, *job["shape"], job["mode"])
-    report(f"gemm 4x2 on {simulator}: M = 2044 and 2048 (wrapped result space), K = 258 exact, cycles = model")
+    stalls = [weight_stall_cycles(4, 2, 1, 9, 22), weight_stall_cycles(4, 2, 1, 13, 76)]
+    assert [j["weight_stall_cycles"] for j in done[-2:]] == stalls == [32, 151]
+    report(
+        f"gemm 4x2 on {simulator}: M = 2044 and 2048 (wrapped result space), K = 258 exact, "
+        "32 and 151 weight stalls, cycles = model"
+    )
 
 
 REGRESS_ARRAYS = [(2, 2), (4, 8), (8, 4), (8, 8), (16, 16), (16, 4)]

@@ -233,8 +233,19 @@ def long_jobs(R, C):
     after tile 0), and ``M = 2^11`` over two. K = 1 and ``tn``: A is stored 1 x M, ``ceil(M / R)``
     words, which fits the 2·depth-word space of a 256-word buffer on a 4-row array. Then K past the
     8-bit mark, ``K = 2^8 + R/2`` in ``tn``: A is stored K x 3, a word a row, so the last K tile
-    (``k0 = 2^8``) reads rows past K, which hold the poison and must be masked to zero."""
-    return [[2048 - R, 1, 3 * C, "tn"], [2048, 1, 2 * C, "tn"], [3, 256 + max(R // 2, 1), C, "tn"]]
+    (``k0 = 2^8``) reads rows past K, which hold the poison and meet weights B's mask has made zero.
+    Last, one row over 3 x 11 and over 4 x 38 tiles (``K = 2R + 1``, ``N = 11C``; ``K = 3R + 1``, ``N =
+    38C``): a launch every ``max(1, C)`` cycles but a bank free only ``R`` cycles after the tile before
+    last, so the weight-stall counter reaches 2^5 and passes 2^7 (32 and 151 cycles on 4x2; every other
+    job stays under 2^5). Both, since a fault that toggles a high bit of the count each time bit 5 is
+    set shows only in a count with an odd number of such steps (32 has one, 151 has 64)."""
+    return [
+        [2048 - R, 1, 3 * C, "tn"],
+        [2048, 1, 2 * C, "tn"],
+        [3, 256 + max(R // 2, 1), C, "tn"],
+        [1, 2 * R + 1, 11 * C, "nn"],
+        [1, 3 * R + 1, 38 * C, "nn"],
+    ]
 
 
 def wrapped_results(c, C, space):
