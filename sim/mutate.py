@@ -116,8 +116,9 @@ BENCHES = {
         env={"GEMM_JOBS": _gemm_jobs, "STIMULUS_SEED": "3"},
         timeout=60,
         miter_timeout=None,
-        note="4x2 array (C < R: the weight-bank hazard binds): 17 GEMMs vs NumPy and the cycle model, resets; "
-        "two GEMMs at M = 2^11 (M + R = 2^11 over three tiles, M = 2^11 over two): cycles and the wrapped result space",
+        note="4x2 array (C < R: the weight-bank hazard binds): 19 GEMMs at random bases vs NumPy and the cycle "
+        "model, resets; two GEMMs at M = 2^11 (M + R = 2^11 over three tiles, M = 2^11 over two): cycles and the "
+        "wrapped result space; K = 258; one row over 33 and 152 tiles (32 and 151 weight stalls)",
     ),
     "gemm_cfu": Bench(
         "gemm_cfu",

@@ -35,8 +35,10 @@ __all__ = ["GemmDriver", "GemmJob"]
 class GemmJob:
     """One GEMM: operands as stored, the mode, and where it lives on chip."""
 
-    def __init__(self, a, b, mode, half):
+    def __init__(self, a, b, mode, half, a_base=0, b_base=0, result_base=0):
+        """``a_base``, ``b_base``, ``result_base``: each operand's and the result's first word in its half."""
         self.a, self.b, self.mode, self.half = np.asarray(a), np.asarray(b), mode, half
+        self.a_base, self.b_base, self.result_base = a_base, b_base, result_base
         a_log, b_log = logical_operands(self.a, self.b, mode)
         self.M, self.K = a_log.shape
         self.N = b_log.shape[1]
@@ -78,7 +80,7 @@ class GemmDriver:
         """Reset the engine; returns at a falling edge with every input low."""
         await reset(self.clk, self.dut.rst, cycles, zero=self.inputs)
 
-    async def _write(self, sel, half, words):
+    async def _write(self, sel, half, words, base=0):
         dut = self.dut
         await write_words(
             self.clk,
@@ -86,7 +88,7 @@ class GemmDriver:
             dut.write__addr,
             dut.write__data,
             pack_words(self.operand_word, words),
-            range(len(words)),
+            range(base, base + len(words)),
             setup=((dut.write__sel, sel), (dut.write__half, half), (dut.write__both, 0)),
         )
 
@@ -108,13 +110,20 @@ class GemmDriver:
         ):
             if words > depth:
                 raise ValueError(f"{what} needs {words} words; the buffer holds {depth}")
+        for what, base, words, depth in (
+            ("A", job.a_base, a_words, self.operand_depth),
+            ("B", job.b_base, b_words, self.operand_depth),
+            ("C", job.result_base, c_words, self.result_depth),
+        ):
+            if not 0 <= base <= depth - words:
+                raise ValueError(f"{what}'s {words} words from word {base} pass the half's {depth}")
 
     async def load(self, job):
         """Write the job's operands into its half of the operand buffers (one word a cycle)."""
         self.check_fits(job)
         (a_words, job.a_stride), (b_words, job.b_stride) = pack_operand(job.a, self.R), pack_operand(job.b, self.R)
-        await self._write(0, job.half, a_words)
-        await self._write(1, job.half, b_words)
+        await self._write(0, job.half, a_words, job.a_base)
+        await self._write(1, job.half, b_words, job.b_base)
 
     async def write_space(self, sel, words):
         """Write ``words`` from word 0 of an operand buffer's space of two halves (word w is word
@@ -148,7 +157,7 @@ class GemmDriver:
             dut.read__en,
             dut.read__addr,
             dut.read__data,
-            range(result_words(job.M, job.N, self.C)),
+            range(job.result_base, job.result_base + result_words(job.M, job.N, self.C)),
             setup=((dut.read__half, job.half),),
         )
         return unpack_results(unpack_words(self.result_word, raw), job.M, job.N, self.C)
@@ -166,6 +175,9 @@ class GemmDriver:
                 "b_stride": job.b_stride,
                 "operand_half": job.half,
                 "result_half": job.half,
+                "a_base": job.a_base,
+                "b_base": job.b_base,
+                "result_base": job.result_base,
             },
         )
 

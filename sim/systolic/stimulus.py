@@ -13,7 +13,8 @@ def job_list(R, C, n_random, seed=0, max_dim=None):
     Always included: M, K and N of 1; sizes below, equal to, and above R
     and C, multiples and not; every mode; -128·-128 summed over a long K; a
     short M over nine tiles (the weight-bank wait); nt over three column
-    blocks of B's rows, stride 1; a pair of identical jobs
+    blocks of B's rows, stride 1; tn with A's stride past 128 / (R - 1)
+    words; a pair of identical jobs
     whose next operands load while the first computes (back to back).
     """
     rng = np.random.default_rng(seed)
@@ -34,6 +35,10 @@ def job_list(R, C, n_random, seed=0, max_dim=None):
         # N x K B is n0 words on, an odd multiple of C for the middle one.
         [2, R, 2 * C + 1, "nt", "random"],
     ]
+    if R > 1:
+        # tn with A's stride W past 128 / (R - 1) words: a column read's last lane reads (R - 1)·W words
+        # on, past 2^7 (the mutation sweep found those bits of the stride's multiples unused).
+        jobs.append([R * -(-128 // (R - 1)), R, C, "tn", "random"])
     for _ in range(n_random):
         M, K, N = (int(v) for v in rng.integers(1, hi + 1, 3))
         jobs.append([M, K, N, str(rng.choice(MODES)), "random"])

@@ -16,7 +16,7 @@ from cocotb.triggers import Event, ReadOnly, SimTimeoutError, with_timeout
 
 from hdl.systolic import GemmEngine
 from reference.gemm import MODES, gemm, gemm_cycles, row_exit_cycle, stored_shapes, weight_stall_cycles
-from reference.gemm_layout import pack_operand, pack_results
+from reference.gemm_layout import operand_words, pack_operand, pack_results, result_words
 from sim.common import PERIOD_NS, edge
 from sim.common.coverage import Coverage, shape_bin, shape_bins
 from sim.results import design_params, env_int, errors_recorded, record, record_mismatch
@@ -171,12 +171,29 @@ def _jobs_from_env(rng):
     return [GemmJob(*_operands(rng, M, K, N, mode, kind), mode, i % 2) for i, (M, K, N, mode, kind) in enumerate(spec)]
 
 
+def _place(jobs, engine, rng):
+    """Put each job's A, B and C at random first words of their halves (where they fit, else word 0), so
+    that every bit of the bases' adds is used (the mutation sweep found them unused with bases of 0)."""
+    R, C = engine.rows, engine.cols
+    for job in jobs:
+        sizes = (
+            ("a_base", operand_words(*job.a.shape, R), engine.operand_depth),
+            ("b_base", operand_words(*job.b.shape, R), engine.operand_depth),
+            ("result_base", result_words(job.M, job.N, C), engine.result_depth),
+        )
+        for name, words, depth in sizes:
+            setattr(job, name, int(rng.integers(0, depth - words + 1)) if words <= depth else 0)
+    return jobs
+
+
 @cocotb.test(timeout_time=500, timeout_unit="ms")
 async def gemm_jobs(dut):
-    """Every job's C equals NumPy bit for bit; its counters equal the cycle model."""
-    rng = np.random.default_rng(env_int("STIMULUS_SEED", cocotb.RANDOM_SEED))
-    jobs = _jobs_from_env(rng)
+    """Every job's C equals NumPy bit for bit; its counters equal the cycle model. Each job's operands and
+    result start at random words of their halves."""
+    seed = env_int("STIMULUS_SEED", cocotb.RANDOM_SEED)
+    rng = np.random.default_rng(seed)
     engine = GemmEngine.geometry(**design_params())
+    jobs = _place(_jobs_from_env(rng), engine, np.random.default_rng(seed + 5))
     with errors_recorded():
         drv = GemmDriver(dut, engine)
         await drv.start()
