@@ -282,7 +282,8 @@ async def directed_corners(bus, reset_ops=(), mixed=()):
     a reset in each pipeline state (before a slow op is taken, in its stage 1 and stage 2, with its answer
     ready, with a response blocked, and in the cycle after each of ``reset_ops`` is taken); SRDHM's
     MIN x MIN; RDBPOT ties of both signs; ``mixed`` with long gaps and back-pressure; and two slow ops held
-    by back-pressure in every stage of the pipeline, for an odd and an even number of cycles."""
+    by back-pressure in every stage of the pipeline, for an odd and an even number of cycles (RDBPOTs near
+    a rounding step, and POSTs that clamp at ACT_MIN)."""
     srdhm, rdbpot = function_id(Funct3.SRDHM), function_id(Funct3.RDBPOT)
     mac = function_id(Funct3.MAC4, MAC4_ACCUMULATE)
     int32_min = 1 << 31
@@ -302,3 +303,18 @@ async def directed_corners(bus, reset_ops=(), mixed=()):
         for apart in range(8):
             for first in range(14):
                 await bus.run(ties, gap=[False] + [True] * apart, backpressure=[False] * first + [True] * hold)
+    # The same holds for POSTs that clamp at ACT_MIN (-128 from reset: its bit 27 set), with an output offset of
+    # -200 and the multiplier 0 (so every POST is -200 before the clamp): a held clamp bound that changes by a
+    # bit changes the answer (found by the gemm_cfu mutation sweep, session g: #38).
+    post, offset = function_id(Funct3.POST), function_id(Funct3.SET, Reg.OUTPUT_OFFSET)
+    setup = {Reg.OUTPUT_MULTIPLIER: 0, Reg.ACT_MIN: -128, Reg.ACT_MAX: 127, Reg.OUTPUT_OFFSET: -200}
+    await bus.run([(function_id(Funct3.SET, reg), v & 0xFFFFFFFF, 0) for reg, v in setup.items()])
+    for hold in (1, 2, 3):
+        for apart in range(8):
+            for first in range(14):
+                await bus.run(
+                    [(post, 0, 0), (post, 7, 0)],
+                    gap=[False] + [True] * apart,
+                    backpressure=[False] * first + [True] * hold,
+                )
+    await bus.run([(offset, 0, 0)])
